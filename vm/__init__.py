@@ -1,0 +1,88 @@
+"""Counterpoint: a deterministic concurrency VM for ordinary ``async def`` Python.
+
+Same program + same seed + same policy gives the same journal, byte for byte,
+in any process and on any machine.
+
+>>> import counterpoint as cp
+>>> async def main():
+...     ch = cp.channel()
+...     async def producer():
+...         for i in range(3):
+...             await ch.send(i)
+...             await cp.sleep(1)
+...         ch.close()
+...     cp.spawn(producer(), name="producer")
+...     return [v async for v in ch]
+>>> vm = cp.VM()
+>>> vm.run(main()), vm.now
+([0, 1, 2], 3)
+"""
+
+from ._channel import Channel, RecvStatus, SendStatus, channel
+from ._errors import (
+    Cancelled,
+    ChannelClosed,
+    CounterpointError,
+    Deadlock,
+    ForeignAwaitableError,
+    ForgottenAwaitError,
+    InvalidStateError,
+    LimitExceeded,
+    NotInTaskError,
+    ScopeClosed,
+    StepLimitExceeded,
+    UnobservedTaskFailure,
+    WrongVMError,
+)
+from ._journal import Journal, Record
+from ._ops import checkpoint, current_task, now, rng, sleep, spawn
+from ._scope import Scope, Slot, par, scope
+from ._select import SelectResult, SelectTag, select
+from ._sync import Barrier, Condition, Event, Lock, Semaphore
+from ._task import Task, TaskInfo
+from ._vm import VM
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "VM",
+    "Barrier",
+    "Cancelled",
+    "Channel",
+    "ChannelClosed",
+    "Condition",
+    "CounterpointError",
+    "Deadlock",
+    "Event",
+    "ForeignAwaitableError",
+    "ForgottenAwaitError",
+    "InvalidStateError",
+    "Journal",
+    "LimitExceeded",
+    "Lock",
+    "NotInTaskError",
+    "Record",
+    "RecvStatus",
+    "Scope",
+    "ScopeClosed",
+    "SelectResult",
+    "SelectTag",
+    "Semaphore",
+    "SendStatus",
+    "Slot",
+    "StepLimitExceeded",
+    "Task",
+    "TaskInfo",
+    "UnobservedTaskFailure",
+    "WrongVMError",
+    "channel",
+    "checkpoint",
+    "current_task",
+    "now",
+    "par",
+    "rng",
+    "scope",
+    "select",
+    "sleep",
+    "spawn",
+]

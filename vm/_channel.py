@@ -1,0 +1,341 @@
+"""Channels: FIFO message passing between tasks, rendezvous (capacity 0) or buffered.
+
+Rules (see ``docs/design.md``):
+
+* Values come out in the order they went in; blocked senders and receivers
+  are served first come, first served.
+* A value is delivered exactly once: a cancelled sender never delivers (its
+  value leaves with it) and a cancelled receiver never consumes (it is taken
+  off the queue before anything is handed to it).
+* ``close()`` wakes every blocked receiver and sender with ``ChannelClosed``;
+  values already buffered can still be received; then ``recv`` raises
+  ``ChannelClosed`` and ``async for`` ends.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from enum import IntEnum
+from typing import Any
+
+from . import _traps
+from ._errors import ChannelClosed
+from ._journal import _ATOMIC, A_SHIFT, BLOCK, CLOSE, RECV, SEND, plain
+from ._ops import same_vm
+from ._task import BLOCKED, READY, Task
+from ._traps import PARK, RESCHEDULE, check_fresh, operation, running_task
+
+
+class SendStatus(IntEnum):
+    """Result of ``Channel.try_send``."""
+
+    FULL = 0
+    SENT = 1
+    CLOSED = 2
+
+
+class RecvStatus(IntEnum):
+    """Status part of the result of ``Channel.try_recv``."""
+
+    OK = 0
+    EMPTY = 1
+    CLOSED = 2
+
+
+_SEND_OP = ("send", "channel")
+_RECV_OP = ("recv", "channel")
+
+
+class Channel:
+    """A FIFO channel between tasks.  Create with ``cp.channel(capacity)``.
+
+    >>> import counterpoint as cp
+    >>> async def main():
+    ...     ch = cp.channel(2)
+    ...     async def producer():
+    ...         for i in range(3):
+    ...             await ch.send(i)
+    ...         ch.close()
+    ...     cp.spawn(producer())
+    ...     return [v async for v in ch]
+    >>> cp.VM().run(main())
+    [0, 1, 2]
+    """
+
+    __slots__ = ("_a", "_buf", "_closed", "_recvq", "_sendq", "_vm", "capacity", "id")
+
+    def __init__(self, vm: Any, capacity: int, creator: Task | None) -> None:
+        if not isinstance(capacity, int) or isinstance(capacity, bool):
+            raise TypeError(f"channel capacity must be an int, got {type(capacity).__name__}")
+        if capacity < 0:
+            raise ValueError(f"channel capacity must be >= 0 (0 means rendezvous), got {capacity}")
+        self.capacity = capacity
+        self._vm = vm
+        self._buf: deque = deque()
+        self._recvq: deque = deque()
+        self._sendq: deque[Task] = deque()
+        self._closed = False
+        self.id = vm._new_object("channel", creator, {"capacity": capacity})
+        self._a = self.id << A_SHIFT
+
+    # -- awaitable operations ---------------------------------------------------------
+
+    def send(self, value: Any):
+        """``await ch.send(v)``: deliver ``v``; blocks while the channel is full.
+
+        Raises ``cp.ChannelClosed`` if the channel is (or gets) closed before the
+        value is delivered.
+        """
+        task = _traps.current
+        if task is None:
+            task = running_task("channel.send()")
+        op = _send(self, value)
+        if task._fresh is not None:
+            check_fresh(task)
+        task._fresh = op
+        return op
+
+    def recv(self):
+        """``await ch.recv()``: the next value; blocks while there is none.
+
+        Raises ``cp.ChannelClosed`` once the channel is closed and drained.
+        """
+        task = _traps.current
+        if task is None:
+            task = running_task("channel.recv()")
+        op = _recv(self, False)
+        if task._fresh is not None:
+            check_fresh(task)
+        task._fresh = op
+        return op
+
+    def __aiter__(self) -> Channel:
+        return self
+
+    def __anext__(self):
+        task = _traps.current
+        if task is None:
+            task = running_task("`async for` over a channel")
+        op = _recv(self, True)
+        if task._fresh is not None:
+            check_fresh(task)
+        task._fresh = op
+        return op
+
+    # -- synchronous operations -----------------------------------------------------------
+
+    def try_send(self, value: Any) -> SendStatus:
+        """Send without waiting: ``SENT``, ``FULL`` (would block) or ``CLOSED``."""
+        actor = self._actor("try_send()")
+        if self._closed:
+            return SendStatus.CLOSED
+        if self._recvq:
+            self._hand_off(actor, value)
+            return SendStatus.SENT
+        if len(self._buf) < self.capacity:
+            self._buf.append(value)
+            self._record(actor, SEND, value)
+            return SendStatus.SENT
+        return SendStatus.FULL
+
+    def try_recv(self) -> tuple[RecvStatus, Any]:
+        """Receive without waiting: ``(OK, value)``, ``(EMPTY, None)`` or ``(CLOSED, None)``."""
+        actor = self._actor("try_recv()")
+        if self._buf or self._sendq:
+            return RecvStatus.OK, self._take(actor)
+        if self._closed:
+            return RecvStatus.CLOSED, None
+        return RecvStatus.EMPTY, None
+
+    def close(self) -> None:
+        """Close the channel (idempotent).  Blocked receivers and senders get ``ChannelClosed``."""
+        actor = self._actor("close()")
+        if self._closed:
+            return
+        self._closed = True
+        vm = self._vm
+        vm._ra((0 if actor is None else actor._k) | CLOSE | self._a)
+        by = 0 if actor is None else actor.id
+        receivers, self._recvq = self._recvq, deque()
+        for receiver in receivers:
+            if receiver.__class__ is Task:
+                vm._throw(receiver, self._closed_error("receive on"), by)
+            else:
+                receiver._on_closed(self, by)
+        senders, self._sendq = self._sendq, deque()
+        for sender in senders:
+            sender._payload = None
+            vm._throw(sender, self._closed_error("send on"), by)
+
+    # -- state ---------------------------------------------------------------------------
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def __len__(self) -> int:
+        """How many values are buffered."""
+        return len(self._buf)
+
+    def __repr__(self) -> str:
+        state = " closed" if self._closed else ""
+        return f"<Channel {self.id} capacity={self.capacity} buffered={len(self._buf)}{state}>"
+
+    # -- internals -----------------------------------------------------------------------
+
+    def _actor(self, what: str) -> Task | None:
+        task = _traps.current
+        if task is not None:
+            same_vm(task, self._vm, f"channel {self.id}")
+        return task
+
+    def _closed_error(self, verb: str) -> ChannelClosed:
+        if verb == "send on":
+            return ChannelClosed(
+                f"send on closed channel {self.id}: the value was not delivered. Close a "
+                f"channel only when no task will send on it any more."
+            )
+        return ChannelClosed(f"receive on closed channel {self.id}: it is closed and drained")
+
+    def _record(self, task: Task | None, kind: int, value: Any) -> None:
+        vm = self._vm
+        vm._ra((0 if task is None else task._k) | kind | self._a)
+        vm._va(value if value.__class__ in _ATOMIC else plain(value))
+
+    def _hand_off(self, sender: Task | None, value: Any) -> None:
+        """Give ``value`` straight to the first waiting receiver (the queue is non-empty)."""
+        receiver = self._recvq.popleft()
+        self._record(sender, SEND, value)
+        if receiver.__class__ is Task:
+            receiver._val = value
+            receiver._state = READY
+            self._vm._ready.append(receiver)
+            self._record(receiver, RECV, value)
+        else:
+            receiver._on_value(self, value)
+
+    def _take(self, receiver: Task | None) -> Any:
+        """Take the next value (the buffer or a blocked sender has one)."""
+        buf = self._buf
+        if buf:
+            value = buf.popleft()
+            self._record(receiver, RECV, value)
+            if self._sendq:
+                sender = self._sendq.popleft()
+                buf.append(sender._payload)
+                self._complete_sender(sender)
+            return value
+        sender = self._sendq.popleft()
+        value = sender._payload
+        self._complete_sender(sender)
+        self._record(receiver, RECV, value)
+        return value
+
+    def _complete_sender(self, sender: Task) -> None:
+        value = sender._payload
+        sender._payload = None
+        sender._val = None
+        sender._state = READY
+        self._vm._ready.append(sender)
+        self._record(sender, SEND, value)
+
+    def _ready_for_select(self) -> bool:
+        return bool(self._buf or self._sendq or self._closed)
+
+
+@operation(lambda ch, value: f"channel {ch.id}.send({plain(value)!r})")
+def _send(ch, value):
+    task = _traps.current
+    task._fresh = None
+    vm = ch._vm
+    if task._vm is not vm:
+        same_vm(task, vm, f"channel {ch.id}")
+    if task._cancelled:
+        raise vm._cancelled_error(task)
+    if ch._closed:
+        raise ch._closed_error("send on")
+    logged = value if value.__class__ in _ATOMIC else plain(value)
+    ra = vm._ra
+    va = vm._va
+    recvq = ch._recvq
+    if recvq:  # hand the value straight to the longest-waiting receiver
+        receiver = recvq.popleft()
+        ra(task._k | SEND | ch._a)
+        va(logged)
+        if receiver.__class__ is Task:
+            receiver._val = value
+            receiver._state = READY
+            vm._ready.append(receiver)
+            ra(receiver._k | RECV | ch._a)
+            va(logged)
+        else:
+            receiver._on_value(ch, value)
+        yield RESCHEDULE
+        return
+    buf = ch._buf
+    if len(buf) < ch.capacity:
+        buf.append(value)
+        ra(task._k | SEND | ch._a)
+        va(logged)
+        yield RESCHEDULE
+        return
+    task._payload = value
+    queue = ch._sendq
+    queue.append(task)
+    task._state = BLOCKED
+    task._waitq = queue
+    task._cleanup = None
+    task._waiting = ("send", "channel", ch.id)
+    ra(task._k | BLOCK | ch._a)
+    va(_SEND_OP)
+    yield PARK
+
+
+@operation(lambda ch, iterating: f"channel {ch.id}.recv()")
+def _recv(ch, iterating):
+    task = _traps.current
+    task._fresh = None
+    vm = ch._vm
+    if task._vm is not vm:
+        same_vm(task, vm, f"channel {ch.id}")
+    if task._cancelled:
+        raise vm._cancelled_error(task)
+    buf = ch._buf
+    if buf and not ch._sendq:
+        value = buf.popleft()
+        vm._ra(task._k | RECV | ch._a)
+        vm._va(value if value.__class__ in _ATOMIC else plain(value))
+        yield RESCHEDULE
+        return value
+    if buf or ch._sendq:
+        value = ch._take(task)
+        yield RESCHEDULE
+        return value
+    if ch._closed:
+        if iterating:
+            raise StopAsyncIteration
+        raise ch._closed_error("receive on")
+    queue = ch._recvq
+    queue.append(task)
+    task._state = BLOCKED
+    task._waitq = queue
+    task._cleanup = None
+    task._waiting = ("recv", "channel", ch.id)
+    vm._ra(task._k | BLOCK | ch._a)
+    vm._va(_RECV_OP)
+    try:
+        value = yield PARK
+    except ChannelClosed:
+        if iterating:
+            raise StopAsyncIteration from None
+        raise
+    return value
+
+
+def channel(capacity: int = 0) -> Channel:
+    """Create a channel: ``capacity=0`` is a rendezvous, ``n > 0`` buffers ``n`` values.
+
+    Must be called inside a task (on the host, use ``vm.channel(capacity)``).
+    """
+    task = running_task("cp.channel()")
+    return Channel(task._vm, capacity, task)

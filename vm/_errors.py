@@ -1,0 +1,75 @@
+"""The named exceptions of Counterpoint.
+
+Every error a user can provoke has its own class and a message that says what
+happened, where, and what to do instead.  ``Cancelled`` is a ``BaseException``
+(like ``asyncio.CancelledError`` and ``trio.Cancelled``) so that a bare
+``except Exception`` in user code does not swallow cancellation.
+"""
+
+from __future__ import annotations
+
+
+class CounterpointError(Exception):
+    """Base class of the errors raised by the VM itself."""
+
+
+class Cancelled(BaseException):
+    """Raised at a task's await point when the task (or a scope around it) is cancelled.
+
+    Let it propagate: ``finally`` blocks run, and the enclosing scope or the
+    task's joiner sees the task as cancelled.  Inside a cancelled scope every
+    further checkpoint raises it again (level-triggered, as in trio); use
+    ``cp.scope(shield=True)`` for cleanup that must await.
+    """
+
+
+class Deadlock(CounterpointError):
+    """No task can make progress while the root task of ``vm.run`` is still waiting.
+
+    ``.blocked`` lists ``(task_id, name, waiting_on)`` for every blocked task, in
+    ascending task id; the message says the same in words.
+    """
+
+    def __init__(self, message: str, blocked: list[tuple[int, str, str]] | None = None):
+        super().__init__(message)
+        self.blocked = blocked or []
+
+
+class StepLimitExceeded(CounterpointError):
+    """``vm.run`` performed more task resumptions than ``VM(max_steps=...)`` allows."""
+
+
+class LimitExceeded(CounterpointError):
+    """A resource bound (such as ``cp.scope(max_children=...)``) would be exceeded."""
+
+
+class ChannelClosed(CounterpointError):
+    """Send on a closed channel, or receive on a closed channel that has been drained."""
+
+
+class ScopeClosed(CounterpointError, RuntimeError):
+    """A task was spawned into a scope whose ``async with`` block has already exited."""
+
+
+class NotInTaskError(CounterpointError, RuntimeError):
+    """A contract call that needs a running VM task was made outside one."""
+
+
+class ForeignAwaitableError(CounterpointError, RuntimeError):
+    """A VM task awaited an object from another event loop (asyncio, trio, ...)."""
+
+
+class ForgottenAwaitError(CounterpointError, RuntimeError):
+    """A VM operation such as ``cp.sleep(1)`` was created but never awaited."""
+
+
+class InvalidStateError(CounterpointError, RuntimeError):
+    """A task's result was asked for before the task finished."""
+
+
+class WrongVMError(CounterpointError, RuntimeError):
+    """An object that belongs to one VM was used from a task of another VM."""
+
+
+class UnobservedTaskFailure(RuntimeWarning):
+    """Warned at the end of ``vm.run`` for each detached task that failed unobserved."""

@@ -1,0 +1,436 @@
+"""The journal: every scheduling step and effect of a VM, in order.
+
+Storage is columnar and compact because a busy program writes hundreds of
+thousands of records.  Each record is one packed int in ``_rows``
+(``kind | task << TASK_SHIFT | a << A_SHIFT``, where ``a`` is a small
+non-negative id); records of kinds that carry a value (send, recv, done ...)
+also append one slot to ``_vals``, while bare kinds (step, wake, timer ...)
+append nothing more.  ``_voffsets`` is a lazily built index of where each
+block of records starts in ``_vals``, for random access.
+Ticks are run-length encoded: virtual time changes far less often than records
+are written, so ``_mark_index``/``_mark_tick`` note where each new tick starts.
+Records are decoded into :class:`Record` objects only when someone looks.
+
+The canonical encoding of a record is one line of JSON with sorted keys and no
+spaces (see ``docs/journal.md``); :meth:`Journal.digest` is the SHA-256 of
+those lines, each ending in ``\\n``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from bisect import bisect_right
+from collections.abc import Iterator
+from typing import Any, NamedTuple
+
+TASK_SHIFT = 6
+A_SHIFT = 40
+_KIND_MASK = (1 << TASK_SHIFT) - 1
+_TASK_MASK = (1 << (A_SHIFT - TASK_SHIFT)) - 1
+
+# Record kinds.  The numbers are internal; records expose the names.
+SPAWN = 1
+STEP = 2
+BLOCK = 3
+WAKE = 4
+SEND = 5
+RECV = 6
+CLOSE = 7
+SLEEP = 8
+TIMER = 9
+CANCEL = 10
+DONE = 11
+FAIL = 12
+CANCELLED = 13
+SELECT = 14
+ACQUIRE = 15
+RELEASE = 16
+SET = 17
+CLEAR = 18
+NOTIFY = 19
+CREATE = 20
+SCOPE = 21
+TIMEOUT = 22
+
+KIND_NAMES: dict[int, str] = {
+    SPAWN: "spawn",
+    STEP: "step",
+    BLOCK: "block",
+    WAKE: "wake",
+    SEND: "send",
+    RECV: "recv",
+    CLOSE: "close",
+    SLEEP: "sleep",
+    TIMER: "timer",
+    CANCEL: "cancel",
+    DONE: "done",
+    FAIL: "fail",
+    CANCELLED: "cancelled",
+    SELECT: "select",
+    ACQUIRE: "acquire",
+    RELEASE: "release",
+    SET: "set",
+    CLEAR: "clear",
+    NOTIFY: "notify",
+    CREATE: "create",
+    SCOPE: "scope",
+    TIMEOUT: "timeout",
+}
+KIND_CODES: dict[str, int] = {name: code for code, name in KIND_NAMES.items()}
+
+# Kinds whose records carry nothing but their ids: they append no value slot,
+# which keeps the most frequent record (step) to a single int.
+BARE_KINDS = frozenset({STEP, TIMER, WAKE, CANCELLED, CLOSE, TIMEOUT})
+_HAS_VALUE = tuple(code not in BARE_KINDS for code in range(64))
+_BLOCK_SIZE = 1024  # records per entry of the lazy value-offset index
+
+
+class Record(NamedTuple):
+    """One journal record.  ``data`` holds plain data only (see ``docs/journal.md``)."""
+
+    event_id: int
+    tick: int
+    lane: int
+    task: int
+    kind: str
+    data: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "event_id": self.event_id,
+            "tick": self.tick,
+            "lane": self.lane,
+            "task": self.task,
+            "kind": self.kind,
+            "data": self.data,
+        }
+
+
+# ---------------------------------------------------------------------------
+# Plain data: what a record may contain.
+
+_ATOMIC = frozenset({type(None), bool, int, str})
+_MAX_ITEMS = 100
+_MAX_DEPTH = 8
+
+
+def plain(value: Any, _depth: int = 0) -> Any:
+    """Return ``value`` as plain data for a record.
+
+    None, bools, ints and strings stay as they are; finite floats too; lists and
+    tuples become lists and dicts become dicts with string keys (up to 100 items
+    and 8 levels deep); anything else becomes a short type name such as
+    ``"<Point>"``, never a repr with a memory address.  The result is a copy, so
+    a value mutated after it was sent does not change the journal.
+
+    >>> plain((1, "a", [2.5, None]))
+    [1, 'a', [2.5, None]]
+    """
+    cls = value.__class__
+    if cls in _ATOMIC:
+        return value
+    if cls is float:
+        if math.isfinite(value):
+            return value
+        return f"<float {value!r}>"
+    if isinstance(value, int):  # IntEnum and friends: their number
+        return int(value)
+    if isinstance(value, str):
+        return str(value)
+    if _depth >= _MAX_DEPTH:
+        return f"<{cls.__name__}>"
+    if cls is list or cls is tuple:
+        if len(value) > _MAX_ITEMS:
+            return f"<{cls.__name__} of {len(value)}>"
+        return [plain(item, _depth + 1) for item in value]
+    if cls is dict:
+        if len(value) > _MAX_ITEMS:
+            return f"<dict of {len(value)}>"
+        out = {}
+        for key, item in value.items():
+            out[key if key.__class__ is str else _key_text(key)] = plain(item, _depth + 1)
+        return out
+    if cls is bytes:
+        return f"<bytes of {len(value)}>"
+    if isinstance(value, BaseException):
+        return f"<{cls.__name__}>"
+    return f"<{cls.__qualname__}>"
+
+
+def _key_text(key: Any) -> str:
+    converted = plain(key, _MAX_DEPTH - 1)
+    return converted if converted.__class__ is str else json.dumps(converted, sort_keys=True)
+
+
+def exception_data(exc: BaseException) -> tuple[str, str]:
+    """(type name, message) of an exception, for ``fail`` records."""
+    return exc.__class__.__name__, str(exc)
+
+
+# ---------------------------------------------------------------------------
+# Decoding and canonical encoding, per kind.
+
+_ENCODER = json.JSONEncoder(
+    sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False
+)
+_dumps = _ENCODER.encode
+
+
+def _jv(value: Any) -> str:
+    """Canonical JSON text of a plain value (fast path for ints and None)."""
+    if value.__class__ is int:
+        return int.__repr__(value)
+    if value is None:
+        return "null"
+    return _dumps(value)
+
+
+def _decode(kind: int, a: int, b: Any, tick: int) -> dict[str, Any]:
+    if kind in (STEP, TIMER, CANCELLED):
+        return {}
+    if kind in (SEND, RECV):
+        return {"channel": a, "value": b}
+    if kind == BLOCK:
+        if b[0] == "select":
+            return {"op": "select", "cases": list(b[2])}
+        return {"op": b[0], b[1]: a}
+    if kind == WAKE:
+        return {"by": a}
+    if kind == SPAWN:
+        return {"child": a, "name": b}
+    if kind == SLEEP:
+        return {"ticks": b - tick, "until": b}
+    if kind == DONE:
+        return {"value": b}
+    if kind == FAIL:
+        return {"error": b[0], "message": b[1]}
+    if kind == CANCEL:
+        return {"by": a, "reason": b}
+    if kind == CLOSE:
+        return {"channel": a}
+    if kind == SELECT:
+        return {"index": b[0], "tag": b[1]}
+    if kind in (ACQUIRE, RELEASE, SET, CLEAR):
+        return {b: a}
+    if kind == NOTIFY:
+        return {"condition": a, "woken": b}
+    if kind == CREATE:
+        data = {b[0]: a}
+        data.update(b[1])
+        return data
+    if kind == SCOPE:
+        data = {"scope": a, "event": b[0]}
+        data.update(b[1])
+        return data
+    if kind == TIMEOUT:
+        return {"scope": a}
+    raise AssertionError(f"unknown record kind {kind}")
+
+
+def _encode_data(kind: int, a: int, b: Any, tick: int) -> str:
+    """Canonical JSON of a record's data; equal to ``_dumps(_decode(...))``."""
+    if kind in (STEP, TIMER, CANCELLED):
+        return "{}"
+    if kind in (SEND, RECV):
+        return '{"channel":%d,"value":%s}' % (a, _jv(b))
+    if kind == BLOCK and b[0] != "select":
+        # keys sorted: the object kind ("channel", "lock", ...) against "op"
+        if b[1] < "op":
+            return '{"%s":%d,"op":"%s"}' % (b[1], a, b[0])
+        return '{"op":"%s","%s":%d}' % (b[0], b[1], a)
+    if kind == WAKE:
+        return '{"by":%d}' % a
+    if kind == SLEEP:
+        return '{"ticks":%d,"until":%d}' % (b - tick, b)
+    if kind == DONE:
+        return '{"value":%s}' % _jv(b)
+    return _dumps(_decode(kind, a, b, tick))
+
+
+def _line(event_id: int, tick: int, task: int, kind: int, data: str) -> str:
+    return '{"data":%s,"event_id":%d,"kind":"%s","lane":0,"task":%d,"tick":%d}' % (
+        data,
+        event_id,
+        KIND_NAMES[kind],
+        task,
+        tick,
+    )
+
+
+class Journal:
+    """The sequence of records of one VM (``vm.journal``).
+
+    Supports ``len()``, iteration, indexing (``journal[0]`` is event 1),
+    :meth:`digest`, :meth:`to_records` and :meth:`filter`.
+
+    >>> import counterpoint as cp
+    >>> vm = cp.VM()
+    >>> async def main():
+    ...     await cp.sleep(2)
+    ...     return "ok"
+    >>> vm.run(main())
+    'ok'
+    >>> [r.kind for r in vm.journal][:3]
+    ['spawn', 'step', 'sleep']
+    """
+
+    __slots__ = (
+        "_hashed",
+        "_hasher",
+        "_mark_index",
+        "_mark_tick",
+        "_rows",
+        "_vals",
+        "_voffsets",
+        "enabled",
+    )
+
+    def __init__(self, enabled: bool = True) -> None:
+        self._rows: list[int] = []
+        self._vals: list[Any] = []
+        self._voffsets: list[int] = [0]
+        self._mark_index: list[int] = [0]
+        self._mark_tick: list[int] = [0]
+        self._hasher = hashlib.sha256()
+        self._hashed = 0
+        self.enabled = enabled
+
+    # -- writing (used by the VM) ------------------------------------------------
+
+    def _advance(self, tick: int) -> None:
+        """Note that records from now on happen at ``tick``."""
+        index = len(self._rows)
+        if self._mark_index[-1] == index:
+            self._mark_tick[-1] = tick
+        else:
+            self._mark_index.append(index)
+            self._mark_tick.append(tick)
+
+    # -- reading -----------------------------------------------------------------
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def _tick_at(self, index: int) -> int:
+        return self._mark_tick[bisect_right(self._mark_index, index) - 1]
+
+    def _value_offset(self, index: int) -> int:
+        """Where record ``index``'s value (if any) sits in ``_vals``."""
+        rows, offsets = self._rows, self._voffsets
+        block = index // _BLOCK_SIZE
+        while len(offsets) <= block:  # extend the index up to this block
+            start = (len(offsets) - 1) * _BLOCK_SIZE
+            count = offsets[-1]
+            for row in rows[start : start + _BLOCK_SIZE]:
+                count += _HAS_VALUE[row & _KIND_MASK]
+            offsets.append(count)
+        offset = offsets[block]
+        for row in rows[block * _BLOCK_SIZE : index]:
+            offset += _HAS_VALUE[row & _KIND_MASK]
+        return offset
+
+    def _record(self, index: int, tick: int) -> Record:
+        row = self._rows[index]
+        kind = row & _KIND_MASK
+        value = self._vals[self._value_offset(index)] if _HAS_VALUE[kind] else None
+        data = _decode(kind, row >> A_SHIFT, value, tick)
+        return Record(index + 1, tick, 0, (row >> TASK_SHIFT) & _TASK_MASK, KIND_NAMES[kind], data)
+
+    def _iter_raw(self, start: int = 0, stop: int | None = None):
+        """Yield (index, tick, task, kind, a, value) for records start..stop-1."""
+        rows, vals, has_value = self._rows, self._vals, _HAS_VALUE
+        stop = len(rows) if stop is None else stop
+        marks_i, marks_t = self._mark_index, self._mark_tick
+        m = bisect_right(marks_i, start) - 1
+        tick = marks_t[m]
+        next_mark = marks_i[m + 1] if m + 1 < len(marks_i) else -1
+        v = self._value_offset(start) if start else 0
+        for index in range(start, stop):
+            while index == next_mark:
+                m += 1
+                tick = marks_t[m]
+                next_mark = marks_i[m + 1] if m + 1 < len(marks_i) else -1
+            row = rows[index]
+            kind = row & _KIND_MASK
+            if has_value[kind]:
+                value = vals[v]
+                v += 1
+            else:
+                value = None
+            yield index, tick, (row >> TASK_SHIFT) & _TASK_MASK, kind, row >> A_SHIFT, value
+
+    def _check(self) -> None:
+        """Assert the columns agree (used by the test suite)."""
+        expected = sum(_HAS_VALUE[row & _KIND_MASK] for row in self._rows)
+        assert expected == len(self._vals), (expected, len(self._vals))
+
+    def __iter__(self) -> Iterator[Record]:
+        for index, tick, task, kind, a, b in self._iter_raw():
+            yield Record(index + 1, tick, 0, task, KIND_NAMES[kind], _decode(kind, a, b, tick))
+
+    def __getitem__(self, item: int | slice) -> Record | list[Record]:
+        if isinstance(item, slice):
+            return [self[i] for i in range(*item.indices(len(self._rows)))]
+        index = item.__index__()
+        if index < 0:
+            index += len(self._rows)
+        if not 0 <= index < len(self._rows):
+            raise IndexError(
+                f"journal index {item} out of range: the journal has {len(self._rows)} records"
+            )
+        return self._record(index, self._tick_at(index))
+
+    def to_records(self) -> list[dict[str, Any]]:
+        """All records as plain dicts (``event_id, tick, lane, task, kind, data``)."""
+        return [record.to_dict() for record in self]
+
+    def filter(self, *, task: int | None = None, kind: str | None = None) -> list[Record]:
+        """Records of one task and/or one kind, in order.
+
+        >>> # vm.journal.filter(kind="send") -> every send record
+        """
+        if kind is not None and kind not in KIND_CODES:
+            known = ", ".join(sorted(KIND_CODES))
+            raise ValueError(f"unknown record kind {kind!r}; the kinds are: {known}")
+        code = KIND_CODES.get(kind) if kind is not None else None
+        out = []
+        for index, tick, rtask, rkind, a, b in self._iter_raw():
+            if (code is None or rkind == code) and (task is None or rtask == task):
+                data = _decode(rkind, a, b, tick)
+                out.append(Record(index + 1, tick, 0, rtask, KIND_NAMES[rkind], data))
+        return out
+
+    def iter_lines(self, start: int = 0) -> Iterator[str]:
+        """The canonical JSON line of each record from index ``start`` (no newline)."""
+        for index, tick, task, kind, a, b in self._iter_raw(start):
+            yield _line(index + 1, tick, task, kind, _encode_data(kind, a, b, tick))
+
+    def digest(self) -> str:
+        """SHA-256 (hex) of the canonical encoding: every record's line plus ``\\n``.
+
+        Equal journals have equal digests in any process and on any machine.
+        Incremental: only records added since the last call are encoded.
+        """
+        if not self.enabled:
+            raise RuntimeError(
+                "this VM was created with journal=False, so it has no journal to digest; "
+                "create it with journal=None (the default) to record one"
+            )
+        total = len(self._rows)
+        if self._hashed < total:
+            chunk: list[str] = []
+            for line in self.iter_lines(self._hashed):
+                chunk.append(line)
+                if len(chunk) >= 8192:
+                    self._hasher.update(("\n".join(chunk) + "\n").encode("ascii"))
+                    chunk.clear()
+            if chunk:
+                self._hasher.update(("\n".join(chunk) + "\n").encode("ascii"))
+            self._hashed = total
+        return self._hasher.copy().hexdigest()
+
+    def __repr__(self) -> str:
+        state = "" if self.enabled else " (recording off)"
+        return f"<Journal of {len(self._rows)} records{state}>"

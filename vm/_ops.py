@@ -1,0 +1,150 @@
+"""Operations on time and tasks: checkpoint, sleep, now, spawn, current_task, rng.
+
+Awaitable operations are generator functions made into VM operations by
+``_traps.operation``; each public function checks its arguments, creates the
+generator and registers it with the running task (see ``_traps``).
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+from . import _traps
+from ._errors import WrongVMError
+from ._journal import SLEEP
+from ._task import BLOCKED, Task
+from ._traps import PARK, RESCHEDULE, check_fresh, new_op, operation, running_task
+
+
+def adopt(op: Any):
+    """Wrap an operation in a coroutine so it can be spawned (``cp.par(ch.recv(), ...)``)."""
+    task = _traps.current
+    if task is not None and task._fresh is op:
+        task._fresh = None
+    return _run_adopted(op)
+
+
+async def _run_adopted(op: Any) -> Any:
+    return await op
+
+
+def same_vm(task: Task, vm: Any, what: str) -> None:
+    if task._vm is not vm:
+        raise WrongVMError(
+            f"{what} belongs to another VM than the running task; objects cannot be shared "
+            f"between VMs"
+        )
+
+
+@operation(lambda: "cp.checkpoint()")
+def _checkpoint():
+    task = _traps.current
+    task._fresh = None
+    if task._cancelled:
+        raise task._vm._cancelled_error(task)
+    yield RESCHEDULE
+
+
+def checkpoint():
+    """``await cp.checkpoint()``: a schedule point and a cancel point, nothing else."""
+    task = _traps.current
+    if task is None:
+        task = running_task("cp.checkpoint()")
+    return new_op(task, _checkpoint())
+
+
+@operation(lambda ticks: f"cp.sleep({ticks})")
+def _sleep(ticks):
+    task = _traps.current
+    task._fresh = None
+    vm = task._vm
+    if task._cancelled:
+        raise vm._cancelled_error(task)
+    until = vm._now + ticks
+    vm._ra(task._k | SLEEP)
+    vm._va(until)
+    if ticks:
+        task._state = BLOCKED
+        task._waitq = vm._add_timer(until, task)
+        task._cleanup = None
+        task._waiting = ("sleep", until)
+        yield PARK
+    else:
+        yield RESCHEDULE
+
+
+def sleep(ticks: int):
+    """``await cp.sleep(ticks)``: wait ``ticks`` of virtual time (``sleep(0)`` = checkpoint).
+
+    >>> import counterpoint as cp
+    >>> async def main():
+    ...     await cp.sleep(5)
+    ...     return cp.now()
+    >>> cp.VM().run(main())
+    5
+    """
+    task = _traps.current
+    if task is None:
+        task = running_task("cp.sleep()")
+    if ticks.__class__ is not int:
+        if not isinstance(ticks, int) or isinstance(ticks, bool):
+            raise TypeError(
+                f"cp.sleep() takes a whole number of ticks (an int), got "
+                f"{type(ticks).__name__} {ticks!r}"
+            )
+        ticks = int(ticks)
+    if ticks < 0:
+        raise ValueError(
+            f"cp.sleep() needs a non-negative number of ticks, got {ticks}; "
+            f"virtual time only moves forward"
+        )
+    op = _sleep(ticks)
+    if task._fresh is not None:
+        check_fresh(task)
+    task._fresh = op
+    return op
+
+
+def now() -> int:
+    """The VM's virtual time, in ticks."""
+    task = _traps.current
+    if task is None:
+        task = running_task("cp.now()")
+    return task._vm._now
+
+
+def current_task() -> Task:
+    """The task that is running this code."""
+    task = _traps.current
+    if task is None:
+        task = running_task("cp.current_task()")
+    return task
+
+
+def spawn(coro: Any, *, name: str | None = None) -> Task:
+    """Start ``coro`` as a new task and return it at once (synchronous; not a checkpoint).
+
+    The task is detached (not bound to a scope): ``await`` it to get its result.
+    It runs when the scheduler gets to it; the caller keeps running until its
+    next await.
+    """
+    task = _traps.current
+    if task is None:
+        try:
+            task = running_task("cp.spawn()")
+        finally:
+            if hasattr(coro, "close"):
+                coro.close()
+    return task._vm._spawn(coro, name, None, task, "cp.spawn()")
+
+
+def rng() -> random.Random:
+    """A ``random.Random`` of the running task, seeded from the VM seed and the task id.
+
+    The same program with the same seed draws the same numbers in every run.
+    """
+    task = _traps.current
+    if task is None:
+        task = running_task("cp.rng()")
+    return task._vm._task_rng(task)

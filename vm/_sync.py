@@ -1,0 +1,403 @@
+"""Synchronization primitives: Lock, Semaphore, Event, Condition, Barrier.
+
+All wake-ups are first come, first served.  Locks and semaphores hand over
+directly to the longest waiter on release (no barging), as in trio.  Acquiring
+and waiting are checkpoints (schedule and cancel points) even when they could
+complete at once; releasing, setting and notifying are synchronous.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Any
+
+from . import _traps
+from ._errors import Cancelled
+from ._journal import A_SHIFT, ACQUIRE, BLOCK, CLEAR, NOTIFY, RELEASE, SET
+from ._ops import same_vm
+from ._task import BLOCKED, READY, UNINTERRUPTIBLE, Task
+from ._traps import PARK, RESCHEDULE, new_op, operation, running_task
+
+
+class _Primitive:
+    """Common part: a numbered object of one VM with a FIFO queue of waiting tasks."""
+
+    __slots__ = ("_a", "_vm", "_waiters", "id")
+    KIND = "object"
+
+    def __init__(self, extra: dict | None = None) -> None:
+        task = running_task(f"cp.{type(self).__name__}()")
+        self._vm = task._vm
+        self._waiters: deque[Task] = deque()
+        self.id = self._vm._new_object(self.KIND, task, extra)
+        self._a = self.id << A_SHIFT
+
+    def _actor(self) -> Task:
+        task = running_task(f"{self.KIND} {self.id}")
+        if task._vm is not self._vm:
+            same_vm(task, self._vm, f"{self.KIND} {self.id}")
+        return task
+
+    def _record(self, task: Task, kind: int) -> None:
+        self._vm._ra(task._k | kind | self._a)
+        self._vm._va(self.KIND)
+
+    def _park(self, task: Task, op: str) -> None:
+        """Queue ``task`` (FIFO) and journal the block; the caller then yields PARK."""
+        self._waiters.append(task)
+        task._state = BLOCKED
+        task._waitq = self._waiters
+        task._cleanup = None
+        task._waiting = (op, self.KIND, self.id)
+        self._vm._ra(task._k | BLOCK | self._a)
+        self._vm._va((op, self.KIND))
+
+    def _ready(self, task: Task, value: Any = None) -> None:
+        task._val = value
+        task._state = READY
+        self._vm._ready.append(task)
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.id} waiters={len(self._waiters)}>"
+
+
+@operation(lambda target: f"{target.KIND} {target.id}.acquire()")
+def _acquire(target):
+    task = _traps.current
+    task._fresh = None
+    if task._vm is not target._vm:
+        same_vm(task, target._vm, f"{target.KIND} {target.id}")
+    if task._cancelled:
+        raise task._vm._cancelled_error(task)
+    if target._try_take(task):
+        target._record(task, ACQUIRE)
+        yield RESCHEDULE
+    else:
+        target._park(task, "acquire")
+        yield PARK  # woken only once the lock/unit has been handed to us
+
+
+class _AcquireContext:
+    """``async with lock:`` / ``async with sem:`` support (release is synchronous)."""
+
+    __slots__ = ()
+
+    async def __aenter__(self) -> None:
+        await self.acquire()
+
+    def __aexit__(self, exc_type, exc, tb) -> _Immediate:
+        self.release()
+        return _IMMEDIATE_FALSE
+
+
+class _Immediate:
+    """An awaitable that completes at once with False (no schedule point)."""
+
+    __slots__ = ()
+
+    def __await__(self):
+        return False
+        yield  # pragma: no cover
+
+
+_IMMEDIATE_FALSE = _Immediate()
+
+
+class Lock(_AcquireContext, _Primitive):
+    """A mutual-exclusion lock with FIFO hand-over; not re-entrant.
+
+    >>> import counterpoint as cp
+    >>> async def main():
+    ...     lock, log = cp.Lock(), []
+    ...     async def worker(name):
+    ...         async with lock:
+    ...             log.append(name)
+    ...             await cp.sleep(1)
+    ...     await cp.par(worker("a"), worker("b"))
+    ...     return log, cp.now()
+    >>> cp.VM().run(main())
+    (['a', 'b'], 2)
+    """
+
+    __slots__ = ("_owner",)
+    KIND = "lock"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._owner: Task | None = None
+
+    def acquire(self):
+        """``await lock.acquire()``; waits (FIFO) while another task holds it."""
+        return new_op(running_task(f"{self.KIND}.acquire()"), _acquire(self))
+
+    def _try_take(self, task: Task) -> bool:
+        owner = self._owner
+        if owner is None:
+            self._owner = task
+            return True
+        if owner is task:
+            raise RuntimeError(
+                f"task {task.id} {task.name!r} already holds lock {self.id}; cp.Lock is not "
+                f"re-entrant, so acquiring it again would wait forever"
+            )
+        return False
+
+    def release(self) -> None:
+        """Release the lock; the longest waiter (if any) gets it at once."""
+        task = self._actor()
+        if self._owner is not task:
+            holder = "nobody" if self._owner is None else f"task {self._owner.id}"
+            raise RuntimeError(
+                f"task {task.id} {task.name!r} released lock {self.id}, which is held by "
+                f"{holder}; only the task that acquired a lock may release it"
+            )
+        self._record(task, RELEASE)
+        self._hand_over()
+
+    def _hand_over(self) -> None:
+        if self._waiters:
+            successor = self._waiters.popleft()
+            self._owner = successor
+            self._record(successor, ACQUIRE)
+            self._ready(successor)
+        else:
+            self._owner = None
+
+    def locked(self) -> bool:
+        return self._owner is not None
+
+    @property
+    def owner(self) -> Task | None:
+        return self._owner
+
+
+class Semaphore(_AcquireContext, _Primitive):
+    """A counting semaphore with FIFO hand-over: ``cp.Semaphore(n)``, ``n >= 0``."""
+
+    __slots__ = ("_value",)
+    KIND = "semaphore"
+
+    def __init__(self, value: int = 1) -> None:
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise TypeError(f"cp.Semaphore(value) needs an int, got {type(value).__name__}")
+        if value < 0:
+            raise ValueError(f"cp.Semaphore(value) needs value >= 0, got {value}")
+        super().__init__({"value": value})
+        self._value = value
+
+    def acquire(self):
+        """``await sem.acquire()``; waits (FIFO) while the value is 0."""
+        return new_op(running_task(f"{self.KIND}.acquire()"), _acquire(self))
+
+    def _try_take(self, task: Task) -> bool:
+        if self._value > 0:
+            self._value -= 1
+            return True
+        return False
+
+    def release(self) -> None:
+        """Release one unit; the longest waiter (if any) gets it at once."""
+        task = self._actor()
+        self._record(task, RELEASE)
+        if self._waiters:
+            successor = self._waiters.popleft()
+            self._record(successor, ACQUIRE)
+            self._ready(successor)
+        else:
+            self._value += 1
+
+    @property
+    def value(self) -> int:
+        return self._value
+
+
+@operation(lambda target: f"{target.KIND} {target.id}.wait()")
+def _wait(target):
+    task = _traps.current
+    task._fresh = None
+    if task._vm is not target._vm:
+        same_vm(task, target._vm, f"{target.KIND} {target.id}")
+    if task._cancelled:
+        raise task._vm._cancelled_error(task)
+    return (yield from target._wait(task))
+
+
+class Event(_Primitive):
+    """A flag tasks can wait for: ``set()`` wakes every waiter (FIFO); ``clear()`` resets."""
+
+    __slots__ = ("_flag",)
+    KIND = "event"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._flag = False
+
+    def is_set(self) -> bool:
+        return self._flag
+
+    def set(self) -> None:
+        actor = _traps.current
+        if actor is not None:
+            same_vm(actor, self._vm, f"event {self.id}")
+        if self._flag:
+            return
+        self._flag = True
+        by = 0 if actor is None else actor.id
+        self._vm._ra((0 if actor is None else actor._k) | SET | self._a)
+        self._vm._va(self.KIND)
+        waiters, self._waiters = self._waiters, deque()
+        for waiter in waiters:
+            self._vm._wake(waiter, None, by)
+
+    def clear(self) -> None:
+        actor = self._actor()
+        if self._flag:
+            self._flag = False
+            self._record(actor, CLEAR)
+
+    def wait(self):
+        """``await event.wait()``: return once the event is set (a checkpoint even if set)."""
+        return new_op(running_task(f"{self.KIND}.wait()"), _wait(self))
+
+    def _wait(self, task: Task):
+        if self._flag:
+            yield RESCHEDULE
+        else:
+            self._park(task, "wait")
+            yield PARK
+
+
+class Condition(_Primitive):
+    """A condition variable over a ``cp.Lock`` (its own unless one is given).
+
+    ``async with cond:`` holds the lock; ``await cond.wait()`` releases it, waits for
+    ``notify``, and re-acquires it before returning (also when cancelled).
+    """
+
+    __slots__ = ("_lock",)
+    KIND = "condition"
+
+    def __init__(self, lock: Lock | None = None) -> None:
+        if lock is not None and not isinstance(lock, Lock):
+            raise TypeError(f"cp.Condition(lock) needs a cp.Lock, got {type(lock).__name__}")
+        super().__init__()
+        self._lock = lock if lock is not None else Lock()
+
+    @property
+    def lock(self) -> Lock:
+        return self._lock
+
+    async def __aenter__(self) -> None:
+        await self._lock.acquire()
+
+    def __aexit__(self, exc_type, exc, tb) -> _Immediate:
+        self._lock.release()
+        return _IMMEDIATE_FALSE
+
+    def acquire(self):
+        return self._lock.acquire()
+
+    def release(self) -> None:
+        self._lock.release()
+
+    def locked(self) -> bool:
+        return self._lock.locked()
+
+    def _check_holder(self, task: Task, what: str) -> None:
+        if self._lock._owner is not task:
+            raise RuntimeError(
+                f"condition {self.id}.{what} needs the condition's lock: use it inside "
+                f"`async with cond:`"
+            )
+
+    def wait(self):
+        """``await cond.wait()``: release the lock, wait for a notify, re-acquire."""
+        return new_op(running_task(f"{self.KIND}.wait()"), _wait(self))
+
+    def _wait(self, task: Task):
+        self._check_holder(task, "wait()")
+        lock = self._lock
+        lock._record(task, RELEASE)
+        lock._hand_over()
+        self._park(task, "wait")
+        try:
+            yield PARK  # resumed only when notified *and* holding the lock again
+        except Cancelled:
+            if lock._owner is not task:
+                if lock._owner is None:
+                    lock._owner = task
+                    lock._record(task, ACQUIRE)
+                else:
+                    lock._park(task, "acquire")
+                    task._cleanup = UNINTERRUPTIBLE
+                    yield PARK
+            raise
+
+    async def wait_for(self, predicate) -> Any:
+        """Wait until ``predicate()`` is true (checked with the lock held); return its value."""
+        result = predicate()
+        while not result:
+            await self.wait()
+            result = predicate()
+        return result
+
+    def notify(self, n: int = 1) -> None:
+        """Wake up to ``n`` waiters (FIFO); each re-acquires the lock before it resumes."""
+        task = self._actor()
+        self._check_holder(task, "notify()")
+        lock = self._lock
+        count = 0
+        while self._waiters and count < n:
+            waiter = self._waiters.popleft()
+            count += 1
+            lock._waiters.append(waiter)  # the notifier holds the lock, so queue for it
+            waiter._waitq = lock._waiters
+            waiter._waiting = ("acquire", "lock", lock.id)
+        self._vm._ra(task._k | NOTIFY | self._a)
+        self._vm._va(count)
+
+    def notify_all(self) -> None:
+        """Wake every waiter (FIFO)."""
+        self.notify(len(self._waiters))
+
+
+class Barrier(_Primitive):
+    """``cp.Barrier(n)``: ``await b.wait()`` blocks until ``n`` tasks have arrived.
+
+    The n-th arrival releases everyone (FIFO); ``wait`` returns the arrival index
+    (0 .. n-1) and the barrier is ready for the next round.
+    """
+
+    __slots__ = ("_parties",)
+    KIND = "barrier"
+
+    def __init__(self, parties: int) -> None:
+        if not isinstance(parties, int) or isinstance(parties, bool):
+            raise TypeError(f"cp.Barrier(parties) needs an int, got {type(parties).__name__}")
+        if parties < 1:
+            raise ValueError(f"cp.Barrier(parties) needs parties >= 1, got {parties}")
+        super().__init__({"parties": parties})
+        self._parties = parties
+
+    @property
+    def parties(self) -> int:
+        return self._parties
+
+    @property
+    def n_waiting(self) -> int:
+        return len(self._waiters)
+
+    def wait(self):
+        """``await barrier.wait()``: the arrival index once all parties are here."""
+        return new_op(running_task(f"{self.KIND}.wait()"), _wait(self))
+
+    def _wait(self, task: Task):
+        if len(self._waiters) + 1 < self._parties:
+            self._park(task, "wait")
+            index = yield PARK
+            return index
+        waiters, self._waiters = self._waiters, deque()
+        for index, waiter in enumerate(waiters):
+            self._vm._wake(waiter, index, task.id)
+        yield RESCHEDULE
+        return self._parties - 1

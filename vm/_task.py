@@ -1,0 +1,262 @@
+"""Tasks: coroutines driven by the VM, and their read-only snapshots."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+from . import _traps
+from ._errors import Cancelled, InvalidStateError, WrongVMError
+from ._journal import A_SHIFT, BLOCK, TASK_SHIFT
+from ._traps import PARK, RESCHEDULE
+
+if TYPE_CHECKING:
+    from ._vm import VM
+
+# Task states (internal codes; snapshots use the names).
+READY = 0
+BLOCKED = 1
+DONE = 2
+FAILED = 3
+CANCELLED = 4
+_STATE_NAMES = ("ready", "blocked", "done", "failed", "cancelled")
+
+# A blocked task whose `_cleanup` is this cannot be interrupted by cancellation
+# (a scope waiting for its children: cancelling it cancels the children instead).
+UNINTERRUPTIBLE = object()
+
+_JOIN = ("join", "task")
+
+
+class TaskInfo(NamedTuple):
+    """A snapshot of one task, as returned by ``vm.tasks()``.
+
+    ``state`` is one of ``"running"``, ``"ready"``, ``"blocked"``, ``"sleeping"``,
+    ``"done"``, ``"failed"``, ``"cancelled"``.  ``waiting_on`` says what a blocked
+    or sleeping task waits for, e.g. ``"to receive on channel 2"`` (else None).
+    """
+
+    id: int
+    name: str
+    state: str
+    waiting_on: str | None
+
+
+def describe_wait(waiting: tuple) -> str:
+    """Words for a wait descriptor, completing "task 3 'x' waits ..."."""
+    op = waiting[0]
+    if op == "recv":
+        return f"to receive on channel {waiting[2]}"
+    if op == "send":
+        return f"to send on channel {waiting[2]}"
+    if op == "join":
+        return f"for task {waiting[2]} to finish"
+    if op == "acquire":
+        return f"to acquire {waiting[1]} {waiting[2]}"
+    if op == "wait":
+        if waiting[1] == "scope":
+            return f"for the children of scope {waiting[2]} to finish"
+        return (
+            f"at {waiting[1]} {waiting[2]}"
+            if waiting[1] == "barrier"
+            else (f"for {waiting[1]} {waiting[2]}")
+        )
+    if op == "sleep":
+        return f"until tick {waiting[1]}"
+    if op == "select":
+        return "in select on " + ", ".join(waiting[2])
+    return " ".join(str(part) for part in waiting)
+
+
+class Task:
+    """A coroutine running on a VM.  Created by ``cp.spawn``, scopes, ``par`` and ``vm.run``.
+
+    ``await task`` waits for it and returns its value or re-raises its exception
+    (a cancelled task raises ``cp.Cancelled``).
+
+    >>> import counterpoint as cp
+    >>> async def child():
+    ...     await cp.sleep(3)
+    ...     return 7
+    >>> async def main():
+    ...     t = cp.spawn(child(), name="child")
+    ...     return t.name, await t, cp.now()
+    >>> cp.VM().run(main())
+    ('child', 7, 3)
+    """
+
+    __slots__ = (
+        "__weakref__",
+        "_cancel_called",
+        "_cancelled",
+        "_cleanup",
+        "_coro",
+        "_error",
+        "_exc",
+        "_fresh",
+        "_inner",
+        "_joiners",
+        "_k",
+        "_observed",
+        "_parent",
+        "_payload",
+        "_result",
+        "_rng",
+        "_rr",
+        "_state",
+        "_subnodes",
+        "_val",
+        "_vm",
+        "_waiting",
+        "_waitq",
+        "id",
+        "name",
+    )
+
+    def __init__(self, vm: VM, task_id: int, name: str, coro: Any, parent: Any) -> None:
+        self.id = task_id
+        self.name = name
+        self._vm = vm
+        self._coro = coro
+        self._k = task_id << TASK_SHIFT
+        self._state = READY
+        self._val = None
+        self._exc = None
+        self._result = None
+        self._error = None
+        self._waitq = None
+        self._cleanup = None
+        self._waiting = None
+        self._payload = None
+        self._joiners = None
+        self._cancel_called = False
+        self._parent = parent  # the scope spawned into (None for detached tasks)
+        self._inner = self  # innermost cancel node: the task itself or an open scope
+        self._subnodes = None
+        self._fresh = None
+        self._observed = parent is not None
+        self._rng = None
+        self._rr = None
+        self._cancelled = False if parent is None else parent._effective_cancelled()
+
+    # -- the cancel-node protocol (shared with Scope) -----------------------------
+
+    _shield = False
+
+    def _owner(self) -> Task:
+        return self
+
+    def _effective_cancelled(self) -> bool:
+        node = self._inner
+        while node is not None:
+            if node._cancel_called:
+                return True
+            if node._shield:
+                return False
+            node = node._parent
+        return False
+
+    # -- public API ------------------------------------------------------------------
+
+    def done(self) -> bool:
+        """True once the task has finished (returned, failed or was cancelled)."""
+        return self._state >= DONE
+
+    def cancelled(self) -> bool:
+        """True if the task finished by cancellation."""
+        return self._state == CANCELLED
+
+    def result(self) -> Any:
+        """The task's return value; re-raises its exception; ``cp.Cancelled`` if cancelled.
+
+        Raises ``cp.InvalidStateError`` if the task has not finished yet.
+        """
+        self._observed = True
+        state = self._state
+        if state == DONE:
+            return self._result
+        if state == FAILED:
+            raise self._error
+        if state == CANCELLED:
+            raise Cancelled(f"task {self.id} {self.name!r} was cancelled")
+        raise InvalidStateError(
+            f"task {self.id} {self.name!r} has not finished yet; `await` it (inside a task) "
+            f"or run the VM until it is done before asking for its result"
+        )
+
+    def exception(self) -> BaseException | None:
+        """The exception the task failed with, or None if it returned normally."""
+        if self._state < DONE:
+            self.result()  # raises InvalidStateError
+        self._observed = True
+        if self._state == CANCELLED:
+            return Cancelled(f"task {self.id} {self.name!r} was cancelled")
+        return self._error
+
+    def cancel(self) -> bool:
+        """Request cancellation; returns False if the task had already finished.
+
+        A blocked task is removed from what it waits on at once and receives
+        ``cp.Cancelled`` when it next runs; a task that is ready keeps the result
+        of the operation it completed and receives ``cp.Cancelled`` at its next
+        await.  Cancellation is level-triggered: every later await of the task
+        raises ``cp.Cancelled`` again (shield cleanup with ``cp.scope(shield=True)``).
+        """
+        if self._state >= DONE:
+            return False
+        if not self._cancel_called:
+            current = _traps.current
+            if current is None:
+                by, reason = 0, "task.cancel() from the host"
+            else:
+                by, reason = current.id, f"task.cancel() by task {current.id}"
+            self._vm._cancel_node(self, by=by, reason=reason)
+        return True
+
+    def info(self) -> TaskInfo:
+        """A snapshot of this task (see :class:`TaskInfo`)."""
+        state = self._state
+        waiting = None
+        if state == BLOCKED:
+            name = "sleeping" if self._waiting[0] == "sleep" else "blocked"
+            waiting = describe_wait(self._waiting)
+        elif state == READY and _traps.current is self:
+            name = "running"
+        else:
+            name = _STATE_NAMES[state]
+        return TaskInfo(self.id, self.name, name, waiting)
+
+    def __repr__(self) -> str:
+        info = self.info()
+        return f"<Task {self.id} {self.name!r} {info.state}>"
+
+    def __await__(self):
+        task = _traps.current
+        if task is None:
+            _traps.running_task(f"`await` on task {self.id}")
+        if task._vm is not self._vm:
+            raise WrongVMError(
+                f"task {self.id} {self.name!r} belongs to another VM; a task can only await "
+                f"tasks of its own VM"
+            )
+        if task is self:
+            raise RuntimeError(
+                f"task {self.id} {self.name!r} awaits itself, which can never finish"
+            )
+        if task._cancelled:
+            raise task._vm._cancelled_error(task)
+        if self._state < DONE:
+            joiners = self._joiners
+            if joiners is None:
+                joiners = self._joiners = []
+            joiners.append(task)
+            task._state = BLOCKED
+            task._waitq = joiners
+            task._cleanup = None
+            task._waiting = ("join", "task", self.id)
+            vm = self._vm
+            vm._ra(task._k | BLOCK | self.id << A_SHIFT)
+            vm._va(_JOIN)
+            yield PARK
+        else:
+            yield RESCHEDULE
+        return self.result()

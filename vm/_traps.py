@@ -1,0 +1,125 @@
+"""The trap layer: the one narrow protocol between tasks and the scheduler.
+
+A task talks to the scheduler only by yielding one of two traps from an
+operation:
+
+``RESCHEDULE``
+    "I completed my operation; put me at the back of the ready queue."  This is
+    what makes every await a schedule point even when it could finish at once.
+``PARK``
+    "I registered myself with something I wait on (a channel queue, a timer
+    bucket, a join list ...); leave me until someone wakes me."  Whoever wakes
+    the task sets the value to send (``task._val``) or the exception to throw
+    (``task._exc``) and makes it ready again.
+
+Anything else a task yields came from a foreign event loop and is refused.
+
+Operations are generator functions decorated with :func:`operation`.  A
+contract call such as ``cp.sleep(3)`` creates the generator and registers it
+with :func:`new_op` as the running task's newest operation; the generator
+clears the registration when it starts.  If an operation is dropped without
+being awaited, the next operation (or the end of the task) notices and raises
+``ForgottenAwaitError``.
+
+Operations find the running task in ``current`` (set by the scheduler before
+each resumption).  ``running_task`` is the checked accessor used by every
+contract call, so that calls outside a VM task fail with a clear error.
+"""
+
+from __future__ import annotations
+
+import sys
+import types
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from ._errors import ForgottenAwaitError, NotInTaskError
+
+if TYPE_CHECKING:
+    from ._task import Task
+
+
+class Trap:
+    """A scheduler trap: a unique, named sentinel yielded by operations."""
+
+    __slots__ = ("name",)
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __repr__(self) -> str:
+        return f"<trap {self.name}>"
+
+
+RESCHEDULE = Trap("reschedule")
+PARK = Trap("park")
+
+# The task the scheduler is resuming right now, or None between steps.
+current: Task | None = None
+
+# code object of each operation -> how to describe a call of it in messages
+_DESCRIPTIONS: dict[types.CodeType, Callable[..., str]] = {}
+
+
+def operation(describe: Callable[..., str]):
+    """Make a generator function an awaitable VM operation.
+
+    ``describe`` receives the operation's arguments and returns how the user
+    wrote the call (``"cp.sleep(3)"``), for error messages.
+    """
+
+    def decorate(function):
+        coroutine = types.coroutine(function)
+        _DESCRIPTIONS[coroutine.__code__] = describe
+        return coroutine
+
+    return decorate
+
+
+def is_operation(value: Any) -> bool:
+    return type(value) is types.GeneratorType and value.gi_code in _DESCRIPTIONS
+
+
+def describe(op: types.GeneratorType) -> str:
+    frame = op.gi_frame
+    if frame is None:
+        return op.gi_code.co_name
+    args = frame.f_locals
+    return _DESCRIPTIONS[op.gi_code](**args)
+
+
+def running_task(what: str) -> Task:
+    """The running task; raise ``NotInTaskError`` naming ``what`` if there is none."""
+    task = current
+    if task is None:
+        raise NotInTaskError(
+            f"{what} was called outside a Counterpoint task. Contract calls work only inside "
+            f"a coroutine that the VM runs: put the code in an `async def main()` and run it "
+            f"with `vm.run(main())`."
+        )
+    return task
+
+
+def new_op(task: Task, op: types.GeneratorType) -> types.GeneratorType:
+    """Register ``op`` as ``task``'s newest operation (checking the previous one) and return it."""
+    if task._fresh is not None:
+        check_fresh(task)
+    task._fresh = op
+    return op
+
+
+def check_fresh(task: Task) -> None:
+    """Raise ``ForgottenAwaitError`` if the task's last created operation was dropped.
+
+    If nothing but the registration refers to the operation any more, it can
+    never be awaited: the user wrote the call without ``await``.
+    """
+    op = task._fresh
+    task._fresh = None
+    # references: the local `op` and getrefcount's argument
+    if op is not None and sys.getrefcount(op) <= 2:
+        call = describe(op)
+        raise ForgottenAwaitError(
+            f"{call} was called but never awaited, so it did nothing. "
+            f"Write `await {call}` (VM operations only act when awaited)."
+        )

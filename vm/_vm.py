@@ -1,0 +1,562 @@
+"""The VM: one scheduler loop over tasks, virtual time, and the journal.
+
+Invariants (see ``docs/design.md``):
+
+* One task runs at a time; it runs until it yields a trap (``_traps``).
+* ``fifo`` resumes ready tasks in the order they became ready; ``random``
+  picks among them with a ``random.Random(seed)`` of its own.
+* Virtual time advances only when no task is ready, straight to the earliest
+  timer; timers of one tick fire in the order they were set.
+* Every resumption and every effect appends a journal record.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import sys
+import warnings
+from collections import deque
+from heapq import heappop, heappush
+from itertools import pairwise
+from pathlib import Path
+from types import CoroutineType
+from typing import Any
+
+from . import _traps
+from ._errors import (
+    Cancelled,
+    Deadlock,
+    ForeignAwaitableError,
+    StepLimitExceeded,
+    UnobservedTaskFailure,
+)
+from ._journal import (
+    A_SHIFT,
+    CANCEL,
+    CANCELLED,
+    CREATE,
+    DONE,
+    FAIL,
+    SPAWN,
+    STEP,
+    TIMER,
+    WAKE,
+    Journal,
+    exception_data,
+    plain,
+)
+from ._task import BLOCKED, FAILED, READY, UNINTERRUPTIBLE, Task, TaskInfo
+from ._task import CANCELLED as S_CANCELLED
+from ._task import DONE as S_DONE
+from ._traps import PARK, RESCHEDULE, is_operation
+
+_PACKAGE_DIR = str(Path(__file__).resolve().parent)
+_ATOMIC = frozenset({type(None), bool, int, str})
+POLICIES = ("fifo", "random")
+_FOREIGN_LOOP_MESSAGES = ("no running event loop", "must be called from async context")
+
+
+def _discard(_value: Any) -> None:
+    """Journal sink when recording is off (``VM(journal=False)``)."""
+
+
+def _user_traceback(error: BaseException) -> None:
+    """Drop the VM's own frames from ``error``'s traceback, keeping the user's."""
+    tb = error.__traceback__
+    kept = []
+    while tb is not None:
+        if not tb.tb_frame.f_code.co_filename.startswith(_PACKAGE_DIR):
+            kept.append(tb)
+        tb = tb.tb_next
+    if not kept:
+        return
+    for first, second in pairwise(kept):
+        first.tb_next = second
+    kept[-1].tb_next = None
+    error.__traceback__ = kept[0]
+
+
+def check_coroutine(coro: Any, what: str) -> CoroutineType:
+    """Return ``coro`` if it is a coroutine object; adopt VM operations; else TypeError."""
+    if coro.__class__ is CoroutineType:
+        return coro
+    if is_operation(coro):
+        from ._ops import adopt
+
+        return adopt(coro)
+    if callable(coro) and hasattr(coro, "__name__"):
+        got = f"the function {coro.__name__!r} itself"
+    else:
+        got = f"a {type(coro).__name__} object"
+    raise TypeError(
+        f"{what} needs a coroutine object (the result of calling an `async def` function), "
+        f"but got {got}: did you forget to call it, or to write `async def`?"
+    )
+
+
+class VM:
+    """A deterministic concurrency VM.
+
+    ``seed`` feeds the ``random`` policy and ``cp.rng()``; ``policy`` is ``"fifo"``
+    (ready-queue order) or ``"random"`` (seeded choice among ready tasks);
+    ``max_steps`` bounds the task resumptions of one ``run``; ``journal=None``
+    records the journal in memory and ``journal=False`` turns recording off (for
+    benchmarks).
+
+    >>> import counterpoint as cp
+    >>> async def main():
+    ...     results = await cp.par(cp.sleep(2), cp.sleep(1))
+    ...     return cp.now()
+    >>> vm = cp.VM(seed=1)
+    >>> vm.run(main())
+    2
+    >>> len(vm.journal.digest())
+    64
+    """
+
+    def __init__(
+        self,
+        *,
+        seed: int = 0,
+        policy: str = "fifo",
+        max_steps: int | None = None,
+        journal: bool | None = None,
+    ) -> None:
+        if not isinstance(seed, int) or isinstance(seed, bool):
+            raise TypeError(f"seed must be an int, got {type(seed).__name__}")
+        if policy not in POLICIES:
+            raise ValueError(f"unknown policy {policy!r}: choose 'fifo' or 'random'")
+        if max_steps is not None and (
+            not isinstance(max_steps, int) or isinstance(max_steps, bool) or max_steps < 1
+        ):
+            raise ValueError(f"max_steps must be a positive int or None, got {max_steps!r}")
+        if journal is not None and journal is not False:
+            raise TypeError(
+                f"journal must be None (record in memory) or False (recording off), got {journal!r}"
+            )
+        self._seed = seed
+        self._policy = policy
+        self._max_steps = max_steps
+        self._now = 0
+        self._fifo = policy == "fifo"
+        self._ready: deque[Task] | list[Task] = deque() if self._fifo else []
+        self._policy_rng = random.Random(seed)
+        self._timers: dict[int, list] = {}
+        self._deadlines: list[int] = []
+        self._live: dict[int, Task] = {}
+        self._next_task = 1
+        self._counters: dict[str, int] = {}
+        self._unobserved: list[Task] = []
+        self._running = False
+        self._journal = Journal(enabled=journal is None)
+        if journal is None:
+            self._ra = self._journal._rows.append
+            self._va = self._journal._vals.append
+        else:
+            self._ra = self._va = _discard
+
+    # -- public, host side ---------------------------------------------------------
+
+    @property
+    def now(self) -> int:
+        """Virtual time in ticks."""
+        return self._now
+
+    @property
+    def seed(self) -> int:
+        return self._seed
+
+    @property
+    def policy(self) -> str:
+        return self._policy
+
+    @property
+    def journal(self) -> Journal:
+        """The journal of everything this VM did (see ``docs/journal.md``)."""
+        return self._journal
+
+    def tasks(self) -> list[TaskInfo]:
+        """Snapshots of the live (unfinished) tasks, in ascending id."""
+        return [task.info() for task in self._live.values()]
+
+    def spawn(self, coro: Any, *, name: str | None = None) -> Task:
+        """Create a task from the host without running anything (see :meth:`step`)."""
+        self._check_host_call("vm.spawn()")
+        return self._spawn(coro, name, None, None, "vm.spawn()")
+
+    def run(self, coro: Any) -> Any:
+        """Run ``coro`` as a new root task until it finishes; return its value or raise.
+
+        Other tasks keep their state and continue in the next ``run`` or ``step``.
+        Raises ``cp.Deadlock`` if nothing can progress while the root waits and
+        ``cp.StepLimitExceeded`` past ``max_steps`` resumptions.
+        """
+        __tracebackhide__ = True
+        self._check_host_call("vm.run()")
+        root = self._spawn(coro, None, None, None, "vm.run()")
+        budget = self._max_steps if self._max_steps is not None else sys.maxsize
+        self._running = True
+        try:
+            self._loop(root, budget)
+        finally:
+            self._running = False
+            self._warn_unobserved(root)
+        if root._state >= S_DONE:
+            return root.result()
+        if self._ready or self._has_timers():
+            raise StepLimitExceeded(self._step_limit_message(root))
+        raise self._deadlock(root)
+
+    def step(self, n: int = 1) -> int:
+        """Perform up to ``n`` task resumptions; return how many ran (0: nothing can run).
+
+        When no task is ready, virtual time first advances to the next timer.
+        """
+        if not isinstance(n, int) or isinstance(n, bool) or n < 0:
+            raise ValueError(f"vm.step(n) needs a non-negative int, got {n!r}")
+        self._check_host_call("vm.step()")
+        self._running = True
+        try:
+            return self._loop(None, n)
+        finally:
+            self._running = False
+
+    def channel(self, capacity: int = 0):
+        """Create a channel of this VM from the host (inside tasks use ``cp.channel``)."""
+        from ._channel import Channel
+
+        self._check_host_call("vm.channel()")
+        return Channel(self, capacity, None)
+
+    def __repr__(self) -> str:
+        return (
+            f"<VM policy={self._policy} seed={self._seed} now={self._now} "
+            f"tasks={len(self._live)} records={len(self._journal)}>"
+        )
+
+    # -- scheduler -------------------------------------------------------------------
+
+    def _check_host_call(self, what: str) -> None:
+        if _traps.current is not None:
+            raise RuntimeError(
+                f"{what} was called from inside a running task; inside tasks use `await`, "
+                f"cp.spawn() or cp.par() instead"
+            )
+        if self._running:
+            raise RuntimeError(f"{what} was called while this VM is already running")
+
+    def _loop(self, root: Task | None, budget: int) -> int:
+        """Resume tasks until ``root`` finishes, ``budget`` steps ran, or nothing can run.
+
+        Returns the number of resumptions.  This is the hot loop: one journal
+        append per step, and everything else happens inside the operations.
+        """
+        ready = self._ready
+        pick = ready.popleft if self._fifo else self._pick_random
+        push = ready.append
+        ra = self._ra
+        advance = self._advance_time
+        traps = _traps
+        steps = 0
+        try:
+            for steps in range(1, budget + 1):
+                while not ready:
+                    if not advance():
+                        return steps - 1
+                task = pick()
+                traps.current = task
+                ra(task._k | STEP)
+                try:
+                    exc = task._exc
+                    if exc is None:
+                        trap = task._coro.send(task._val)
+                    else:
+                        task._exc = None
+                        trap = task._coro.throw(exc)
+                except StopIteration as stop:
+                    self._finish(task, stop.value)
+                    if task is root:
+                        return steps
+                except BaseException as error:
+                    self._fail(task, error)
+                    if task is root:
+                        return steps
+                else:
+                    if trap is RESCHEDULE:
+                        push(task)
+                    elif trap is not PARK:
+                        self._foreign(task, trap)
+        finally:
+            traps.current = None
+        return steps
+
+    def _pick_random(self) -> Task:
+        ready = self._ready
+        count = len(ready)
+        if count == 1:
+            return ready.pop()
+        index = self._policy_rng.randrange(count)
+        task = ready[index]
+        ready[index] = ready[-1]
+        ready.pop()
+        return task
+
+    def _has_timers(self) -> bool:
+        return any(self._timers.values())
+
+    def _advance_time(self) -> bool:
+        """Jump to the earliest live timer and fire its bucket; False if there is none."""
+        deadlines = self._deadlines
+        timers = self._timers
+        while deadlines:
+            deadline = heappop(deadlines)
+            bucket = timers.pop(deadline)
+            if not bucket:
+                continue
+            self._now = deadline
+            self._journal._advance(deadline)
+            push = self._ready.append
+            for target in bucket:
+                if target.__class__ is Task:
+                    target._state = READY
+                    target._val = None
+                    push(target)
+                    self._ra(target._k | TIMER)
+                else:
+                    target._timer_fired()
+            return True
+        return False
+
+    def _add_timer(self, deadline: int, target: Any) -> list:
+        """Register ``target`` (a Task or an object with ``_timer_fired``) at ``deadline``."""
+        bucket = self._timers.get(deadline)
+        if bucket is None:
+            self._timers[deadline] = bucket = [target]
+            heappush(self._deadlines, deadline)
+        else:
+            bucket.append(target)
+        return bucket
+
+    # -- tasks -----------------------------------------------------------------------
+
+    def _spawn(
+        self, coro: Any, name: str | None, parent: Any, spawner: Task | None, what: str
+    ) -> Task:
+        if coro.__class__ is not CoroutineType:
+            coro = check_coroutine(coro, what)
+        if name is None:
+            name = coro.__name__
+        elif not isinstance(name, str):
+            coro.close()
+            raise TypeError(f"a task name must be a str, got {type(name).__name__}")
+        task_id = self._next_task
+        self._next_task = task_id + 1
+        task = Task(self, task_id, name, coro, parent)
+        self._live[task_id] = task
+        self._ready.append(task)
+        self._ra((0 if spawner is None else spawner._k) | SPAWN | task_id << A_SHIFT)
+        self._va(name)
+        return task
+
+    def _finish(self, task: Task, value: Any) -> None:
+        if task._fresh is not None:
+            try:
+                _traps.check_fresh(task)
+            except Exception as error:
+                self._fail(task, error)
+                return
+        task._state = S_DONE
+        task._result = value
+        self._ra(task._k | DONE)
+        self._va(value if value.__class__ in _ATOMIC else plain(value))
+        self._task_exit(task)
+
+    def _fail(self, task: Task, error: BaseException) -> None:
+        if isinstance(error, Cancelled):
+            task._state = S_CANCELLED
+            self._ra(task._k | CANCELLED)
+            self._task_exit(task)
+            return
+        if not isinstance(error, Exception):
+            # KeyboardInterrupt, SystemExit: the task is gone; record it and pass it on.
+            task._state = S_CANCELLED
+            self._ra(task._k | CANCEL)
+            self._va(f"interrupted by {type(error).__name__}")
+            self._ra(task._k | CANCELLED)
+            self._task_exit(task)
+            raise error
+        error = self._explain_foreign(task, error)
+        _user_traceback(error)
+        task._state = FAILED
+        task._error = error
+        self._ra(task._k | FAIL)
+        self._va(exception_data(error))
+        self._task_exit(task)
+
+    def _task_exit(self, task: Task) -> None:
+        task._coro = None
+        del self._live[task.id]
+        joiners = task._joiners
+        if joiners is not None:
+            task._joiners = None
+            for joiner in joiners:
+                if joiner.__class__ is Task:
+                    self._wake(joiner, None, task.id)
+                else:
+                    joiner._task_done(task)
+        parent = task._parent
+        if parent is not None:
+            parent._child_exit(task)
+        elif task._state == FAILED:
+            self._unobserved.append(task)
+
+    def _wake(self, task: Task, value: Any, by: int) -> None:
+        """Make a blocked task ready, to be resumed with ``value``."""
+        task._val = value
+        task._state = READY
+        self._ready.append(task)
+        self._ra(task._k | WAKE | by << A_SHIFT)
+
+    def _throw(self, task: Task, error: BaseException, by: int) -> None:
+        """Make a blocked task ready, to be resumed by raising ``error`` at its await."""
+        task._exc = error
+        task._state = READY
+        self._ready.append(task)
+        self._ra(task._k | WAKE | by << A_SHIFT)
+
+    def _foreign(self, task: Task, trap: Any) -> None:
+        if trap is None:
+            what = "a bare `yield` (such as asyncio.sleep(0))"
+        else:
+            cls = type(trap)
+            what = f"a {cls.__module__}.{cls.__qualname__} object"
+        task._exc = ForeignAwaitableError(
+            f"task {task.id} {task.name!r} awaited {what}, which belongs to another event "
+            f"loop. Counterpoint tasks can only await VM operations: use cp.sleep / "
+            f"cp.channel (and cp.spawn, cp.par, cp.Lock ...) instead of asyncio or trio."
+        )
+        self._ready.append(task)
+
+    def _explain_foreign(self, task: Task, error: Exception) -> Exception:
+        if type(error) is RuntimeError and str(error) in _FOREIGN_LOOP_MESSAGES:
+            tb = error.__traceback__
+            while tb is not None and tb.tb_next is not None:
+                tb = tb.tb_next
+            origin = tb.tb_frame.f_code.co_filename if tb is not None else ""
+            if "asyncio" in origin or "trio" in origin:
+                library = "asyncio" if "asyncio" in origin else "trio"
+                wrapped = ForeignAwaitableError(
+                    f"task {task.id} {task.name!r} called into {library} ({error}). "
+                    f"Counterpoint tasks do not run on an {library} event loop: use cp.sleep / "
+                    f"cp.channel (and cp.spawn, cp.par, cp.Lock ...) instead."
+                )
+                wrapped.__cause__ = error
+                wrapped.__traceback__ = error.__traceback__
+                return wrapped
+        return error
+
+    def _warn_unobserved(self, root: Task) -> None:
+        root._observed = True
+        pending, self._unobserved = self._unobserved, []
+        for task in pending:
+            if not task._observed:
+                error = task._error
+                warnings.warn(
+                    f"task {task.id} {task.name!r} failed and nothing awaited it: "
+                    f"{type(error).__name__}: {error}",
+                    UnobservedTaskFailure,
+                    stacklevel=3,
+                )
+
+    # -- cancellation ------------------------------------------------------------------
+
+    def _cancelled_error(self, task: Task) -> Cancelled:
+        return Cancelled(f"task {task.id} {task.name!r} was cancelled")
+
+    def _cancel_node(self, node: Any, by: int, reason: str) -> None:
+        """Cancel a task or scope: every task under it (ascending id) gets cancelled."""
+        if node._cancel_called:
+            return
+        node._cancel_called = True
+        targets: list[Task] = []
+        self._collect(node, targets)
+        targets.sort(key=_task_id)
+        for task in targets:
+            self._deliver_cancel(task, by, reason)
+
+    def _collect(self, node: Any, out: list[Task]) -> None:
+        owner = node._owner()
+        if owner._inner is node and owner._state < S_DONE:
+            out.append(owner)
+        subnodes = node._subnodes
+        if subnodes:
+            for sub in subnodes.values():
+                if not sub._shield and not sub._cancel_called:
+                    self._collect(sub, out)
+
+    def _deliver_cancel(self, task: Task, by: int, reason: str) -> None:
+        if task._cancelled or task._state >= S_DONE:
+            return
+        task._cancelled = True
+        self._ra(task._k | CANCEL | by << A_SHIFT)
+        self._va(reason)
+        if task._state == BLOCKED and task._cleanup is not UNINTERRUPTIBLE:
+            queue = task._waitq
+            if queue is not None:
+                queue.remove(task)
+            cleanup = task._cleanup
+            if cleanup is not None:
+                cleanup(task)
+            task._exc = self._cancelled_error(task)
+            task._state = READY
+            self._ready.append(task)
+
+    # -- objects -----------------------------------------------------------------------
+
+    def _new_object(self, kind: str, creator: Task | None, extra: dict | None = None) -> int:
+        """Number a new object of ``kind`` (channel 1, 2 ...) and journal its creation."""
+        number = self._counters.get(kind, 0) + 1
+        self._counters[kind] = number
+        self._ra((0 if creator is None else creator._k) | CREATE | number << A_SHIFT)
+        self._va((kind, extra or {}))
+        return number
+
+    def _task_rng(self, task: Task) -> random.Random:
+        rng = task._rng
+        if rng is None:
+            digest = hashlib.sha256(f"counterpoint/{self._seed}/{task.id}".encode()).digest()
+            rng = task._rng = random.Random(int.from_bytes(digest[:8], "big"))
+        return rng
+
+    # -- reports -------------------------------------------------------------------------
+
+    def _blocked(self) -> list[tuple[int, str, str]]:
+        out = []
+        for task in self._live.values():
+            info = task.info()
+            if info.waiting_on is not None:
+                out.append((task.id, task.name, info.waiting_on))
+        return out
+
+    def _deadlock(self, root: Task) -> Deadlock:
+        blocked = self._blocked()
+        lines = [f"  task {tid} {name!r} waits {waiting}" for tid, name, waiting in blocked]
+        return Deadlock(
+            f"deadlock at tick {self._now}: no task can make progress while task {root.id} "
+            f"{root.name!r} (the root of vm.run) waits.\n" + "\n".join(lines),
+            blocked,
+        )
+
+    def _step_limit_message(self, root: Task) -> str:
+        ready = sorted(self._ready, key=_task_id)[:8]
+        names = ", ".join(f"{task.id} {task.name!r}" for task in ready)
+        return (
+            f"more than {self._max_steps} steps in vm.run() and task {root.id} {root.name!r} "
+            f"has not finished: an unfair schedule or a livelock? Ready tasks: {names or 'none'}. "
+            f"If the program really needs more steps, raise VM(max_steps=...)."
+        )
+
+
+def _task_id(task: Task) -> int:
+    return task.id
