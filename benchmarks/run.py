@@ -36,7 +36,9 @@ def measure(sizes: Sizes, rounds: int, runtimes: list[str]) -> dict[str, dict[st
     times: dict[str, dict[str, list[float]]] = {w: {r: [] for r in runtimes} for w in WORKLOADS}
     for round_index in range(rounds):
         for workload in WORKLOADS:
-            order = runtimes[round_index % len(runtimes) :] + runtimes[: round_index % len(runtimes)]
+            order = (
+                runtimes[round_index % len(runtimes) :] + runtimes[: round_index % len(runtimes)]
+            )
             for runtime in order:
                 gc.collect()
                 start = time.perf_counter()

@@ -18,12 +18,12 @@ from collections import deque
 from enum import IntEnum
 from typing import Any
 
-from . import _traps
 from ._errors import ChannelClosed
 from ._journal import _ATOMIC, A_SHIFT, BLOCK, CLOSE, RECV, SEND, plain
 from ._ops import same_vm
 from ._task import BLOCKED, READY, Task
 from ._traps import PARK, RESCHEDULE, check_fresh, operation, running_task
+from ._traps import running as _running
 
 
 class SendStatus(IntEnum):
@@ -62,7 +62,21 @@ class Channel:
     [0, 1, 2]
     """
 
-    __slots__ = ("_a", "_buf", "_closed", "_recvq", "_sendq", "_vm", "capacity", "id")
+    __slots__ = (
+        "_a",
+        "_block_code",
+        "_buf",
+        "_closed",
+        "_recv_code",
+        "_recv_wait",
+        "_recvq",
+        "_send_code",
+        "_send_wait",
+        "_sendq",
+        "_vm",
+        "capacity",
+        "id",
+    )
 
     def __init__(self, vm: Any, capacity: int, creator: Task | None) -> None:
         if not isinstance(capacity, int) or isinstance(capacity, bool):
@@ -77,6 +91,12 @@ class Channel:
         self._closed = False
         self.id = vm._new_object("channel", creator, {"capacity": capacity})
         self._a = self.id << A_SHIFT
+        # precomputed for the hot paths: record codes and wait descriptors
+        self._send_code = SEND | self._a
+        self._recv_code = RECV | self._a
+        self._block_code = BLOCK | self._a
+        self._send_wait = ("send", "channel", self.id)
+        self._recv_wait = ("recv", "channel", self.id)
 
     # -- awaitable operations ---------------------------------------------------------
 
@@ -86,13 +106,12 @@ class Channel:
         Raises ``cp.ChannelClosed`` if the channel is (or gets) closed before the
         value is delivered.
         """
-        task = _traps.current
+        task = _running.task
         if task is None:
             task = running_task("channel.send()")
-        op = _send(self, value)
         if task._fresh is not None:
             check_fresh(task)
-        task._fresh = op
+        task._fresh = op = _send(self, value)
         return op
 
     def recv(self):
@@ -100,26 +119,24 @@ class Channel:
 
         Raises ``cp.ChannelClosed`` once the channel is closed and drained.
         """
-        task = _traps.current
+        task = _running.task
         if task is None:
             task = running_task("channel.recv()")
-        op = _recv(self, False)
         if task._fresh is not None:
             check_fresh(task)
-        task._fresh = op
+        task._fresh = op = _recv(self, False)
         return op
 
     def __aiter__(self) -> Channel:
         return self
 
     def __anext__(self):
-        task = _traps.current
+        task = _running.task
         if task is None:
             task = running_task("`async for` over a channel")
-        op = _recv(self, True)
         if task._fresh is not None:
             check_fresh(task)
-        task._fresh = op
+        task._fresh = op = _recv(self, True)
         return op
 
     # -- synchronous operations -----------------------------------------------------------
@@ -154,11 +171,11 @@ class Channel:
             return
         self._closed = True
         vm = self._vm
-        vm._ra((0 if actor is None else actor._k) | CLOSE | self._a)
+        vm._rows.append((0 if actor is None else actor._k) | CLOSE | self._a)
         by = 0 if actor is None else actor.id
         receivers, self._recvq = self._recvq, deque()
         for receiver in receivers:
-            if receiver.__class__ is Task:
+            if type(receiver) is Task:
                 vm._throw(receiver, self._closed_error("receive on"), by)
             else:
                 receiver._on_closed(self, by)
@@ -184,7 +201,7 @@ class Channel:
     # -- internals -----------------------------------------------------------------------
 
     def _actor(self, what: str) -> Task | None:
-        task = _traps.current
+        task = _running.task
         if task is not None:
             same_vm(task, self._vm, f"channel {self.id}")
         return task
@@ -199,14 +216,14 @@ class Channel:
 
     def _record(self, task: Task | None, kind: int, value: Any) -> None:
         vm = self._vm
-        vm._ra((0 if task is None else task._k) | kind | self._a)
-        vm._va(value if value.__class__ in _ATOMIC else plain(value))
+        vm._rows.append((0 if task is None else task._k) | kind | self._a)
+        vm._vals.append(value if type(value) in _ATOMIC else plain(value))
 
     def _hand_off(self, sender: Task | None, value: Any) -> None:
         """Give ``value`` straight to the first waiting receiver (the queue is non-empty)."""
         receiver = self._recvq.popleft()
         self._record(sender, SEND, value)
-        if receiver.__class__ is Task:
+        if type(receiver) is Task:
             receiver._val = value
             receiver._state = READY
             self._vm._ready.append(receiver)
@@ -243,31 +260,34 @@ class Channel:
         return bool(self._buf or self._sendq or self._closed)
 
 
+def _refuse(task: Task, ch: Channel, verb: str) -> BaseException:
+    """The error for an operation that may not start (cancelled, wrong VM, closed)."""
+    if task._vm is not ch._vm:
+        same_vm(task, ch._vm, f"channel {ch.id}")
+    if task._cancelled:
+        return task._vm._cancelled_error(task)
+    return ch._closed_error(verb)
+
+
 @operation(lambda ch, value: f"channel {ch.id}.send({plain(value)!r})")
 def _send(ch, value):
-    task = _traps.current
+    task = _running.task
     task._fresh = None
     vm = ch._vm
-    if task._vm is not vm:
-        same_vm(task, vm, f"channel {ch.id}")
-    if task._cancelled:
-        raise vm._cancelled_error(task)
-    if ch._closed:
-        raise ch._closed_error("send on")
-    logged = value if value.__class__ in _ATOMIC else plain(value)
-    ra = vm._ra
-    va = vm._va
+    if task._vm is not vm or task._cancelled or ch._closed:
+        raise _refuse(task, ch, "send on")
     recvq = ch._recvq
     if recvq:  # hand the value straight to the longest-waiting receiver
+        logged = value if type(value) in _ATOMIC else plain(value)
         receiver = recvq.popleft()
-        ra(task._k | SEND | ch._a)
-        va(logged)
-        if receiver.__class__ is Task:
+        vm._rows.append(task._k | ch._send_code)
+        vm._vals.append(logged)
+        if type(receiver) is Task:
             receiver._val = value
             receiver._state = READY
             vm._ready.append(receiver)
-            ra(receiver._k | RECV | ch._a)
-            va(logged)
+            vm._rows.append(receiver._k | ch._recv_code)
+            vm._vals.append(logged)
         else:
             receiver._on_value(ch, value)
         yield RESCHEDULE
@@ -275,8 +295,8 @@ def _send(ch, value):
     buf = ch._buf
     if len(buf) < ch.capacity:
         buf.append(value)
-        ra(task._k | SEND | ch._a)
-        va(logged)
+        vm._rows.append(task._k | ch._send_code)
+        vm._vals.append(value if type(value) in _ATOMIC else plain(value))
         yield RESCHEDULE
         return
     task._payload = value
@@ -285,26 +305,24 @@ def _send(ch, value):
     task._state = BLOCKED
     task._waitq = queue
     task._cleanup = None
-    task._waiting = ("send", "channel", ch.id)
-    ra(task._k | BLOCK | ch._a)
-    va(_SEND_OP)
+    task._waiting = ch._send_wait
+    vm._rows.append(task._k | ch._block_code)
+    vm._vals.append(_SEND_OP)
     yield PARK
 
 
 @operation(lambda ch, iterating: f"channel {ch.id}.recv()")
 def _recv(ch, iterating):
-    task = _traps.current
+    task = _running.task
     task._fresh = None
     vm = ch._vm
-    if task._vm is not vm:
-        same_vm(task, vm, f"channel {ch.id}")
-    if task._cancelled:
-        raise vm._cancelled_error(task)
+    if task._vm is not vm or task._cancelled:
+        raise _refuse(task, ch, "receive on")
     buf = ch._buf
     if buf and not ch._sendq:
         value = buf.popleft()
-        vm._ra(task._k | RECV | ch._a)
-        vm._va(value if value.__class__ in _ATOMIC else plain(value))
+        vm._rows.append(task._k | ch._recv_code)
+        vm._vals.append(value if type(value) in _ATOMIC else plain(value))
         yield RESCHEDULE
         return value
     if buf or ch._sendq:
@@ -320,9 +338,9 @@ def _recv(ch, iterating):
     task._state = BLOCKED
     task._waitq = queue
     task._cleanup = None
-    task._waiting = ("recv", "channel", ch.id)
-    vm._ra(task._k | BLOCK | ch._a)
-    vm._va(_RECV_OP)
+    task._waiting = ch._recv_wait
+    vm._rows.append(task._k | ch._block_code)
+    vm._vals.append(_RECV_OP)
     try:
         value = yield PARK
     except ChannelClosed:

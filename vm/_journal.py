@@ -128,7 +128,7 @@ def plain(value: Any, _depth: int = 0) -> Any:
     >>> plain((1, "a", [2.5, None]))
     [1, 'a', [2.5, None]]
     """
-    cls = value.__class__
+    cls = type(value)
     if cls in _ATOMIC:
         return value
     if cls is float:
@@ -150,7 +150,7 @@ def plain(value: Any, _depth: int = 0) -> Any:
             return f"<dict of {len(value)}>"
         out = {}
         for key, item in value.items():
-            out[key if key.__class__ is str else _key_text(key)] = plain(item, _depth + 1)
+            out[key if type(key) is str else _key_text(key)] = plain(item, _depth + 1)
         return out
     if cls is bytes:
         return f"<bytes of {len(value)}>"
@@ -161,12 +161,12 @@ def plain(value: Any, _depth: int = 0) -> Any:
 
 def _key_text(key: Any) -> str:
     converted = plain(key, _MAX_DEPTH - 1)
-    return converted if converted.__class__ is str else json.dumps(converted, sort_keys=True)
+    return converted if type(converted) is str else json.dumps(converted, sort_keys=True)
 
 
 def exception_data(exc: BaseException) -> tuple[str, str]:
     """(type name, message) of an exception, for ``fail`` records."""
-    return exc.__class__.__name__, str(exc)
+    return type(exc).__name__, str(exc)
 
 
 # ---------------------------------------------------------------------------
@@ -180,7 +180,7 @@ _dumps = _ENCODER.encode
 
 def _jv(value: Any) -> str:
     """Canonical JSON text of a plain value (fast path for ints and None)."""
-    if value.__class__ is int:
+    if type(value) is int:
         return int.__repr__(value)
     if value is None:
         return "null"

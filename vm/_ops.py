@@ -10,16 +10,16 @@ from __future__ import annotations
 import random
 from typing import Any
 
-from . import _traps
 from ._errors import WrongVMError
 from ._journal import SLEEP
 from ._task import BLOCKED, Task
 from ._traps import PARK, RESCHEDULE, check_fresh, new_op, operation, running_task
+from ._traps import running as _running
 
 
 def adopt(op: Any):
     """Wrap an operation in a coroutine so it can be spawned (``cp.par(ch.recv(), ...)``)."""
-    task = _traps.current
+    task = _running.task
     if task is not None and task._fresh is op:
         task._fresh = None
     return _run_adopted(op)
@@ -39,7 +39,7 @@ def same_vm(task: Task, vm: Any, what: str) -> None:
 
 @operation(lambda: "cp.checkpoint()")
 def _checkpoint():
-    task = _traps.current
+    task = _running.task
     task._fresh = None
     if task._cancelled:
         raise task._vm._cancelled_error(task)
@@ -48,7 +48,7 @@ def _checkpoint():
 
 def checkpoint():
     """``await cp.checkpoint()``: a schedule point and a cancel point, nothing else."""
-    task = _traps.current
+    task = _running.task
     if task is None:
         task = running_task("cp.checkpoint()")
     return new_op(task, _checkpoint())
@@ -56,14 +56,14 @@ def checkpoint():
 
 @operation(lambda ticks: f"cp.sleep({ticks})")
 def _sleep(ticks):
-    task = _traps.current
+    task = _running.task
     task._fresh = None
     vm = task._vm
     if task._cancelled:
         raise vm._cancelled_error(task)
     until = vm._now + ticks
-    vm._ra(task._k | SLEEP)
-    vm._va(until)
+    vm._rows.append(task._k | SLEEP)
+    vm._vals.append(until)
     if ticks:
         task._state = BLOCKED
         task._waitq = vm._add_timer(until, task)
@@ -84,10 +84,10 @@ def sleep(ticks: int):
     >>> cp.VM().run(main())
     5
     """
-    task = _traps.current
+    task = _running.task
     if task is None:
         task = running_task("cp.sleep()")
-    if ticks.__class__ is not int:
+    if type(ticks) is not int:
         if not isinstance(ticks, int) or isinstance(ticks, bool):
             raise TypeError(
                 f"cp.sleep() takes a whole number of ticks (an int), got "
@@ -108,7 +108,7 @@ def sleep(ticks: int):
 
 def now() -> int:
     """The VM's virtual time, in ticks."""
-    task = _traps.current
+    task = _running.task
     if task is None:
         task = running_task("cp.now()")
     return task._vm._now
@@ -116,7 +116,7 @@ def now() -> int:
 
 def current_task() -> Task:
     """The task that is running this code."""
-    task = _traps.current
+    task = _running.task
     if task is None:
         task = running_task("cp.current_task()")
     return task
@@ -129,7 +129,7 @@ def spawn(coro: Any, *, name: str | None = None) -> Task:
     It runs when the scheduler gets to it; the caller keeps running until its
     next await.
     """
-    task = _traps.current
+    task = _running.task
     if task is None:
         try:
             task = running_task("cp.spawn()")
@@ -144,7 +144,7 @@ def rng() -> random.Random:
 
     The same program with the same seed draws the same numbers in every run.
     """
-    task = _traps.current
+    task = _running.task
     if task is None:
         task = running_task("cp.rng()")
     return task._vm._task_rng(task)

@@ -14,12 +14,12 @@ import types
 from collections import deque
 from typing import Any
 
-from . import _traps
 from ._errors import Cancelled, LimitExceeded, ScopeClosed
 from ._journal import A_SHIFT, BLOCK, SCOPE, TIMEOUT
 from ._ops import same_vm
 from ._task import BLOCKED, FAILED, UNINTERRUPTIBLE, Task
 from ._traps import PARK, RESCHEDULE, new_op, operation, running_task
+from ._traps import running as _running
 
 _WAIT_SCOPE = ("wait", "scope")
 
@@ -181,8 +181,8 @@ class Scope:
             info["max_children"] = self._max_children
         if self._shield:
             info["shield"] = True
-        vm._ra(task._k | SCOPE | number << A_SHIFT)
-        vm._va(("open", info))
+        vm._rows.append(task._k | SCOPE | number << A_SHIFT)
+        vm._vals.append(("open", info))
         if self._timeout is not None:
             if self._timeout == 0:
                 self._timer_fired()
@@ -202,20 +202,20 @@ class Scope:
             self._timer_bucket.remove(self)
             self._timer_bucket = None
         vm = self._vm
-        vm._ra(task._k | SCOPE | self.id << A_SHIFT)
-        vm._va(("close", {"outcome": outcome}))
+        vm._rows.append(task._k | SCOPE | self.id << A_SHIFT)
+        vm._vals.append(("close", {"outcome": outcome}))
 
     def _timer_fired(self) -> None:
         self._timer_bucket = None
         self._timed_out = True
         vm = self._vm
-        vm._ra(self._owner_task._k | TIMEOUT | self.id << A_SHIFT)
+        vm._rows.append(self._owner_task._k | TIMEOUT | self.id << A_SHIFT)
         vm._cancel_node(self, 0, f"scope {self.id} timed out after {self._timeout} ticks")
 
     # -- children ------------------------------------------------------------------------
 
     def _spawn_child(self, coro: Any, name: str | None, what: str) -> Task:
-        spawner = _traps.current
+        spawner = _running.task
         if spawner is None:
             if hasattr(coro, "close"):
                 coro.close()
@@ -320,13 +320,13 @@ def _park_for_children(task: Task, scope: Scope) -> None:
     task._cleanup = UNINTERRUPTIBLE
     task._waiting = ("wait", "scope", scope.id)
     vm = scope._vm
-    vm._ra(task._k | BLOCK | scope.id << A_SHIFT)
-    vm._va(_WAIT_SCOPE)
+    vm._rows.append(task._k | BLOCK | scope.id << A_SHIFT)
+    vm._vals.append(_WAIT_SCOPE)
 
 
 @types.coroutine
 def _exit(scope: Scope, error: BaseException | None):
-    task = _traps.current
+    task = _running.task
     scope._leave_body(task)
     if isinstance(error, Exception) and not scope._cancel_called:
         scope._vm._cancel_node(
@@ -363,7 +363,7 @@ def _exit(scope: Scope, error: BaseException | None):
 
 @operation(lambda scope: f"scope {scope.id}.wait_all()")
 def _wait_all(scope: Scope):
-    task = _traps.current
+    task = _running.task
     task._fresh = None
     if task._cancelled:
         raise task._vm._cancelled_error(task)
@@ -374,8 +374,8 @@ def _wait_all(scope: Scope):
         task._cleanup = None
         task._waiting = ("wait", "scope", scope.id)
         vm = scope._vm
-        vm._ra(task._k | BLOCK | scope.id << A_SHIFT)
-        vm._va(_WAIT_SCOPE)
+        vm._rows.append(task._k | BLOCK | scope.id << A_SHIFT)
+        vm._vals.append(_WAIT_SCOPE)
         yield PARK
     else:
         yield RESCHEDULE
@@ -414,7 +414,7 @@ def _close_all(coros: tuple) -> None:
 
 @operation(lambda coros: f"cp.par(<{len(coros)} coroutines>)")
 def _par(coros: tuple):
-    task = _traps.current
+    task = _running.task
     task._fresh = None
     vm = task._vm
     if task._cancelled:
@@ -461,7 +461,7 @@ def par(*coros: Any):
     >>> cp.VM().run(main())
     [30, 10, 20]
     """
-    task = _traps.current
+    task = _running.task
     if task is None:
         _close_all(coros)
         task = running_task("cp.par()")

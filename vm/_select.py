@@ -12,13 +12,13 @@ from __future__ import annotations
 from enum import IntEnum
 from typing import Any, NamedTuple
 
-from . import _traps
 from ._channel import Channel
 from ._journal import BLOCK, RECV, SELECT
 from ._ops import same_vm
 from ._scope import Slot
 from ._task import BLOCKED, CANCELLED, DONE, FAILED, Task
 from ._traps import PARK, RESCHEDULE, new_op, operation, running_task
+from ._traps import running as _running
 
 POLICIES = ("priority", "round_robin")
 
@@ -42,7 +42,7 @@ class SelectResult(NamedTuple):
 
 
 def _describe(case: Channel | Task) -> str:
-    return f"channel {case.id}" if case.__class__ is Channel else f"task {case.id}"
+    return f"channel {case.id}" if type(case) is Channel else f"task {case.id}"
 
 
 class _Selector:
@@ -59,7 +59,7 @@ class _Selector:
     def _unregister(self, _task: Task | None = None) -> None:
         self.done = True
         for case in self.cases:
-            queue = case._recvq if case.__class__ is Channel else case._joiners
+            queue = case._recvq if type(case) is Channel else case._joiners
             while queue and self in queue:
                 queue.remove(self)
         if self.timer is not None:
@@ -70,8 +70,8 @@ class _Selector:
         self._unregister()
         task = self.task
         vm = task._vm
-        vm._ra(task._k | SELECT)
-        vm._va((index, tag.name))
+        vm._rows.append(task._k | SELECT)
+        vm._vals.append((index, tag.name))
         vm._wake(task, SelectResult(index, tag, value), by)
 
     # callbacks from channels, tasks and timers
@@ -109,7 +109,7 @@ def _ready_case(cases: tuple, policy: str, task: Task) -> tuple[int, SelectTag, 
     for offset in range(count):
         index = (start + offset) % count
         case = cases[index]
-        if case.__class__ is Channel:
+        if type(case) is Channel:
             if case._buf or case._sendq:
                 return index, SelectTag.RECV, case._take(task)
             if case._closed:
@@ -138,7 +138,7 @@ def _finish(cases: tuple, policy: str, task: Task, result: SelectResult) -> Sele
 
 @operation(lambda cases, timeout, policy: "cp.select(" + ", ".join(map(_describe, cases)) + ")")
 def _select(cases: tuple, timeout: int | None, policy: str):
-    task = _traps.current
+    task = _running.task
     task._fresh = None
     vm = task._vm
     for case in cases:
@@ -148,13 +148,13 @@ def _select(cases: tuple, timeout: int | None, policy: str):
     found = _ready_case(cases, policy, task)
     if found is not None or timeout == 0:
         index, tag, value = found if found is not None else (-1, SelectTag.TIMEOUT, None)
-        vm._ra(task._k | SELECT)
-        vm._va((index, tag.name))
+        vm._rows.append(task._k | SELECT)
+        vm._vals.append((index, tag.name))
         yield RESCHEDULE
         return _finish(cases, policy, task, SelectResult(index, tag, value))
     selector = _Selector(task, cases)
     for case in cases:
-        if case.__class__ is Channel:
+        if type(case) is Channel:
             case._recvq.append(selector)
         else:
             if case._joiners is None:
@@ -167,8 +167,8 @@ def _select(cases: tuple, timeout: int | None, policy: str):
     task._waitq = None
     task._cleanup = selector._unregister
     task._waiting = ("select", "cases", descriptions)
-    vm._ra(task._k | BLOCK)
-    vm._va(("select", "cases", descriptions))
+    vm._rows.append(task._k | BLOCK)
+    vm._vals.append(("select", "cases", descriptions))
     result = yield PARK
     return _finish(cases, policy, task, result)
 
@@ -202,9 +202,9 @@ def select(*cases: Any, timeout: int | None = None, policy: str = "priority"):
             raise ValueError(f"select timeout must be >= 0 ticks, got {timeout}")
     normalized = []
     for case in cases:
-        if case.__class__ is Slot:
+        if type(case) is Slot:
             case = case.task
-        if case.__class__ is not Channel and case.__class__ is not Task:
+        if type(case) is not Channel and type(case) is not Task:
             raise TypeError(
                 f"cp.select() cases must be channels (to receive from) or tasks/slots (to "
                 f"join), got {type(case).__name__}"

@@ -11,12 +11,12 @@ from __future__ import annotations
 from collections import deque
 from typing import Any
 
-from . import _traps
 from ._errors import Cancelled
 from ._journal import A_SHIFT, ACQUIRE, BLOCK, CLEAR, NOTIFY, RELEASE, SET
 from ._ops import same_vm
 from ._task import BLOCKED, READY, UNINTERRUPTIBLE, Task
 from ._traps import PARK, RESCHEDULE, new_op, operation, running_task
+from ._traps import running as _running
 
 
 class _Primitive:
@@ -39,8 +39,8 @@ class _Primitive:
         return task
 
     def _record(self, task: Task, kind: int) -> None:
-        self._vm._ra(task._k | kind | self._a)
-        self._vm._va(self.KIND)
+        self._vm._rows.append(task._k | kind | self._a)
+        self._vm._vals.append(self.KIND)
 
     def _park(self, task: Task, op: str) -> None:
         """Queue ``task`` (FIFO) and journal the block; the caller then yields PARK."""
@@ -49,8 +49,8 @@ class _Primitive:
         task._waitq = self._waiters
         task._cleanup = None
         task._waiting = (op, self.KIND, self.id)
-        self._vm._ra(task._k | BLOCK | self._a)
-        self._vm._va((op, self.KIND))
+        self._vm._rows.append(task._k | BLOCK | self._a)
+        self._vm._vals.append((op, self.KIND))
 
     def _ready(self, task: Task, value: Any = None) -> None:
         task._val = value
@@ -63,7 +63,7 @@ class _Primitive:
 
 @operation(lambda target: f"{target.KIND} {target.id}.acquire()")
 def _acquire(target):
-    task = _traps.current
+    task = _running.task
     task._fresh = None
     if task._vm is not target._vm:
         same_vm(task, target._vm, f"{target.KIND} {target.id}")
@@ -213,7 +213,7 @@ class Semaphore(_AcquireContext, _Primitive):
 
 @operation(lambda target: f"{target.KIND} {target.id}.wait()")
 def _wait(target):
-    task = _traps.current
+    task = _running.task
     task._fresh = None
     if task._vm is not target._vm:
         same_vm(task, target._vm, f"{target.KIND} {target.id}")
@@ -236,15 +236,15 @@ class Event(_Primitive):
         return self._flag
 
     def set(self) -> None:
-        actor = _traps.current
+        actor = _running.task
         if actor is not None:
             same_vm(actor, self._vm, f"event {self.id}")
         if self._flag:
             return
         self._flag = True
         by = 0 if actor is None else actor.id
-        self._vm._ra((0 if actor is None else actor._k) | SET | self._a)
-        self._vm._va(self.KIND)
+        self._vm._rows.append((0 if actor is None else actor._k) | SET | self._a)
+        self._vm._vals.append(self.KIND)
         waiters, self._waiters = self._waiters, deque()
         for waiter in waiters:
             self._vm._wake(waiter, None, by)
@@ -353,8 +353,8 @@ class Condition(_Primitive):
             lock._waiters.append(waiter)  # the notifier holds the lock, so queue for it
             waiter._waitq = lock._waiters
             waiter._waiting = ("acquire", "lock", lock.id)
-        self._vm._ra(task._k | NOTIFY | self._a)
-        self._vm._va(count)
+        self._vm._rows.append(task._k | NOTIFY | self._a)
+        self._vm._vals.append(count)
 
     def notify_all(self) -> None:
         """Wake every waiter (FIFO)."""

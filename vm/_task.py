@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from . import _traps
 from ._errors import Cancelled, InvalidStateError, WrongVMError
-from ._journal import A_SHIFT, BLOCK, TASK_SHIFT
-from ._traps import PARK, RESCHEDULE
+from ._journal import A_SHIFT, BLOCK, STEP, TASK_SHIFT
+from ._traps import PARK, RESCHEDULE, running_task
+from ._traps import running as _running
 
 if TYPE_CHECKING:
     from ._vm import VM
@@ -96,6 +96,7 @@ class Task:
         "_inner",
         "_joiners",
         "_k",
+        "_kstep",
         "_observed",
         "_parent",
         "_payload",
@@ -118,6 +119,7 @@ class Task:
         self._vm = vm
         self._coro = coro
         self._k = task_id << TASK_SHIFT
+        self._kstep = self._k | STEP  # the step record, allocated once per task
         self._state = READY
         self._val = None
         self._exc = None
@@ -204,7 +206,7 @@ class Task:
         if self._state >= DONE:
             return False
         if not self._cancel_called:
-            current = _traps.current
+            current = _running.task
             if current is None:
                 by, reason = 0, "task.cancel() from the host"
             else:
@@ -219,7 +221,7 @@ class Task:
         if state == BLOCKED:
             name = "sleeping" if self._waiting[0] == "sleep" else "blocked"
             waiting = describe_wait(self._waiting)
-        elif state == READY and _traps.current is self:
+        elif state == READY and _running.task is self:
             name = "running"
         else:
             name = _STATE_NAMES[state]
@@ -230,9 +232,9 @@ class Task:
         return f"<Task {self.id} {self.name!r} {info.state}>"
 
     def __await__(self):
-        task = _traps.current
+        task = _running.task
         if task is None:
-            _traps.running_task(f"`await` on task {self.id}")
+            running_task(f"`await` on task {self.id}")
         if task._vm is not self._vm:
             raise WrongVMError(
                 f"task {self.id} {self.name!r} belongs to another VM; a task can only await "
@@ -254,8 +256,8 @@ class Task:
             task._cleanup = None
             task._waiting = ("join", "task", self.id)
             vm = self._vm
-            vm._ra(task._k | BLOCK | self.id << A_SHIFT)
-            vm._va(_JOIN)
+            vm._rows.append(task._k | BLOCK | self.id << A_SHIFT)
+            vm._vals.append(_JOIN)
             yield PARK
         else:
             yield RESCHEDULE

@@ -21,8 +21,8 @@ clears the registration when it starts.  If an operation is dropped without
 being awaited, the next operation (or the end of the task) notices and raises
 ``ForgottenAwaitError``.
 
-Operations find the running task in ``current`` (set by the scheduler before
-each resumption).  ``running_task`` is the checked accessor used by every
+Operations find the running task in ``running.task`` (set by the scheduler
+before each resumption).  ``running_task`` is the checked accessor used by every
 contract call, so that calls outside a VM task fail with a clear error.
 """
 
@@ -54,8 +54,21 @@ class Trap:
 RESCHEDULE = Trap("reschedule")
 PARK = Trap("park")
 
-# The task the scheduler is resuming right now, or None between steps.
-current: Task | None = None
+
+class Running:
+    """Holds the task the scheduler is resuming right now (None between steps).
+
+    A ``__slots__`` object rather than a module global: the scheduler writes it
+    on every step, and a slot store is far cheaper than a module-dict store.
+    """
+
+    __slots__ = ("task",)
+
+    def __init__(self) -> None:
+        self.task: Task | None = None
+
+
+running = Running()
 
 # code object of each operation -> how to describe a call of it in messages
 _DESCRIPTIONS: dict[types.CodeType, Callable[..., str]] = {}
@@ -90,7 +103,7 @@ def describe(op: types.GeneratorType) -> str:
 
 def running_task(what: str) -> Task:
     """The running task; raise ``NotInTaskError`` naming ``what`` if there is none."""
-    task = current
+    task = running.task
     if task is None:
         raise NotInTaskError(
             f"{what} was called outside a Counterpoint task. Contract calls work only inside "

@@ -18,12 +18,11 @@ import sys
 import warnings
 from collections import deque
 from heapq import heappop, heappush
-from itertools import pairwise
+from itertools import pairwise, repeat
 from pathlib import Path
 from types import CoroutineType
 from typing import Any
 
-from . import _traps
 from ._errors import (
     Cancelled,
     Deadlock,
@@ -39,7 +38,6 @@ from ._journal import (
     DONE,
     FAIL,
     SPAWN,
-    STEP,
     TIMER,
     WAKE,
     Journal,
@@ -49,16 +47,13 @@ from ._journal import (
 from ._task import BLOCKED, FAILED, READY, UNINTERRUPTIBLE, Task, TaskInfo
 from ._task import CANCELLED as S_CANCELLED
 from ._task import DONE as S_DONE
-from ._traps import PARK, RESCHEDULE, is_operation
+from ._traps import PARK, RESCHEDULE, check_fresh, is_operation
+from ._traps import running as _running
 
 _PACKAGE_DIR = str(Path(__file__).resolve().parent)
 _ATOMIC = frozenset({type(None), bool, int, str})
 POLICIES = ("fifo", "random")
 _FOREIGN_LOOP_MESSAGES = ("no running event loop", "must be called from async context")
-
-
-def _discard(_value: Any) -> None:
-    """Journal sink when recording is off (``VM(journal=False)``)."""
 
 
 def _user_traceback(error: BaseException) -> None:
@@ -79,7 +74,7 @@ def _user_traceback(error: BaseException) -> None:
 
 def check_coroutine(coro: Any, what: str) -> CoroutineType:
     """Return ``coro`` if it is a coroutine object; adopt VM operations; else TypeError."""
-    if coro.__class__ is CoroutineType:
+    if type(coro) is CoroutineType:
         return coro
     if is_operation(coro):
         from ._ops import adopt
@@ -148,13 +143,16 @@ class VM:
         self._next_task = 1
         self._counters: dict[str, int] = {}
         self._unobserved: list[Task] = []
-        self._running = False
+        self._active = False
         self._journal = Journal(enabled=journal is None)
+        # Operations append records straight to these columns (list.append is the
+        # fastest call CPython has); with recording off they discard everything.
         if journal is None:
-            self._ra = self._journal._rows.append
-            self._va = self._journal._vals.append
+            self._rows: list | deque = self._journal._rows
+            self._vals: list | deque = self._journal._vals
         else:
-            self._ra = self._va = _discard
+            self._rows = deque(maxlen=0)
+            self._vals = deque(maxlen=0)
 
     # -- public, host side ---------------------------------------------------------
 
@@ -196,11 +194,11 @@ class VM:
         self._check_host_call("vm.run()")
         root = self._spawn(coro, None, None, None, "vm.run()")
         budget = self._max_steps if self._max_steps is not None else sys.maxsize
-        self._running = True
+        self._active = True
         try:
             self._loop(root, budget)
         finally:
-            self._running = False
+            self._active = False
             self._warn_unobserved(root)
         if root._state >= S_DONE:
             return root.result()
@@ -216,11 +214,11 @@ class VM:
         if not isinstance(n, int) or isinstance(n, bool) or n < 0:
             raise ValueError(f"vm.step(n) needs a non-negative int, got {n!r}")
         self._check_host_call("vm.step()")
-        self._running = True
+        self._active = True
         try:
             return self._loop(None, n)
         finally:
-            self._running = False
+            self._active = False
 
     def channel(self, capacity: int = 0):
         """Create a channel of this VM from the host (inside tasks use ``cp.channel``)."""
@@ -238,12 +236,12 @@ class VM:
     # -- scheduler -------------------------------------------------------------------
 
     def _check_host_call(self, what: str) -> None:
-        if _traps.current is not None:
+        if _running.task is not None:
             raise RuntimeError(
                 f"{what} was called from inside a running task; inside tasks use `await`, "
                 f"cp.spawn() or cp.par() instead"
             )
-        if self._running:
+        if self._active:
             raise RuntimeError(f"{what} was called while this VM is already running")
 
     def _loop(self, root: Task | None, budget: int) -> int:
@@ -251,45 +249,47 @@ class VM:
 
         Returns the number of resumptions.  This is the hot loop: one journal
         append per step, and everything else happens inside the operations.
+        (``repeat`` counts the steps without allocating an int per step; its
+        length hint is the budget left.)
         """
         ready = self._ready
         pick = ready.popleft if self._fifo else self._pick_random
         push = ready.append
-        ra = self._ra
+        ra = self._rows.append
         advance = self._advance_time
-        traps = _traps
-        steps = 0
+        running = _running
+        reschedule, park = RESCHEDULE, PARK
+        budget_left = repeat(None, budget)
         try:
-            for steps in range(1, budget + 1):
+            for _ in budget_left:
                 while not ready:
                     if not advance():
-                        return steps - 1
+                        return budget - budget_left.__length_hint__() - 1
                 task = pick()
-                traps.current = task
-                ra(task._k | STEP)
+                running.task = task
+                ra(task._kstep)
                 try:
-                    exc = task._exc
-                    if exc is None:
+                    if task._exc is None:
                         trap = task._coro.send(task._val)
                     else:
-                        task._exc = None
+                        exc, task._exc = task._exc, None
                         trap = task._coro.throw(exc)
                 except StopIteration as stop:
                     self._finish(task, stop.value)
                     if task is root:
-                        return steps
+                        break
                 except BaseException as error:
                     self._fail(task, error)
                     if task is root:
-                        return steps
+                        break
                 else:
-                    if trap is RESCHEDULE:
+                    if trap is reschedule:
                         push(task)
-                    elif trap is not PARK:
+                    elif trap is not park:
                         self._foreign(task, trap)
         finally:
-            traps.current = None
-        return steps
+            running.task = None
+        return budget - budget_left.__length_hint__()
 
     def _pick_random(self) -> Task:
         ready = self._ready
@@ -318,11 +318,11 @@ class VM:
             self._journal._advance(deadline)
             push = self._ready.append
             for target in bucket:
-                if target.__class__ is Task:
+                if type(target) is Task:
                     target._state = READY
                     target._val = None
                     push(target)
-                    self._ra(target._k | TIMER)
+                    self._rows.append(target._k | TIMER)
                 else:
                     target._timer_fired()
             return True
@@ -343,7 +343,7 @@ class VM:
     def _spawn(
         self, coro: Any, name: str | None, parent: Any, spawner: Task | None, what: str
     ) -> Task:
-        if coro.__class__ is not CoroutineType:
+        if type(coro) is not CoroutineType:
             coro = check_coroutine(coro, what)
         if name is None:
             name = coro.__name__
@@ -355,43 +355,43 @@ class VM:
         task = Task(self, task_id, name, coro, parent)
         self._live[task_id] = task
         self._ready.append(task)
-        self._ra((0 if spawner is None else spawner._k) | SPAWN | task_id << A_SHIFT)
-        self._va(name)
+        self._rows.append((0 if spawner is None else spawner._k) | SPAWN | task_id << A_SHIFT)
+        self._vals.append(name)
         return task
 
     def _finish(self, task: Task, value: Any) -> None:
         if task._fresh is not None:
             try:
-                _traps.check_fresh(task)
+                check_fresh(task)
             except Exception as error:
                 self._fail(task, error)
                 return
         task._state = S_DONE
         task._result = value
-        self._ra(task._k | DONE)
-        self._va(value if value.__class__ in _ATOMIC else plain(value))
+        self._rows.append(task._k | DONE)
+        self._vals.append(value if type(value) in _ATOMIC else plain(value))
         self._task_exit(task)
 
     def _fail(self, task: Task, error: BaseException) -> None:
         if isinstance(error, Cancelled):
             task._state = S_CANCELLED
-            self._ra(task._k | CANCELLED)
+            self._rows.append(task._k | CANCELLED)
             self._task_exit(task)
             return
         if not isinstance(error, Exception):
             # KeyboardInterrupt, SystemExit: the task is gone; record it and pass it on.
             task._state = S_CANCELLED
-            self._ra(task._k | CANCEL)
-            self._va(f"interrupted by {type(error).__name__}")
-            self._ra(task._k | CANCELLED)
+            self._rows.append(task._k | CANCEL)
+            self._vals.append(f"interrupted by {type(error).__name__}")
+            self._rows.append(task._k | CANCELLED)
             self._task_exit(task)
             raise error
         error = self._explain_foreign(task, error)
         _user_traceback(error)
         task._state = FAILED
         task._error = error
-        self._ra(task._k | FAIL)
-        self._va(exception_data(error))
+        self._rows.append(task._k | FAIL)
+        self._vals.append(exception_data(error))
         self._task_exit(task)
 
     def _task_exit(self, task: Task) -> None:
@@ -401,7 +401,7 @@ class VM:
         if joiners is not None:
             task._joiners = None
             for joiner in joiners:
-                if joiner.__class__ is Task:
+                if type(joiner) is Task:
                     self._wake(joiner, None, task.id)
                 else:
                     joiner._task_done(task)
@@ -416,14 +416,14 @@ class VM:
         task._val = value
         task._state = READY
         self._ready.append(task)
-        self._ra(task._k | WAKE | by << A_SHIFT)
+        self._rows.append(task._k | WAKE | by << A_SHIFT)
 
     def _throw(self, task: Task, error: BaseException, by: int) -> None:
         """Make a blocked task ready, to be resumed by raising ``error`` at its await."""
         task._exc = error
         task._state = READY
         self._ready.append(task)
-        self._ra(task._k | WAKE | by << A_SHIFT)
+        self._rows.append(task._k | WAKE | by << A_SHIFT)
 
     def _foreign(self, task: Task, trap: Any) -> None:
         if trap is None:
@@ -499,8 +499,8 @@ class VM:
         if task._cancelled or task._state >= S_DONE:
             return
         task._cancelled = True
-        self._ra(task._k | CANCEL | by << A_SHIFT)
-        self._va(reason)
+        self._rows.append(task._k | CANCEL | by << A_SHIFT)
+        self._vals.append(reason)
         if task._state == BLOCKED and task._cleanup is not UNINTERRUPTIBLE:
             queue = task._waitq
             if queue is not None:
@@ -518,8 +518,8 @@ class VM:
         """Number a new object of ``kind`` (channel 1, 2 ...) and journal its creation."""
         number = self._counters.get(kind, 0) + 1
         self._counters[kind] = number
-        self._ra((0 if creator is None else creator._k) | CREATE | number << A_SHIFT)
-        self._va((kind, extra or {}))
+        self._rows.append((0 if creator is None else creator._k) | CREATE | number << A_SHIFT)
+        self._vals.append((kind, extra or {}))
         return number
 
     def _task_rng(self, task: Task) -> random.Random:
