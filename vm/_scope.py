@@ -318,7 +318,7 @@ def _park_for_children(task: Task, scope: Scope) -> None:
     task._waitq = scope._waiters
     scope._waiters.append(task)
     task._cleanup = UNINTERRUPTIBLE
-    task._waiting = ("wait", "scope", scope.id)
+    task._waiting = ("children", scope)
     vm = scope._vm
     vm._rows.append(task._k | BLOCK | scope.id << A_SHIFT)
     vm._vals.append(_WAIT_SCOPE)
@@ -327,6 +327,8 @@ def _park_for_children(task: Task, scope: Scope) -> None:
 @types.coroutine
 def _exit(scope: Scope, error: BaseException | None):
     task = _running.task
+    if task is None:  # a dead coroutine is being closed by the GC, not run by the VM
+        return False
     scope._leave_body(task)
     if isinstance(error, Exception) and not scope._cancel_called:
         scope._vm._cancel_node(

@@ -32,8 +32,8 @@ class _Primitive:
         self.id = self._vm._new_object(self.KIND, task, extra)
         self._a = self.id << A_SHIFT
 
-    def _actor(self) -> Task:
-        task = running_task(f"{self.KIND} {self.id}")
+    def _actor(self, what: str) -> Task:
+        task = running_task(f"{self.KIND} {self.id}.{what}")
         if task._vm is not self._vm:
             same_vm(task, self._vm, f"{self.KIND} {self.id}")
         return task
@@ -48,7 +48,7 @@ class _Primitive:
         task._state = BLOCKED
         task._waitq = self._waiters
         task._cleanup = None
-        task._waiting = (op, self.KIND, self.id)
+        task._waiting = (op, self.KIND, self.id, self)
         self._vm._rows.append(task._k | BLOCK | self._a)
         self._vm._vals.append((op, self.KIND))
 
@@ -86,7 +86,8 @@ class _AcquireContext:
         await self.acquire()
 
     def __aexit__(self, exc_type, exc, tb) -> _Immediate:
-        self.release()
+        if _running.task is not None:  # else: a dead coroutine is being closed by the GC
+            self.release()
         return _IMMEDIATE_FALSE
 
 
@@ -144,7 +145,7 @@ class Lock(_AcquireContext, _Primitive):
 
     def release(self) -> None:
         """Release the lock; the longest waiter (if any) gets it at once."""
-        task = self._actor()
+        task = self._actor("release()")
         if self._owner is not task:
             holder = "nobody" if self._owner is None else f"task {self._owner.id}"
             raise RuntimeError(
@@ -197,7 +198,7 @@ class Semaphore(_AcquireContext, _Primitive):
 
     def release(self) -> None:
         """Release one unit; the longest waiter (if any) gets it at once."""
-        task = self._actor()
+        task = self._actor("release()")
         self._record(task, RELEASE)
         if self._waiters:
             successor = self._waiters.popleft()
@@ -250,7 +251,7 @@ class Event(_Primitive):
             self._vm._wake(waiter, None, by)
 
     def clear(self) -> None:
-        actor = self._actor()
+        actor = self._actor("clear()")
         if self._flag:
             self._flag = False
             self._record(actor, CLEAR)
@@ -291,7 +292,8 @@ class Condition(_Primitive):
         await self._lock.acquire()
 
     def __aexit__(self, exc_type, exc, tb) -> _Immediate:
-        self._lock.release()
+        if _running.task is not None:  # else: a dead coroutine is being closed by the GC
+            self._lock.release()
         return _IMMEDIATE_FALSE
 
     def acquire(self):
@@ -343,7 +345,7 @@ class Condition(_Primitive):
 
     def notify(self, n: int = 1) -> None:
         """Wake up to ``n`` waiters (FIFO); each re-acquires the lock before it resumes."""
-        task = self._actor()
+        task = self._actor("notify()")
         self._check_holder(task, "notify()")
         lock = self._lock
         count = 0
@@ -352,7 +354,7 @@ class Condition(_Primitive):
             count += 1
             lock._waiters.append(waiter)  # the notifier holds the lock, so queue for it
             waiter._waitq = lock._waiters
-            waiter._waiting = ("acquire", "lock", lock.id)
+            waiter._waiting = ("acquire", "lock", lock.id, lock)
         self._vm._rows.append(task._k | NOTIFY | self._a)
         self._vm._vals.append(count)
 

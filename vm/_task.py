@@ -51,7 +51,9 @@ def describe_wait(waiting: tuple) -> str:
     if op == "join":
         return f"for task {waiting[2]} to finish"
     if op == "acquire":
-        return f"to acquire {waiting[1]} {waiting[2]}"
+        holder = getattr(waiting[3], "owner", None) if len(waiting) > 3 else None
+        held = f" (held by task {holder.id} {holder.name!r})" if holder is not None else ""
+        return f"to acquire {waiting[1]} {waiting[2]}{held}"
     if op == "wait":
         if waiting[1] == "scope":
             return f"for the children of scope {waiting[2]} to finish"
@@ -62,6 +64,12 @@ def describe_wait(waiting: tuple) -> str:
         )
     if op == "sleep":
         return f"until tick {waiting[1]}"
+    if op == "children":
+        scope = waiting[1]
+        ids = ", ".join(str(child_id) for child_id in scope._children)
+        if scope._par:
+            return f"for its cp.par() branches (tasks {ids}) to finish"
+        return f"for the children of scope {scope.id} (tasks {ids}) to finish"
     if op == "select":
         return "in select on " + ", ".join(waiting[2])
     return " ".join(str(part) for part in waiting)

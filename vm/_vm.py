@@ -197,14 +197,30 @@ class VM:
         self._active = True
         try:
             self._loop(root, budget)
+        except BaseException:  # KeyboardInterrupt and friends: abandon this run
+            self._abandon(root, "vm.run() was interrupted")
+            raise
         finally:
             self._active = False
             self._warn_unobserved(root)
         if root._state >= S_DONE:
             return root.result()
         if self._ready or self._has_timers():
-            raise StepLimitExceeded(self._step_limit_message(root))
-        raise self._deadlock(root)
+            error: Exception = StepLimitExceeded(self._step_limit_message(root))
+            self._abandon(root, f"vm.run() exceeded max_steps={self._max_steps}")
+        else:
+            error = self._deadlock(root)
+            self._abandon(root, "vm.run() found a deadlock")
+        raise error
+
+    def _abandon(self, root: Task, reason: str) -> None:
+        """Cancel the root of a failed run, so its tasks do not haunt later runs.
+
+        The cancellation is journaled now; the cancelled tasks run their cleanup
+        (``finally`` blocks) at the VM's next ``run`` or ``step``.
+        """
+        if root._state < S_DONE:
+            self._cancel_node(root, 0, reason)
 
     def step(self, n: int = 1) -> int:
         """Perform up to ``n`` task resumptions; return how many ran (0: nothing can run).
