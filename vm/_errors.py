@@ -73,3 +73,23 @@ class WrongVMError(CounterpointError, RuntimeError):
 
 class UnobservedTaskFailure(RuntimeWarning):
     """Warned at the end of ``vm.run`` for each detached task that failed unobserved."""
+
+
+# Show the public module in tracebacks: `counterpoint.Deadlock`, not `counterpoint._errors...`.
+for _error in (
+    CounterpointError,
+    Cancelled,
+    Deadlock,
+    StepLimitExceeded,
+    LimitExceeded,
+    ChannelClosed,
+    ScopeClosed,
+    NotInTaskError,
+    ForeignAwaitableError,
+    ForgottenAwaitError,
+    InvalidStateError,
+    WrongVMError,
+    UnobservedTaskFailure,
+):
+    _error.__module__ = "counterpoint"
+del _error

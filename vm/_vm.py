@@ -56,15 +56,21 @@ POLICIES = ("fifo", "random")
 _FOREIGN_LOOP_MESSAGES = ("no running event loop", "must be called from async context")
 
 
-def _user_traceback(error: BaseException) -> None:
+def is_internal(filename: str) -> bool:
+    """True for the VM's own source files."""
+    return filename.startswith(_PACKAGE_DIR)
+
+
+def user_traceback(error: BaseException) -> None:
     """Drop the VM's own frames from ``error``'s traceback, keeping the user's."""
     tb = error.__traceback__
     kept = []
     while tb is not None:
-        if not tb.tb_frame.f_code.co_filename.startswith(_PACKAGE_DIR):
+        if not is_internal(tb.tb_frame.f_code.co_filename):
             kept.append(tb)
         tb = tb.tb_next
     if not kept:
+        error.__traceback__ = None
         return
     for first, second in pairwise(kept):
         first.tb_next = second
@@ -403,7 +409,7 @@ class VM:
             self._task_exit(task)
             raise error
         error = self._explain_foreign(task, error)
-        _user_traceback(error)
+        user_traceback(error)
         task._state = FAILED
         task._error = error
         self._rows.append(task._k | FAIL)
