@@ -327,8 +327,8 @@ def _park_for_children(task: Task, scope: Scope) -> None:
 @types.coroutine
 def _exit(scope: Scope, error: BaseException | None):
     task = _running.task
-    if task is None:  # a dead coroutine is being closed by the GC, not run by the VM
-        return False
+    if task is None or type(error) is GeneratorExit:
+        return False  # a dead coroutine is being closed, not run by the VM
     scope._leave_body(task)
     if isinstance(error, Exception) and not scope._cancel_called:
         scope._vm._cancel_node(

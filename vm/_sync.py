@@ -86,8 +86,8 @@ class _AcquireContext:
         await self.acquire()
 
     def __aexit__(self, exc_type, exc, tb) -> _Immediate:
-        if _running.task is not None:  # else: a dead coroutine is being closed by the GC
-            self.release()
+        if _running.task is not None and exc_type is not GeneratorExit:
+            self.release()  # (else a dead coroutine is being closed, not run by the VM)
         return _IMMEDIATE_FALSE
 
 
@@ -292,8 +292,8 @@ class Condition(_Primitive):
         await self._lock.acquire()
 
     def __aexit__(self, exc_type, exc, tb) -> _Immediate:
-        if _running.task is not None:  # else: a dead coroutine is being closed by the GC
-            self._lock.release()
+        if _running.task is not None and exc_type is not GeneratorExit:
+            self._lock.release()  # (else a dead coroutine is being closed, not run by the VM)
         return _IMMEDIATE_FALSE
 
     def acquire(self):

@@ -28,6 +28,7 @@ contract call, so that calls outside a VM task fail with a clear error.
 
 from __future__ import annotations
 
+import gc
 import sys
 import types
 from collections.abc import Callable
@@ -69,6 +70,25 @@ class Running:
 
 
 running = Running()
+
+
+def _outside_the_vm_during_gc(phase: str, info: dict) -> None:
+    """Hide the running task while the cyclic garbage collector runs.
+
+    When an abandoned VM is collected, Python closes its suspended coroutines,
+    running their ``finally`` blocks and ``__aexit__`` methods.  That can happen
+    in the middle of another task's step; those finalizers must not act as if
+    they were the running task, so during a collection there is none.
+    """
+    if phase == "start":
+        _hidden.append(running.task)
+        running.task = None
+    elif _hidden:
+        running.task = _hidden.pop()
+
+
+_hidden: list = []
+gc.callbacks.append(_outside_the_vm_during_gc)
 
 # code object of each operation -> how to describe a call of it in messages
 _DESCRIPTIONS: dict[types.CodeType, Callable[..., str]] = {}
