@@ -8,16 +8,25 @@ import warnings
 import counterpoint as cp
 
 
+FINALIZED_OUTSIDE: list[str] = []
+
+
 def abandon_a_vm_with_blocked_tasks() -> None:
-    """Leave a VM whose tasks hold locks and sit in scopes, then drop it."""
+    """Leave a VM whose tasks hold locks, sit in scopes and clean up in `finally`."""
 
     async def hold(first: cp.Lock, second: cp.Lock):
-        async with first:
-            await cp.sleep(1)
-            async with cp.scope() as s:
-                s.spawn(cp.sleep(100))
-                async with second:
-                    pass
+        try:
+            async with first:
+                await cp.sleep(1)
+                async with cp.scope() as s:
+                    s.spawn(cp.sleep(100))
+                    async with second:
+                        pass
+        finally:
+            try:  # when the garbage collector closes this coroutine ...
+                cp.spawn(cp.sleep(1), name="stray")
+            except cp.NotInTaskError:  # ... it is not running inside any VM task
+                FINALIZED_OUTSIDE.append("hold")
 
     async def main():
         a, b = cp.Lock(), cp.Lock()
@@ -50,6 +59,8 @@ def test_collecting_an_abandoned_vm_during_another_vms_step_leaves_that_vm_alone
             live = cp.VM()
             assert live.run(main()) == 1
         assert live.journal.digest() == reference.journal.digest()
+        assert "stray" not in [r.data.get("name") for r in live.journal if r.kind == "spawn"]
+        assert len(FINALIZED_OUTSIDE) == 6  # 3 abandoned VMs x 2 tasks
     finally:
         gc.enable()
 

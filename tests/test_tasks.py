@@ -104,16 +104,13 @@ def test_invalid_state_error_is_a_runtime_error():
 
 
 def test_result_of_a_finished_task_returns_or_raises_like_await(vm):
-    async def main():
-        ok = cp.spawn(returns("v"))
-        bad = cp.spawn(fails(KeyError("k")))
-        gone = cp.spawn(sleeps(5))
-        await cp.checkpoint()
-        gone.cancel()
-        await cp.sleep(1)
-        return ok, bad, gone
-
-    ok, bad, gone = vm.run(main())
+    ok = vm.spawn(returns("v"))
+    bad = vm.spawn(fails(KeyError("k")))
+    gone = vm.spawn(sleeps(5))
+    vm.step(3)
+    assert gone.cancel()
+    while vm.step():
+        pass
     assert ok.result() == "v"
     with pytest.raises(KeyError):
         bad.result()
@@ -269,6 +266,7 @@ def test_tasks_lists_live_tasks_in_ascending_id_with_their_state(vm):
         snapshot = vm.tasks()
         for task in (sleeper, blocked, ready):
             task.cancel()
+        for task in (sleeper, blocked, ready):
             with pytest.raises(cp.Cancelled):
                 await task
         return snapshot
@@ -368,6 +366,7 @@ def test_vm_spawn_records_the_host_as_spawner(vm):
     vm.spawn(worker())
     (record,) = list(vm.journal)
     assert (record.task, record.kind, record.data) == (0, "spawn", {"child": 1, "name": "worker"})
+    assert vm.step() == 1
 
 
 def test_vm_step_runs_host_spawned_tasks_one_resumption_at_a_time(vm):
