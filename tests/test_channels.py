@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from collections import Counter
 
-import counterpoint as cp
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
+import counterpoint as cp
 
 
 class Point:

@@ -7,7 +7,6 @@ import warnings
 
 import counterpoint as cp
 
-
 FINALIZED_OUTSIDE: list[str] = []
 
 

@@ -180,8 +180,8 @@ def test_spawn_records_carry_the_new_task_id_and_name(vm):
         pass
 
     async def main():
-        cp.spawn(worker())
-        cp.spawn(worker(), name="second")
+        await cp.spawn(worker())
+        await cp.spawn(worker(), name="second")
 
     vm.run(main())
     spawns = [(r.task, r.data) for r in vm.journal if r.kind == "spawn"]
@@ -276,7 +276,7 @@ def test_tasks_lists_live_tasks_in_ascending_id_with_their_state(vm):
         (1, "main", "running"),
         (2, "sleeper", "sleeping"),
         (3, "receiver", "blocked"),
-        (5, "ready", "ready"),
+        (4, "ready", "ready"),
     ]
 
 
