@@ -152,16 +152,8 @@ def test_blocked_receivers_are_served_first_come_first_served(vm):
 
 
 def test_status_enums_have_the_contract_numbers():
-    assert [int(s) for s in (cp.SendStatus.FULL, cp.SendStatus.SENT, cp.SendStatus.CLOSED)] == [
-        0,
-        1,
-        2,
-    ]
-    assert [int(s) for s in (cp.RecvStatus.OK, cp.RecvStatus.EMPTY, cp.RecvStatus.CLOSED)] == [
-        0,
-        1,
-        2,
-    ]
+    assert {s.name: int(s) for s in cp.SendStatus} == {"FULL": 0, "SENT": 1, "CLOSED": 2}
+    assert {s.name: int(s) for s in cp.RecvStatus} == {"OK": 0, "EMPTY": 1, "CLOSED": 2}
 
 
 def test_try_send_reports_sent_full_and_closed(vm):
@@ -566,15 +558,18 @@ def programs(draw):
     n_consumers = draw(st.integers(1, 3))
     tick = st.integers(0, 3)
     producers = [
-        [
-            (draw(st.integers(0, n_channels - 1)), draw(tick))
-            for _ in range(draw(st.integers(0, 5)))
-        ]
+        (
+            draw(st.sampled_from(["send", "try_send"])),
+            [
+                (draw(st.integers(0, n_channels - 1)), draw(tick))
+                for _ in range(draw(st.integers(0, 5)))
+            ],
+        )
         for _ in range(n_producers)
     ]
     consumers = [
         (
-            draw(st.sampled_from(["recv", "async_for", "select"])),
+            draw(st.sampled_from(["recv", "async_for", "select", "select_timeout", "poll"])),
             draw(st.integers(0, n_channels - 1)),
             draw(st.lists(tick, min_size=1, max_size=4)),
         )
@@ -605,46 +600,69 @@ def programs(draw):
 def run_program(program):
     """Run one generated program; return (sent, received, leftover, journal digest)."""
     vm = cp.VM(seed=program["seed"], policy=program["policy"])
-    sent: list = []  # values whose `await ch.send(v)` returned
+    sent: list = []  # values whose send completed (await returned, or try_send said SENT)
     received: list = []  # values that a consumer's receive returned
 
-    async def producer(p, plan, channels):
+    async def producer(p, mode, plan, channels):
         for i, (which, delay) in enumerate(plan):
             await cp.sleep(delay)
-            try:
-                await channels[which].send((p, i))
-            except cp.ChannelClosed:
-                continue
-            sent.append((p, i))
+            ch = channels[which]
+            if mode == "send":
+                try:
+                    await ch.send((p, i))
+                except cp.ChannelClosed:
+                    continue
+                sent.append((p, i))
+            else:
+                status = ch.try_send((p, i))
+                while status == cp.SendStatus.FULL:
+                    await cp.sleep(1)
+                    status = ch.try_send((p, i))
+                if status == cp.SendStatus.SENT:
+                    sent.append((p, i))
 
     async def consumer(mode, which, delays, channels):
         ch = channels[which]
-        step = 0
+        count = 0
+
+        async def pause():
+            nonlocal count
+            count += 1
+            await cp.sleep(delays[count % len(delays)])
+
         if mode == "async_for":
             async for value in ch:
                 received.append(value)
-                step += 1
-                await cp.sleep(delays[step % len(delays)])
-            return
-        if mode == "recv":
+                await pause()
+        elif mode == "recv":
             while True:
                 try:
                     value = await ch.recv()
                 except cp.ChannelClosed:
                     return
                 received.append(value)
-                step += 1
-                await cp.sleep(delays[step % len(delays)])
-        open_channels = list(channels)
-        while open_channels:
-            sel = await cp.select(*open_channels)
-            if sel.tag == cp.SelectTag.CLOSED:
-                del open_channels[sel.index]
-                continue
-            assert sel.tag == cp.SelectTag.RECV
-            received.append(sel.value)
-            step += 1
-            await cp.sleep(delays[step % len(delays)])
+                await pause()
+        elif mode == "poll":
+            while True:
+                status, value = ch.try_recv()
+                if status == cp.RecvStatus.CLOSED:
+                    return
+                if status == cp.RecvStatus.OK:
+                    received.append(value)
+                await pause()
+                await cp.sleep(1)
+        else:
+            timeout = delays[0] + 1 if mode == "select_timeout" else None
+            open_channels = list(channels)
+            while open_channels:
+                sel = await cp.select(*open_channels, timeout=timeout)
+                if sel.tag == cp.SelectTag.CLOSED:
+                    del open_channels[sel.index]
+                elif sel.tag == cp.SelectTag.RECV:
+                    received.append(sel.value)
+                    await pause()
+                else:
+                    assert (sel.tag, sel.index, sel.value) == (cp.SelectTag.TIMEOUT, -1, None)
 
     async def chaos(events, tasks, channels):
         for at, (action, target) in events:
@@ -658,11 +676,12 @@ def run_program(program):
     async def main():
         channels = [cp.channel(capacity) for capacity in program["capacities"]]
         tasks = [
-            cp.spawn(producer(p, plan, channels)) for p, plan in enumerate(program["producers"])
+            cp.spawn(producer(p, mode, plan, channels))
+            for p, (mode, plan) in enumerate(program["producers"])
         ]
         tasks += [cp.spawn(consumer(*spec, channels)) for spec in program["consumers"]]
         cp.spawn(chaos(program["chaos"], tasks, channels))
-        await cp.sleep(1000)  # long after everything that can happen has happened
+        await cp.sleep(200)  # long after the producers have finished or got stuck
         for t in tasks:
             t.cancel()
         for t in tasks:

@@ -106,6 +106,7 @@ def test_type_error_for_the_function_itself_names_the_function(vm):
 
     with pytest.raises(TypeError, match="'child'"):
         vm.run(main())
+    assert_vm_usable(vm)
 
 
 def test_par_with_a_bad_argument_starts_none_of_its_branches(vm):
@@ -192,6 +193,7 @@ def test_not_in_task_error_names_the_call(vm):
         cp.sleep(1)
     with pytest.raises(cp.NotInTaskError, match=r"cp\.Lock\(\)"):
         cp.Lock()
+    assert_vm_usable(vm)
 
 
 def test_contract_calls_inside_an_asyncio_coroutine_are_outside_a_task(vm):
@@ -223,6 +225,7 @@ def test_a_coroutine_refused_outside_a_task_is_closed_not_leaked(vm, call):
     with pytest.raises(cp.NotInTaskError):
         call(coro)
     assert inspect.getcoroutinestate(coro) == inspect.CORO_CLOSED
+    assert_vm_usable(vm)
 
 
 # ---------------------------------------------------------------------------
@@ -703,10 +706,6 @@ def test_traceback_of_a_task_failure_shows_the_users_frames_and_no_vm_frame_amon
     assert_vm_usable(vm)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: Task.result() (vm/_task.py) stays in the traceback after vm.run's re-raise",
-)
 def test_traceback_of_a_task_failure_has_no_vm_frame_after_vm_runs_reraise(vm):
     frames = _frames(vm, _middle)
     # frames[0] is this test's own call of vm.run; frames[1] may be vm.run's re-raise

@@ -282,6 +282,23 @@ def test_an_event_before_the_timeout_wins_and_the_timer_is_forgotten(vm):
     assert vm.now == 2
 
 
+def test_a_timeout_due_at_the_same_tick_as_a_sender_wins_because_timers_fire_together(vm):
+    # design.md, Time 3: all timers due at a tick fire together, before any woken task
+    # runs; so the select times out even though the sender's sleep was set first.
+    async def sender(ch):
+        await cp.sleep(5)
+        return ch.try_send("x")
+
+    async def main():
+        ch = cp.channel()
+        t = cp.spawn(sender(ch))
+        await cp.checkpoint()  # the sender sets its timer first
+        sel = await cp.select(ch, timeout=5)
+        return sel, await t, cp.now()
+
+    assert vm.run(main()) == ((-1, Tag.TIMEOUT, None), cp.SendStatus.FULL, 5)
+
+
 @pytest.mark.parametrize(("timeout", "error"), [(-1, ValueError), (1.5, TypeError)])
 def test_bad_timeout_is_a_named_error(vm, timeout, error):
     async def main():

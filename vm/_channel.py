@@ -229,7 +229,7 @@ class Channel:
             self._vm._ready.append(receiver)
             self._record(receiver, RECV, value)
         else:
-            receiver._on_value(self, value)
+            receiver._on_value(self, value, 0 if sender is None else sender.id)
 
     def _take(self, receiver: Task | None) -> Any:
         """Take the next value (the buffer or a blocked sender has one)."""
@@ -289,7 +289,7 @@ def _send(ch, value):
             vm._rows.append(receiver._k | ch._recv_code)
             vm._vals.append(logged)
         else:
-            receiver._on_value(ch, value)
+            receiver._on_value(ch, value, task.id)
         yield RESCHEDULE
         return
     buf = ch._buf

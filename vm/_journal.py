@@ -23,6 +23,7 @@ import json
 import math
 from bisect import bisect_right
 from collections.abc import Iterator
+from decimal import Decimal
 from typing import Any, NamedTuple
 
 TASK_SHIFT = 6
@@ -141,7 +142,7 @@ def plain(value: Any, _depth: int = 0) -> Any:
         return str(value)
     if _depth >= _MAX_DEPTH:
         return f"<{cls.__name__}>"
-    if cls is list or cls is tuple:
+    if cls is list or isinstance(value, tuple):  # named tuples too
         if len(value) > _MAX_ITEMS:
             return f"<{cls.__name__} of {len(value)}>"
         return [plain(item, _depth + 1) for item in value]
@@ -178,12 +179,40 @@ _ENCODER = json.JSONEncoder(
 _dumps = _ENCODER.encode
 
 
+def _int_text(value: int) -> str:
+    """Decimal digits of an int of any size.
+
+    ``int.__repr__`` refuses ints longer than ``sys.get_int_max_str_digits()``, a
+    per-process setting; ``Decimal`` has no such limit, so the encoding of a
+    journal never depends on the process that writes it.
+    """
+    try:
+        return int.__repr__(value)
+    except ValueError:
+        return str(Decimal(value))
+
+
 def _jv(value: Any) -> str:
     """Canonical JSON text of a plain value (fast path for ints and None)."""
     if type(value) is int:
-        return int.__repr__(value)
+        return _int_text(value)
     if value is None:
         return "null"
+    try:
+        return _dumps(value)
+    except ValueError:  # an int too long for the process's int->str limit
+        return _json_any_int(value)
+
+
+def _json_any_int(value: Any) -> str:
+    """``_dumps`` for plain data, writing ints of any size in full."""
+    if type(value) is int:
+        return _int_text(value)
+    if type(value) is list:
+        return "[" + ",".join(_json_any_int(item) for item in value) + "]"
+    if type(value) is dict:
+        items = sorted(value.items())
+        return "{" + ",".join(_dumps(k) + ":" + _json_any_int(v) for k, v in items) + "}"
     return _dumps(value)
 
 
@@ -243,10 +272,10 @@ def _encode_data(kind: int, a: int, b: Any, tick: int) -> str:
     if kind == WAKE:
         return '{"by":%d}' % a
     if kind == SLEEP:
-        return '{"ticks":%d,"until":%d}' % (b - tick, b)
+        return '{"ticks":%s,"until":%s}' % (_int_text(b - tick), _int_text(b))
     if kind == DONE:
         return '{"value":%s}' % _jv(b)
-    return _dumps(_decode(kind, a, b, tick))
+    return _jv(_decode(kind, a, b, tick))
 
 
 def _line(event_id: int, tick: int, task: int, kind: int, data: str) -> str:

@@ -13,7 +13,7 @@ from typing import Any
 from ._errors import WrongVMError
 from ._journal import SLEEP
 from ._task import BLOCKED, Task
-from ._traps import PARK, RESCHEDULE, check_fresh, new_op, operation, running_task
+from ._traps import PARK, RESCHEDULE, check_fresh, describe, new_op, operation, running_task
 from ._traps import running as _running
 
 
@@ -22,7 +22,9 @@ def adopt(op: Any):
     task = _running.task
     if task is not None and task._fresh is op:
         task._fresh = None
-    return _run_adopted(op)
+    coro = _run_adopted(op)
+    coro.__name__ = describe(op)  # the task's default name, e.g. "cp.sleep(2)"
+    return coro
 
 
 async def _run_adopted(op: Any) -> Any:

@@ -17,7 +17,7 @@ from typing import Any
 from ._errors import Cancelled, LimitExceeded, ScopeClosed
 from ._journal import A_SHIFT, BLOCK, SCOPE, TIMEOUT
 from ._ops import same_vm
-from ._task import BLOCKED, FAILED, UNINTERRUPTIBLE, Task
+from ._task import FAILED, UNINTERRUPTIBLE, Task, park
 from ._traps import PARK, RESCHEDULE, new_op, operation, running_task
 from ._traps import running as _running
 
@@ -314,14 +314,9 @@ def _enter(scope: Scope):
 
 
 def _park_for_children(task: Task, scope: Scope) -> None:
-    task._state = BLOCKED
-    task._waitq = scope._waiters
-    scope._waiters.append(task)
-    task._cleanup = UNINTERRUPTIBLE
-    task._waiting = ("children", scope)
-    vm = scope._vm
-    vm._rows.append(task._k | BLOCK | scope.id << A_SHIFT)
-    vm._vals.append(_WAIT_SCOPE)
+    """The body is done; wait (not interruptible: cancel the children instead)."""
+    row = BLOCK | scope.id << A_SHIFT
+    park(task, scope._waiters, ("children", scope), row, _WAIT_SCOPE, UNINTERRUPTIBLE)
 
 
 @types.coroutine
@@ -370,14 +365,8 @@ def _wait_all(scope: Scope):
     if task._cancelled:
         raise task._vm._cancelled_error(task)
     if scope._children:
-        task._state = BLOCKED
-        task._waitq = scope._waiters
-        scope._waiters.append(task)
-        task._cleanup = None
-        task._waiting = ("wait", "scope", scope.id)
-        vm = scope._vm
-        vm._rows.append(task._k | BLOCK | scope.id << A_SHIFT)
-        vm._vals.append(_WAIT_SCOPE)
+        waiting = ("wait", "scope", scope.id)
+        park(task, scope._waiters, waiting, BLOCK | scope.id << A_SHIFT, _WAIT_SCOPE)
         yield PARK
     else:
         yield RESCHEDULE

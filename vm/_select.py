@@ -75,9 +75,9 @@ class _Selector:
         vm._wake(task, SelectResult(index, tag, value), by)
 
     # callbacks from channels, tasks and timers
-    def _on_value(self, channel: Channel, value: Any) -> None:
+    def _on_value(self, channel: Channel, value: Any, by: int) -> None:
         channel._record(self.task, RECV, value)
-        self._complete(self.cases.index(channel), SelectTag.RECV, value, 0)
+        self._complete(self.cases.index(channel), SelectTag.RECV, value, by)
 
     def _on_closed(self, channel: Channel, by: int) -> None:
         if not self.done:
@@ -193,6 +193,7 @@ def select(*cases: Any, timeout: int | None = None, policy: str = "priority"):
     >>> cp.VM().run(main())
     (1, 'RECV', 'fast', 2)
     """
+    task = running_task("cp.select()")
     if policy not in POLICIES:
         raise ValueError(f"unknown select policy {policy!r}: choose 'priority' or 'round_robin'")
     if timeout is not None:
@@ -212,4 +213,4 @@ def select(*cases: Any, timeout: int | None = None, policy: str = "priority"):
         normalized.append(case)
     if not normalized and timeout is None:
         raise ValueError("cp.select() needs at least one case or a timeout")
-    return new_op(running_task("cp.select()"), _select(tuple(normalized), timeout, policy))
+    return new_op(task, _select(tuple(normalized), timeout, policy))

@@ -14,7 +14,7 @@ from typing import Any
 from ._errors import Cancelled
 from ._journal import A_SHIFT, ACQUIRE, BLOCK, CLEAR, NOTIFY, RELEASE, SET
 from ._ops import same_vm
-from ._task import BLOCKED, READY, UNINTERRUPTIBLE, Task
+from ._task import READY, UNINTERRUPTIBLE, Task, park
 from ._traps import PARK, RESCHEDULE, new_op, operation, running_task
 from ._traps import running as _running
 
@@ -44,13 +44,7 @@ class _Primitive:
 
     def _park(self, task: Task, op: str) -> None:
         """Queue ``task`` (FIFO) and journal the block; the caller then yields PARK."""
-        self._waiters.append(task)
-        task._state = BLOCKED
-        task._waitq = self._waiters
-        task._cleanup = None
-        task._waiting = (op, self.KIND, self.id, self)
-        self._vm._rows.append(task._k | BLOCK | self._a)
-        self._vm._vals.append((op, self.KIND))
+        park(task, self._waiters, (op, self.KIND, self.id, self), BLOCK | self._a, (op, self.KIND))
 
     def _ready(self, task: Task, value: Any = None) -> None:
         task._val = value
@@ -61,26 +55,38 @@ class _Primitive:
         return f"<{type(self).__name__} {self.id} waiters={len(self._waiters)}>"
 
 
-@operation(lambda target: f"{target.KIND} {target.id}.acquire()")
-def _acquire(target):
+@operation(lambda target, verb: f"{target.KIND} {target.id}.{verb}()")
+def _checkpointed(target: _Primitive, verb: str):
+    """``await lock.acquire()``, ``await event.wait()`` ...: a checkpoint, then
+    ``target._acquire(task)`` or ``target._wait(task)`` (generators that end by
+    yielding RESCHEDULE or PARK)."""
     task = _running.task
     task._fresh = None
     if task._vm is not target._vm:
         same_vm(task, target._vm, f"{target.KIND} {target.id}")
     if task._cancelled:
         raise task._vm._cancelled_error(task)
-    if target._try_take(task):
-        target._record(task, ACQUIRE)
-        yield RESCHEDULE
-    else:
-        target._park(task, "acquire")
-        yield PARK  # woken only once the lock/unit has been handed to us
+    if verb == "acquire":
+        return (yield from target._acquire(task))
+    return (yield from target._wait(task))
 
 
 class _AcquireContext:
-    """``async with lock:`` / ``async with sem:`` support (release is synchronous)."""
+    """Acquire/release for Lock and Semaphore, and ``async with`` support."""
 
     __slots__ = ()
+
+    def acquire(self):
+        """``await x.acquire()``; waits (FIFO) while the lock/semaphore is taken."""
+        return new_op(running_task(f"{self.KIND}.acquire()"), _checkpointed(self, "acquire"))
+
+    def _acquire(self, task: Task):
+        if self._try_take(task):
+            self._record(task, ACQUIRE)
+            yield RESCHEDULE
+        else:
+            self._park(task, "acquire")
+            yield PARK  # woken only once the lock/unit has been handed to us
 
     async def __aenter__(self) -> None:
         await self.acquire()
@@ -126,10 +132,6 @@ class Lock(_AcquireContext, _Primitive):
     def __init__(self) -> None:
         super().__init__()
         self._owner: Task | None = None
-
-    def acquire(self):
-        """``await lock.acquire()``; waits (FIFO) while another task holds it."""
-        return new_op(running_task(f"{self.KIND}.acquire()"), _acquire(self))
 
     def _try_take(self, task: Task) -> bool:
         owner = self._owner
@@ -186,10 +188,6 @@ class Semaphore(_AcquireContext, _Primitive):
         super().__init__({"value": value})
         self._value = value
 
-    def acquire(self):
-        """``await sem.acquire()``; waits (FIFO) while the value is 0."""
-        return new_op(running_task(f"{self.KIND}.acquire()"), _acquire(self))
-
     def _try_take(self, task: Task) -> bool:
         if self._value > 0:
             self._value -= 1
@@ -210,17 +208,6 @@ class Semaphore(_AcquireContext, _Primitive):
     @property
     def value(self) -> int:
         return self._value
-
-
-@operation(lambda target: f"{target.KIND} {target.id}.wait()")
-def _wait(target):
-    task = _running.task
-    task._fresh = None
-    if task._vm is not target._vm:
-        same_vm(task, target._vm, f"{target.KIND} {target.id}")
-    if task._cancelled:
-        raise task._vm._cancelled_error(task)
-    return (yield from target._wait(task))
 
 
 class Event(_Primitive):
@@ -258,7 +245,7 @@ class Event(_Primitive):
 
     def wait(self):
         """``await event.wait()``: return once the event is set (a checkpoint even if set)."""
-        return new_op(running_task(f"{self.KIND}.wait()"), _wait(self))
+        return new_op(running_task(f"{self.KIND}.wait()"), _checkpointed(self, "wait"))
 
     def _wait(self, task: Task):
         if self._flag:
@@ -314,7 +301,7 @@ class Condition(_Primitive):
 
     def wait(self):
         """``await cond.wait()``: release the lock, wait for a notify, re-acquire."""
-        return new_op(running_task(f"{self.KIND}.wait()"), _wait(self))
+        return new_op(running_task(f"{self.KIND}.wait()"), _checkpointed(self, "wait"))
 
     def _wait(self, task: Task):
         self._check_holder(task, "wait()")
@@ -391,7 +378,7 @@ class Barrier(_Primitive):
 
     def wait(self):
         """``await barrier.wait()``: the arrival index once all parties are here."""
-        return new_op(running_task(f"{self.KIND}.wait()"), _wait(self))
+        return new_op(running_task(f"{self.KIND}.wait()"), _checkpointed(self, "wait"))
 
     def _wait(self, task: Task):
         if len(self._waiters) + 1 < self._parties:

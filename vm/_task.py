@@ -27,6 +27,23 @@ UNINTERRUPTIBLE = object()
 _JOIN = ("join", "task")
 
 
+def park(task: Task, queue: Any, waiting: tuple, row: int, value: Any, cleanup: Any = None) -> None:
+    """Block ``task`` at the end of ``queue`` (FIFO) and journal a ``block`` record.
+
+    ``waiting`` describes the wait for snapshots and deadlock reports; ``row`` is
+    the record code (``BLOCK | id << A_SHIFT``) and ``value`` its op descriptor.
+    The caller then yields ``PARK``.  (The channel operations inline this for speed.)
+    """
+    queue.append(task)
+    task._state = BLOCKED
+    task._waitq = queue
+    task._cleanup = cleanup
+    task._waiting = waiting
+    vm = task._vm
+    vm._rows.append(task._k | row)
+    vm._vals.append(value)
+
+
 class TaskInfo(NamedTuple):
     """A snapshot of one task, as returned by ``vm.tasks()``.
 
@@ -255,17 +272,9 @@ class Task:
         if task._cancelled:
             raise task._vm._cancelled_error(task)
         if self._state < DONE:
-            joiners = self._joiners
-            if joiners is None:
-                joiners = self._joiners = []
-            joiners.append(task)
-            task._state = BLOCKED
-            task._waitq = joiners
-            task._cleanup = None
-            task._waiting = ("join", "task", self.id)
-            vm = self._vm
-            vm._rows.append(task._k | BLOCK | self.id << A_SHIFT)
-            vm._vals.append(_JOIN)
+            if self._joiners is None:
+                self._joiners = []
+            park(task, self._joiners, ("join", "task", self.id), BLOCK | self.id << A_SHIFT, _JOIN)
             yield PARK
         else:
             yield RESCHEDULE

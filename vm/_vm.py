@@ -89,7 +89,7 @@ def check_coroutine(coro: Any, what: str) -> CoroutineType:
     if callable(coro) and hasattr(coro, "__name__"):
         got = f"the function {coro.__name__!r} itself"
     else:
-        got = f"a {type(coro).__name__} object"
+        got = f"an object of type {type(coro).__name__}"
     raise TypeError(
         f"{what} needs a coroutine object (the result of calling an `async def` function), "
         f"but got {got}: did you forget to call it, or to write `async def`?"
@@ -128,10 +128,11 @@ class VM:
             raise TypeError(f"seed must be an int, got {type(seed).__name__}")
         if policy not in POLICIES:
             raise ValueError(f"unknown policy {policy!r}: choose 'fifo' or 'random'")
-        if max_steps is not None and (
-            not isinstance(max_steps, int) or isinstance(max_steps, bool) or max_steps < 1
-        ):
-            raise ValueError(f"max_steps must be a positive int or None, got {max_steps!r}")
+        if max_steps is not None:
+            if not isinstance(max_steps, int) or isinstance(max_steps, bool):
+                raise TypeError(f"max_steps must be an int or None, got {max_steps!r}")
+            if max_steps < 1:
+                raise ValueError(f"max_steps must be a positive int (at least 1), got {max_steps}")
         if journal is not None and journal is not False:
             raise TypeError(
                 f"journal must be None (record in memory) or False (recording off), got {journal!r}"
@@ -186,7 +187,7 @@ class VM:
 
     def spawn(self, coro: Any, *, name: str | None = None) -> Task:
         """Create a task from the host without running anything (see :meth:`step`)."""
-        self._check_host_call("vm.spawn()")
+        self._check_host_call("vm.spawn()", coro)
         return self._spawn(coro, name, None, None, "vm.spawn()")
 
     def run(self, coro: Any) -> Any:
@@ -197,7 +198,7 @@ class VM:
         ``cp.StepLimitExceeded`` past ``max_steps`` resumptions.
         """
         __tracebackhide__ = True
-        self._check_host_call("vm.run()")
+        self._check_host_call("vm.run()", coro)
         root = self._spawn(coro, None, None, None, "vm.run()")
         budget = self._max_steps if self._max_steps is not None else sys.maxsize
         self._active = True
@@ -209,8 +210,12 @@ class VM:
         finally:
             self._active = False
             self._warn_unobserved(root)
-        if root._state >= S_DONE:
-            return root.result()
+        if root._state == S_DONE:
+            return root._result
+        if root._state == FAILED:
+            raise root._error  # (from here, so the traceback is vm.run + the user's frames)
+        if root._state == S_CANCELLED:
+            raise self._cancelled_error(root)
         if self._ready or self._has_timers():
             error: Exception = StepLimitExceeded(self._step_limit_message(root))
             self._abandon(root, f"vm.run() exceeded max_steps={self._max_steps}")
@@ -220,13 +225,15 @@ class VM:
         raise error
 
     def _abandon(self, root: Task, reason: str) -> None:
-        """Cancel the root of a failed run, so its tasks do not haunt later runs.
+        """Cancel every task the failed run started, so they do not haunt later runs.
 
-        The cancellation is journaled now; the cancelled tasks run their cleanup
-        (``finally`` blocks) at the VM's next ``run`` or ``step``.
+        That is the root and every live task spawned after it (ids are ascending),
+        detached ones included.  The cancellations are journaled now; the tasks
+        run their cleanup (``finally`` blocks) at the VM's next ``run`` or ``step``.
         """
-        if root._state < S_DONE:
-            self._cancel_node(root, 0, reason)
+        for task in list(self._live.values()):
+            if task.id >= root.id:
+                self._cancel_node(task, 0, reason)
 
     def step(self, n: int = 1) -> int:
         """Perform up to ``n`` task resumptions; return how many ran (0: nothing can run).
@@ -257,7 +264,9 @@ class VM:
 
     # -- scheduler -------------------------------------------------------------------
 
-    def _check_host_call(self, what: str) -> None:
+    def _check_host_call(self, what: str, coro: Any = None) -> None:
+        if (_running.task is not None or self._active) and hasattr(coro, "close"):
+            coro.close()  # refused: do not leave it to warn "never awaited"
         if _running.task is not None:
             raise RuntimeError(
                 f"{what} was called from inside a running task; inside tasks use `await`, "
@@ -451,8 +460,9 @@ class VM:
         if trap is None:
             what = "a bare `yield` (such as asyncio.sleep(0))"
         else:
-            cls = type(trap)
-            what = f"a {cls.__module__}.{cls.__qualname__} object"
+            kind = trap if isinstance(trap, type) else type(trap)
+            library = kind.__module__.split(".")[0].lstrip("_")
+            what = f"{kind.__qualname__} from {library}"
         task._exc = ForeignAwaitableError(
             f"task {task.id} {task.name!r} awaited {what}, which belongs to another event "
             f"loop. Counterpoint tasks can only await VM operations: use cp.sleep / "
@@ -470,7 +480,7 @@ class VM:
                 library = "asyncio" if "asyncio" in origin else "trio"
                 wrapped = ForeignAwaitableError(
                     f"task {task.id} {task.name!r} called into {library} ({error}). "
-                    f"Counterpoint tasks do not run on an {library} event loop: use cp.sleep / "
+                    f"Counterpoint tasks do not run on {library}'s event loop: use cp.sleep / "
                     f"cp.channel (and cp.spawn, cp.par, cp.Lock ...) instead."
                 )
                 wrapped.__cause__ = error

@@ -1,0 +1,757 @@
+"""Lock, Semaphore, Event, Condition, Barrier: FIFO wake-ups, direct hand-over, misuse."""
+
+from __future__ import annotations
+
+import pytest
+
+import counterpoint as cp
+
+
+def records(vm: cp.VM, kind: str) -> list[tuple[int, dict]]:
+    return [(r.task, r.data) for r in vm.journal.filter(kind=kind)]
+
+
+def state_of(vm: cp.VM, task: cp.Task) -> cp.TaskInfo:
+    return next(info for info in vm.tasks() if info.id == task.id)
+
+
+# -- Lock -------------------------------------------------------------------------------------
+
+
+def test_lock_gives_mutual_exclusion(vm):
+    inside, peak, log = [0], [0], []
+
+    async def worker(lock, name):
+        async with lock:
+            inside[0] += 1
+            peak[0] = max(peak[0], inside[0])
+            log.append((name, cp.now()))
+            await cp.sleep(2)
+            inside[0] -= 1
+
+    async def main():
+        lock = cp.Lock()
+        await cp.par(*(worker(lock, n) for n in "abcd"))
+        return cp.now()
+
+    assert vm.run(main()) == 8
+    assert peak == [1]
+    assert log == [("a", 0), ("b", 2), ("c", 4), ("d", 6)]
+
+
+def test_lock_is_handed_over_to_the_longest_waiter(vm):
+    order = []
+
+    async def waiter(lock, name, delay):
+        await cp.sleep(delay)
+        async with lock:
+            order.append(name)
+
+    async def main():
+        lock = cp.Lock()
+        await lock.acquire()
+        # spawned in id order x, y, z; they queue in the order z, x, y
+        tasks = [
+            cp.spawn(waiter(lock, name, delay)) for name, delay in (("x", 2), ("y", 3), ("z", 1))
+        ]
+        await cp.sleep(5)
+        lock.release()
+        for t in tasks:
+            await t
+
+    vm.run(main())
+    assert order == ["z", "x", "y"]
+    acquirers = [task for task, _ in records(vm, "acquire")]
+    assert acquirers == [1, 4, 2, 3]
+
+
+def test_lock_release_hands_over_directly_without_barging(vm):
+    order = []
+
+    async def waiter(lock):
+        async with lock:
+            order.append("waiter")
+
+    async def main():
+        lock = cp.Lock()
+        await lock.acquire()
+        t = cp.spawn(waiter(lock))
+        await cp.sleep(1)
+        lock.release()
+        assert lock.owner is t  # handed over at once, before the waiter even runs
+        await lock.acquire()  # so the releaser queues behind it
+        order.append("releaser again")
+        lock.release()
+        await t
+        return order
+
+    assert vm.run(main()) == ["waiter", "releaser again"]
+
+
+def test_a_lock_waiter_says_what_it_waits_for_and_who_holds_the_lock(vm):
+    async def waiter(lock):
+        async with lock:
+            pass
+
+    async def main():
+        lock = cp.Lock()
+        async with lock:
+            t = cp.spawn(waiter(lock))
+            await cp.sleep(1)
+            info = state_of(vm, t)
+        await t
+        return info.state, info.waiting_on
+
+    assert vm.run(main()) == ("blocked", "to acquire lock 1 (held by task 1 'main')")
+
+
+def test_lock_is_not_reentrant(vm):
+    async def main():
+        lock = cp.Lock()
+        await lock.acquire()
+        with pytest.raises(RuntimeError, match="not re-entrant"):
+            await lock.acquire()
+        return lock.locked(), lock.owner is cp.current_task()
+
+    assert vm.run(main()) == (True, True)
+
+
+def test_releasing_a_lock_held_by_another_task_is_a_runtime_error(vm):
+    async def holder(lock):
+        await lock.acquire()
+        await cp.sleep(10)
+
+    async def main():
+        lock = cp.Lock()
+        free = cp.Lock()
+        with pytest.raises(RuntimeError, match="held by nobody"):
+            free.release()
+        t = cp.spawn(holder(lock))
+        await cp.sleep(1)
+        with pytest.raises(RuntimeError, match=f"held by task {t.id}"):
+            lock.release()
+        return lock.owner is t
+
+    assert vm.run(main()) is True
+
+
+def test_async_with_lock_releases_even_when_the_body_raises(vm):
+    async def main():
+        lock = cp.Lock()
+        with pytest.raises(KeyError):
+            async with lock:
+                assert lock.locked()
+                raise KeyError("inside")
+        return lock.locked()
+
+    assert vm.run(main()) is False
+    assert [r.kind for r in vm.journal if r.kind in ("acquire", "release")] == [
+        "acquire",
+        "release",
+    ]
+    assert records(vm, "acquire") == [(1, {"lock": 1})]
+
+
+def test_acquiring_a_free_lock_is_still_a_schedule_point(vm):
+    order = []
+
+    async def other():
+        order.append("other")
+
+    async def main():
+        lock = cp.Lock()
+        cp.spawn(other())
+        order.append("before acquire")
+        await lock.acquire()
+        order.append("after acquire")
+        lock.release()
+        return order
+
+    assert vm.run(main()) == ["before acquire", "other", "after acquire"]
+
+
+def test_acquiring_a_free_lock_is_a_cancel_point(vm):
+    async def victim(lock):
+        await lock.acquire()
+
+    async def main():
+        lock = cp.Lock()
+        t = cp.spawn(victim(lock))
+        t.cancel()
+        with pytest.raises(cp.Cancelled):
+            await t
+        return lock.locked()
+
+    assert vm.run(main()) is False
+    assert records(vm, "acquire") == []
+
+
+def test_cancelling_a_lock_waiter_removes_it_from_the_queue(vm):
+    order = []
+
+    async def waiter(lock, name):
+        async with lock:
+            order.append(name)
+
+    async def main():
+        lock = cp.Lock()
+        await lock.acquire()
+        first = cp.spawn(waiter(lock, "first"))
+        second = cp.spawn(waiter(lock, "second"))
+        await cp.sleep(1)
+        first.cancel()
+        assert state_of(vm, first).state == "ready"  # taken off the lock's queue at once
+        lock.release()
+        assert lock.owner is second
+        await second
+        with pytest.raises(cp.Cancelled):
+            await first
+        return order, lock.locked()
+
+    assert vm.run(main()) == (["second"], False)
+
+
+def test_two_tasks_taking_two_locks_in_opposite_order_deadlock(vm):
+    async def worker(first, second):
+        async with first:
+            await cp.sleep(1)
+            async with second:
+                pass
+
+    async def main():
+        a, b = cp.Lock(), cp.Lock()
+        left = cp.spawn(worker(a, b), name="left")
+        right = cp.spawn(worker(b, a), name="right")
+        await left
+        await right
+
+    with pytest.raises(cp.Deadlock) as info:
+        vm.run(main())
+    message = str(info.value)
+    assert "deadlock at tick 1" in message
+    assert "task 1 'main' waits for task 2 to finish" in message
+    assert "task 2 'left' waits to acquire lock 2" in message
+    assert "task 3 'right' waits to acquire lock 1" in message
+    assert info.value.blocked == [
+        (1, "main", "for task 2 to finish"),
+        (2, "left", "to acquire lock 2 (held by task 3 'right')"),
+        (3, "right", "to acquire lock 1 (held by task 2 'left')"),
+    ]
+
+    async def after():
+        return "still usable"
+
+    assert vm.run(after()) == "still usable"
+
+
+# -- Semaphore --------------------------------------------------------------------------------
+
+
+def test_semaphore_admits_at_most_n_holders(vm):
+    inside, peak = [0], [0]
+
+    async def worker(sem):
+        async with sem:
+            inside[0] += 1
+            peak[0] = max(peak[0], inside[0])
+            await cp.sleep(3)
+            inside[0] -= 1
+
+    async def main():
+        sem = cp.Semaphore(2)
+        await cp.par(*(worker(sem) for _ in range(5)))
+        return cp.now(), sem.value
+
+    assert vm.run(main()) == (9, 2)
+    assert peak == [2]
+
+
+def test_semaphore_waiters_are_served_first_come_first_served(vm):
+    order = []
+
+    async def waiter(sem, name, delay):
+        await cp.sleep(delay)
+        await sem.acquire()
+        order.append(name)
+
+    async def main():
+        sem = cp.Semaphore(0)
+        tasks = [cp.spawn(waiter(sem, n, d)) for n, d in (("p", 3), ("q", 1), ("r", 2))]
+        await cp.sleep(5)
+        for _ in tasks:
+            sem.release()
+        for t in tasks:
+            await t
+        return order, sem.value
+
+    assert vm.run(main()) == (["q", "r", "p"], 0)
+
+
+def test_semaphore_value_counts_free_units_and_release_hands_over_to_a_waiter(vm):
+    async def waiter(sem):
+        await sem.acquire()
+
+    async def main():
+        sem = cp.Semaphore(3)
+        values = [sem.value]
+        await sem.acquire()
+        await sem.acquire()
+        values.append(sem.value)
+        await sem.acquire()
+        t = cp.spawn(waiter(sem))
+        await cp.sleep(1)
+        values.append(sem.value)
+        sem.release()  # goes straight to the waiter: the value stays 0
+        values.append(sem.value)
+        await t
+        sem.release()
+        values.append(sem.value)
+        return values
+
+    assert vm.run(main()) == [3, 1, 0, 0, 1]
+
+
+def test_cancelling_a_semaphore_waiter_removes_it_from_the_queue(vm):
+    async def waiter(sem, name):
+        await sem.acquire()
+        return name
+
+    async def main():
+        sem = cp.Semaphore(0)
+        gone = cp.spawn(waiter(sem, "gone"))
+        stays = cp.spawn(waiter(sem, "stays"))
+        await cp.sleep(1)
+        gone.cancel()
+        sem.release()
+        with pytest.raises(cp.Cancelled):
+            await gone
+        return await stays, sem.value
+
+    assert vm.run(main()) == ("stays", 0)
+
+
+def test_semaphore_zero_blocks_until_a_release(vm):
+    async def releaser(sem):
+        await cp.sleep(7)
+        sem.release()
+
+    async def main():
+        sem = cp.Semaphore(0)
+        cp.spawn(releaser(sem))
+        await sem.acquire()
+        return cp.now()
+
+    assert vm.run(main()) == 7
+
+
+@pytest.mark.parametrize(("value", "error"), [(-1, ValueError), (1.5, TypeError)])
+def test_bad_semaphore_value_is_a_named_error(vm, value, error):
+    async def main():
+        with pytest.raises(error, match="Semaphore"):
+            cp.Semaphore(value)
+        return "ok"
+
+    assert vm.run(main()) == "ok"
+
+
+# -- Event ------------------------------------------------------------------------------------
+
+
+def test_event_set_wakes_every_waiter_first_come_first_served(vm):
+    order = []
+
+    async def waiter(event, name, delay):
+        await cp.sleep(delay)
+        await event.wait()
+        order.append((name, cp.now()))
+
+    async def main():
+        event = cp.Event()
+        tasks = [cp.spawn(waiter(event, n, d)) for n, d in (("a", 3), ("b", 1), ("c", 2))]
+        await cp.sleep(4)
+        assert not order
+        event.set()
+        for t in tasks:
+            await t
+        return event.is_set()
+
+    assert vm.run(main()) is True
+    assert order == [("b", 4), ("c", 4), ("a", 4)]
+
+
+def test_waiting_on_a_set_event_returns_at_once_but_is_a_schedule_point(vm):
+    order = []
+
+    async def other():
+        order.append("other")
+
+    async def main():
+        event = cp.Event()
+        event.set()
+        cp.spawn(other())
+        order.append("before wait")
+        await event.wait()
+        order.append("after wait")
+        return cp.now()
+
+    assert vm.run(main()) == 0
+    assert order == ["before wait", "other", "after wait"]
+    assert records(vm, "block") == []
+
+
+def test_event_clear_makes_wait_block_again(vm):
+    async def setter(event):
+        await cp.sleep(6)
+        event.set()
+
+    async def main():
+        event = cp.Event()
+        event.set()
+        event.set()  # idempotent
+        event.clear()
+        cleared = event.is_set()
+        cp.spawn(setter(event))
+        await event.wait()
+        return cleared, cp.now()
+
+    assert vm.run(main()) == (False, 6)
+    assert [r.kind for r in vm.journal if r.kind in ("set", "clear")] == ["set", "clear", "set"]
+
+
+def test_cancelling_an_event_waiter_removes_it(vm):
+    async def waiter(event):
+        await event.wait()
+        return "woken"
+
+    async def main():
+        event = cp.Event()
+        gone = cp.spawn(waiter(event))
+        stays = cp.spawn(waiter(event))
+        await cp.sleep(1)
+        gone.cancel()
+        event.set()
+        with pytest.raises(cp.Cancelled):
+            await gone
+        return await stays
+
+    assert vm.run(main()) == "woken"
+    wakes = [r.task for r in vm.journal if r.kind == "wake"]
+    assert wakes.count(3) == 1 and 2 not in wakes
+
+
+# -- Condition --------------------------------------------------------------------------------
+
+
+def test_condition_wait_releases_the_lock_and_reacquires_it_before_returning(vm):
+    log = []
+
+    async def waiter(cond):
+        async with cond:
+            log.append(("waiting", cond.lock.owner is cp.current_task()))
+            await cond.wait()
+            log.append(("woken", cond.lock.owner is cp.current_task(), cp.now()))
+
+    async def notifier(cond):
+        await cp.sleep(2)
+        async with cond:  # possible only because the waiter released the lock
+            log.append(("notifying", cp.now()))
+            cond.notify()
+            await cp.sleep(3)  # the waiter cannot return while we hold the lock
+            log.append(("releasing", cp.now()))
+
+    async def main():
+        cond = cp.Condition()
+        await cp.par(waiter(cond), notifier(cond))
+        return cond.locked()
+
+    assert vm.run(main()) is False
+    assert log == [("waiting", True), ("notifying", 2), ("releasing", 5), ("woken", True, 5)]
+
+
+def test_condition_notify_n_wakes_n_waiters_first_come_first_served(vm):
+    woken = []
+
+    async def waiter(cond, name, delay):
+        await cp.sleep(delay)
+        async with cond:
+            await cond.wait()
+            woken.append(name)
+
+    async def main():
+        cond = cp.Condition()
+        tasks = [cp.spawn(waiter(cond, n, d)) for n, d in (("a", 3), ("b", 1), ("c", 2))]
+        await cp.sleep(5)
+        async with cond:
+            cond.notify(2)
+        await cp.sleep(1)
+        after_two = list(woken)
+        async with cond:
+            cond.notify()
+        for t in tasks:
+            await t
+        return after_two
+
+    assert vm.run(main()) == ["b", "c"]
+    assert woken == ["b", "c", "a"]
+    assert [data["woken"] for _, data in records(vm, "notify")] == [2, 1]
+
+
+def test_condition_notify_all_wakes_every_waiter_first_come_first_served(vm):
+    woken = []
+
+    async def waiter(cond, name, delay):
+        await cp.sleep(delay)
+        async with cond:
+            await cond.wait()
+            woken.append(name)
+
+    async def main():
+        cond = cp.Condition()
+        tasks = [cp.spawn(waiter(cond, n, d)) for n, d in (("a", 2), ("b", 3), ("c", 1))]
+        await cp.sleep(5)
+        async with cond:
+            cond.notify_all()
+        for t in tasks:
+            await t
+
+    vm.run(main())
+    assert woken == ["c", "a", "b"]
+    assert records(vm, "notify") == [(1, {"condition": 1, "woken": 3})]
+
+
+def test_condition_wait_and_notify_without_the_lock_are_runtime_errors(vm):
+    async def main():
+        cond = cp.Condition()
+        with pytest.raises(RuntimeError, match="needs the condition's lock"):
+            await cond.wait()
+        with pytest.raises(RuntimeError, match="needs the condition's lock"):
+            cond.notify()
+        with pytest.raises(RuntimeError, match="needs the condition's lock"):
+            cond.notify_all()
+        return cond.locked()
+
+    assert vm.run(main()) is False
+
+
+def test_condition_wait_for_returns_once_the_predicate_holds(vm):
+    state = {"count": 0}
+
+    async def incrementer(cond):
+        for _ in range(5):
+            await cp.sleep(1)
+            async with cond:
+                state["count"] += 1
+                cond.notify_all()
+
+    async def main():
+        cond = cp.Condition()
+        cp.spawn(incrementer(cond))
+        async with cond:
+            result = await cond.wait_for(lambda: state["count"] >= 3 and state["count"] * 10)
+            return result, cp.now(), cond.lock.owner is cp.current_task()
+
+    assert vm.run(main()) == (30, 3, True)
+
+
+def test_condition_wait_for_a_true_predicate_does_not_wait(vm):
+    async def main():
+        cond = cp.Condition()
+        async with cond:
+            return await cond.wait_for(lambda: "already")
+
+    assert vm.run(main()) == "already"
+    assert records(vm, "block") == []
+
+
+def test_a_cancelled_condition_waiter_holds_the_lock_when_cancelled_propagates(vm):
+    log = []
+
+    async def waiter(cond):
+        async with cond:
+            try:
+                await cond.wait()
+            except cp.Cancelled:
+                log.append(("cancelled", cond.lock.owner is cp.current_task(), cp.now()))
+                raise
+
+    async def main():
+        cond = cp.Condition()
+        t = cp.spawn(waiter(cond))
+        await cp.sleep(1)
+        t.cancel()  # nobody holds the lock: the waiter takes it back at once
+        with pytest.raises(cp.Cancelled):
+            await t
+        return cond.locked()
+
+    assert vm.run(main()) is False
+    assert log == [("cancelled", True, 1)]
+
+
+def test_a_cancelled_condition_waiter_waits_for_the_lock_before_cancelled_propagates(vm):
+    log = []
+
+    async def waiter(cond):
+        async with cond:
+            try:
+                await cond.wait()
+            except cp.Cancelled:
+                log.append(("cancelled", cond.lock.owner is cp.current_task(), cp.now()))
+                raise
+
+    async def main():
+        cond = cp.Condition()
+        t = cp.spawn(waiter(cond))
+        await cp.sleep(1)
+        async with cond:
+            t.cancel()
+            await cp.sleep(4)  # the waiter must not run its handler while we hold the lock
+            log.append(("main releases", cp.now()))
+        with pytest.raises(cp.Cancelled):
+            await t
+        return cond.locked()
+
+    assert vm.run(main()) is False
+    assert log == [("main releases", 5), ("cancelled", True, 5)]
+
+
+def test_a_notified_then_cancelled_waiter_still_gets_the_lock_before_cancelled_propagates(vm):
+    log = []
+
+    async def waiter(cond):
+        async with cond:
+            try:
+                await cond.wait()
+            except cp.Cancelled:
+                log.append(("cancelled", cond.lock.owner is cp.current_task(), cp.now()))
+                raise
+
+    async def main():
+        cond = cp.Condition()
+        t = cp.spawn(waiter(cond))
+        await cp.sleep(1)
+        async with cond:
+            cond.notify()  # the waiter now queues for the lock ...
+            t.cancel()  # ... and is cancelled there
+            await cp.sleep(2)
+            log.append(("main releases", cp.now()))
+        with pytest.raises(cp.Cancelled):
+            await t
+        return cond.locked()
+
+    assert vm.run(main()) is False
+    assert log == [("main releases", 3), ("cancelled", True, 3)]
+    lock_events = [(r.task, r.kind) for r in vm.journal if r.kind in ("acquire", "release")]
+    assert lock_events[-3:] == [(1, "release"), (2, "acquire"), (2, "release")]
+
+
+def test_condition_over_a_given_lock_uses_that_lock(vm):
+    async def main():
+        lock = cp.Lock()
+        cond = cp.Condition(lock)
+        async with cond:
+            held = lock.owner is cp.current_task()
+        with pytest.raises(TypeError, match=r"needs a cp\.Lock"):
+            cp.Condition(cp.Semaphore(1))
+        return cond.lock is lock, held, lock.locked()
+
+    assert vm.run(main()) == (True, True, False)
+
+
+# -- Barrier ----------------------------------------------------------------------------------
+
+
+def test_barrier_releases_everyone_when_n_have_arrived_with_arrival_indexes(vm):
+    async def party(barrier, delay):
+        await cp.sleep(delay)
+        index = await barrier.wait()
+        return index, cp.now()
+
+    async def main():
+        barrier = cp.Barrier(3)
+        return await cp.par(party(barrier, 4), party(barrier, 1), party(barrier, 2))
+
+    assert vm.run(main()) == [(2, 4), (0, 4), (1, 4)]
+
+
+def test_barrier_does_not_release_before_n_arrive(vm):
+    async def party(barrier):
+        await barrier.wait()
+
+    async def main():
+        barrier = cp.Barrier(3)
+        tasks = [cp.spawn(party(barrier)) for _ in range(2)]
+        await cp.sleep(10)
+        waiting = (barrier.n_waiting, [state_of(vm, t).state for t in tasks])
+        await barrier.wait()
+        for t in tasks:
+            await t
+        return waiting
+
+    assert vm.run(main()) == (2, ["blocked", "blocked"])
+
+
+def test_barrier_is_reusable_for_another_round(vm):
+    async def party(barrier, name, delays):
+        out = []
+        for delay in delays:
+            await cp.sleep(delay)
+            out.append((await barrier.wait(), cp.now()))
+        return name, out
+
+    async def main():
+        barrier = cp.Barrier(2)
+        return await cp.par(party(barrier, "a", [1, 5]), party(barrier, "b", [3, 1]))
+
+    assert vm.run(main()) == [
+        ("a", [(0, 3), (1, 8)]),
+        ("b", [(1, 3), (0, 8)]),
+    ]
+
+
+def test_a_cancelled_barrier_party_does_not_count_as_arrived(vm):
+    async def party(barrier, name):
+        return name, await barrier.wait(), cp.now()
+
+    async def main():
+        barrier = cp.Barrier(2)
+        gone = cp.spawn(party(barrier, "gone"))
+        await cp.sleep(1)
+        gone.cancel()
+        b = cp.spawn(party(barrier, "b"))
+        await cp.sleep(1)
+        assert barrier.n_waiting == 1
+        c = cp.spawn(party(barrier, "c"))
+        return [await b, await c], gone.cancelled()
+
+    assert vm.run(main()) == ([("b", 0, 2), ("c", 1, 2)], True)
+
+
+def test_barrier_of_one_party_returns_at_once(vm):
+    async def main():
+        barrier = cp.Barrier(1)
+        return [await barrier.wait() for _ in range(3)], cp.now()
+
+    assert vm.run(main()) == ([0, 0, 0], 0)
+
+
+@pytest.mark.parametrize(
+    ("parties", "error"), [(0, ValueError), (-2, ValueError), (2.0, TypeError)]
+)
+def test_bad_barrier_parties_is_a_named_error(vm, parties, error):
+    async def main():
+        with pytest.raises(error, match="parties"):
+            cp.Barrier(parties)
+        return "ok"
+
+    assert vm.run(main()) == "ok"
+
+
+# -- misuse -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "make", [cp.Lock, cp.Event, cp.Condition, lambda: cp.Semaphore(1), lambda: cp.Barrier(2)]
+)
+def test_primitives_outside_a_task_raise_not_in_task_error(make):
+    with pytest.raises(cp.NotInTaskError, match="outside a Counterpoint task"):
+        make()
