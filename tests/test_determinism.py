@@ -113,6 +113,7 @@ def generated_program(scripts: list[list[tuple]]):
         channels = [cp.channel(capacity) for capacity in (0, 1, 3)]
         log: list = []
         await cp.par(*[actor(i, script, channels, log) for i, script in enumerate(scripts)])
+        await cp.sleep(4)  # let the nappers finish: no task is left unstarted
         return log
 
     return main

@@ -133,14 +133,20 @@ def test_a_branch_that_merely_ends_cancelled_does_not_count(vm):
 
 
 def test_of_two_branches_failing_at_the_same_tick_the_earlier_declared_wins(vm):
+    async def fails_after_a_checkpoint():
+        await cp.sleep(0)  # completes before the other branch's failure cancels us
+        raise KeyError("declared first")
+
+    async def fails_at_once():
+        raise ValueError("declared second")
+
     async def main():
         with pytest.raises(KeyError, match="declared first"):
-            await cp.par(
-                fail_after(0, KeyError("declared first")),
-                fail_after(0, ValueError("declared second")),
-            )
+            await cp.par(fails_after_a_checkpoint(), fails_at_once())
+        return cp.now()
 
-    vm.run(main())
+    assert vm.run(main()) == 0
+    assert [r.task for r in vm.journal if r.kind == "fail"] == [3, 2]
 
 
 def test_par_is_a_cancel_point_cancelling_its_awaiter_cancels_the_branches(vm):

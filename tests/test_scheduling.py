@@ -236,6 +236,20 @@ def test_random_policy_still_runs_every_task_to_completion():
         assert sorted(result) == sorted("aaabbbccc")
 
 
+def test_random_policy_without_a_choice_to_make_does_not_depend_on_the_seed():
+    async def chain():
+        for _ in range(5):
+            await cp.sleep(1)
+        return cp.now()
+
+    digests = set()
+    for seed in range(4):
+        vm = cp.VM(seed=seed, policy="random")
+        assert vm.run(chain()) == 5
+        digests.add(vm.journal.digest())
+    assert len(digests) == 1
+
+
 def test_fifo_ignores_the_seed():
     digests = set()
     for seed in range(4):

@@ -17,7 +17,7 @@ from typing import Any
 from ._errors import Cancelled, LimitExceeded, ScopeClosed
 from ._journal import A_SHIFT, BLOCK, SCOPE, TIMEOUT
 from ._ops import same_vm
-from ._task import FAILED, UNINTERRUPTIBLE, Task, park
+from ._task import CANCELLED, FAILED, UNINTERRUPTIBLE, Task, park
 from ._traps import PARK, RESCHEDULE, new_op, operation, running_task
 from ._traps import running as _running
 
@@ -192,7 +192,12 @@ class Scope:
     def _leave_body(self, task: Task) -> None:
         """The body is done: the task leaves the scope, which lives on for its children."""
         task._inner = self._parent
+        was_cancelled = task._cancelled
         task._cancelled = task._effective_cancelled()
+        if task._cancelled and not was_cancelled:  # e.g. leaving a shield inside a cancelled scope
+            self._vm._journal_cancel(
+                task, 0, f"task {task.id} left scope {self.id} into a cancellation"
+            )
 
     def _close(self, task: Task, outcome: str) -> None:
         """All children are done: take the scope out of the tree and journal the outcome."""
@@ -243,6 +248,8 @@ class Scope:
         child = self._vm._spawn(coro, name, self, spawner, what)
         self._children[child.id] = child
         self._subnodes[child.id] = child
+        if child._cancelled:
+            self._vm._journal_cancel(child, spawner.id, f"spawned into cancelled scope {self.id}")
         return child
 
     def spawn(self, coro: Any, *, name: str | None = None) -> Task:
@@ -433,6 +440,12 @@ def _par(coros: tuple):
     inner._close(task, "ok")
     if task._cancelled:
         raise vm._cancelled_error(task)
+    for index, child in enumerate(children):
+        if child._state == CANCELLED:  # cancelled on its own: par has no result for it
+            raise Cancelled(
+                f"cp.par() branch {index} (task {child.id} {child.name!r}) was cancelled, "
+                f"so par has no result for it"
+            )
     return [child._result for child in children]
 
 

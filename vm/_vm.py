@@ -527,12 +527,16 @@ class VM:
                 if not sub._shield and not sub._cancel_called:
                     self._collect(sub, out)
 
+    def _journal_cancel(self, task: Task, by: int, reason: str) -> None:
+        """The ``cancel`` record: a cancellation has reached ``task``."""
+        self._rows.append(task._k | CANCEL | by << A_SHIFT)
+        self._vals.append(reason)
+
     def _deliver_cancel(self, task: Task, by: int, reason: str) -> None:
         if task._cancelled or task._state >= S_DONE:
             return
         task._cancelled = True
-        self._rows.append(task._k | CANCEL | by << A_SHIFT)
-        self._vals.append(reason)
+        self._journal_cancel(task, by, reason)
         if task._state == BLOCKED and task._cleanup is not UNINTERRUPTIBLE:
             queue = task._waitq
             if queue is not None:
