@@ -27,7 +27,17 @@ from ._traps import running as _running
 
 
 class SendStatus(IntEnum):
-    """Result of ``Channel.try_send``."""
+    """Result of ``Channel.try_send``: ``FULL`` (0), ``SENT`` (1) or ``CLOSED`` (2).
+
+    >>> import counterpoint as cp
+    >>> async def main():
+    ...     ch = cp.channel(1)
+    ...     first, second = ch.try_send("a"), ch.try_send("b")
+    ...     ch.close()
+    ...     return first.name, second.name, ch.try_send("c").name
+    >>> cp.VM().run(main())
+    ('SENT', 'FULL', 'CLOSED')
+    """
 
     FULL = 0
     SENT = 1
@@ -35,7 +45,18 @@ class SendStatus(IntEnum):
 
 
 class RecvStatus(IntEnum):
-    """Status part of the result of ``Channel.try_recv``."""
+    """Status part of ``Channel.try_recv()``: ``OK`` (0), ``EMPTY`` (1) or ``CLOSED`` (2).
+
+    >>> import counterpoint as cp
+    >>> async def main():
+    ...     ch = cp.channel(1)
+    ...     empty = ch.try_recv()
+    ...     ch.try_send(42)
+    ...     ch.close()
+    ...     return empty, ch.try_recv(), ch.try_recv()
+    >>> cp.VM().run(main())
+    ((<RecvStatus.EMPTY: 1>, None), (<RecvStatus.OK: 0>, 42), (<RecvStatus.CLOSED: 2>, None))
+    """
 
     OK = 0
     EMPTY = 1
@@ -354,6 +375,15 @@ def channel(capacity: int = 0) -> Channel:
     """Create a channel: ``capacity=0`` is a rendezvous, ``n > 0`` buffers ``n`` values.
 
     Must be called inside a task (on the host, use ``vm.channel(capacity)``).
+
+    >>> import counterpoint as cp
+    >>> async def main():
+    ...     ch = cp.channel(3)
+    ...     for word in ("to", "be"):
+    ...         await ch.send(word)
+    ...     return len(ch), await ch.recv()
+    >>> cp.VM().run(main())
+    (2, 'to')
     """
     task = running_task("cp.channel()")
     return Channel(task._vm, capacity, task)

@@ -89,7 +89,16 @@ _BLOCK_SIZE = 1024  # records per entry of the lazy value-offset index
 
 
 class Record(NamedTuple):
-    """One journal record.  ``data`` holds plain data only (see ``docs/journal.md``)."""
+    """One journal record.  ``data`` holds plain data only (see ``docs/journal.md``).
+
+    >>> import counterpoint as cp
+    >>> async def main():
+    ...     await cp.sleep(3)
+    >>> vm = cp.VM()
+    >>> vm.run(main())
+    >>> vm.journal[2]
+    Record(event_id=3, tick=0, lane=0, task=1, kind='sleep', data={'ticks': 3, 'until': 3})
+    """
 
     event_id: int
     tick: int

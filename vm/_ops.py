@@ -49,7 +49,20 @@ def _checkpoint():
 
 
 def checkpoint():
-    """``await cp.checkpoint()``: a schedule point and a cancel point, nothing else."""
+    """``await cp.checkpoint()``: a schedule point and a cancel point, nothing else.
+
+    >>> import counterpoint as cp
+    >>> async def main():
+    ...     order = []
+    ...     async def worker(name):
+    ...         for step in range(2):
+    ...             order.append(f"{name}{step}")
+    ...             await cp.checkpoint()  # let the other task run
+    ...     await cp.par(worker("a"), worker("b"))
+    ...     return order
+    >>> cp.VM().run(main())
+    ['a0', 'b0', 'a1', 'b1']
+    """
     task = _running.task
     if task is None:
         task = running_task("cp.checkpoint()")
@@ -109,7 +122,16 @@ def sleep(ticks: int):
 
 
 def now() -> int:
-    """The VM's virtual time, in ticks."""
+    """The VM's virtual time, in ticks (inside a task; on the host use ``vm.now``).
+
+    >>> import counterpoint as cp
+    >>> async def main():
+    ...     before = cp.now()
+    ...     await cp.sleep(7)
+    ...     return before, cp.now()
+    >>> cp.VM().run(main())
+    (0, 7)
+    """
     task = _running.task
     if task is None:
         task = running_task("cp.now()")
@@ -117,7 +139,15 @@ def now() -> int:
 
 
 def current_task() -> Task:
-    """The task that is running this code."""
+    """The task that is running this code.
+
+    >>> import counterpoint as cp
+    >>> async def main():
+    ...     me = cp.current_task()
+    ...     return me.id, me.name
+    >>> cp.VM().run(main())
+    (1, 'main')
+    """
     task = _running.task
     if task is None:
         task = running_task("cp.current_task()")
@@ -130,6 +160,16 @@ def spawn(coro: Any, *, name: str | None = None) -> Task:
     The task is detached (not bound to a scope): ``await`` it to get its result.
     It runs when the scheduler gets to it; the caller keeps running until its
     next await.
+
+    >>> import counterpoint as cp
+    >>> async def double(n):
+    ...     await cp.sleep(1)
+    ...     return 2 * n
+    >>> async def main():
+    ...     task = cp.spawn(double(21), name="doubler")
+    ...     return task.id, task.name, await task
+    >>> cp.VM().run(main())
+    (2, 'doubler', 42)
     """
     task = _running.task
     if task is None:
@@ -145,6 +185,12 @@ def rng() -> random.Random:
     """A ``random.Random`` of the running task, seeded from the VM seed and the task id.
 
     The same program with the same seed draws the same numbers in every run.
+
+    >>> import counterpoint as cp
+    >>> async def main():
+    ...     return [cp.rng().randrange(100) for _ in range(3)]
+    >>> cp.VM(seed=7).run(main()) == cp.VM(seed=7).run(main())
+    True
     """
     task = _running.task
     if task is None:

@@ -39,6 +39,18 @@ class Slot:
 
     ``await slot`` returns the child's value (or re-raises its exception);
     ``slot.done()`` tells whether it has finished.  Slots can be ``cp.select`` cases.
+
+    >>> import counterpoint as cp
+    >>> async def square(n):
+    ...     await cp.sleep(n)
+    ...     return n * n
+    >>> async def main():
+    ...     async with cp.scope() as s:
+    ...         slot = s.async_let(square(3))
+    ...         early = slot.done()
+    ...     return early, slot.done(), await slot
+    >>> cp.VM().run(main())
+    (False, True, 9)
     """
 
     __slots__ = ("_task",)
@@ -84,6 +96,16 @@ class Scope:
     * An exception of the body alone (no child failed) propagates unchanged.
 
     Entering is not a checkpoint; exiting is a schedule point (not a cancel point).
+
+    >>> import counterpoint as cp
+    >>> async def main():
+    ...     try:
+    ...         async with cp.scope(timeout=3) as s:
+    ...             s.spawn(cp.sleep(10))
+    ...     except TimeoutError as error:
+    ...         return str(error), cp.now()
+    >>> cp.VM().run(main())
+    ('scope 1 timed out after 3 ticks', 3)
     """
 
     __slots__ = (

@@ -24,7 +24,16 @@ POLICIES = ("priority", "round_robin")
 
 
 class SelectTag(IntEnum):
-    """What happened to the winning case of a ``cp.select``."""
+    """What happened to the winning case of a ``cp.select``.
+
+    ``SLOT_READY`` (1) a task/slot finished, ``SLOT_CANCELLED`` (2) it was cancelled,
+    ``RECV`` (3) a channel delivered a value, ``CLOSED`` (4) a channel is closed and
+    drained, ``TIMEOUT`` (5) the timeout passed first.
+
+    >>> import counterpoint as cp
+    >>> int(cp.SelectTag.RECV), cp.SelectTag(5).name
+    (3, 'TIMEOUT')
+    """
 
     SLOT_READY = 1
     SLOT_CANCELLED = 2
@@ -34,7 +43,14 @@ class SelectTag(IntEnum):
 
 
 class SelectResult(NamedTuple):
-    """Result of ``cp.select``: the winning case's ``index`` (-1 on timeout), ``tag``, ``value``."""
+    """Result of ``cp.select``: the winning case's ``index`` (-1 on timeout), ``tag``, ``value``.
+
+    >>> import counterpoint as cp
+    >>> async def main():
+    ...     return await cp.select(cp.channel(), timeout=4), cp.now()
+    >>> cp.VM().run(main())
+    (SelectResult(index=-1, tag=<SelectTag.TIMEOUT: 5>, value=None), 4)
+    """
 
     index: int
     tag: SelectTag

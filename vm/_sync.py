@@ -175,7 +175,20 @@ class Lock(_AcquireContext, _Primitive):
 
 
 class Semaphore(_AcquireContext, _Primitive):
-    """A counting semaphore with FIFO hand-over: ``cp.Semaphore(n)``, ``n >= 0``."""
+    """A counting semaphore with FIFO hand-over: ``cp.Semaphore(n)``, ``n >= 0``.
+
+    >>> import counterpoint as cp
+    >>> async def main():
+    ...     pool, started = cp.Semaphore(2), []
+    ...     async def job(name):
+    ...         async with pool:
+    ...             started.append((name, cp.now()))
+    ...             await cp.sleep(5)
+    ...     await cp.par(job("a"), job("b"), job("c"))
+    ...     return started
+    >>> cp.VM().run(main())
+    [('a', 0), ('b', 0), ('c', 5)]
+    """
 
     __slots__ = ("_value",)
     KIND = "semaphore"
@@ -211,7 +224,21 @@ class Semaphore(_AcquireContext, _Primitive):
 
 
 class Event(_Primitive):
-    """A flag tasks can wait for: ``set()`` wakes every waiter (FIFO); ``clear()`` resets."""
+    """A flag tasks can wait for: ``set()`` wakes every waiter (FIFO); ``clear()`` resets.
+
+    >>> import counterpoint as cp
+    >>> async def main():
+    ...     ready = cp.Event()
+    ...     async def waiter(name):
+    ...         await ready.wait()
+    ...         return name, cp.now()
+    ...     async def starter():
+    ...         await cp.sleep(2)
+    ...         ready.set()
+    ...     return await cp.par(waiter("a"), waiter("b"), starter())
+    >>> cp.VM().run(main())
+    [('a', 2), ('b', 2), None]
+    """
 
     __slots__ = ("_flag",)
     KIND = "event"
@@ -260,6 +287,23 @@ class Condition(_Primitive):
 
     ``async with cond:`` holds the lock; ``await cond.wait()`` releases it, waits for
     ``notify``, and re-acquires it before returning (also when cancelled).
+
+    >>> import counterpoint as cp
+    >>> async def main():
+    ...     cond, box = cp.Condition(), []
+    ...     async def consumer():
+    ...         async with cond:
+    ...             await cond.wait_for(lambda: box)
+    ...             return box.pop(), cp.now()
+    ...     async def producer():
+    ...         await cp.sleep(4)
+    ...         async with cond:
+    ...             box.append("parcel")
+    ...             cond.notify()
+    ...     got, _ = await cp.par(consumer(), producer())
+    ...     return got
+    >>> cp.VM().run(main())
+    ('parcel', 4)
     """
 
     __slots__ = ("_lock",)
@@ -355,6 +399,16 @@ class Barrier(_Primitive):
 
     The n-th arrival releases everyone (FIFO); ``wait`` returns the arrival index
     (0 .. n-1) and the barrier is ready for the next round.
+
+    >>> import counterpoint as cp
+    >>> async def main():
+    ...     barrier = cp.Barrier(2)
+    ...     async def runner(delay):
+    ...         await cp.sleep(delay)
+    ...         return await barrier.wait(), cp.now()
+    ...     return await cp.par(runner(3), runner(1))
+    >>> cp.VM().run(main())
+    [(1, 3), (0, 3)]
     """
 
     __slots__ = ("_parties",)

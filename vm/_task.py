@@ -50,6 +50,19 @@ class TaskInfo(NamedTuple):
     ``state`` is one of ``"running"``, ``"ready"``, ``"blocked"``, ``"sleeping"``,
     ``"done"``, ``"failed"``, ``"cancelled"``.  ``waiting_on`` says what a blocked
     or sleeping task waits for, e.g. ``"to receive on channel 2"`` (else None).
+
+    >>> import counterpoint as cp
+    >>> async def main():
+    ...     ch = cp.channel()
+    ...     cp.spawn(ch.recv(), name="listener")
+    ...     cp.spawn(cp.sleep(9), name="napper")
+    ...     await cp.sleep(1)
+    >>> vm = cp.VM()
+    >>> vm.run(main())
+    >>> for info in vm.tasks():
+    ...     print(info)
+    TaskInfo(id=2, name='listener', state='blocked', waiting_on='to receive on channel 1')
+    TaskInfo(id=3, name='napper', state='sleeping', waiting_on='until tick 9')
     """
 
     id: int
