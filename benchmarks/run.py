@@ -3,6 +3,7 @@
     python -m benchmarks.run                # full sizes, 7 rounds (a few minutes)
     python -m benchmarks.run --quick        # tiny sizes, for a smoke test
     python -m benchmarks.run --rounds 11 --json benchmarks/results/latest.json
+    python -m benchmarks.run --update-readme    # also rewrite README.md's table
 
 Each round runs every (workload, runtime) pair once, in a rotating order, so
 that slow drifts of the machine hit every runtime alike; the table shows the
@@ -137,12 +138,39 @@ def table(summary: dict, runtimes: list[str]) -> str:
     return "\n".join(lines)
 
 
+def update_readme(readme: Path, markdown: str, memory: dict | None, rounds: int) -> None:
+    """Rewrite README.md's benchmark section between its two markers."""
+    text = readme.read_text()
+    begin, end = "<!-- benchmark-table -->\n", "<!-- /benchmark-table -->"
+    before, rest = text.split(begin, 1)
+    after = rest.split(end, 1)[1]
+    lines = [
+        f"Measured on this project's 2-core machine (Python {platform.python_version()}), "
+        f"median of {rounds} rounds:",
+        "",
+        markdown,
+    ]
+    if memory is not None:
+        lines += [
+            "",
+            f"Journal memory on `ping_pong`: {memory['bytes_per_record']:.1f} bytes per record "
+            f"({memory['records']:,} records, values included).",
+        ]
+    readme.write_text(before + begin + "\n".join(lines) + "\n" + end + after)
+    print(f"updated the table in {readme}", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="tiny sizes (a smoke test)")
     parser.add_argument("--rounds", type=int, default=7, help="rounds (median over them)")
     parser.add_argument(
         "--only", nargs="*", choices=list(RUNTIMES), help="runtimes to run (default: all)"
+    )
+    parser.add_argument(
+        "--update-readme",
+        action="store_true",
+        help="replace the table after <!-- benchmark-table --> in README.md",
     )
     parser.add_argument(
         "--json",
@@ -166,6 +194,8 @@ def main(argv: list[str] | None = None) -> int:
             f"Journal memory on ping_pong: {memory['bytes_per_record']:.1f} bytes/record "
             f"({memory['records']} records, {memory['bytes'] / 1e6:.1f} MB)"
         )
+    if args.update_readme:
+        update_readme(Path("README.md"), table(summary, runtimes), memory, args.rounds)
     if args.json:
         out = Path(args.json)
         out.parent.mkdir(parents=True, exist_ok=True)

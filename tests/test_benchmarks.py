@@ -36,3 +36,17 @@ def test_the_harness_prints_a_table_and_writes_json(tmp_path, capsys):
     assert row["fastest_peer"] in {"asyncio", "trio", "simpy"}
     assert row["ratio_to_fastest_peer"][row["fastest_peer"]] == 1.0
     assert results["journal_memory"]["bytes_per_record"] > 0
+
+
+def test_update_readme_replaces_only_the_marked_table(tmp_path):
+    readme = tmp_path / "README.md"
+    readme.write_text(
+        "intro\n<!-- benchmark-table -->\nold table\n<!-- /benchmark-table -->\n\nafter\n"
+    )
+    memory = {"bytes_per_record": 33.3, "records": 1000}
+    harness.update_readme(readme, "| new | table |", memory, rounds=3)
+    text = readme.read_text()
+    assert text.startswith("intro\n<!-- benchmark-table -->\n")
+    assert "old table" not in text and "| new | table |" in text
+    assert "33.3 bytes per record (1,000 records" in text and "median of 3 rounds" in text
+    assert text.endswith("<!-- /benchmark-table -->\n\nafter\n")
