@@ -3,20 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from programs import long, sleeps
 
 import counterpoint as cp
-
-
-async def sleeps(ticks):
-    await cp.sleep(ticks)
-    return ticks
-
-
-async def long(name, log):
-    try:
-        await cp.sleep(1000)
-    finally:
-        log.append((name, cp.now()))
 
 
 def cancel_records(vm):

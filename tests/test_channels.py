@@ -7,6 +7,7 @@ from collections import Counter
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from programs import state_of
 
 import counterpoint as cp
 
@@ -16,10 +17,6 @@ class Point:
 
     def __init__(self, x: int, y: int) -> None:
         self.x, self.y = x, y
-
-
-def state_of(vm: cp.VM, task: cp.Task) -> cp.TaskInfo:
-    return next(info for info in vm.tasks() if info.id == task.id)
 
 
 def channel_records(vm: cp.VM, kind: str) -> list[tuple[int, dict]]:

@@ -76,11 +76,6 @@ def test_random_policy_with_different_seeds_gives_different_schedules_for_a_racy
     assert len(outcomes) >= 2  # ... and the race really shows: different final counts
 
 
-def test_fifo_ignores_the_seed():
-    race = EXAMPLES[[p.stem for p in EXAMPLES].index("race")]
-    assert run_example(race, "fifo", 1) == run_example(race, "fifo", 99)
-
-
 # -- generated programs ------------------------------------------------------------------
 
 action = st.one_of(

@@ -501,8 +501,9 @@ plain_values = st.recursive(
     | st.floats(allow_nan=True, allow_infinity=True)
     | st.text()
     | st.text(alphabet=st.sampled_from("\"'\\/\n\t\x00é☃𝄞\u2028<>&ab"), max_size=8),
-    lambda children: st.lists(children, max_size=5)
-    | st.dictionaries(st.text(max_size=5), children, max_size=5),
+    lambda children: (
+        st.lists(children, max_size=5) | st.dictionaries(st.text(max_size=5), children, max_size=5)
+    ),
     max_leaves=20,
 )
 
@@ -527,7 +528,7 @@ def test_canonical_lines_and_digest_hold_for_any_plain_value(values):
 
 @pytest.mark.parametrize(
     "value",
-    [2**64, -(2**100), 0, -1, "quote \" backslash \\ newline \n", "é ☃ 𝄞", "\u2028", [], {}],
+    [2**64, -(2**100), 0, -1, 'quote " backslash \\ newline \n', "é ☃ 𝄞", "\u2028", [], {}],
     ids=repr,
 )
 def test_canonical_line_of_tricky_values(vm, value):

@@ -5,31 +5,9 @@ the VM stays usable after either (docs/design.md, "Errors and misuse" and
 from __future__ import annotations
 
 import pytest
+from programs import assert_vm_usable, spin
 
 import counterpoint as cp
-
-
-def assert_vm_usable(vm: cp.VM) -> None:
-    """A fresh small program runs to completion on ``vm`` with the right result."""
-    start = vm.now
-
-    async def worker(ch, ticks):
-        await cp.sleep(ticks)
-        await ch.send(ticks)
-        return ticks * 10
-
-    async def program():
-        ch = cp.channel(2)
-        results = await cp.par(worker(ch, 2), worker(ch, 1))
-        return results, [await ch.recv(), await ch.recv()]
-
-    assert vm.run(program()) == ([20, 10], [1, 2])
-    assert vm.now == start + 2
-
-
-async def spin():
-    while True:
-        await cp.checkpoint()
 
 
 async def pipeline():

@@ -11,31 +11,13 @@ import traceback
 
 import pytest
 import trio
+from programs import assert_vm_usable
 
 import counterpoint as cp
 
 FORGOT_TO_CALL = "did you forget to call it, or to write `async def`?"
 USE_VM_PRIMITIVES = "use cp.sleep / cp.channel"
 PACKAGE_DIR = os.path.dirname(os.path.abspath(cp.__file__))
-
-
-def assert_vm_usable(vm: cp.VM) -> None:
-    """Run a small par-of-sleeps-over-a-channel program on ``vm`` and check its result."""
-    start = vm.now
-
-    async def worker(ch, ticks):
-        await cp.sleep(ticks)
-        await ch.send(ticks * 10)
-        return ticks
-
-    async def program():
-        ch = cp.channel(3)
-        results = await cp.par(worker(ch, 3), worker(ch, 1), worker(ch, 2))
-        received = [await ch.recv() for _ in range(3)]
-        return results, received, cp.now()
-
-    assert vm.run(program()) == ([3, 1, 2], [10, 20, 30], start + 3)
-    assert vm.now == start + 3
 
 
 async def child():
@@ -361,7 +343,7 @@ def test_foreign_awaitable_error_is_a_runtime_error(vm):
 # Closed channels.
 
 
-def test_send_on_a_closed_channel_raises_channel_closed(vm):
+def test_send_on_a_closed_channel_raises_and_the_vm_stays_usable(vm):
     async def main():
         ch = cp.channel(1)
         ch.close()
@@ -695,9 +677,7 @@ def _in_package(frame: traceback.FrameSummary) -> bool:
 
 
 @pytest.mark.parametrize("program", [_middle, _through_par])
-def test_traceback_of_a_task_failure_shows_the_users_frames_and_no_vm_frame_among_them(
-    vm, program
-):
+def test_traceback_of_a_task_failure_shows_the_users_frames_and_no_vm_frame_among_them(vm, program):
     frames = _frames(vm, program)
     names = [frame.name for frame in frames]
     assert names[-1] == "_fail_deep"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from programs import fail_after
 
 import counterpoint as cp
 
@@ -12,11 +13,6 @@ async def work(ticks, value, log=None):
     if log is not None:
         log.append(value)
     return value
-
-
-async def fail_after(ticks, error):
-    await cp.sleep(ticks)
-    raise error
 
 
 def test_par_returns_results_in_declaration_order_not_completion_order(vm):

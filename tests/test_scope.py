@@ -5,6 +5,7 @@ from __future__ import annotations
 import warnings
 
 import pytest
+from programs import fail_after, long
 
 import counterpoint as cp
 
@@ -14,18 +15,6 @@ async def work(ticks, value=None, log=None):
     if log is not None:
         log.append((value, cp.now()))
     return value
-
-
-async def fail_after(ticks, error):
-    await cp.sleep(ticks)
-    raise error
-
-
-async def long(name, log):
-    try:
-        await cp.sleep(1000)
-    finally:
-        log.append((name, cp.now()))
 
 
 # -- starting children -------------------------------------------------------------------------

@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import pytest
+from programs import state_of
 
 import counterpoint as cp
 
 
 def records(vm: cp.VM, kind: str) -> list[tuple[int, dict]]:
     return [(r.task, r.data) for r in vm.journal.filter(kind=kind)]
-
-
-def state_of(vm: cp.VM, task: cp.Task) -> cp.TaskInfo:
-    return next(info for info in vm.tasks() if info.id == task.id)
 
 
 # -- Lock -------------------------------------------------------------------------------------

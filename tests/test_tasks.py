@@ -5,6 +5,7 @@ from __future__ import annotations
 import warnings
 
 import pytest
+from programs import sleeps
 
 import counterpoint as cp
 
@@ -17,11 +18,6 @@ async def returns(value):
 async def fails(error):
     await cp.checkpoint()
     raise error
-
-
-async def sleeps(ticks):
-    await cp.sleep(ticks)
-    return ticks
 
 
 # -- spawn / await / result ---------------------------------------------------------------

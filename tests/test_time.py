@@ -3,13 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from programs import sleeps
 
 import counterpoint as cp
-
-
-async def sleeps(ticks):
-    await cp.sleep(ticks)
-    return ticks
 
 
 def test_virtual_time_starts_at_zero(vm):

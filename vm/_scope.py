@@ -17,7 +17,7 @@ from typing import Any
 from ._errors import Cancelled, LimitExceeded, ScopeClosed
 from ._journal import A_SHIFT, BLOCK, SCOPE, TIMEOUT
 from ._ops import same_vm
-from ._task import CANCELLED, FAILED, UNINTERRUPTIBLE, Task, park
+from ._task import CANCELLED, FAILED, UNINTERRUPTIBLE, Task, cancelled_from, park
 from ._traps import PARK, RESCHEDULE, new_op, operation, running_task
 from ._traps import running as _running
 
@@ -158,14 +158,7 @@ class Scope:
         return self._owner_task
 
     def _effective_cancelled(self) -> bool:
-        node = self
-        while node is not None:
-            if node._cancel_called:
-                return True
-            if node._shield:
-                return False
-            node = node._parent
-        return False
+        return cancelled_from(self)
 
     # -- entering and leaving ------------------------------------------------------------
 

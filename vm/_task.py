@@ -44,6 +44,21 @@ def park(task: Task, queue: Any, waiting: tuple, row: int, value: Any, cleanup: 
     vm._vals.append(value)
 
 
+def cancelled_from(node: Any) -> bool:
+    """Is a task whose innermost cancel node is ``node`` cancelled?
+
+    Walk towards the root: the first cancelled node says yes, a shielded scope
+    met before any says no (see "Cancellation" in docs/design.md).
+    """
+    while node is not None:
+        if node._cancel_called:
+            return True
+        if node._shield:
+            return False
+        node = node._parent
+    return False
+
+
 class TaskInfo(NamedTuple):
     """A snapshot of one task, as returned by ``vm.tasks()``.
 
@@ -186,14 +201,7 @@ class Task:
         return self
 
     def _effective_cancelled(self) -> bool:
-        node = self._inner
-        while node is not None:
-            if node._cancel_called:
-                return True
-            if node._shield:
-                return False
-            node = node._parent
-        return False
+        return cancelled_from(self._inner)
 
     # -- public API ------------------------------------------------------------------
 
