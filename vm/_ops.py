@@ -13,7 +13,16 @@ from typing import Any
 from ._errors import WrongVMError
 from ._journal import SLEEP
 from ._task import BLOCKED, Task
-from ._traps import PARK, RESCHEDULE, check_fresh, describe, new_op, operation, running_task
+from ._traps import (
+    PARK,
+    RESCHEDULE,
+    check_fresh,
+    describe,
+    discard,
+    new_op,
+    operation,
+    running_task,
+)
 from ._traps import running as _running
 
 
@@ -176,8 +185,7 @@ def spawn(coro: Any, *, name: str | None = None) -> Task:
         try:
             task = running_task("cp.spawn()")
         finally:
-            if hasattr(coro, "close"):
-                coro.close()
+            discard(coro)
     return task._vm._spawn(coro, name, None, task, "cp.spawn()")
 
 

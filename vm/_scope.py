@@ -18,7 +18,7 @@ from ._errors import Cancelled, LimitExceeded, ScopeClosed
 from ._journal import A_SHIFT, BLOCK, SCOPE, TIMEOUT
 from ._ops import same_vm
 from ._task import CANCELLED, FAILED, UNINTERRUPTIBLE, Task, cancelled_from, park
-from ._traps import PARK, RESCHEDULE, new_op, operation, running_task
+from ._traps import PARK, RESCHEDULE, discard, new_op, operation, running_task
 from ._traps import running as _running
 
 _WAIT_SCOPE = ("wait", "scope")
@@ -237,12 +237,10 @@ class Scope:
     def _spawn_child(self, coro: Any, name: str | None, what: str) -> Task:
         spawner = _running.task
         if spawner is None:
-            if hasattr(coro, "close"):
-                coro.close()
+            discard(coro)
             spawner = running_task(what)
         if self._state != "open":
-            if hasattr(coro, "close"):
-                coro.close()
+            discard(coro)
             if self._state == "new":
                 raise RuntimeError(
                     f"{what} on a scope that was not entered: write "
@@ -254,8 +252,7 @@ class Scope:
             )
         same_vm(spawner, self._vm, f"scope {self.id}")
         if self._max_children is not None and len(self._children) >= self._max_children:
-            if hasattr(coro, "close"):
-                coro.close()
+            discard(coro)
             raise LimitExceeded(
                 f"scope {self.id} allows at most {self._max_children} children at a time "
                 f"(max_children={self._max_children}) and already has {len(self._children)}"
@@ -421,8 +418,7 @@ def scope(
 
 def _close_all(coros: tuple) -> None:
     for coro in coros:
-        if hasattr(coro, "close"):
-            coro.close()
+        discard(coro)
 
 
 @operation(lambda coros: f"cp.par(<{len(coros)} coroutines>)")

@@ -133,6 +133,13 @@ def running_task(what: str) -> Task:
     return task
 
 
+def discard(coro: Any) -> None:
+    """Close a coroutine the VM refused, so Python does not warn it was never awaited."""
+    close = getattr(coro, "close", None)
+    if close is not None:
+        close()
+
+
 def new_op(task: Task, op: types.GeneratorType) -> types.GeneratorType:
     """Register ``op`` as ``task``'s newest operation (checking the previous one) and return it."""
     if task._fresh is not None:

@@ -47,7 +47,7 @@ from ._journal import (
 from ._task import BLOCKED, FAILED, READY, UNINTERRUPTIBLE, Task, TaskInfo
 from ._task import CANCELLED as S_CANCELLED
 from ._task import DONE as S_DONE
-from ._traps import PARK, RESCHEDULE, check_fresh, is_operation
+from ._traps import PARK, RESCHEDULE, check_fresh, discard, is_operation
 from ._traps import running as _running
 
 _PACKAGE_DIR = str(Path(__file__).resolve().parent)
@@ -265,8 +265,8 @@ class VM:
     # -- scheduler -------------------------------------------------------------------
 
     def _check_host_call(self, what: str, coro: Any = None) -> None:
-        if (_running.task is not None or self._active) and hasattr(coro, "close"):
-            coro.close()  # refused: do not leave it to warn "never awaited"
+        if _running.task is not None or self._active:
+            discard(coro)  # refused: do not leave it to warn "never awaited"
         if _running.task is not None:
             raise RuntimeError(
                 f"{what} was called from inside a running task; inside tasks use `await`, "
