@@ -18,6 +18,7 @@ in any process and on any machine.
 ([0, 1, 2], 3)
 """
 
+from . import events, worker
 from ._channel import Channel, RecvStatus, SendStatus, channel
 from ._errors import (
     Cancelled,
@@ -29,18 +30,23 @@ from ._errors import (
     InvalidStateError,
     LimitExceeded,
     NotInTaskError,
+    PolicyError,
     ScopeClosed,
     StepLimitExceeded,
+    UnknownWorkerTask,
     UnobservedTaskFailure,
+    WorkerFailed,
     WrongVMError,
 )
 from ._journal import Journal, Record
 from ._ops import checkpoint, current_task, now, rng, sleep, spawn
+from ._plaindata import NotPlainData
 from ._scope import Scope, Slot, par, scope
 from ._select import SelectResult, SelectTag, select
 from ._sync import Barrier, Condition, Event, Lock, Semaphore
 from ._task import Task, TaskInfo
 from ._vm import VM
+from .events import HostEvent
 
 __version__ = "0.1.0"
 
@@ -56,11 +62,14 @@ __all__ = [
     "Event",
     "ForeignAwaitableError",
     "ForgottenAwaitError",
+    "HostEvent",
     "InvalidStateError",
     "Journal",
     "LimitExceeded",
     "Lock",
     "NotInTaskError",
+    "NotPlainData",
+    "PolicyError",
     "Record",
     "RecvStatus",
     "Scope",
@@ -73,11 +82,14 @@ __all__ = [
     "StepLimitExceeded",
     "Task",
     "TaskInfo",
+    "UnknownWorkerTask",
     "UnobservedTaskFailure",
+    "WorkerFailed",
     "WrongVMError",
     "channel",
     "checkpoint",
     "current_task",
+    "events",
     "now",
     "par",
     "rng",
@@ -85,4 +97,5 @@ __all__ = [
     "select",
     "sleep",
     "spawn",
+    "worker",
 ]

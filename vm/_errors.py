@@ -71,6 +71,18 @@ class WrongVMError(CounterpointError, RuntimeError):
     """An object that belongs to one VM was used from a task of another VM."""
 
 
+class PolicyError(CounterpointError):
+    """An operation the VM's policy forbids (e.g. workers with ``max_workers=0``)."""
+
+
+class UnknownWorkerTask(CounterpointError, LookupError):
+    """``cp.worker.start`` named a function that is not registered with ``@cp.worker.task``."""
+
+
+class WorkerFailed(CounterpointError):
+    """``cp.worker.result(h)`` of a worker that failed; the message is its error."""
+
+
 class UnobservedTaskFailure(RuntimeWarning):
     """Warned at the end of ``vm.run`` for each detached task that failed unobserved."""
 
@@ -89,6 +101,9 @@ for _error in (
     ForgottenAwaitError,
     InvalidStateError,
     WrongVMError,
+    PolicyError,
+    UnknownWorkerTask,
+    WorkerFailed,
     UnobservedTaskFailure,
 ):
     _error.__module__ = "counterpoint"

@@ -54,6 +54,10 @@ NOTIFY = 19
 CREATE = 20
 SCOPE = 21
 TIMEOUT = 22
+QUEUE = 23
+START = 24
+RECEIPT = 25
+EVENT = 26
 
 KIND_NAMES: dict[int, str] = {
     SPAWN: "spawn",
@@ -78,6 +82,10 @@ KIND_NAMES: dict[int, str] = {
     CREATE: "create",
     SCOPE: "scope",
     TIMEOUT: "timeout",
+    QUEUE: "queue",
+    START: "start",
+    RECEIPT: "receipt",
+    EVENT: "event",
 }
 KIND_CODES: dict[str, int] = {name: code for code, name in KIND_NAMES.items()}
 
@@ -231,8 +239,8 @@ def _decode(kind: int, a: int, b: Any, tick: int) -> dict[str, Any]:
     if kind in (SEND, RECV):
         return {"channel": a, "value": b}
     if kind == BLOCK:
-        if b[0] == "select":
-            return {"op": "select", "cases": list(b[2])}
+        if len(b) == 3:  # waits on several things: ("select", "cases", [...]) ...
+            return {"op": b[0], b[1]: list(b[2])}
         return {"op": b[0], b[1]: a}
     if kind == WAKE:
         return {"by": a}
@@ -264,6 +272,20 @@ def _decode(kind: int, a: int, b: Any, tick: int) -> dict[str, Any]:
         return data
     if kind == TIMEOUT:
         return {"scope": a}
+    if kind == QUEUE:
+        return {"worker": a, "name": b[0], "payload": b[1]}
+    if kind == START:
+        return {"worker": a, "name": b[0], "payload": b[1], "cost": b[2], "due": b[3]}
+    if kind == RECEIPT:
+        data = {"worker": a, "status": b[0]}
+        if b[0] == 1:
+            data["result"] = b[1]
+            data["result_digest"] = b[2]
+        elif b[0] == -1:
+            data["error"] = b[3]
+        return data
+    if kind == EVENT:
+        return {"source": b[0], "payload": b[1]}
     raise AssertionError(f"unknown record kind {kind}")
 
 
@@ -273,7 +295,7 @@ def _encode_data(kind: int, a: int, b: Any, tick: int) -> str:
         return "{}"
     if kind in (SEND, RECV):
         return '{"channel":%d,"value":%s}' % (a, _jv(b))
-    if kind == BLOCK and b[0] != "select":
+    if kind == BLOCK and len(b) == 2:
         # keys sorted: the object kind ("channel", "lock", ...) against "op"
         if b[1] < "op":
             return '{"%s":%d,"op":"%s"}' % (b[1], a, b[0])

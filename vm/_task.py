@@ -109,6 +109,13 @@ def describe_wait(waiting: tuple) -> str:
         )
     if op == "sleep":
         return f"until tick {waiting[1]}"
+    if op == "worker":
+        handles = waiting[1]
+        if len(handles) == 1:
+            return f"for worker {handles[0]}"
+        return "for any of workers " + ", ".join(map(str, handles))
+    if op == "events":
+        return "for host events (none are queued: enqueue with vm.events.enqueue)"
     if op == "children":
         scope = waiting[1]
         ids = ", ".join(str(child_id) for child_id in scope._children)

@@ -49,6 +49,8 @@ from ._task import CANCELLED as S_CANCELLED
 from ._task import DONE as S_DONE
 from ._traps import PARK, RESCHEDULE, check_fresh, discard, is_operation
 from ._traps import running as _running
+from ._workers import Workers
+from .events import EventQueue
 
 _PACKAGE_DIR = str(Path(__file__).resolve().parent)
 _ATOMIC = frozenset({type(None), bool, int, str})
@@ -101,9 +103,12 @@ class VM:
 
     ``seed`` feeds the ``random`` policy and ``cp.rng()``; ``policy`` is ``"fifo"``
     (ready-queue order) or ``"random"`` (seeded choice among ready tasks);
-    ``max_steps`` bounds the task resumptions of one ``run``; ``journal=None``
-    records the journal in memory and ``journal=False`` turns recording off (for
-    benchmarks).
+    ``workers`` is where worker functions run (``"inline"``, ``"thread"``,
+    ``"process"``, ``"dask"``, a ``distributed.Client``, a Dask scheduler address or
+    a ``cp.worker`` backend object) and ``max_workers`` bounds the workers in
+    flight (0 disables them); ``max_steps`` bounds the task resumptions of one
+    ``run``; ``journal=None`` records the journal in memory and ``journal=False``
+    turns recording off (for benchmarks).  ``vm.events`` is the host event queue.
 
     >>> import counterpoint as cp
     >>> async def main():
@@ -121,6 +126,8 @@ class VM:
         *,
         seed: int = 0,
         policy: str = "fifo",
+        workers: Any = "inline",
+        max_workers: int | None = None,
         max_steps: int | None = None,
         journal: bool | None = None,
     ) -> None:
@@ -133,6 +140,19 @@ class VM:
                 raise TypeError(f"max_steps must be an int or None, got {max_steps!r}")
             if max_steps < 1:
                 raise ValueError(f"max_steps must be a positive int (at least 1), got {max_steps}")
+        if max_workers is not None:
+            if not isinstance(max_workers, int) or isinstance(max_workers, bool):
+                raise TypeError(f"max_workers must be an int or None, got {max_workers!r}")
+            if max_workers < 0:
+                raise ValueError(
+                    f"max_workers must be >= 0 (0 disables workers), got {max_workers}"
+                )
+        named = ("inline", "thread", "process", "dask")
+        if isinstance(workers, str) and workers not in named and "://" not in workers:
+            raise ValueError(
+                f"unknown workers backend {workers!r}: use 'inline', 'thread', 'process', "
+                f"'dask', a distributed.Client or a Dask scheduler address"
+            )
         if journal is not None and journal is not False:
             raise TypeError(
                 f"journal must be None (record in memory) or False (recording off), got {journal!r}"
@@ -160,6 +180,8 @@ class VM:
         else:
             self._rows = deque(maxlen=0)
             self._vals = deque(maxlen=0)
+        self._workers = Workers(self, workers, max_workers)
+        self.events = EventQueue(self)
 
     # -- public, host side ---------------------------------------------------------
 
@@ -256,6 +278,19 @@ class VM:
         self._check_host_call("vm.channel()")
         return Channel(self, capacity, None)
 
+    def close(self) -> None:
+        """Release host resources (a worker backend this VM created).  Idempotent.
+
+        ``with cp.VM(workers="process") as vm: ...`` closes on exit.
+        """
+        self._workers.close()
+
+    def __enter__(self) -> VM:
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.close()
+
     def __repr__(self) -> str:
         return (
             f"<VM policy={self._policy} seed={self._seed} now={self._now} "
@@ -337,7 +372,11 @@ class VM:
         return any(self._timers.values())
 
     def _advance_time(self) -> bool:
-        """Jump to the earliest live timer and fire its bucket; False if there is none."""
+        """Nothing is ready: hand queued host events to waiting tasks, or jump to the
+        earliest live timer and fire its bucket.  False if neither can happen."""
+        events = self.events
+        if events._waiters and events._count and events._deliver():
+            return True
         deadlines = self._deadlines
         timers = self._timers
         while deadlines:

@@ -1,0 +1,192 @@
+"""Workers, VM side: handles, deterministic observation, receipts.
+
+The timing rule: a worker started at tick ``t`` with cost ``c`` is *due* at tick
+``t + c``.  Until then ``poll`` says pending, whatever the host did.  The due
+tick is an ordinary VM timer; when virtual time reaches it the VM takes the
+outcome from the backend (waiting physically if the host is not done yet),
+journals a receipt and wakes the tasks that wait.  So the host decides nothing
+the program can observe: the journal is the same whichever backend ran the
+workers and however long they took.
+
+With ``VM(max_workers=n)`` at most ``n`` workers are in flight (started and not
+yet observed); further starts wait in a FIFO queue and start, in order, at the
+tick a slot frees (their due tick counts from then).  ``max_workers=0``
+disables workers.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Any
+
+from ._errors import PolicyError, UnknownWorkerTask
+from ._journal import A_SHIFT, QUEUE, RECEIPT, START
+from ._plaindata import copy_plain, digest, encode
+from ._task import Task
+
+PENDING, COMPLETED, FAILED, CANCELLED, UNKNOWN = 0, 1, -1, -2, -3
+
+# name -> function, shared by every VM of the process (see cp.worker.task)
+REGISTRY: dict[str, Any] = {}
+
+
+class WorkerJob:
+    """One worker handle: what was started, and (once observed) its outcome."""
+
+    __slots__ = (
+        "cost",
+        "due",
+        "error",
+        "function",
+        "future",
+        "handle",
+        "name",
+        "payload",
+        "payload_digest",
+        "result",
+        "status",
+        "table",
+        "timer",
+        "waiters",
+    )
+
+    def __init__(self, table: Workers, handle: int, name: str, payload: Any, cost: int) -> None:
+        self.table = table
+        self.handle = handle
+        self.name = name
+        self.function = REGISTRY[name]
+        self.payload = payload
+        self.payload_digest = digest(payload)
+        self.cost = cost
+        self.due: int | None = None
+        self.status = PENDING
+        self.result: Any = None
+        self.error = ""
+        self.future: Any = None
+        self.timer: list | None = None
+        self.waiters: list = []
+
+    def _timer_fired(self) -> None:  # the due tick has come
+        self.timer = None
+        self.table._observe(self)
+
+
+class Workers:
+    """The worker table of one VM."""
+
+    def __init__(self, vm: Any, backend_spec: Any, max_workers: int | None) -> None:
+        self.vm = vm
+        self.backend_spec = backend_spec
+        self.max_workers = max_workers
+        self._backend: Any = None
+        self._jobs: dict[int, WorkerJob] = {}
+        self._next = 1
+        self._in_flight = 0
+        self._queued: deque[WorkerJob] = deque()
+
+    @property
+    def backend(self) -> Any:
+        if self._backend is None:
+            from ._backends import backend_for
+
+            self._backend = backend_for(self.backend_spec)
+        return self._backend
+
+    # -- operations ------------------------------------------------------------------
+
+    def start(self, task: Task | None, name: str, payload: Any, cost: int) -> int:
+        if self.max_workers == 0:
+            raise PolicyError(
+                "workers are disabled by policy (this VM was made with max_workers=0); "
+                "create the VM with max_workers=None or a positive bound to use workers"
+            )
+        if name not in REGISTRY:
+            known = ", ".join(sorted(REGISTRY)) or "none yet"
+            raise UnknownWorkerTask(
+                f"no worker task named {name!r} is registered (registered: {known}); "
+                f"decorate a plain function with @cp.worker.task"
+            )
+        job = WorkerJob(self, self._next, name, copy_plain(payload, "the worker payload"), cost)
+        self._next += 1
+        self._jobs[job.handle] = job
+        if self.max_workers is None or self._in_flight < self.max_workers:
+            self._launch(job, task)
+        else:
+            self._queued.append(job)
+            self._record(task, QUEUE, job.handle, (job.name, job.payload_digest))
+        return job.handle
+
+    def _launch(self, job: WorkerJob, task: Task | None) -> None:
+        vm = self.vm
+        self._in_flight += 1
+        job.due = vm._now + job.cost
+        job.timer = vm._add_timer(job.due, job)
+        self._record(task, START, job.handle, (job.name, job.payload_digest, job.cost, job.due))
+        job.future = self.backend.submit(job.function, job.payload)
+        job.payload = None  # the backend has its own copy
+
+    def poll(self, handle: int) -> int:
+        job = self._jobs.get(handle)
+        return UNKNOWN if job is None else job.status
+
+    def job(self, handle: int) -> WorkerJob | None:
+        return self._jobs.get(handle)
+
+    def cancel(self, task: Task | None, handle: int) -> bool:
+        job = self._jobs.get(handle)
+        if job is None or job.status != PENDING:
+            return False
+        if job.due is None:  # still queued
+            self._queued.remove(job)
+        else:
+            self._in_flight -= 1
+            job.timer.remove(job)
+            job.timer = None
+            job.future.cancel()  # best effort; a job already running is abandoned
+            job.future = None
+        self._settle(job, CANCELLED, None, "", task)
+        self._start_queued()
+        return True
+
+    # -- observation -------------------------------------------------------------------
+
+    def _observe(self, job: WorkerJob) -> None:
+        """The job's due tick: take its outcome (waiting for the host if need be)."""
+        status, value, error = job.future.result()
+        job.future = None
+        self._in_flight -= 1
+        self._settle(job, status, value, error, None)
+        self._start_queued()
+
+    def _settle(self, job: WorkerJob, status: int, value: Any, error: str, task: Task | None):
+        job.status, job.result, job.error = status, value, error
+        if status == COMPLETED:
+            receipt = (status, encode(value), digest(value), "")
+        else:
+            receipt = (status, None, None, error)
+        self._record(task, RECEIPT, job.handle, receipt)
+        waiters, job.waiters = job.waiters, []
+        by = 0 if task is None else task.id
+        for waiter in waiters:
+            if type(waiter) is Task:
+                self.vm._wake(waiter, status, by)
+            else:
+                waiter.ready(by)
+
+    def _start_queued(self) -> None:
+        while self._queued and (self.max_workers is None or self._in_flight < self.max_workers):
+            self._launch(self._queued.popleft(), None)
+
+    def _record(self, task: Task | None, kind: int, handle: int, value: Any) -> None:
+        vm = self.vm
+        vm._rows.append((0 if task is None else task._k) | kind | handle << A_SHIFT)
+        vm._vals.append(value)
+
+    def close(self) -> None:
+        """Release the backend if this VM made it (shared pools stay for other VMs)."""
+        from ._backends import _SHARED
+
+        backend, self._backend = self._backend, None
+        owned = backend is not None and backend is not self.backend_spec
+        if owned and backend not in _SHARED.values():
+            backend.close()
