@@ -50,3 +50,28 @@ def test_update_readme_replaces_only_the_marked_table(tmp_path):
     assert "old table" not in text and "| new | table |" in text
     assert "33.3 bytes per record (1,000 records" in text and "median of 3 rounds" in text
     assert text.endswith("<!-- /benchmark-table -->\n\nafter\n")
+
+
+def test_the_worker_benchmark_jobs_complete_on_every_backend():
+    from benchmarks import workers as bench
+
+    assert bench.burn(1000) == bench.burn(1000)  # the job is a pure function
+    assert bench.run_parallel("inline", 2, 1000) > 0
+    assert bench.run_parallel("thread", 2, 1000) > 0
+    assert bench.round_trip("inline", 5) > 0
+
+
+def test_the_worker_benchmark_rewrites_only_its_readme_table(tmp_path):
+    from benchmarks import workers as bench
+
+    readme = tmp_path / "README.md"
+    readme.write_text("a\n<!-- workers-table -->\nold\n<!-- /workers-table -->\nb\n")
+    results = {
+        "processes": 2,
+        "speedup": {2: {"sequential_s": 1.0, "parallel_s": 0.5, "speedup": 2.0}},
+        "overhead_s": {"inline": 1e-5},
+    }
+    bench.update_readme(readme, bench.table(results), results, rounds=3)
+    text = readme.read_text()
+    assert "old" not in text and "| 2 | 1.00 s | 0.50 s | 2.00x |" in text
+    assert "| inline | 10 µs |" in text and text.endswith("<!-- /workers-table -->\nb\n")
