@@ -152,7 +152,11 @@ class Workers:
 
     def _observe(self, job: WorkerJob) -> None:
         """The job's due tick: take its outcome (waiting for the host if need be)."""
-        status, value, error = job.future.result()
+        try:
+            status, value, error = job.future.result()
+        except BaseException:  # interrupted while waiting: observe it again next time
+            job.timer = self.vm._add_timer(job.due, job)
+            raise
         job.future = None
         self._in_flight -= 1
         self._settle(job, status, value, error, None)

@@ -1,0 +1,54 @@
+"""An interrupt while the VM waits physically for a worker leaves the VM consistent."""
+
+from __future__ import annotations
+
+from concurrent.futures import Future
+
+import pytest
+
+import counterpoint as cp
+
+
+class InterruptOnce(Future):
+    """A finished future whose first result() call is interrupted (like Ctrl-C)."""
+
+    def __init__(self, outcome):
+        super().__init__()
+        self.set_result(outcome)
+        self.interrupted = False
+
+    def result(self, timeout=None):
+        if not self.interrupted:
+            self.interrupted = True
+            raise KeyboardInterrupt
+        return super().result(timeout)
+
+
+class InterruptingBackend(cp.worker.Backend):
+    def submit(self, function, payload):
+        return InterruptOnce((1, function(payload), ""))
+
+
+@cp.worker.task
+def triple(n):
+    return 3 * n
+
+
+def test_an_interrupted_physical_wait_is_retried_at_the_same_tick():
+    vm = cp.VM(workers=InterruptingBackend())
+    handles = []
+
+    async def start():
+        handles.append(cp.worker.start("triple", 7, cost=4))
+
+    async def collect():
+        status = await cp.worker.wait(handles[0])
+        return status, cp.worker.result(handles[0]), cp.now()
+
+    vm.run(start())
+    with pytest.raises(KeyboardInterrupt):
+        vm.run(collect())  # time reaches tick 4, and the wait for the host is interrupted
+    assert vm.now == 4
+    assert [r.kind for r in vm.journal].count("receipt") == 0
+    assert vm.run(collect()) == (1, 21, 4)  # observed at the same tick, exactly once
+    assert [r.kind for r in vm.journal].count("receipt") == 1
