@@ -67,7 +67,7 @@ class EventQueue:
         self._lock = threading.Lock()
         self._sources: dict[str, deque] = {}
         self._count = 0
-        self._last = ""  # the source served last: the round-robin continues after it
+        self._last: str | None = None  # the source served last; the round-robin goes on after it
         self._waiters: deque[Task] = deque()
 
     def enqueue(self, source: str, payload: Any = None) -> None:
@@ -91,7 +91,7 @@ class EventQueue:
         with self._lock:
             while len(taken) < limit and self._count:
                 names = sorted(self._sources)
-                start = bisect_right(names, self._last)
+                start = 0 if self._last is None else bisect_right(names, self._last)
                 for source in names[start:] + names[:start]:
                     queue = self._sources[source]
                     if queue and len(taken) < limit:
@@ -128,7 +128,7 @@ def _next():
     if task._cancelled:
         raise vm._cancelled_error(task)
     queue = vm.events
-    if queue._count:
+    if queue._count and not queue._waiters:  # tasks already waiting are served first
         (event,) = queue._take(1)
         queue._record(task, event)
         yield RESCHEDULE
@@ -145,6 +145,8 @@ def _next():
 
 def next():
     """``await cp.events.next()``: the next host event (waits until one is queued).
+
+    Tasks waiting here are served first come, first served.
 
     If nothing else can run while tasks wait here, ``vm.run`` reports a deadlock
     that says they wait for host events, rather than hanging.
