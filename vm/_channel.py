@@ -22,7 +22,7 @@ from ._errors import ChannelClosed
 from ._journal import _ATOMIC, A_SHIFT, BLOCK, CLOSE, RECV, SEND, plain
 from ._ops import same_vm
 from ._task import BLOCKED, READY, Task
-from ._traps import PARK, RESCHEDULE, check_fresh, operation, running_task
+from ._traps import PARK, RESCHEDULE, actor, check_fresh, operation, running_task
 from ._traps import running as _running
 
 
@@ -222,7 +222,7 @@ class Channel:
     # -- internals -----------------------------------------------------------------------
 
     def _actor(self, what: str) -> Task | None:
-        task = _running.task
+        task = actor(f"channel {self.id}.{what}")
         if task is not None:
             same_vm(task, self._vm, f"channel {self.id}")
         return task

@@ -22,6 +22,7 @@ from ._traps import (
     new_op,
     operation,
     running_task,
+    task_here,
 )
 from ._traps import running as _running
 
@@ -141,9 +142,7 @@ def now() -> int:
     >>> cp.VM().run(main())
     (0, 7)
     """
-    task = _running.task
-    if task is None:
-        task = running_task("cp.now()")
+    task = running_task("cp.now()")
     return task._vm._now
 
 
@@ -157,9 +156,7 @@ def current_task() -> Task:
     >>> cp.VM().run(main())
     (1, 'main')
     """
-    task = _running.task
-    if task is None:
-        task = running_task("cp.current_task()")
+    task = running_task("cp.current_task()")
     return task
 
 
@@ -180,7 +177,7 @@ def spawn(coro: Any, *, name: str | None = None) -> Task:
     >>> cp.VM().run(main())
     (2, 'doubler', 42)
     """
-    task = _running.task
+    task = task_here()
     if task is None:
         try:
             task = running_task("cp.spawn()")
@@ -200,7 +197,5 @@ def rng() -> random.Random:
     >>> cp.VM(seed=7).run(main()) == cp.VM(seed=7).run(main())
     True
     """
-    task = _running.task
-    if task is None:
-        task = running_task("cp.rng()")
+    task = running_task("cp.rng()")
     return task._vm._task_rng(task)

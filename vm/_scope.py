@@ -18,7 +18,7 @@ from ._errors import Cancelled, LimitExceeded, ScopeClosed
 from ._journal import A_SHIFT, BLOCK, SCOPE, TIMEOUT
 from ._ops import same_vm
 from ._task import CANCELLED, FAILED, UNINTERRUPTIBLE, Task, cancelled_from, park
-from ._traps import PARK, RESCHEDULE, discard, new_op, operation, running_task
+from ._traps import PARK, RESCHEDULE, discard, new_op, operation, running_task, task_here
 from ._traps import running as _running
 
 _WAIT_SCOPE = ("wait", "scope")
@@ -235,7 +235,7 @@ class Scope:
     # -- children ------------------------------------------------------------------------
 
     def _spawn_child(self, coro: Any, name: str | None, what: str) -> Task:
-        spawner = _running.task
+        spawner = task_here()
         if spawner is None:
             discard(coro)
             spawner = running_task(what)

@@ -15,7 +15,7 @@ from ._errors import Cancelled
 from ._journal import A_SHIFT, ACQUIRE, BLOCK, CLEAR, NOTIFY, RELEASE, SET
 from ._ops import same_vm
 from ._task import READY, UNINTERRUPTIBLE, Task, park
-from ._traps import PARK, RESCHEDULE, new_op, operation, running_task
+from ._traps import PARK, RESCHEDULE, actor, new_op, operation, running_task
 from ._traps import running as _running
 
 
@@ -251,14 +251,14 @@ class Event(_Primitive):
         return self._flag
 
     def set(self) -> None:
-        actor = _running.task
-        if actor is not None:
-            same_vm(actor, self._vm, f"event {self.id}")
+        setter = actor(f"event {self.id}.set()")
+        if setter is not None:
+            same_vm(setter, self._vm, f"event {self.id}")
         if self._flag:
             return
         self._flag = True
-        by = 0 if actor is None else actor.id
-        self._vm._rows.append((0 if actor is None else actor._k) | SET | self._a)
+        by = 0 if setter is None else setter.id
+        self._vm._rows.append((0 if setter is None else setter._k) | SET | self._a)
         self._vm._vals.append(self.KIND)
         waiters, self._waiters = self._waiters, deque()
         for waiter in waiters:

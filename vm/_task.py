@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ._errors import Cancelled, InvalidStateError, WrongVMError
 from ._journal import A_SHIFT, BLOCK, STEP, TASK_SHIFT
-from ._traps import PARK, RESCHEDULE, running_task
+from ._traps import PARK, RESCHEDULE, actor, running_task
 from ._traps import running as _running
 
 if TYPE_CHECKING:
@@ -259,7 +259,7 @@ class Task:
         if self._state >= DONE:
             return False
         if not self._cancel_called:
-            current = _running.task
+            current = actor(f"task {self.id}.cancel()")
             if current is None:
                 by, reason = 0, "task.cancel() from the host"
             else:

@@ -32,6 +32,7 @@ import gc
 import sys
 import types
 from collections.abc import Callable
+from threading import get_ident
 from typing import TYPE_CHECKING, Any
 
 from ._errors import ForgottenAwaitError, NotInTaskError
@@ -61,12 +62,17 @@ class Running:
 
     A ``__slots__`` object rather than a module global: the scheduler writes it
     on every step, and a slot store is far cheaper than a module-dict store.
+    ``thread`` is the thread the VM runs on: other threads (thread-backend
+    workers, host threads) may run while a task runs, and must not pass for it.
+    Awaitable operations read ``task`` directly (only a task can await them);
+    synchronous entry points use :func:`task_here` or :func:`running_task`.
     """
 
-    __slots__ = ("task",)
+    __slots__ = ("task", "thread")
 
     def __init__(self) -> None:
         self.task: Task | None = None
+        self.thread = 0
 
 
 running = Running()
@@ -121,9 +127,32 @@ def describe(op: types.GeneratorType) -> str:
     return _DESCRIPTIONS[op.gi_code](**args)
 
 
+def task_here() -> Task | None:
+    """The running task if this code runs on the VM's thread; None elsewhere."""
+    task = running.task
+    if task is not None and get_ident() != running.thread:
+        return None
+    return task
+
+
+def actor(what: str) -> Task | None:
+    """Who performs a call that the host may make too: the running task, or None for
+    the host.  Another thread, while a task runs, is refused (see ``Running``)."""
+    task = running.task
+    if task is not None and get_ident() != running.thread:
+        running_task(what)  # raises, explaining
+    return task
+
+
 def running_task(what: str) -> Task:
     """The running task; raise ``NotInTaskError`` naming ``what`` if there is none."""
     task = running.task
+    if task is not None and get_ident() != running.thread:
+        raise NotInTaskError(
+            f"{what} was called from another thread (a worker function or host code) while "
+            f"a task runs. Only tasks can use the VM: worker functions take a payload and "
+            f"return a value; host threads talk to tasks with vm.events.enqueue()."
+        )
     if task is None:
         raise NotInTaskError(
             f"{what} was called outside a Counterpoint task. Contract calls work only inside "

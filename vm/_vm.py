@@ -20,6 +20,7 @@ from collections import deque
 from heapq import heappop, heappush
 from itertools import pairwise, repeat
 from pathlib import Path
+from threading import get_ident
 from types import CoroutineType
 from typing import Any
 
@@ -325,6 +326,7 @@ class VM:
         advance = self._advance_time
         running = _running
         reschedule, park = RESCHEDULE, PARK
+        running.thread = get_ident()
         budget_left = repeat(None, budget)
         try:
             for _ in budget_left:
