@@ -8,6 +8,7 @@ generator and registers it with the running task (see ``_traps``).
 from __future__ import annotations
 
 import random
+from threading import get_ident
 from typing import Any
 
 from ._errors import WrongVMError
@@ -19,6 +20,7 @@ from ._traps import (
     check_fresh,
     describe,
     discard,
+    here,
     new_op,
     operation,
     running_task,
@@ -73,10 +75,7 @@ def checkpoint():
     >>> cp.VM().run(main())
     ['a0', 'b0', 'a1', 'b1']
     """
-    task = _running.task
-    if task is None:
-        task = running_task("cp.checkpoint()")
-    return new_op(task, _checkpoint())
+    return new_op(here(_running.task, "cp.checkpoint()"), _checkpoint())
 
 
 @operation(lambda ticks: f"cp.sleep({ticks})")
@@ -110,7 +109,7 @@ def sleep(ticks: int):
     5
     """
     task = _running.task
-    if task is None:
+    if task is None or get_ident() != _running.thread:  # (here(), inlined: a hot path)
         task = running_task("cp.sleep()")
     if type(ticks) is not int:
         if not isinstance(ticks, int) or isinstance(ticks, bool):

@@ -477,7 +477,7 @@ def par(*coros: Any):
     [30, 10, 20]
     """
     task = _running.task
-    if task is None:
+    if task is None or task_here() is None:
         _close_all(coros)
         task = running_task("cp.par()")
     return new_op(task, _par(coros))

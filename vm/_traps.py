@@ -79,13 +79,17 @@ running = Running()
 
 
 def _outside_the_vm_during_gc(phase: str, info: dict) -> None:
-    """Hide the running task while the cyclic garbage collector runs.
+    """Hide the running task while the cyclic garbage collector runs on the VM's thread.
 
     When an abandoned VM is collected, Python closes its suspended coroutines,
-    running their ``finally`` blocks and ``__aexit__`` methods.  That can happen
-    in the middle of another task's step; those finalizers must not act as if
-    they were the running task, so during a collection there is none.
+    running their ``finally`` blocks and ``__aexit__`` methods.  On the VM's thread
+    that can happen in the middle of another task's step; those finalizers must not
+    act as if they were the running task, so during the collection there is none.
+    A collection on another thread leaves ``running`` alone (the VM's thread may be
+    running meanwhile); there the entry points' thread checks refuse finalizers.
     """
+    if get_ident() != running.thread:
+        return
     if phase == "start":
         _hidden.append(running.task)
         running.task = None
@@ -167,6 +171,17 @@ def discard(coro: Any) -> None:
     close = getattr(coro, "close", None)
     if close is not None:
         close()
+
+
+def here(task: Task | None, what: str) -> Task:
+    """``task`` (the running task) if this is the VM's thread; else NotInTaskError.
+
+    For operations that name no VM object (sleep, checkpoint, par ...), whose
+    generators would otherwise act for whatever task runs on the VM's thread.
+    """
+    if task is None or get_ident() != running.thread:
+        return running_task(what)
+    return task
 
 
 def new_op(task: Task, op: types.GeneratorType) -> types.GeneratorType:
