@@ -1,12 +1,16 @@
 """Workers: real parallel speed-up, and the cost of one worker round trip.
 
-    python -m benchmarks.workers                  # a minute or so
+    python -m benchmarks.workers                  # about two minutes
     python -m benchmarks.workers --update-readme  # also rewrite README.md's table
 
 * speed-up: 2 and 4 CPU-bound jobs (calibrated to about 0.5 s each on this
   machine) run one after the other in this process, then as workers on a
-  ``ProcessBackend`` with one process per core; speed-up = sequential / parallel.
-  The pool is warmed up first (process start-up is paid once per pool, not per job).
+  ``ProcessBackend`` with one process per core.  Each round times the two back to
+  back, and the speed-up is the median over rounds of sequential / parallel, so a
+  machine whose speed drifts (a shared VM) cannot skew it.  The pool is warmed up
+  first (process start-up is paid once per pool, not per job).  The standard
+  library's ``ProcessPoolExecutor`` runs the same jobs in the same rounds, as a
+  reference for what this machine allows.
 * overhead: a trivial worker started and awaited 200 times in a row on each
   backend; the figure is wall time per start -> observed round trip.
 """
@@ -20,6 +24,7 @@ import platform
 import statistics
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import counterpoint as cp
@@ -64,6 +69,12 @@ def run_parallel(backend, jobs: int, iterations: int) -> float:
     return elapsed
 
 
+def run_stdlib(pool, jobs: int, iterations: int) -> float:
+    start = time.perf_counter()
+    list(pool.map(burn, [iterations] * jobs))
+    return time.perf_counter() - start
+
+
 def run_sequential(jobs: int, iterations: int) -> float:
     start = time.perf_counter()
     for _ in range(jobs):
@@ -88,20 +99,26 @@ def measure(rounds: int, round_trips: int) -> dict:
     processes = os.cpu_count() or 2
     pool = cp.worker.ProcessBackend(processes=processes)
     threads = cp.worker.ThreadBackend()
+    stdlib = ProcessPoolExecutor(processes)
     try:
         run_parallel(pool, processes, 1000)  # start the processes before timing
+        run_stdlib(stdlib, processes, 1000)
         speedup = {}
         for jobs in (2, 4):
-            sequential = statistics.median(
-                run_sequential(jobs, iterations) for _ in range(rounds)
-            )
-            parallel = statistics.median(
-                run_parallel(pool, jobs, iterations) for _ in range(rounds)
-            )
+            rows = [
+                (
+                    run_sequential(jobs, iterations),
+                    run_parallel(pool, jobs, iterations),
+                    run_stdlib(stdlib, jobs, iterations),
+                )
+                for _ in range(rounds)
+            ]
             speedup[jobs] = {
-                "sequential_s": sequential,
-                "parallel_s": parallel,
-                "speedup": sequential / parallel,
+                "sequential_s": statistics.median(row[0] for row in rows),
+                "parallel_s": statistics.median(row[1] for row in rows),
+                "speedup": statistics.median(row[0] / row[1] for row in rows),
+                "stdlib_s": statistics.median(row[2] for row in rows),
+                "stdlib_speedup": statistics.median(row[0] / row[2] for row in rows),
             }
         overhead = {}
         for name, backend in (("inline", "inline"), ("thread", threads), ("process", pool)):
@@ -112,6 +129,7 @@ def measure(rounds: int, round_trips: int) -> dict:
     finally:
         pool.close()
         threads.close()
+        stdlib.shutdown()
     return {
         "processes": processes,
         "job_iterations": iterations,
@@ -122,13 +140,15 @@ def measure(rounds: int, round_trips: int) -> dict:
 
 def table(results: dict) -> str:
     lines = [
-        "| CPU-bound jobs (~0.5 s each) | one after the other | process workers | speed-up |",
-        "|---|---|---|---|",
+        "| CPU-bound jobs (~0.5 s each) | one after the other | cp.worker, process backend "
+        "| speed-up | stdlib ProcessPoolExecutor (reference) |",
+        "|---|---|---|---|---|",
     ]
     for jobs, row in results["speedup"].items():
         lines.append(
             f"| {jobs} | {row['sequential_s']:.2f} s | {row['parallel_s']:.2f} s "
-            f"| {row['speedup']:.2f}x |"
+            f"| **{row['speedup']:.2f}x** | {row['stdlib_s']:.2f} s "
+            f"({row['stdlib_speedup']:.2f}x) |"
         )
     lines += ["", "| backend | start -> observed, per worker |", "|---|---|"]
     for name, seconds in results["overhead_s"].items():
@@ -151,7 +171,7 @@ def update_readme(readme: Path, markdown: str, results: dict, rounds: int) -> No
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=12)
     parser.add_argument("--round-trips", type=int, default=200)
     parser.add_argument("--update-readme", action="store_true")
     parser.add_argument("--json", default="benchmarks/results/workers.json")

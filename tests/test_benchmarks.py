@@ -68,10 +68,18 @@ def test_the_worker_benchmark_rewrites_only_its_readme_table(tmp_path):
     readme.write_text("a\n<!-- workers-table -->\nold\n<!-- /workers-table -->\nb\n")
     results = {
         "processes": 2,
-        "speedup": {2: {"sequential_s": 1.0, "parallel_s": 0.5, "speedup": 2.0}},
+        "speedup": {
+            2: {
+                "sequential_s": 1.0,
+                "parallel_s": 0.5,
+                "speedup": 2.0,
+                "stdlib_s": 0.52,
+                "stdlib_speedup": 1.92,
+            }
+        },
         "overhead_s": {"inline": 1e-5},
     }
     bench.update_readme(readme, bench.table(results), results, rounds=3)
     text = readme.read_text()
-    assert "old" not in text and "| 2 | 1.00 s | 0.50 s | 2.00x |" in text
+    assert "old" not in text and "| 2 | 1.00 s | 0.50 s | **2.00x** | 0.52 s (1.92x) |" in text
     assert "| inline | 10 µs |" in text and text.endswith("<!-- /workers-table -->\nb\n")
