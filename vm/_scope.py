@@ -18,7 +18,16 @@ from ._errors import Cancelled, LimitExceeded, ScopeClosed
 from ._journal import A_SHIFT, BLOCK, SCOPE, TIMEOUT
 from ._ops import same_vm
 from ._task import CANCELLED, FAILED, UNINTERRUPTIBLE, Task, cancelled_from, park
-from ._traps import PARK, RESCHEDULE, discard, new_op, operation, running_task, task_here
+from ._traps import (
+    PARK,
+    RESCHEDULE,
+    discard,
+    enter,
+    new_op,
+    operation,
+    running_task,
+    task_here,
+)
 from ._traps import running as _running
 
 _WAIT_SCOPE = ("wait", "scope")
@@ -379,10 +388,7 @@ def _exit(scope: Scope, error: BaseException | None):
 
 @operation(lambda scope: f"scope {scope.id}.wait_all()")
 def _wait_all(scope: Scope):
-    task = _running.task
-    task._fresh = None
-    if task._cancelled:
-        raise task._vm._cancelled_error(task)
+    task = enter()
     if scope._children:
         waiting = ("wait", "scope", scope.id)
         park(task, scope._waiters, waiting, BLOCK | scope.id << A_SHIFT, _WAIT_SCOPE)

@@ -184,6 +184,19 @@ def here(task: Task | None, what: str) -> Task:
     return task
 
 
+def enter() -> Task:
+    """The first lines of a checkpointing operation: the running task, with its
+    newest-operation mark cleared; ``Cancelled`` if it is cancelled (a cancel point).
+
+    (The channel operations and ``sleep`` inline this: they are the hot paths.)
+    """
+    task = running.task
+    task._fresh = None
+    if task._cancelled:
+        raise task._vm._cancelled_error(task)
+    return task
+
+
 def new_op(task: Task, op: types.GeneratorType) -> types.GeneratorType:
     """Register ``op`` as ``task``'s newest operation (checking the previous one) and return it."""
     if task._fresh is not None:

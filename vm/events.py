@@ -35,9 +35,8 @@ from typing import Any, NamedTuple
 
 from ._journal import BLOCK, EVENT
 from ._plaindata import copy_plain, encode
-from ._task import BLOCKED, Task
-from ._traps import PARK, RESCHEDULE, new_op, operation, running_task
-from ._traps import running as _running
+from ._task import Task, park
+from ._traps import PARK, RESCHEDULE, enter, new_op, operation, running_task
 
 __all__ = ["EventQueue", "HostEvent", "drain", "next"]
 
@@ -122,24 +121,14 @@ class EventQueue:
 
 @operation(lambda: "cp.events.next()")
 def _next():
-    task = _running.task
-    task._fresh = None
-    vm = task._vm
-    if task._cancelled:
-        raise vm._cancelled_error(task)
-    queue = vm.events
+    task = enter()
+    queue = task._vm.events
     if queue._count and not queue._waiters:  # tasks already waiting are served first
         (event,) = queue._take(1)
         queue._record(task, event)
         yield RESCHEDULE
         return event
-    queue._waiters.append(task)
-    task._state = BLOCKED
-    task._waitq = queue._waiters
-    task._cleanup = None
-    task._waiting = ("events",)
-    vm._rows.append(task._k | BLOCK)
-    vm._vals.append(("wait", "events"))
+    park(task, queue._waiters, ("events",), BLOCK, ("wait", "events"))
     return (yield PARK)
 
 

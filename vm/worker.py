@@ -32,8 +32,7 @@ from ._errors import InvalidStateError, WorkerFailed
 from ._journal import A_SHIFT, BLOCK
 from ._plaindata import copy_plain
 from ._task import BLOCKED, Task, park
-from ._traps import PARK, RESCHEDULE, new_op, operation, running_task
-from ._traps import running as _running
+from ._traps import PARK, RESCHEDULE, enter, new_op, operation, running_task
 from ._workers import CANCELLED, COMPLETED, FAILED, PENDING, REGISTRY, UNKNOWN
 
 __all__ = [
@@ -165,10 +164,7 @@ def cancel(handle: int) -> bool:
 
 @operation(lambda handle: f"cp.worker.wait({handle})")
 def _wait(handle: int):
-    current = _running.task
-    current._fresh = None
-    if current._cancelled:
-        raise current._vm._cancelled_error(current)
+    current = enter()
     job = current._vm._workers.job(handle)
     if job is None or job.status != PENDING:
         yield RESCHEDULE
@@ -207,11 +203,8 @@ class _AnyWaiter:
 
 @operation(lambda handles: f"cp.worker.wait_any({list(handles)})")
 def _wait_any(handles: tuple):
-    current = _running.task
-    current._fresh = None
+    current = enter()
     vm = current._vm
-    if current._cancelled:
-        raise vm._cancelled_error(current)
     table = vm._workers
     ready = sorted({h for h in handles if table.poll(h) != PENDING})
     if ready:
