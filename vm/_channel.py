@@ -19,7 +19,7 @@ from enum import IntEnum
 from typing import Any
 
 from ._errors import ChannelClosed
-from ._journal import _ATOMIC, A_SHIFT, BLOCK, CLOSE, RECV, SEND, plain
+from ._journal import _ATOMIC, A_SHIFT, BLOCK_RECV, BLOCK_SEND, CLOSE, RECV, SEND, plain
 from ._ops import same_vm
 from ._task import BLOCKED, READY, Task
 from ._traps import PARK, RESCHEDULE, actor, check_fresh, operation, running_task
@@ -63,10 +63,6 @@ class RecvStatus(IntEnum):
     CLOSED = 2
 
 
-_SEND_OP = ("send", "channel")
-_RECV_OP = ("recv", "channel")
-
-
 class Channel:
     """A FIFO channel between tasks.  Create with ``cp.channel(capacity)``.
 
@@ -85,7 +81,8 @@ class Channel:
 
     __slots__ = (
         "_a",
-        "_block_code",
+        "_block_recv",
+        "_block_send",
         "_buf",
         "_closed",
         "_recv_code",
@@ -115,7 +112,8 @@ class Channel:
         # precomputed for the hot paths: record codes and wait descriptors
         self._send_code = SEND | self._a
         self._recv_code = RECV | self._a
-        self._block_code = BLOCK | self._a
+        self._block_send = BLOCK_SEND | self._a
+        self._block_recv = BLOCK_RECV | self._a
         self._send_wait = ("send", "channel", self.id)
         self._recv_wait = ("recv", "channel", self.id)
 
@@ -327,8 +325,7 @@ def _send(ch, value):
     task._waitq = queue
     task._cleanup = None
     task._waiting = ch._send_wait
-    vm._rows.append(task._k | ch._block_code)
-    vm._vals.append(_SEND_OP)
+    vm._rows.append(task._k | ch._block_send)
     yield PARK
 
 
@@ -360,8 +357,7 @@ def _recv(ch, iterating):
     task._waitq = queue
     task._cleanup = None
     task._waiting = ch._recv_wait
-    vm._rows.append(task._k | ch._block_code)
-    vm._vals.append(_RECV_OP)
+    vm._rows.append(task._k | ch._block_recv)
     try:
         value = yield PARK
     except ChannelClosed:

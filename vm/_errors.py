@@ -8,6 +8,8 @@ happened, where, and what to do instead.  ``Cancelled`` is a ``BaseException``
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class CounterpointError(Exception):
     """Base class of the errors raised by the VM itself."""
@@ -83,6 +85,24 @@ class WorkerFailed(CounterpointError):
     """``cp.worker.result(h)`` of a worker that failed; the message is its error."""
 
 
+class JournalError(CounterpointError):
+    """A journal file is missing, truncated, corrupted, of another version, or unwritable."""
+
+
+class NondeterminismError(CounterpointError):
+    """A replay (or a repeated run) did not produce the same journal as the original.
+
+    ``.event_id`` is the first event that differs; ``.expected`` and ``.got`` the
+    two records (None where one side has ended).
+    """
+
+    def __init__(self, message: str, event_id: int = 0, expected: Any = None, got: Any = None):
+        super().__init__(message)
+        self.event_id = event_id
+        self.expected = expected
+        self.got = got
+
+
 class UnobservedTaskFailure(RuntimeWarning):
     """Warned at the end of ``vm.run`` for each detached task that failed unobserved."""
 
@@ -104,6 +124,8 @@ for _error in (
     PolicyError,
     UnknownWorkerTask,
     WorkerFailed,
+    JournalError,
+    NondeterminismError,
     UnobservedTaskFailure,
 ):
     _error.__module__ = "counterpoint"

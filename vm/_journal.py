@@ -1,7 +1,7 @@
 """The journal: every scheduling step and effect of a VM, in order.
 
 Storage is columnar and compact because a busy program writes hundreds of
-thousands of records.  Each record is one packed int in ``_rows``
+thousands of records.  Each record is one packed int (< 2**63) in ``_rows``
 (``kind | task << TASK_SHIFT | a << A_SHIFT``, where ``a`` is a small
 non-negative id); records of kinds that carry a value (send, recv, done ...)
 also append one slot to ``_vals``, while bare kinds (step, wake, timer ...)
@@ -21,13 +21,19 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
+from array import array
 from bisect import bisect_right
 from collections.abc import Iterator
 from decimal import Decimal
+from pathlib import Path
 from typing import Any, NamedTuple
 
 TASK_SHIFT = 6
-A_SHIFT = 40
+A_SHIFT = 34
+# A packed row is a signed 64-bit int: 6 bits of kind, 28 of task id, 29 of ``a``.
+MAX_TASK_ID = (1 << (A_SHIFT - TASK_SHIFT)) - 1
+MAX_OBJECT_ID = (1 << (63 - A_SHIFT)) - 1
 _KIND_MASK = (1 << TASK_SHIFT) - 1
 _TASK_MASK = (1 << (A_SHIFT - TASK_SHIFT)) - 1
 
@@ -58,6 +64,10 @@ QUEUE = 23
 START = 24
 RECEIPT = 25
 EVENT = 26
+# Internal spellings of frequent records, without a value slot: they read as
+# ordinary "block" records ({"op": "send"/"recv", "channel": id}).
+BLOCK_SEND = 27
+BLOCK_RECV = 28
 
 KIND_NAMES: dict[int, str] = {
     SPAWN: "spawn",
@@ -86,12 +96,15 @@ KIND_NAMES: dict[int, str] = {
     START: "start",
     RECEIPT: "receipt",
     EVENT: "event",
+    BLOCK_SEND: "block",
+    BLOCK_RECV: "block",
 }
-KIND_CODES: dict[str, int] = {name: code for code, name in KIND_NAMES.items()}
+KIND_CODES: dict[str, int] = {name: code for code, name in KIND_NAMES.items() if code < 27}
 
 # Kinds whose records carry nothing but their ids: they append no value slot,
 # which keeps the most frequent record (step) to a single int.
-BARE_KINDS = frozenset({STEP, TIMER, WAKE, CANCELLED, CLOSE, TIMEOUT})
+BARE_KINDS = frozenset({STEP, TIMER, WAKE, CANCELLED, CLOSE, TIMEOUT, BLOCK_SEND, BLOCK_RECV})
+_CHANNEL_BLOCKS = {BLOCK_SEND: ("send", "channel"), BLOCK_RECV: ("recv", "channel")}
 _HAS_VALUE = tuple(code not in BARE_KINDS for code in range(64))
 _BLOCK_SIZE = 1024  # records per entry of the lazy value-offset index
 
@@ -236,6 +249,8 @@ def _json_any_int(value: Any) -> str:
 def _decode(kind: int, a: int, b: Any, tick: int) -> dict[str, Any]:
     if kind in (STEP, TIMER, CANCELLED):
         return {}
+    if kind in _CHANNEL_BLOCKS:
+        kind, b = BLOCK, _CHANNEL_BLOCKS[kind]
     if kind in (SEND, RECV):
         return {"channel": a, "value": b}
     if kind == BLOCK:
@@ -289,10 +304,83 @@ def _decode(kind: int, a: int, b: Any, tick: int) -> dict[str, Any]:
     raise AssertionError(f"unknown record kind {kind}")
 
 
+OBJECT_KINDS = frozenset({"channel", "lock", "semaphore", "event", "condition", "barrier"})
+
+
+def _pack(kind: int, task: int, data: dict[str, Any]) -> tuple[int, Any]:
+    """The inverse of :func:`_decode`: a record's packed row and its value slot.
+
+    Used to load journals from files (JSON lines, the SQL ``records`` table).
+    Raises KeyError/TypeError/ValueError on data that no VM could have written.
+    """
+    a, b = 0, None
+    if kind in (SEND, RECV):
+        a, b = data["channel"], data["value"]
+    elif kind == BLOCK:
+        ((key, target),) = ((k, v) for k, v in data.items() if k != "op")
+        if type(target) is list:
+            b = (data["op"], key, target)
+        elif key == "channel" and data["op"] in ("send", "recv"):
+            kind, a = BLOCK_SEND if data["op"] == "send" else BLOCK_RECV, target
+        else:
+            a, b = target, (data["op"], key)
+    elif kind == WAKE:
+        a = data["by"]
+    elif kind == SPAWN:
+        a, b = data["child"], data["name"]
+    elif kind == SLEEP:
+        b = data["until"]
+    elif kind == DONE:
+        b = data["value"]
+    elif kind == FAIL:
+        b = (data["error"], data["message"])
+    elif kind == CANCEL:
+        a, b = data["by"], data["reason"]
+    elif kind == CLOSE:
+        a = data["channel"]
+    elif kind == SELECT:
+        b = (data["index"], data["tag"])
+    elif kind in (ACQUIRE, RELEASE, SET, CLEAR):
+        ((b, a),) = data.items()
+    elif kind == NOTIFY:
+        a, b = data["condition"], data["woken"]
+    elif kind == CREATE:
+        (object_kind,) = (k for k in data if k in OBJECT_KINDS)
+        a = data[object_kind]
+        b = (object_kind, {k: v for k, v in data.items() if k != object_kind})
+    elif kind == SCOPE:
+        a = data["scope"]
+        b = (data["event"], {k: v for k, v in data.items() if k not in ("scope", "event")})
+    elif kind == TIMEOUT:
+        a = data["scope"]
+    elif kind == QUEUE:
+        a, b = data["worker"], (data["name"], data["payload"])
+    elif kind == START:
+        a = data["worker"]
+        b = (data["name"], data["payload"], data["cost"], data["due"])
+    elif kind == RECEIPT:
+        a, status = data["worker"], data["status"]
+        if status == 1:
+            b = (status, data["result"], data["result_digest"], "")
+        else:
+            b = (status, None, None, data.get("error", ""))
+    elif kind == EVENT:
+        b = (data["source"], data["payload"])
+    elif kind not in (STEP, TIMER, CANCELLED):
+        raise ValueError(f"unknown record kind {kind}")
+    if type(a) is not int or a < 0 or type(task) is not int or not 0 <= task <= _TASK_MASK:
+        raise ValueError("ids must be non-negative ints")
+    return kind | task << TASK_SHIFT | a << A_SHIFT, b
+
+
 def _encode_data(kind: int, a: int, b: Any, tick: int) -> str:
     """Canonical JSON of a record's data; equal to ``_dumps(_decode(...))``."""
     if kind in (STEP, TIMER, CANCELLED):
         return "{}"
+    if kind == BLOCK_RECV:
+        return '{"channel":%d,"op":"recv"}' % a
+    if kind == BLOCK_SEND:
+        return '{"channel":%d,"op":"send"}' % a
     if kind in (SEND, RECV):
         return '{"channel":%d,"value":%s}' % (a, _jv(b))
     if kind == BLOCK and len(b) == 2:
@@ -345,9 +433,12 @@ class Journal:
         "_vals",
         "_voffsets",
         "enabled",
+        "meta",
     )
 
     def __init__(self, enabled: bool = True) -> None:
+        # packed rows (a list: its append is CPython's fastest call; an array of int64
+        # would save memory but costs the hot path ~600 instructions a record)
         self._rows: list[int] = []
         self._vals: list[Any] = []
         self._voffsets: list[int] = [0]
@@ -356,6 +447,7 @@ class Journal:
         self._hasher = hashlib.sha256()
         self._hashed = 0
         self.enabled = enabled
+        self.meta: dict[str, Any] = {}  # how the run was made: seed, policy (for replay)
 
     # -- writing (used by the VM) ------------------------------------------------
 
@@ -367,6 +459,76 @@ class Journal:
         else:
             self._mark_index.append(index)
             self._mark_tick.append(tick)
+
+    def _mark(self, index: int, tick: int) -> None:
+        """Note that records from ``index`` on happen at ``tick`` (loading)."""
+        if tick < self._mark_tick[-1] or index < self._mark_index[-1]:
+            raise ValueError("virtual time or record order goes backwards")
+        if self._mark_index[-1] == index:
+            self._mark_tick[-1] = tick
+        elif tick != self._mark_tick[-1]:
+            self._mark_index.append(index)
+            self._mark_tick.append(tick)
+
+    def _append_loaded(self, row: int, value: Any, tick: int) -> None:
+        self._mark(len(self._rows), tick)
+        self._rows.append(row)
+        if _HAS_VALUE[row & _KIND_MASK]:
+            self._vals.append(value)
+
+    def _extend_loaded(self, rows: list[int], values: list, marks: list) -> None:
+        """Append a chunk read from a file, after checking that it hangs together."""
+        start = len(self._rows)
+        for row in rows:
+            if type(row) is not int or row < 0 or (row & _KIND_MASK) not in KIND_NAMES:
+                raise ValueError(f"{row!r} is not a record")
+        needed = sum(_HAS_VALUE[row & _KIND_MASK] for row in rows)
+        if needed != len(values):
+            raise ValueError(f"{len(values)} values for {needed} records that carry one")
+        for index, tick in marks:
+            if type(index) is not int or type(tick) is not int:
+                raise ValueError("tick marks must be ints")
+            if not start <= index < start + len(rows):
+                raise ValueError("a tick mark points outside the chunk")
+            self._mark(index, tick)
+        self._rows.extend(rows)
+        self._vals.extend(values)
+
+    def _marks_between(self, first: int, end: int) -> list[list[int]]:
+        """The tick marks of records first..end-1, starting with the tick at ``first``."""
+        marks = [[first, self._tick_at(first)]]
+        for index, tick in zip(self._mark_index, self._mark_tick, strict=True):
+            if first < index < end:
+                marks.append([index, tick])
+        return marks
+
+    # -- files -------------------------------------------------------------------
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write the journal to an SQLite file (replacing it); see ``docs/journal.md``.
+
+        >>> # vm.journal.save("run.db");  cp.Journal.load("run.db").digest() == vm.journal.digest()
+        """
+        from ._store import save
+
+        return save(self, path)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> Journal:
+        """Read a journal saved with :meth:`save`, streamed by ``VM(journal=path)``
+        (maybe cut short by a crash: the records written so far), or exported with
+        :meth:`export_jsonl`.  Never executes code.  A missing, truncated, corrupted
+        or wrong-version file raises ``cp.JournalError`` naming the file and problem.
+        """
+        from ._store import load
+
+        return load(path, cls())
+
+    def export_jsonl(self, path: str | os.PathLike) -> Path:
+        """Write one canonical JSON line per record (for diffing; ``sha256sum`` = digest)."""
+        from ._store import export_jsonl
+
+        return export_jsonl(self, path)
 
     # -- reading -----------------------------------------------------------------
 
@@ -454,12 +616,12 @@ class Journal:
         if kind is not None and kind not in KIND_CODES:
             known = ", ".join(sorted(KIND_CODES))
             raise ValueError(f"unknown record kind {kind!r}; the kinds are: {known}")
-        code = KIND_CODES.get(kind) if kind is not None else None
         out = []
         for index, tick, rtask, rkind, a, b in self._iter_raw():
-            if (code is None or rkind == code) and (task is None or rtask == task):
+            name = KIND_NAMES[rkind]
+            if (kind is None or name == kind) and (task is None or rtask == task):
                 data = _decode(rkind, a, b, tick)
-                out.append(Record(index + 1, tick, 0, rtask, KIND_NAMES[rkind], data))
+                out.append(Record(index + 1, tick, 0, rtask, name, data))
         return out
 
     def iter_lines(self, start: int = 0) -> Iterator[str]:

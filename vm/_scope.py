@@ -183,8 +183,7 @@ class Scope:
         vm = task._vm
         self._vm = vm
         self._owner_task = task
-        number = vm._counters.get("scope", 0) + 1
-        vm._counters["scope"] = number
+        number = vm._next_id("scope")
         self.id = number
         self._state = "open"
         parent = task._inner

@@ -19,6 +19,7 @@ import warnings
 from collections import deque
 from heapq import heappop, heappush
 from itertools import pairwise, repeat
+from os import PathLike
 from pathlib import Path
 from threading import get_ident
 from types import CoroutineType
@@ -28,6 +29,7 @@ from ._errors import (
     Cancelled,
     Deadlock,
     ForeignAwaitableError,
+    LimitExceeded,
     StepLimitExceeded,
     UnobservedTaskFailure,
 )
@@ -38,6 +40,8 @@ from ._journal import (
     CREATE,
     DONE,
     FAIL,
+    MAX_OBJECT_ID,
+    MAX_TASK_ID,
     SPAWN,
     TIMER,
     WAKE,
@@ -56,6 +60,7 @@ from .events import EventQueue
 _PACKAGE_DIR = str(Path(__file__).resolve().parent)
 _ATOMIC = frozenset({type(None), bool, int, str})
 POLICIES = ("fifo", "random")
+_SLICE = 16384  # steps between slice hooks (journal file flushes, replay checks)
 _FOREIGN_LOOP_MESSAGES = ("no running event loop", "must be called from async context")
 
 
@@ -130,7 +135,7 @@ class VM:
         workers: Any = "inline",
         max_workers: int | None = None,
         max_steps: int | None = None,
-        journal: bool | None = None,
+        journal: bool | str | PathLike | None = None,
     ) -> None:
         if not isinstance(seed, int) or isinstance(seed, bool):
             raise TypeError(f"seed must be an int, got {type(seed).__name__}")
@@ -154,9 +159,10 @@ class VM:
                 f"unknown workers backend {workers!r}: use 'inline', 'thread', 'process', "
                 f"'dask', a distributed.Client or a Dask scheduler address"
             )
-        if journal is not None and journal is not False:
+        if journal is not None and journal is not False and not isinstance(journal, str | PathLike):
             raise TypeError(
-                f"journal must be None (record in memory) or False (recording off), got {journal!r}"
+                f"journal must be None (record in memory), a file path (stream to it) or "
+                f"False (recording off), got {journal!r}"
             )
         self._seed = seed
         self._policy = policy
@@ -172,10 +178,11 @@ class VM:
         self._counters: dict[str, int] = {}
         self._unobserved: list[Task] = []
         self._active = False
-        self._journal = Journal(enabled=journal is None)
+        self._journal = Journal(enabled=journal is not False)
+        self._journal.meta.update(seed=seed, policy=policy)
         # Operations append records straight to these columns (list.append is the
         # fastest call CPython has); with recording off they discard everything.
-        if journal is None:
+        if journal is not False:
             self._rows: list | deque = self._journal._rows
             self._vals: list | deque = self._journal._vals
         else:
@@ -183,6 +190,14 @@ class VM:
             self._vals = deque(maxlen=0)
         self._workers = Workers(self, workers, max_workers)
         self.events = EventQueue(self)
+        # called between slices of a run (streaming to a file, replay checks)
+        self._slice_hooks: list = []
+        self._stream = None
+        if journal is not None and journal is not False:
+            from ._store import Writer
+
+            self._stream = Writer(self._journal, journal)
+            self._slice_hooks.append(self._stream.flush)
 
     # -- public, host side ---------------------------------------------------------
 
@@ -226,7 +241,7 @@ class VM:
         budget = self._max_steps if self._max_steps is not None else sys.maxsize
         self._active = True
         try:
-            self._loop(root, budget)
+            self._drive(root, budget)
         except BaseException:  # KeyboardInterrupt and friends: abandon this run
             self._abandon(root, "vm.run() was interrupted")
             raise
@@ -268,7 +283,7 @@ class VM:
         self._check_host_call("vm.step()")
         self._active = True
         try:
-            return self._loop(None, n)
+            return self._drive(None, n)
         finally:
             self._active = False
 
@@ -280,11 +295,16 @@ class VM:
         return Channel(self, capacity, None)
 
     def close(self) -> None:
-        """Release host resources (a worker backend this VM created).  Idempotent.
+        """Release host resources: finish the journal file (``VM(journal=path)``) and
+        close a worker backend this VM created.  Idempotent.
 
         ``with cp.VM(workers="process") as vm: ...`` closes on exit.
         """
         self._workers.close()
+        if self._stream is not None:
+            stream, self._stream = self._stream, None
+            self._slice_hooks.remove(stream.flush)
+            stream.finish()
 
     def __enter__(self) -> VM:
         return self
@@ -310,6 +330,27 @@ class VM:
             )
         if self._active:
             raise RuntimeError(f"{what} was called while this VM is already running")
+
+    def _drive(self, root: Task | None, budget: int) -> int:
+        """Run the loop; with slice hooks (a journal file, a replay), in slices of steps
+        with the hooks called between them and at the end."""
+        hooks = self._slice_hooks
+        if not hooks:
+            return self._loop(root, budget)
+        done = 0
+        try:
+            while done < budget:
+                size = min(budget - done, _SLICE)
+                ran = self._loop(root, size)
+                done += ran
+                if ran < size or (root is not None and root._state >= S_DONE):
+                    break
+                for hook in hooks:
+                    hook()
+        finally:
+            for hook in hooks:
+                hook(True)
+        return done
 
     def _loop(self, root: Task | None, budget: int) -> int:
         """Resume tasks until ``root`` finishes, ``budget`` steps ran, or nothing can run.
@@ -423,6 +464,12 @@ class VM:
             coro.close()
             raise TypeError(f"a task name must be a str, got {type(name).__name__}")
         task_id = self._next_task
+        if task_id > MAX_TASK_ID:
+            discard(coro)
+            raise LimitExceeded(
+                f"this VM has made {MAX_TASK_ID:,} tasks, the most one VM can journal; "
+                f"start a new VM"
+            )
         self._next_task = task_id + 1
         task = Task(self, task_id, name, coro, parent)
         self._live[task_id] = task
@@ -591,10 +638,20 @@ class VM:
 
     # -- objects -----------------------------------------------------------------------
 
+    def _next_id(self, kind: str) -> int:
+        """The next number of ``kind`` (channel 1, 2 ...), within what a record can hold."""
+        number = self._counters.get(kind, 0) + 1
+        if number > MAX_OBJECT_ID:
+            raise LimitExceeded(
+                f"this VM has made {MAX_OBJECT_ID:,} objects of kind {kind!r}, the most one VM "
+                f"can journal; start a new VM"
+            )
+        self._counters[kind] = number
+        return number
+
     def _new_object(self, kind: str, creator: Task | None, extra: dict | None = None) -> int:
         """Number a new object of ``kind`` (channel 1, 2 ...) and journal its creation."""
-        number = self._counters.get(kind, 0) + 1
-        self._counters[kind] = number
+        number = self._next_id(kind)
         self._rows.append((0 if creator is None else creator._k) | CREATE | number << A_SHIFT)
         self._vals.append((kind, extra or {}))
         return number

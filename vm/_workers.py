@@ -80,7 +80,6 @@ class Workers:
         self.max_workers = max_workers
         self._backend: Any = None
         self._jobs: dict[int, WorkerJob] = {}
-        self._next = 1
         self._in_flight = 0
         self._queued: deque[WorkerJob] = deque()
 
@@ -106,8 +105,8 @@ class Workers:
                 f"no worker task named {name!r} is registered (registered: {known}); "
                 f"decorate a plain function with @cp.worker.task"
             )
-        job = WorkerJob(self, self._next, name, copy_plain(payload, "the worker payload"), cost)
-        self._next += 1
+        payload = copy_plain(payload, "the worker payload")
+        job = WorkerJob(self, self.vm._next_id("worker"), name, payload, cost)
         self._jobs[job.handle] = job
         if self.max_workers is None or self._in_flight < self.max_workers:
             self._launch(job, task)
