@@ -22,7 +22,6 @@ import hashlib
 import json
 import math
 import os
-from array import array
 from bisect import bisect_right
 from collections.abc import Iterator
 from decimal import Decimal
