@@ -158,10 +158,11 @@ class Writer:
             raise JournalError(f"{self.path}: cannot write the journal: {error}") from error
 
     def _set_meta(self, items: dict[str, str]) -> None:
-        with self.connection:
-            self.connection.executemany(
-                "INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", list(items.items())
-            )
+        self.connection.execute("BEGIN")
+        self.connection.executemany(
+            "INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", list(items.items())
+        )
+        self.connection.execute("COMMIT")
 
     def flush(self, force: bool = False) -> None:  # (also a VM slice hook)
         """Write the records added since the last flush as one chunk, if there are at
@@ -195,9 +196,10 @@ class Writer:
             for index, tick, task, kind, a, b in journal._iter_raw()
         )
         try:
-            with self.connection:
-                self.connection.execute("DELETE FROM records")
-                self.connection.executemany("INSERT INTO records VALUES (?, ?, ?, ?, ?, ?)", rows)
+            self.connection.execute("BEGIN")
+            self.connection.execute("DELETE FROM records")
+            self.connection.executemany("INSERT INTO records VALUES (?, ?, ?, ?, ?, ?)", rows)
+            self.connection.execute("COMMIT")
             self.connection.executescript(_INDEXES)
             self._set_meta(
                 {
