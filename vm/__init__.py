@@ -43,6 +43,7 @@ from ._errors import (
 from ._journal import Journal, Record
 from ._ops import checkpoint, current_task, now, rng, sleep, spawn
 from ._plaindata import NotPlainData
+from ._replay import check_determinism, replay
 from ._scope import Scope, Slot, par, scope
 from ._select import SelectResult, SelectTag, select
 from ._sync import Barrier, Condition, Event, Lock, Semaphore
@@ -91,11 +92,13 @@ __all__ = [
     "WorkerFailed",
     "WrongVMError",
     "channel",
+    "check_determinism",
     "checkpoint",
     "current_task",
     "events",
     "now",
     "par",
+    "replay",
     "rng",
     "scope",
     "select",

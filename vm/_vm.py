@@ -179,7 +179,7 @@ class VM:
         self._unobserved: list[Task] = []
         self._active = False
         self._journal = Journal(enabled=journal is not False)
-        self._journal.meta.update(seed=seed, policy=policy)
+        self._journal.meta.update(seed=seed, policy=policy, max_workers=max_workers)
         # Operations append records straight to these columns (list.append is the
         # fastest call CPython has); with recording off they discard everything.
         if journal is not False:
@@ -192,6 +192,7 @@ class VM:
         self.events = EventQueue(self)
         # called between slices of a run (streaming to a file, replay checks)
         self._slice_hooks: list = []
+        self._slice = _SLICE
         self._stream = None
         if journal is not None and journal is not False:
             from ._store import Writer
@@ -340,7 +341,7 @@ class VM:
         done = 0
         try:
             while done < budget:
-                size = min(budget - done, _SLICE)
+                size = min(budget - done, self._slice)
                 ran = self._loop(root, size)
                 done += ran
                 if ran < size or (root is not None and root._state >= S_DONE):

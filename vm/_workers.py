@@ -17,9 +17,10 @@ disables workers.
 from __future__ import annotations
 
 from collections import deque
+from concurrent.futures import Future
 from typing import Any
 
-from ._errors import PolicyError, UnknownWorkerTask
+from ._errors import NondeterminismError, PolicyError, UnknownWorkerTask
 from ._journal import A_SHIFT, QUEUE, RECEIPT, START
 from ._plaindata import copy_plain, digest, encode
 from ._task import Task
@@ -28,6 +29,21 @@ PENDING, COMPLETED, FAILED, CANCELLED, UNKNOWN = 0, 1, -1, -2, -3
 
 # name -> function, shared by every VM of the process (see cp.worker.task)
 REGISTRY: dict[str, Any] = {}
+
+
+def _recorded(receipt: tuple | None, job: WorkerJob) -> Future:
+    """A finished future holding a journaled outcome (replay runs no worker)."""
+    future: Future = Future()
+    if receipt is None:
+        future.set_exception(
+            NondeterminismError(
+                f"the replay reached the due tick of worker {job.handle} ({job.name}), but the "
+                f"journal has no receipt for it: the original run never observed it"
+            )
+        )
+    else:
+        future.set_result(receipt)
+    return future
 
 
 class WorkerJob:
@@ -82,6 +98,8 @@ class Workers:
         self._jobs: dict[int, WorkerJob] = {}
         self._in_flight = 0
         self._queued: deque[WorkerJob] = deque()
+        # replay: handle -> (status, value, error) from a journal's receipts
+        self.receipts: dict[int, tuple] | None = None
 
     @property
     def backend(self) -> Any:
@@ -121,7 +139,10 @@ class Workers:
         job.due = vm._now + job.cost
         job.timer = vm._add_timer(job.due, job)
         self._record(task, START, job.handle, (job.name, job.payload_digest, job.cost, job.due))
-        job.future = self.backend.submit(job.function, job.payload)
+        if self.receipts is not None:  # replaying: the outcome comes from the journal
+            job.future = _recorded(self.receipts.get(job.handle), job)
+        else:
+            job.future = self.backend.submit(job.function, job.payload)
         job.payload = None  # the backend has its own copy
 
     def poll(self, handle: int) -> int:

@@ -1,0 +1,304 @@
+"""Replay and determinism checks.
+
+``replay(program, journal)`` runs ``program`` on a fresh VM made like the one
+that wrote the journal (its seed, policy and ``max_workers`` are in
+``journal.meta``) and compares the new journal with the old one, record by
+record, as it goes.  Workers are not run again: their outcomes come from the
+journal's receipts.  Host events come from the journal's event records, at the
+moments the original run took them.  The first difference raises
+``NondeterminismError``.
+
+``check_determinism(program)`` runs a program several times — in fresh
+processes with different hash seeds if asked — and compares the digests.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import subprocess
+import sys
+import tempfile
+from collections import deque
+from pathlib import Path
+from types import CoroutineType
+from typing import Any
+
+from ._errors import NondeterminismError
+from ._journal import (
+    _TASK_MASK,
+    EVENT,
+    RECEIPT,
+    SPAWN,
+    STEP,
+    TASK_SHIFT,
+    Journal,
+    _decode,
+    _encode_data,
+    _line,
+)
+from ._plaindata import decode
+from ._traps import discard
+from .events import EventQueue, HostEvent
+
+
+def _fresh(program: Any, what: str) -> Any:
+    """A new coroutine from ``program`` (a zero-argument callable), or ``program`` itself."""
+    if callable(program):
+        return program()
+    if isinstance(program, CoroutineType):
+        return program
+    raise TypeError(
+        f"{what} needs the program as a zero-argument callable that returns a fresh "
+        f"coroutine (such as `main`, not `main()`), got {type(program).__name__}"
+    )
+
+
+def _describe(journal: Journal, index: int) -> str:
+    """Record ``index`` (0-based) as its canonical JSON line."""
+    for i, tick, task, kind, a, b in journal._iter_raw(index, index + 1):
+        return _line(i + 1, tick, task, kind, _encode_data(kind, a, b, tick))
+    return "nothing (the journal ends here)"
+
+
+def _context(journal: Journal, index: int) -> str:
+    """ "task 3 'worker', in its step 5 (step 120 of the run)" for record ``index``."""
+    task_of = (journal._rows[index] >> TASK_SHIFT) & _TASK_MASK if index < len(journal) else 0
+    names: dict[int, str] = {}
+    steps = task_steps = 0
+    for _, _, task, kind, a, b in journal._iter_raw(0, min(index + 1, len(journal))):
+        if kind == STEP:
+            steps += 1
+            if task == task_of:
+                task_steps += 1
+        elif kind == SPAWN:
+            names[a] = b
+    if task_of == 0:
+        return f"on the host side (after step {steps} of the run)"
+    name = names.get(task_of, "?")
+    return f"task {task_of} {name!r}, in its step {task_steps} (step {steps} of the run)"
+
+
+def first_difference(expected: Journal, got: Journal, start: int = 0) -> int | None:
+    """The index of the first record that differs (or where one journal ends), or None."""
+    for (i, tick_e, task_e, kind_e, a_e, b_e), (_, tick_g, task_g, kind_g, a_g, b_g) in zip(
+        expected._iter_raw(start), got._iter_raw(start), strict=False
+    ):
+        if (tick_e, task_e, kind_e, a_e) != (tick_g, task_g, kind_g, a_g) or (
+            b_e != b_g and _decode(kind_e, a_e, b_e, tick_e) != _decode(kind_g, a_g, b_g, tick_g)
+        ):
+            return i
+    shorter = min(len(expected), len(got))
+    return None if len(expected) == len(got) else shorter
+
+
+def divergence(expected: Journal, got: Journal, index: int, how: str) -> NondeterminismError:
+    return NondeterminismError(
+        f"{how}: expected {_describe(expected, index)} at event {index + 1}, "
+        f"got {_describe(got, index)} ({_context(got, index)})",
+        event_id=index + 1,
+        expected=expected[index] if index < len(expected) else None,
+        got=got[index] if index < len(got) else None,
+    )
+
+
+class _ReplayEvents(EventQueue):
+    """Host events from a journal: each is offered exactly where the original took it."""
+
+    def __init__(self, vm: Any, expected: Journal) -> None:
+        super().__init__(vm)
+        self._script: deque[tuple[int, HostEvent]] = deque(
+            (index, HostEvent(b[0], decode(b[1])))
+            for index, _, _, kind, _, b in expected._iter_raw()
+            if kind == EVENT
+        )
+
+    def enqueue(self, source: str, payload: Any = None) -> None:  # host events are replayed
+        return None
+
+    @property
+    def _count(self) -> int:  # type: ignore[override]
+        script = self._script
+        return 1 if script and script[0][0] == len(self._vm._rows) else 0
+
+    @_count.setter
+    def _count(self, value: int) -> None:
+        pass
+
+    def _take(self, limit: int) -> list[HostEvent]:
+        taken: list[HostEvent] = []
+        position = len(self._vm._rows)
+        while len(taken) < limit and self._script and self._script[0][0] == position + len(taken):
+            taken.append(self._script.popleft()[1])
+        return taken
+
+
+class _Checker:
+    """A VM slice hook: compare the records written so far with the expected journal."""
+
+    def __init__(self, expected: Journal, got: Journal) -> None:
+        self.expected = expected
+        self.got = got
+        self.checked = 0
+        self.failed = False
+
+    def __call__(self, final: bool = False) -> None:
+        if self.failed:
+            return
+        got, expected = self.got, self.expected
+        upto = len(got)
+        index = first_difference(expected, got, self.checked)
+        if index is not None and (index < upto and index < len(expected)):
+            self.failed = True
+            raise divergence(expected, got, index, "the replay diverged from the journal")
+        if upto > len(expected):
+            self.failed = True
+            raise divergence(expected, got, len(expected), "the replay went on past the journal")
+        self.checked = upto
+
+
+def replay(program: Any, journal: Journal | str | os.PathLike, **vm_options: Any) -> Any:
+    """Re-run ``program`` and check it against ``journal`` record by record.
+
+    ``program`` is a zero-argument callable returning a fresh coroutine (or a
+    coroutine).  ``journal`` is a ``cp.Journal`` or a journal file.  The VM is made
+    with the journal's seed, policy and ``max_workers`` (override them with
+    keyword arguments).  Returns what the program returns (or raises what it
+    raises) if the whole journal is reproduced; raises ``cp.NondeterminismError``
+    ("expected <record> at event N, got <record>") at the first difference.
+    """
+    from ._vm import VM
+
+    expected = journal if isinstance(journal, Journal) else Journal.load(journal)
+    options = {
+        key: expected.meta[key] for key in ("seed", "policy", "max_workers") if key in expected.meta
+    }
+    options.update(vm_options)
+    coro = _fresh(program, "cp.replay()")
+    try:
+        vm = VM(**options)
+    except BaseException:
+        discard(coro)
+        raise
+    vm._workers.receipts = {
+        a: (b[0], decode(b[1]) if b[0] == 1 else None, b[3])
+        for _, _, _, kind, a, b in expected._iter_raw()
+        if kind == RECEIPT
+    }
+    vm.events = _ReplayEvents(vm, expected)
+    checker = _Checker(expected, vm.journal)
+    vm._slice_hooks.append(checker)
+    vm._slice = 256  # compare often, so a divergence stops the replay early
+    outcome: BaseException | None = None
+    result = None
+    try:
+        result = vm.run(coro)
+    except NondeterminismError:
+        raise
+    except BaseException as error:  # the program's own failure: replayed too, if it matches
+        outcome = error
+    checker()
+    if len(vm.journal) < len(expected):
+        raise divergence(expected, vm.journal, len(vm.journal), "the replay ended early")
+    if outcome is not None:
+        raise outcome
+    return result
+
+
+# -- check_determinism -----------------------------------------------------------------------
+
+_CHILD = """
+import sys, cloudpickle
+import counterpoint as cp
+with open(sys.argv[1], "rb") as file:
+    program, options = cloudpickle.load(file)
+vm = cp.VM(**options)
+try:
+    vm.run(program())
+except Exception:
+    pass
+vm.journal.save(sys.argv[2])
+"""
+
+
+def _run_here(program: Any, options: dict) -> Journal:
+    from ._vm import VM
+
+    vm = VM(**options)
+    try:
+        vm.run(_fresh(program, "cp.check_determinism()"))
+    except Exception:
+        pass  # a failing program can be deterministic too: its journal says how it failed
+    return vm.journal
+
+
+def _run_in_process(program_file: Path, options: dict, out: Path, hash_seed: int) -> Journal:
+    env = dict(os.environ, PYTHONHASHSEED=str(hash_seed))
+    env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
+    done = subprocess.run(
+        [sys.executable, "-c", _CHILD, str(program_file), str(out)],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode != 0 or not out.exists():
+        raise RuntimeError(
+            f"cp.check_determinism(): the run in a fresh process failed:\n{done.stderr.strip()}"
+        )
+    return Journal.load(out)
+
+
+def check_determinism(
+    program: Any,
+    runs: int = 2,
+    processes: bool = False,
+    *,
+    seed: int = 0,
+    policy: str = "fifo",
+) -> str:
+    """Run ``program`` ``runs`` times and check that every run writes the same journal.
+
+    ``program`` is a zero-argument callable returning a fresh coroutine.  With
+    ``processes=True`` each run happens in a fresh Python process with its own
+    ``PYTHONHASHSEED`` (so hash-order dependence shows up); the program is shipped
+    there with cloudpickle.  Returns the common digest; raises
+    ``cp.NondeterminismError`` naming the first record where two runs differ.
+    """
+    if not callable(program):
+        raise TypeError(
+            "cp.check_determinism() needs a zero-argument callable that returns a fresh "
+            "coroutine (such as `main`, not `main()`)"
+        )
+    if not isinstance(runs, int) or runs < 2:
+        raise ValueError(f"runs must be an int >= 2 (it compares runs), got {runs!r}")
+    options = {"seed": seed, "policy": policy}
+    if processes:
+        import cloudpickle
+
+        from ._backends import _is_user_module
+
+        module = sys.modules.get(getattr(program, "__module__", None) or "")
+        by_value = module is not None and _is_user_module(module)
+        with tempfile.TemporaryDirectory(prefix="counterpoint-") as folder:
+            program_file = Path(folder) / "program.pickle"
+            if by_value:
+                cloudpickle.register_pickle_by_value(module)
+            try:
+                program_file.write_bytes(cloudpickle.dumps((program, options)))
+            finally:
+                if by_value:
+                    cloudpickle.unregister_pickle_by_value(module)
+            hash_seeds = random.Random().sample(range(1, 2**31), runs)
+            journals = [
+                _run_in_process(program_file, options, Path(folder) / f"run{i}.db", hash_seed)
+                for i, hash_seed in enumerate(hash_seeds)
+            ]
+    else:
+        journals = [_run_here(program, options) for _ in range(runs)]
+    first = journals[0]
+    for number, other in enumerate(journals[1:], 2):
+        if other.digest() != first.digest():
+            index = first_difference(first, other)
+            raise divergence(first, other, index, f"run {number} differs from run 1")
+    return first.digest()
