@@ -166,6 +166,14 @@ def replay(program: Any, journal: Journal | str | os.PathLike, **vm_options: Any
     keyword arguments).  Returns what the program returns (or raises what it
     raises) if the whole journal is reproduced; raises ``cp.NondeterminismError``
     ("expected <record> at event N, got <record>") at the first difference.
+
+    >>> import counterpoint as cp
+    >>> async def main():
+    ...     await cp.sleep(cp.rng().randrange(10))
+    ...     return cp.now()
+    >>> vm = cp.VM(seed=42)
+    >>> vm.run(main()) == cp.replay(main, vm.journal)
+    True
     """
     from ._vm import VM
 
@@ -264,6 +272,12 @@ def check_determinism(
     ``PYTHONHASHSEED`` (so hash-order dependence shows up); the program is shipped
     there with cloudpickle.  Returns the common digest; raises
     ``cp.NondeterminismError`` naming the first record where two runs differ.
+
+    >>> import counterpoint as cp
+    >>> async def main():
+    ...     return await cp.par(cp.sleep(2), cp.sleep(1))
+    >>> len(cp.check_determinism(main, runs=3))
+    64
     """
     if not callable(program):
         raise TypeError(
