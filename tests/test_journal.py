@@ -345,7 +345,7 @@ def test_create_records_number_objects_per_kind(full):
     assert {"barrier": 1, "parties": 1} in creates
     assert {"event": 1} in creates
     assert {"lock": 1} in creates
-    assert {"condition": 1} in creates
+    assert {"condition": 1, "lock": 2} in creates
 
 
 def test_cancel_and_cancelled_records(full):

@@ -344,7 +344,8 @@ def _pack(kind: int, task: int, data: dict[str, Any]) -> tuple[int, Any]:
     elif kind == NOTIFY:
         a, b = data["condition"], data["woken"]
     elif kind == CREATE:
-        (object_kind,) = (k for k in data if k in OBJECT_KINDS)
+        kinds = [k for k in data if k in OBJECT_KINDS]
+        (object_kind,) = ["condition"] if "condition" in kinds else kinds  # (+ its "lock")
         a = data[object_kind]
         b = (object_kind, {k: v for k, v in data.items() if k != object_kind})
     elif kind == SCOPE:
@@ -429,6 +430,7 @@ class Journal:
         "_mark_index",
         "_mark_tick",
         "_rows",
+        "_timetravel",
         "_vals",
         "_voffsets",
         "enabled",
@@ -447,6 +449,7 @@ class Journal:
         self._hashed = 0
         self.enabled = enabled
         self.meta: dict[str, Any] = {}  # how the run was made: seed, policy (for replay)
+        self._timetravel: Any = None
 
     # -- writing (used by the VM) ------------------------------------------------
 
@@ -500,6 +503,23 @@ class Journal:
             if first < index < end:
                 marks.append([index, tick])
         return marks
+
+    # -- time travel -------------------------------------------------------------
+
+    def state_at(self, event_id: int):
+        """The state of the run just after event ``event_id`` (0: before the first).
+
+        Derived from the records alone, no code is run: every task's state and what
+        it waits on, every channel's contents and waiters, lock owners, semaphore
+        values, events, worker statuses and the virtual time.  The first call makes a
+        snapshot every few thousand records; after that any event is a short replay
+        of records away (see ``docs/journal.md``).
+        """
+        if self._timetravel is None:
+            from ._timetravel import TimeTravel
+
+            self._timetravel = TimeTravel(self)
+        return self._timetravel.state_at(event_id)
 
     # -- files -------------------------------------------------------------------
 

@@ -312,8 +312,8 @@ class Condition(_Primitive):
     def __init__(self, lock: Lock | None = None) -> None:
         if lock is not None and not isinstance(lock, Lock):
             raise TypeError(f"cp.Condition(lock) needs a cp.Lock, got {type(lock).__name__}")
-        super().__init__()
         self._lock = lock if lock is not None else Lock()
+        super().__init__({"lock": self._lock.id})
 
     @property
     def lock(self) -> Lock:
