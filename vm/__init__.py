@@ -40,6 +40,7 @@ from ._errors import (
     WorkerFailed,
     WrongVMError,
 )
+from ._explore import ExploreReport, Finding, Pruned, choose, explore, require
 from ._journal import Journal, Record
 from ._ops import checkpoint, current_task, now, rng, sleep, spawn
 from ._plaindata import NotPlainData
@@ -63,6 +64,8 @@ __all__ = [
     "CounterpointError",
     "Deadlock",
     "Event",
+    "ExploreReport",
+    "Finding",
     "ForeignAwaitableError",
     "ForgottenAwaitError",
     "HostEvent",
@@ -75,6 +78,7 @@ __all__ = [
     "NotInTaskError",
     "NotPlainData",
     "PolicyError",
+    "Pruned",
     "Record",
     "RecvStatus",
     "Scope",
@@ -94,11 +98,14 @@ __all__ = [
     "channel",
     "check_determinism",
     "checkpoint",
+    "choose",
     "current_task",
     "events",
+    "explore",
     "now",
     "par",
     "replay",
+    "require",
     "rng",
     "scope",
     "select",

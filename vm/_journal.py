@@ -63,6 +63,7 @@ QUEUE = 23
 START = 24
 RECEIPT = 25
 EVENT = 26
+CHOOSE = 29
 # Internal spellings of frequent records, without a value slot: they read as
 # ordinary "block" records ({"op": "send"/"recv", "channel": id}).
 BLOCK_SEND = 27
@@ -97,8 +98,11 @@ KIND_NAMES: dict[int, str] = {
     EVENT: "event",
     BLOCK_SEND: "block",
     BLOCK_RECV: "block",
+    CHOOSE: "choose",
 }
-KIND_CODES: dict[str, int] = {name: code for code, name in KIND_NAMES.items() if code < 27}
+KIND_CODES: dict[str, int] = {
+    name: code for code, name in KIND_NAMES.items() if code not in (BLOCK_SEND, BLOCK_RECV)
+}
 
 # Kinds whose records carry nothing but their ids: they append no value slot,
 # which keeps the most frequent record (step) to a single int.
@@ -300,6 +304,8 @@ def _decode(kind: int, a: int, b: Any, tick: int) -> dict[str, Any]:
         return data
     if kind == EVENT:
         return {"source": b[0], "payload": b[1]}
+    if kind == CHOOSE:
+        return {"options": a, "index": b}
     raise AssertionError(f"unknown record kind {kind}")
 
 
@@ -366,6 +372,8 @@ def _pack(kind: int, task: int, data: dict[str, Any]) -> tuple[int, Any]:
             b = (status, None, None, data.get("error", ""))
     elif kind == EVENT:
         b = (data["source"], data["payload"])
+    elif kind == CHOOSE:
+        a, b = data["options"], data["index"]
     elif kind not in (STEP, TIMER, CANCELLED):
         raise ValueError(f"unknown record kind {kind}")
     if type(a) is not int or a < 0 or type(task) is not int or not 0 <= task <= _TASK_MASK:

@@ -179,7 +179,9 @@ def replay(program: Any, journal: Journal | str | os.PathLike, **vm_options: Any
 
     expected = journal if isinstance(journal, Journal) else Journal.load(journal)
     options = {
-        key: expected.meta[key] for key in ("seed", "policy", "max_workers") if key in expected.meta
+        key: expected.meta[key]
+        for key in ("seed", "policy", "max_workers", "schedule")
+        if key in expected.meta
     }
     options.update(vm_options)
     coro = _fresh(program, "cp.replay()")

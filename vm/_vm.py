@@ -135,6 +135,7 @@ class VM:
         workers: Any = "inline",
         max_workers: int | None = None,
         max_steps: int | None = None,
+        schedule: str | None = None,
         journal: bool | str | PathLike | None = None,
     ) -> None:
         if not isinstance(seed, int) or isinstance(seed, bool):
@@ -180,6 +181,13 @@ class VM:
         self._active = False
         self._journal = Journal(enabled=journal is not False)
         self._journal.meta.update(seed=seed, policy=policy, max_workers=max_workers)
+        # who decides at choice points: None (the policy), a schedule, or an explorer
+        self._chooser: Any = None
+        if schedule is not None:
+            from ._explore import ScheduleChooser
+
+            self._chooser = ScheduleChooser(schedule)
+            self._journal.meta["schedule"] = schedule
         # Operations append records straight to these columns (list.append is the
         # fastest call CPython has); with recording off they discard everything.
         if journal is not False:
@@ -362,7 +370,10 @@ class VM:
         length hint is the budget left.)
         """
         ready = self._ready
-        pick = ready.popleft if self._fifo else self._pick_random
+        if self._chooser is not None:
+            pick = self._pick_chosen
+        else:
+            pick = ready.popleft if self._fifo else self._pick_random
         push = ready.append
         ra = self._rows.append
         advance = self._advance_time
@@ -401,6 +412,29 @@ class VM:
             running.task = None
         return budget - budget_left.__length_hint__()
 
+    def _pick_chosen(self) -> Task:
+        """A schedule or an explorer picks (ready tasks offered in ascending id)."""
+        ready = self._ready
+        chooser = self._chooser
+        front = ready[0]
+        if len(ready) == 1:
+            ready.popleft()
+            chooser.ran(self, front, None)
+            return front
+        candidates = sorted(ready, key=_task_id)
+        task = candidates[chooser.pick(self, candidates, front)]
+        ready.remove(task)
+        chooser.ran(self, task, candidates)
+        return task
+
+    def _choose(self, count: int) -> int:
+        """The index of the option a ``cp.choose`` takes (a data choice point)."""
+        if self._chooser is not None:
+            return self._chooser.choose(self, count)
+        if self._fifo or count == 1:
+            return 0
+        return self._policy_rng.randrange(count)
+
     def _pick_random(self) -> Task:
         ready = self._ready
         count = len(ready)
@@ -418,6 +452,8 @@ class VM:
     def _advance_time(self) -> bool:
         """Nothing is ready: hand queued host events to waiting tasks, or jump to the
         earliest live timer and fire its bucket.  False if neither can happen."""
+        if self._chooser is not None:
+            self._chooser.advancing(self)
         events = self.events
         if events._waiters and events._count and events._deliver():
             return True

@@ -1,0 +1,744 @@
+"""Schedule exploration: model checking by re-execution.
+
+A *choice point* is a moment when more than one task is ready (the candidates are
+offered in ascending task id) or a ``cp.choose(options)`` call.  A *schedule* is
+the list of indices chosen at the choice points of one execution, written as a
+compact string (see :func:`encode_schedule`); ``cp.VM(schedule=...)`` replays it
+exactly.  ``explore`` runs a program many times, each time under a different
+schedule, and reports what happened:
+
+``"dfs"``
+    Depth-first search of the choice tree, with dynamic partial-order reduction:
+    after each execution, pairs of *dependent* steps of different tasks that were
+    not causally ordered are found (vector clocks), and only then is the other
+    order scheduled.  Two steps are dependent when they touch the same VM object
+    (channel, lock, semaphore, event, condition, barrier, task, timer deadline,
+    worker ...), read off the step's own journal records.  A step that touches no
+    VM object at all (say, shared Python state around an ``await cp.checkpoint()``)
+    is taken to depend on every step, so races on plain Python variables written
+    that way are explored too.  ``por=False`` explores every interleaving.
+``"random"``
+    Uniformly random choices, seeded.
+``"pct"``
+    Probabilistic concurrency testing (Burckhardt et al., 2010): random task
+    priorities with ``depth - 1`` random priority-change points; finds a bug of
+    depth d with probability at least 1 / (n * k**(d-1)).
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+from ._errors import Deadlock, NondeterminismError, StepLimitExceeded
+from ._journal import (
+    ACQUIRE,
+    BLOCK,
+    BLOCK_RECV,
+    BLOCK_SEND,
+    CANCEL,
+    CANCELLED,
+    CLEAR,
+    CLOSE,
+    DONE,
+    EVENT,
+    FAIL,
+    NOTIFY,
+    QUEUE,
+    RECEIPT,
+    RECV,
+    RELEASE,
+    SCOPE,
+    SEND,
+    SET,
+    SLEEP,
+    SPAWN,
+    START,
+    TIMEOUT,
+)
+from ._traps import running_task
+
+_DIGITS = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+_PREFIX = "cp1:"
+
+
+class Pruned(BaseException):
+    """Raised by ``cp.require(False)``: this execution is not one the program wants.
+
+    ``explore`` counts it as pruned (not an outcome); a plain ``vm.run`` raises it.
+    """
+
+
+# -- schedules --------------------------------------------------------------------------------
+
+
+def encode_schedule(choices: list[int]) -> str:
+    """``"cp1:"`` then runs of equal choices, each as (choice, run length) in base 62;
+    a choice of 62 or more is written ``(n)``.
+
+    >>> encode_schedule([0, 0, 0, 1, 0])
+    'cp1:031101'
+    """
+    out = [_PREFIX]
+    i = 0
+    while i < len(choices):
+        choice = choices[i]
+        j = i
+        while j < len(choices) and choices[j] == choice and j - i < len(_DIGITS) - 1:
+            j += 1
+        out.append(_DIGITS[choice] if choice < len(_DIGITS) else f"({choice})")
+        out.append(_DIGITS[j - i])
+        i = j
+    return "".join(out)
+
+
+def decode_schedule(schedule: str) -> list[int]:
+    """The choices a schedule string stands for (``ValueError`` if it is not one)."""
+    if not isinstance(schedule, str) or not schedule.startswith(_PREFIX):
+        raise ValueError(
+            f"{schedule!r} is not a Counterpoint schedule (they start with {_PREFIX!r}; "
+            f"take one from an exploration report)"
+        )
+    body = schedule[len(_PREFIX) :]
+    choices: list[int] = []
+    i = 0
+    while i < len(body):
+        if body[i] == "(":
+            end = body.index(")", i)
+            choice, i = int(body[i + 1 : end]), end + 1
+        else:
+            choice, i = _DIGITS.index(body[i]), i + 1
+        if i >= len(body):
+            raise ValueError(f"schedule {schedule!r} is cut short")
+        choices.extend([choice] * _DIGITS.index(body[i]))
+        i += 1
+    return choices
+
+
+# -- choosers: who decides at choice points -----------------------------------------------------
+
+
+class Chooser:
+    """Base: the default decision is to let the task that just ran go on (no
+    preemption), else the task at the front of the ready queue; ``cp.choose`` takes 0."""
+
+    def __init__(self) -> None:
+        self.previous: Any = None
+
+    def default(self, candidates: list, front: Any) -> int:
+        if self.previous in candidates:
+            return candidates.index(self.previous)
+        return candidates.index(front)
+
+    def pick(self, vm: Any, candidates: list, front: Any) -> int:
+        return self.default(candidates, front)
+
+    def choose(self, vm: Any, count: int) -> int:
+        return 0
+
+    def ran(self, vm: Any, task: Any, candidates: list | None) -> None:
+        self.previous = task
+
+    def advancing(self, vm: Any) -> None:
+        """Virtual time is about to advance (a global barrier between steps)."""
+
+
+class ScheduleChooser(Chooser):
+    """Replays a schedule string; past its end, the default decisions."""
+
+    def __init__(self, schedule: str) -> None:
+        super().__init__()
+        self.choices = decode_schedule(schedule)
+        self.position = 0
+
+    def _next(self, count: int, default: int) -> int:
+        if self.position >= len(self.choices):
+            return default
+        choice = self.choices[self.position]
+        self.position += 1
+        if choice >= count:
+            raise NondeterminismError(
+                f"the schedule does not fit this program: choice point {self.position} offers "
+                f"{count} options, but the schedule takes option {choice}"
+            )
+        return choice
+
+    def pick(self, vm: Any, candidates: list, front: Any) -> int:
+        return self._next(len(candidates), self.default(candidates, front))
+
+    def choose(self, vm: Any, count: int) -> int:
+        return self._next(count, 0)
+
+
+class _Point(NamedTuple):
+    kind: str  # "sched" or "data"
+    options: tuple  # task ids (sched) or range(count) (data)
+    chosen: int  # index
+    previous: int  # id of the task that ran before (sched), else 0
+
+
+class _Recorder(Chooser):
+    """Follows a prefix of choices, then a strategy; records everything for analysis."""
+
+    def __init__(self, prefix: list[int], strategy: Any) -> None:
+        super().__init__()
+        self.prefix = prefix
+        self.strategy = strategy
+        self.points: list[_Point] = []
+        self.steps: list[tuple] = []  # (task id, journal position, candidate ids, point index)
+        self.advances: list[int] = []
+        self.preemptions = 0
+
+    def _take(self, count: int, default: int, decide: Callable[[], int]) -> int:
+        position = len(self.points)
+        if position < len(self.prefix):
+            choice = self.prefix[position]
+            if choice >= count:
+                raise NondeterminismError(
+                    f"re-running the program offered {count} options at choice point "
+                    f"{position + 1}, not as many as before: the program is not deterministic"
+                )
+            return choice
+        return decide()
+
+    def pick(self, vm: Any, candidates: list, front: Any) -> int:
+        default = self.default(candidates, front)
+        choice = self._take(
+            len(candidates), default, lambda: self.strategy.pick(self, candidates, default)
+        )
+        previous = self.previous
+        if previous in candidates and candidates[choice] is not previous:
+            self.preemptions += 1
+        self.points.append(
+            _Point("sched", tuple(t.id for t in candidates), choice, previous.id if previous else 0)
+        )
+        return choice
+
+    def choose(self, vm: Any, count: int) -> int:
+        choice = self._take(count, 0, lambda: self.strategy.choose(self, count))
+        self.points.append(_Point("data", tuple(range(count)), choice, 0))
+        return choice
+
+    def ran(self, vm: Any, task: Any, candidates: list | None) -> None:
+        point = len(self.points) - 1 if candidates is not None else None
+        ids = tuple(t.id for t in candidates) if candidates is not None else (task.id,)
+        self.steps.append((task.id, len(vm._rows), ids, point))
+        self.previous = task
+
+    def advancing(self, vm: Any) -> None:
+        self.advances.append(len(vm._rows))
+
+    def schedule(self) -> str:
+        return encode_schedule([point.chosen for point in self.points])
+
+
+class _Default:
+    """DFS beyond the prefix: the default decisions."""
+
+    def pick(self, recorder: _Recorder, candidates: list, default: int) -> int:
+        return default
+
+    def choose(self, recorder: _Recorder, count: int) -> int:
+        return 0
+
+
+class _Random:
+    def __init__(self, rng: random.Random, bound: int | None) -> None:
+        self.rng = rng
+        self.bound = bound
+
+    def pick(self, recorder: _Recorder, candidates: list, default: int) -> int:
+        if self.bound is not None and recorder.preemptions >= self.bound:
+            return default
+        return self.rng.randrange(len(candidates))
+
+    def choose(self, recorder: _Recorder, count: int) -> int:
+        return self.rng.randrange(count)
+
+
+class _PCT:
+    """Random priorities; at d-1 random steps the running task drops to a low priority."""
+
+    def __init__(self, rng: random.Random, depth: int, steps: int) -> None:
+        self.rng = rng
+        self.priority: dict[int, float] = {}
+        points = rng.sample(range(1, steps + 1), min(depth - 1, steps))
+        self.changes = {step: depth - i for i, step in enumerate(points)}
+        self.depth = depth
+
+    def pick(self, recorder: _Recorder, candidates: list, default: int) -> int:
+        step = len(recorder.steps)
+        previous = recorder.previous
+        if step in self.changes and previous is not None:
+            self.priority[previous.id] = self.changes[step] / (self.depth + 1)  # low
+        for task in candidates:
+            if task.id not in self.priority:
+                self.priority[task.id] = self.depth + self.rng.random()  # high, distinct
+        return max(range(len(candidates)), key=lambda i: self.priority[candidates[i].id])
+
+    def choose(self, recorder: _Recorder, count: int) -> int:
+        return self.rng.randrange(count)
+
+
+# -- reports -------------------------------------------------------------------------------------
+
+
+class Finding(NamedTuple):
+    """A failure or deadlock found by ``explore``, with the schedule that shows it best
+    (the fewest preemptions found) and a line that replays it."""
+
+    outcome: str
+    message: str
+    schedule: str
+    preemptions: int
+    count: int
+    replay: str
+
+
+class ExploreReport:
+    """What ``cp.explore`` found.
+
+    ``schedules`` (executions run), ``exhaustive`` (the whole choice tree was
+    covered), ``outcomes`` (outcome -> count; an outcome is the return value, or
+    the exception type name), ``deadlocks`` and ``failures`` (lists of
+    :class:`Finding`), ``pruned`` (executions ended by ``cp.require``),
+    ``seconds`` and ``schedules_per_second``.
+    """
+
+    def __init__(self, strategy: str) -> None:
+        self.strategy = strategy
+        self.schedules = 0
+        self.exhaustive = False
+        self.outcomes: dict[Any, int] = {}
+        self.deadlocks: list[Finding] = []
+        self.failures: list[Finding] = []
+        self.pruned = 0
+        self.seconds = 0.0
+
+    @property
+    def schedules_per_second(self) -> float:
+        return self.schedules / self.seconds if self.seconds else 0.0
+
+    def __repr__(self) -> str:
+        lines = [
+            f"<ExploreReport {self.strategy}: {self.schedules} schedules"
+            f"{' (exhaustive)' if self.exhaustive else ''}, "
+            f"{len(self.failures)} failures, {len(self.deadlocks)} deadlocks>",
+            "outcomes: " + ", ".join(f"{o!r} x{n}" for o, n in self.outcomes.items()),
+        ]
+        for finding in self.deadlocks + self.failures:
+            lines.append(
+                f"{finding.outcome} ({finding.count}x, {finding.preemptions} preemptions): "
+                f"{finding.message.splitlines()[0]}"
+            )
+            lines.append(f"  replay: {finding.replay}")
+        return "\n".join(lines)
+
+
+def _outcome_key(value: Any) -> Any:
+    try:
+        hash(value)
+    except TypeError:
+        return repr(value)
+    return value
+
+
+# -- dynamic partial-order reduction ------------------------------------------------------------
+
+
+def _object(item: Any) -> tuple:
+    """The object named by a select case ("channel 3") or a worker handle."""
+    if isinstance(item, str):
+        kind, number = item.split()
+        return kind, int(number)
+    return "workers", None
+
+
+def _footprints(journal: Any, recorder: _Recorder) -> list[tuple[set, set]]:
+    """For each step: the VM objects it touched, and the tasks it made ready or spawned.
+
+    Step j's records run from its start to the next step's start, or to the moment
+    time advanced, whichever comes first (records of time advancing belong to no step).
+    """
+    steps = recorder.steps
+    starts = [position for _, position, _, _ in steps]
+    advances = recorder.advances
+    total = len(journal)
+    ends = []
+    a = 0
+    for j, start in enumerate(starts):
+        following = starts[j + 1] if j + 1 < len(starts) else total
+        while a < len(advances) and advances[a] < start:
+            a += 1
+        ends.append(advances[a] if a < len(advances) and advances[a] < following else following)
+    out: list[tuple[set, set]] = [(set(), set()) for _ in steps]
+    j = -1
+    for index, _, task, kind, a_, b in journal._iter_raw(starts[0] if starts else total):
+        while j + 1 < len(starts) and index >= starts[j + 1]:
+            j += 1
+        if index >= ends[j]:
+            continue  # time advancing, between steps
+        touched, woken = out[j]
+        if task not in (0, steps[j][0]):
+            woken.add(task)
+        if kind in (SEND, RECV, CLOSE, BLOCK_SEND, BLOCK_RECV):
+            touched.add(("channel", a_))
+        elif kind == BLOCK:
+            if len(b) == 3:
+                touched.update(_object(item) for item in b[2])
+            elif b[1] == "worker":
+                touched.add(("workers", None))
+            else:
+                touched.add((b[1], a_))
+        elif kind in (ACQUIRE, RELEASE):
+            touched.add((b, a_))
+        elif kind in (SET, CLEAR):
+            touched.add(("event", a_))
+        elif kind == NOTIFY:
+            touched.add(("condition", a_))
+        elif kind == SPAWN:
+            woken.add(a_)
+        elif kind in (DONE, FAIL, CANCELLED, CANCEL):
+            touched.add(("task", task))
+        elif kind == SLEEP:
+            touched.add(("timer", b))
+        elif kind in (QUEUE, START, RECEIPT):
+            touched.add(("workers", None))
+        elif kind == EVENT:
+            touched.add(("host events", None))
+        elif kind in (SCOPE, TIMEOUT):
+            touched.add(("scope", a_))
+    return out
+
+
+def _join(into: dict[int, int], other: dict[int, int]) -> None:
+    for task, step in other.items():
+        if into.get(task, -1) < step:
+            into[task] = step
+
+
+def _races(recorder: _Recorder, journal: Any) -> list[tuple[int, int]]:
+    """Races of the execution: (step i, task p) where a later step of task p depends on
+    step i (another task's) without being causally after it.  Vector clocks: a step
+    comes after its task's previous step, the steps that woke or spawned its task,
+    the steps it conflicts with, and every step before a time advance."""
+    steps = recorder.steps
+    footprints = _footprints(journal, recorder)
+    starts = [position for _, position, _, _ in steps]
+    barriers = {
+        next((k for k, start in enumerate(starts) if start >= position), len(steps))
+        for position in recorder.advances
+    }
+    task_clock: dict[int, dict[int, int]] = {}
+    step_clock: list[dict[int, int]] = []
+    floor: dict[int, int] = {}  # what every step after the last time advance comes after
+    everything: dict[int, int] = {}
+    last_access: dict[tuple, int] = {}
+    last_step_of: dict[int, int] = {}
+    last_wildcard_of: dict[int, int] = {}
+    races: list[tuple[int, int]] = []
+    for j, (task, _, _, _) in enumerate(steps):
+        if j in barriers:
+            floor = dict(everything)
+        clock = dict(task_clock.get(task, {}))
+        _join(clock, floor)
+        touched, woken = footprints[j]
+        if touched:
+            conflicts = {last_access[obj] for obj in touched if obj in last_access}
+            conflicts.update(i for t, i in last_wildcard_of.items() if t != task)
+        else:  # touches no VM object: it may share Python state with any task
+            conflicts = {i for t, i in last_step_of.items() if t != task}
+        for i in sorted(conflicts):
+            if steps[i][0] != task and clock.get(steps[i][0], -1) < i:
+                races.append((i, task))
+        for i in conflicts:
+            _join(clock, step_clock[i])
+        clock[task] = j
+        step_clock.append(clock)
+        task_clock[task] = clock
+        _join(everything, clock)
+        for obj in touched:
+            last_access[obj] = j
+        if not touched:
+            last_wildcard_of[task] = j
+        last_step_of[task] = j
+        for other in woken:
+            merged = task_clock.setdefault(other, {})
+            _join(merged, clock)
+    return races
+
+
+# -- the explorer ---------------------------------------------------------------------------------
+
+
+def _execute(program: Callable, chooser: _Recorder, options: dict) -> tuple[str, Any, Any]:
+    """Run one execution; return (kind, outcome key, exception or value)."""
+    from ._vm import VM
+
+    vm = VM(**options)
+    vm._chooser = chooser
+    try:
+        value = vm.run(program())
+    except Pruned as pruned:
+        return "pruned", None, (pruned, vm)
+    except Deadlock as error:
+        return "deadlock", "Deadlock", (error, vm)
+    except StepLimitExceeded as error:
+        return "failure", "StepLimitExceeded", (error, vm)
+    except NondeterminismError:
+        raise
+    except Exception as error:
+        return "failure", type(error).__name__, (error, vm)
+    return "ok", _outcome_key(value), (value, vm)
+
+
+def explore(
+    program: Callable,
+    *,
+    strategy: str = "dfs",
+    max_schedules: int = 1000,
+    seed: int = 0,
+    preemption_bound: int | None = None,
+    max_steps: int = 100_000,
+    por: bool = True,
+    depth: int = 3,
+    progress: bool | None = None,
+) -> ExploreReport:
+    """Run ``program`` under many schedules and report the outcomes, failures and deadlocks.
+
+    ``program`` is a zero-argument callable returning a fresh coroutine (each
+    execution gets a fresh VM).  ``strategy`` is ``"dfs"`` (exhaustive, with
+    partial-order reduction unless ``por=False``), ``"random"`` or ``"pct"``
+    (``depth`` is its bug depth).  ``preemption_bound`` limits the preemptions of a
+    schedule (switching away from a task that could go on); ``max_steps`` bounds
+    each execution.  A progress bar shows on searches that take more than a second
+    (``progress=False`` hides it).
+
+    >>> import counterpoint as cp
+    >>> async def main():
+    ...     box = {"n": 0}
+    ...     async def add():
+    ...         seen = box["n"]
+    ...         await cp.checkpoint()
+    ...         box["n"] = seen + 1
+    ...     await cp.par(add(), add())
+    ...     return box["n"]
+    >>> report = cp.explore(main)
+    >>> sorted(report.outcomes), report.exhaustive
+    ([1, 2], True)
+    """
+    if not callable(program):
+        raise TypeError(
+            "cp.explore() needs a zero-argument callable that returns a fresh coroutine "
+            "(such as `main`, not `main()`)"
+        )
+    if strategy not in ("dfs", "random", "pct"):
+        raise ValueError(f"unknown strategy {strategy!r}: choose 'dfs', 'random' or 'pct'")
+    if not isinstance(max_schedules, int) or max_schedules < 1:
+        raise ValueError(f"max_schedules must be a positive int, got {max_schedules!r}")
+    if preemption_bound is not None and (
+        not isinstance(preemption_bound, int) or preemption_bound < 0
+    ):
+        raise ValueError(
+            f"preemption_bound must be a non-negative int or None, got {preemption_bound!r}"
+        )
+    report = ExploreReport(strategy)
+    options = {"seed": seed, "max_steps": max_steps}
+    found: dict[tuple, dict] = {}  # (kind, outcome, key) -> the best schedule and a count
+    name = getattr(program, "__name__", "program")
+    bar = _progress_bar(max_schedules, strategy, progress)
+    started = time.perf_counter()
+
+    def record(kind: str, outcome: Any, detail: Any, recorder: _Recorder) -> None:
+        report.schedules += 1
+        if bar is not None:
+            bar.update(1)
+        if kind == "pruned":
+            report.pruned += 1
+            return
+        report.outcomes[outcome] = report.outcomes.get(outcome, 0) + 1
+        if kind in ("deadlock", "failure"):
+            error = detail[0]
+            message = str(error)
+            key = (kind, outcome, _finding_key(error, message))
+            entry = found.setdefault(key, {"best": None, "count": 0})
+            entry["count"] += 1
+            if entry["best"] is None or recorder.preemptions < entry["best"][1]:
+                entry["best"] = (recorder.schedule(), recorder.preemptions, message)
+
+    try:
+        if strategy == "dfs":
+            report.exhaustive = _dfs(program, options, max_schedules, preemption_bound, por, record)
+        else:
+            steps = 1
+            if strategy == "pct":
+                probe = _Recorder([], _Default())
+                kind, outcome, detail = _execute(program, probe, options)
+                steps = max(1, len(probe.steps))
+            for number in range(max_schedules):
+                rng = random.Random(f"counterpoint-explore/{seed}/{number}")
+                chosen = (
+                    _Random(rng, preemption_bound)
+                    if strategy == "random"
+                    else _PCT(rng, depth, steps)
+                )
+                recorder = _Recorder([], chosen)
+                kind, outcome, detail = _execute(program, recorder, options)
+                record(kind, outcome, detail, recorder)
+    finally:
+        if bar is not None:
+            bar.close()
+    report.seconds = time.perf_counter() - started
+    for (kind, outcome, _), entry in found.items():
+        (schedule, preemptions, message), count = entry["best"], entry["count"]
+        finding = Finding(
+            outcome,
+            message,
+            schedule,
+            preemptions,
+            count,
+            f"cp.VM(schedule={schedule!r}, seed={seed}).run({name}())",
+        )
+        (report.deadlocks if kind == "deadlock" else report.failures).append(finding)
+    return report
+
+
+def _finding_key(error: BaseException, message: str) -> Any:
+    if isinstance(error, Deadlock):  # the same blocked tasks, whatever the tick
+        return tuple(error.blocked)
+    return message
+
+
+def _progress_bar(total: int, strategy: str, progress: bool | None) -> Any:
+    if progress is False:
+        return None
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:  # pragma: no cover - tqdm is a dependency
+        return None
+    return tqdm(total=total, desc=f"exploring ({strategy})", unit="schedule", delay=1.0)
+
+
+def _dfs(
+    program: Callable,
+    options: dict,
+    max_schedules: int,
+    bound: int | None,
+    por: bool,
+    record: Callable,
+) -> bool:
+    """Depth-first search over choice points; True if the tree was covered."""
+    stack: list[dict] = []  # per choice point: kind, options, chosen, backtrack, done, preempt
+    prefix: list[int] = []
+    executions = 0
+    while executions < max_schedules:
+        recorder = _Recorder(prefix, _Default())
+        kind, outcome, detail = _execute(program, recorder, options)
+        executions += 1
+        record(kind, outcome, detail, recorder)
+        for k, point in enumerate(recorder.points):
+            if k < len(stack):
+                continue
+            options_ = point.options
+            chosen = options_[point.chosen] if point.kind == "sched" else point.chosen
+            everything = set(options_) if point.kind == "sched" else set(range(len(options_)))
+            stack.append(
+                {
+                    "kind": point.kind,
+                    "options": options_,
+                    "previous": point.previous,
+                    "chosen": chosen,
+                    "backtrack": {chosen} if (por and point.kind == "sched") else everything,
+                    "done": {chosen},
+                }
+            )
+        if por:
+            for i, task in _races(recorder, detail[1].journal):
+                point_index = recorder.steps[i][3]
+                if point_index is None:
+                    continue
+                entry = stack[point_index]
+                if task in entry["options"]:
+                    entry["backtrack"].add(task)
+                else:
+                    entry["backtrack"].update(entry["options"])
+        # the next prefix: the deepest point with something left to try
+        while stack:
+            entry = stack[-1]
+            remaining = sorted(entry["backtrack"] - entry["done"])
+            if bound is not None and entry["kind"] == "sched":
+                spent = _preemptions(stack[:-1])
+                remaining = [
+                    r
+                    for r in remaining
+                    if spent + (entry["previous"] in entry["options"] and r != entry["previous"])
+                    <= bound
+                ]
+            if remaining:
+                entry["chosen"] = remaining[0]
+                entry["done"].add(remaining[0])
+                prefix = [
+                    e["options"].index(e["chosen"]) if e["kind"] == "sched" else e["chosen"]
+                    for e in stack
+                ]
+                break
+            stack.pop()
+        else:
+            return True
+    return False
+
+
+def _preemptions(stack: list[dict]) -> int:
+    return sum(
+        1
+        for e in stack
+        if e["kind"] == "sched" and e["previous"] in e["options"] and e["chosen"] != e["previous"]
+    )
+
+
+# -- choose and require ---------------------------------------------------------------------------
+
+
+def choose(options: Any) -> Any:
+    """A data choice point: one of ``options``, as the schedule decides.
+
+    ``cp.explore`` tries every option; a plain run takes the first (``"fifo"``) or
+    a seeded random one (``"random"``); ``cp.VM(schedule=...)`` the schedule's.
+    Journaled as a ``choose`` record.
+
+    >>> import counterpoint as cp
+    >>> async def main():
+    ...     return cp.choose(["tea", "coffee"])
+    >>> cp.VM().run(main()), sorted(cp.explore(main).outcomes)
+    ('tea', ['coffee', 'tea'])
+    """
+    task = running_task("cp.choose()")
+    options = list(options)
+    if not options:
+        raise ValueError("cp.choose() needs at least one option")
+    vm = task._vm
+    index = vm._choose(len(options))
+    from ._journal import A_SHIFT, CHOOSE
+
+    vm._rows.append(task._k | CHOOSE | len(options) << A_SHIFT)
+    vm._vals.append(index)
+    return options[index]
+
+
+def require(condition: Any) -> None:
+    """Prune this execution unless ``condition`` holds (raises ``cp.Pruned`` if not).
+
+    >>> import counterpoint as cp
+    >>> async def main():
+    ...     a, b = cp.choose(range(4)), cp.choose(range(4))
+    ...     cp.require(a < b)
+    ...     return (a, b)
+    >>> report = cp.explore(main)
+    >>> len(report.outcomes), report.pruned
+    (6, 10)
+    """
+    running_task("cp.require()")
+    if not condition:
+        raise Pruned("cp.require() found its condition false: this execution is pruned")
