@@ -287,7 +287,16 @@ class _PCT:
 
 class Finding(NamedTuple):
     """A failure or deadlock found by ``explore``, with the schedule that shows it best
-    (the fewest preemptions found) and a line that replays it."""
+    (the fewest preemptions found) and a line that replays it.
+
+    >>> import counterpoint as cp
+    >>> async def main():
+    ...     if cp.choose([1, 0]) == 0:
+    ...         raise ZeroDivisionError("the 0 was chosen")
+    >>> finding = cp.explore(main).failures[0]
+    >>> finding.outcome, finding.schedule, finding.replay
+    ('ZeroDivisionError', 'cp1:11', "cp.VM(schedule='cp1:11', seed=0).run(main())")
+    """
 
     outcome: str
     message: str
@@ -305,6 +314,13 @@ class ExploreReport:
     the exception type name), ``deadlocks`` and ``failures`` (lists of
     :class:`Finding`), ``pruned`` (executions ended by ``cp.require``),
     ``seconds`` and ``schedules_per_second``.
+
+    >>> import counterpoint as cp
+    >>> async def main():
+    ...     return cp.choose("ab") + cp.choose("xy")
+    >>> report = cp.explore(main)
+    >>> report.schedules, report.exhaustive, sorted(report.outcomes)
+    (4, True, ['ax', 'ay', 'bx', 'by'])
     """
 
     def __init__(self, strategy: str) -> None:
