@@ -83,3 +83,29 @@ def test_the_worker_benchmark_rewrites_only_its_readme_table(tmp_path):
     text = readme.read_text()
     assert "old" not in text and "| 2 | 1.00 s | 0.50 s | **2.00x** | 0.52 s (1.92x) |" in text
     assert "| inline | 10 µs |" in text and text.endswith("<!-- /workers-table -->\nb\n")
+
+
+def test_the_journal_benchmark_measures_and_tabulates(tmp_path):
+    from benchmarks import journal as bench
+
+    results = {
+        "streaming": bench.streaming(1),
+        "million": {
+            "records": 1_000_024,
+            "file_mb": 89.0,
+            "save_s": 4.4,
+            "load_s": 1.2,
+            "state_at_first_s": 0.9,
+            "state_at_median_ms": 1.3,
+            "state_at_worst_ms": 2.8,
+        },
+        "exploration": bench.exploration(20),
+    }
+    assert results["streaming"]["ratio"] > 0
+    philosophers = results["exploration"]["philosophers / dfs"]
+    assert philosophers["exhaustive"] and philosophers["outcomes"] == ["Deadlock", "fed"]
+    readme = tmp_path / "README.md"
+    readme.write_text("a\n<!-- journal-table -->\nold\n<!-- /journal-table -->\nb\n")
+    bench.update_readme(readme, bench.table(results))
+    text = readme.read_text()
+    assert "old" not in text and "**1.2 s**" in text and "philosophers / pct" in text
