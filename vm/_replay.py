@@ -56,6 +56,8 @@ def _fresh(program: Any, what: str) -> Any:
 
 def _describe(journal: Journal, index: int) -> str:
     """Record ``index`` (0-based) as its canonical JSON line."""
+    if index >= len(journal):
+        return "nothing (the journal ends here)"
     for i, tick, task, kind, a, b in journal._iter_raw(index, index + 1):
         return _line(i + 1, tick, task, kind, _encode_data(kind, a, b, tick))
     return "nothing (the journal ends here)"
@@ -177,7 +179,12 @@ def replay(program: Any, journal: Journal | str | os.PathLike, **vm_options: Any
     """
     from ._vm import VM
 
-    expected = journal if isinstance(journal, Journal) else Journal.load(journal)
+    try:
+        expected = journal if isinstance(journal, Journal) else Journal.load(journal)
+    except BaseException:
+        if isinstance(program, CoroutineType):
+            discard(program)  # a coroutine we were given must not be left unawaited
+        raise
     options = {
         key: expected.meta[key]
         for key in ("seed", "policy", "max_workers", "schedule")
@@ -282,6 +289,8 @@ def check_determinism(
     64
     """
     if not callable(program):
+        if isinstance(program, CoroutineType):
+            discard(program)
         raise TypeError(
             "cp.check_determinism() needs a zero-argument callable that returns a fresh "
             "coroutine (such as `main`, not `main()`)"
