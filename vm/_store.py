@@ -105,9 +105,9 @@ def _encode_vals(values: list) -> tuple[str, str]:
 
 def _decode_vals(text: str, form: str) -> list:
     if form == "json":
-        return json.loads(text)
+        return _parse_line(text)  # (ints of any size, whatever the process's limit)
     if form == "tagged":
-        return _untagged(json.loads(text))
+        return _untagged(_parse_line(text))
     raise ValueError(f"unknown value format {form!r}")
 
 
@@ -227,10 +227,13 @@ def save(journal: Journal, path: str | os.PathLike) -> Path:
 def export_jsonl(journal: Journal, path: str | os.PathLike) -> Path:
     """Write the canonical JSON line of every record; ``sha256sum`` of the file is the digest."""
     out = Path(path)
-    with out.open("w", encoding="ascii", newline="\n") as file:
-        for line in journal.iter_lines():
-            file.write(line)
-            file.write("\n")
+    try:
+        with out.open("w", encoding="ascii", newline="\n") as file:
+            for line in journal.iter_lines():
+                file.write(line)
+                file.write("\n")
+    except OSError as error:
+        raise JournalError(f"{out}: cannot write the journal: {error}") from error
     return out
 
 
@@ -243,12 +246,12 @@ def _parse_line(line: str) -> Any:
 
 def _load_jsonl(path: Path, journal: Journal) -> None:
     tick = 0
-    with path.open(encoding="utf-8") as file:
-        for number, line in enumerate(file, 1):
-            if not line.strip():
+    with path.open("rb") as file:
+        for number, raw in enumerate(file, 1):
+            if not raw.strip():
                 continue
             try:
-                record = _parse_line(line)
+                record = _parse_line(raw.decode("utf-8"))
                 if record["event_id"] != number or record["lane"] != 0:
                     raise ValueError(f"expected event_id {number} and lane 0")
                 kind = KIND_CODES[record["kind"]]
@@ -256,7 +259,7 @@ def _load_jsonl(path: Path, journal: Journal) -> None:
                     raise ValueError("ticks must be ints that never decrease")
                 tick = record["tick"]
                 row, value = _pack(kind, record["task"], record["data"])
-            except (ValueError, KeyError, TypeError, AttributeError) as error:
+            except (ValueError, KeyError, TypeError, AttributeError) as error:  # + bad UTF-8
                 raise JournalError(f"{path}: line {number} is not a journal record: {error}")
             journal._append_loaded(row, value, tick)
 
@@ -296,6 +299,9 @@ def _load_sqlite(path: Path, journal: Journal) -> None:
             meta = dict(connection.execute("SELECT key, value FROM meta"))
         except sqlite3.OperationalError:
             raise JournalError(f"{path}: not a Counterpoint journal (it has no meta table)")
+        problems = [row[0] for row in connection.execute("PRAGMA quick_check")]
+        if problems != ["ok"]:
+            raise JournalError(f"{path}: the journal file is corrupted ({'; '.join(problems[:3])})")
         if meta.get("format") != FORMAT:
             raise JournalError(
                 f"{path}: not a Counterpoint journal (format {meta.get('format')!r})"
@@ -308,12 +314,17 @@ def _load_sqlite(path: Path, journal: Journal) -> None:
             )
         for key, value in meta.items():
             if key not in ("format", "schema_version", "complete", "records", "digest"):
-                journal.meta[key] = json.loads(value)
+                try:
+                    journal.meta[key] = json.loads(value)
+                except ValueError:
+                    raise JournalError(f"{path}: the journal's meta value {key!r} is corrupted")
         expected = 0
         for first, count, blob, rows_format, text, vals_format, marks in connection.execute(
             "SELECT first, count, rows, rows_format, vals, vals_format, marks "
             "FROM chunks ORDER BY first"
         ):
+            if type(first) is not int or type(count) is not int or count < 1:
+                raise JournalError(f"{path}: a chunk's position is corrupted")
             if first != expected:
                 raise JournalError(f"{path}: records {expected + 1}..{first} are missing")
             try:
@@ -323,14 +334,14 @@ def _load_sqlite(path: Path, journal: Journal) -> None:
                 if len(rows) != count or not ticks or ticks[0][0] != first:
                     raise ValueError("its sizes do not add up")
                 journal._extend_loaded(rows, values, ticks)
-            except (ValueError, TypeError, IndexError) as error:
+            except (ValueError, TypeError, IndexError, KeyError) as error:
                 raise JournalError(
                     f"{path}: the chunk of records {first + 1}..{first + count} is corrupted "
                     f"({error})"
                 ) from None
             expected = first + count
         if meta.get("complete") == "1":
-            if int(meta.get("records", -1)) != len(journal):
+            if meta.get("records") != str(len(journal)):
                 raise JournalError(
                     f"{path}: the journal says it has {meta.get('records')} records, "
                     f"but {len(journal)} are stored"

@@ -23,7 +23,7 @@ from os import PathLike
 from pathlib import Path
 from threading import get_ident
 from types import CoroutineType
-from typing import Any
+from typing import Any, Literal
 
 from ._errors import (
     Cancelled,
@@ -136,7 +136,7 @@ class VM:
         max_workers: int | None = None,
         max_steps: int | None = None,
         schedule: str | None = None,
-        journal: bool | str | PathLike | None = None,
+        journal: str | PathLike | Literal[False] | None = None,
     ) -> None:
         if not isinstance(seed, int) or isinstance(seed, bool):
             raise TypeError(f"seed must be an int, got {type(seed).__name__}")
@@ -253,6 +253,7 @@ class VM:
             self._drive(root, budget)
         except BaseException:  # KeyboardInterrupt and friends: abandon this run
             self._abandon(root, "vm.run() was interrupted")
+            self._flush_hooks()
             raise
         finally:
             self._active = False
@@ -269,7 +270,13 @@ class VM:
         else:
             error = self._deadlock(root)
             self._abandon(root, "vm.run() found a deadlock")
+        self._flush_hooks()
         raise error
+
+    def _flush_hooks(self) -> None:
+        """After records written outside the loop (abandoning a run): the file gets them."""
+        if self._stream is not None:
+            self._stream.flush(True)
 
     def _abandon(self, root: Task, reason: str) -> None:
         """Cancel every task the failed run started, so they do not haunt later runs.
