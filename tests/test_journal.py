@@ -295,7 +295,7 @@ def test_block_records_say_what_the_task_waits_on(full):
     assert (1, {"op": "acquire", "lock": 1}) in blocks
     assert (4, {"op": "wait", "event": 1}) in blocks
     assert (1, {"op": "join", "task": 4}) in blocks
-    assert (1, {"op": "wait", "scope": 1}) in blocks
+    assert (1, {"op": "exit", "scope": 1}) in blocks
 
 
 def test_send_and_recv_records_carry_the_channel_and_the_value(full):

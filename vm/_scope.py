@@ -30,7 +30,8 @@ from ._traps import (
 )
 from ._traps import running as _running
 
-_WAIT_SCOPE = ("wait", "scope")
+_WAIT_SCOPE = ("wait", "scope")  # scope.wait_all(): a cancel point
+_EXIT_SCOPE = ("exit", "scope")  # leaving the block: waits for the children, not cancellable
 
 
 def _check_ticks(value: Any, what: str, minimum: int) -> int | None:
@@ -343,7 +344,7 @@ def _enter(scope: Scope):
 def _park_for_children(task: Task, scope: Scope) -> None:
     """The body is done; wait (not interruptible: cancel the children instead)."""
     row = BLOCK | scope.id << A_SHIFT
-    park(task, scope._waiters, ("children", scope), row, _WAIT_SCOPE, UNINTERRUPTIBLE)
+    park(task, scope._waiters, ("children", scope), row, _EXIT_SCOPE, UNINTERRUPTIBLE)
 
 
 @types.coroutine

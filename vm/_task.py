@@ -101,7 +101,7 @@ def describe_wait(waiting: tuple) -> str:
         return f"to acquire {waiting[1]} {waiting[2]}{held}"
     if op == "wait":
         if waiting[1] == "scope":
-            return f"for the children of scope {waiting[2]} to finish"
+            return f"for the children of scope {waiting[2]} to finish (wait_all)"
         return (
             f"at {waiting[1]} {waiting[2]}"
             if waiting[1] == "barrier"

@@ -26,6 +26,7 @@ from ._journal import (
     DONE,
     EVENT,
     FAIL,
+    NOTIFY,
     QUEUE,
     RECEIPT,
     RECV,
@@ -199,7 +200,8 @@ class TaskTable:
         entry = self._model.tasks.get(task)
         if entry is not None:
             name, state, wait = entry
-            return TaskState(task, name, state, None if wait is None else self._model._words(wait))
+            words = None if wait is None else self._model._words(wait, self._ended)
+            return TaskState(task, name, state, words)
         end = self._ended.get(task)
         if end is not None and end[0] <= self._event_id:
             return TaskState(task, end[1], end[2], None)
@@ -272,6 +274,7 @@ class _Model:
         self.locks: dict[int, int | None] = {}
         self.semaphores: dict[int, int] = {}
         self.events: dict[int, bool] = {}
+        self.conditions: dict[int, tuple[int, list[int]]] = {}  # id -> (lock id, waiters)
         self.workers: dict[int, tuple] = {}
         self.host_events = 0
 
@@ -283,6 +286,9 @@ class _Model:
         twin.locks = dict(self.locks)
         twin.semaphores = dict(self.semaphores)
         twin.events = dict(self.events)
+        twin.conditions = {
+            i: (lock, list(waiters)) for i, (lock, waiters) in self.conditions.items()
+        }
         twin.workers = dict(self.workers)
         twin.host_events = self.host_events
         return twin
@@ -302,6 +308,8 @@ class _Model:
             for case in wait[2]:
                 if case.startswith("channel "):
                     self.channels[int(case[8:])].receivers.append(task)
+        elif wait[:2] == ("wait", "condition") and wait[2] in self.conditions:
+            self.conditions[wait[2]][1].append(task)
 
     def _unblock(self, task: int, state: str = "ready") -> None:
         entry = self.tasks.get(task)
@@ -321,6 +329,10 @@ class _Model:
                         receivers = self.channels[int(case[8:])].receivers
                         if task in receivers:
                             receivers.remove(task)
+            elif wait[:2] == ("wait", "condition") and wait[2] in self.conditions:
+                waiters = self.conditions[wait[2]][1]
+                if task in waiters:
+                    waiters.remove(task)
         self.tasks[task] = (entry[0], state, None)
 
     # -- applying records ------------------------------------------------------------------
@@ -383,8 +395,15 @@ class _Model:
         elif kind == CANCEL:
             entry = tasks.get(task)
             wait = entry[2] if entry is not None else None
-            if wait is not None and wait[:2] != ("wait", "scope") and wait[0] != "children":
+            if wait is not None and wait[0] != "exit":  # leaving a scope is not cancellable
                 self._unblock(task)
+        elif kind == NOTIFY:
+            lock, waiters = self.conditions.get(a, (None, []))
+            for waiter in waiters[:b]:  # they now queue for the condition's lock
+                entry = tasks.get(waiter)
+                if entry is not None:
+                    tasks[waiter] = (entry[0], entry[1], ("acquire", "lock", lock))
+            del waiters[:b]
         elif kind == CLOSE:
             if a in self.channels:
                 self.channels[a].closed = True
@@ -413,6 +432,8 @@ class _Model:
                 self.semaphores[a] = extra["value"]
             elif object_kind == "event":
                 self.events[a] = False
+            elif object_kind == "condition":
+                self.conditions[a] = (extra.get("lock"), [])
         elif kind == QUEUE:
             self.workers[a] = (b[0], 0, None)
         elif kind == START:
@@ -455,14 +476,15 @@ class _Model:
             self.host_events,
         )
 
-    def _words(self, wait: tuple) -> str:
+    def _words(self, wait: tuple, ended: dict[int, tuple]) -> str:
         if wait[0] == "acquire" and wait[1] == "lock":
             holder = self.locks.get(wait[2])
-            entry = self.tasks.get(holder) if holder is not None else None
-            if entry is not None:
-                return f"to acquire lock {wait[2]} (held by task {holder} {entry[0]!r})"
-        if wait[0] == "children":
-            return f"for the children of scope {wait[1]} to finish"
+            if holder is not None:
+                entry = self.tasks.get(holder)
+                name = entry[0] if entry is not None else ended.get(holder, (0, "?"))[1]
+                return f"to acquire lock {wait[2]} (held by task {holder} {name!r})"
+        if wait[0] == "exit":
+            return f"for the children of scope {wait[2]} to finish"
         return describe_wait(wait)
 
 
