@@ -22,7 +22,7 @@ from ._errors import ChannelClosed
 from ._journal import _ATOMIC, A_SHIFT, BLOCK_RECV, BLOCK_SEND, CLOSE, RECV, SEND, plain
 from ._ops import same_vm
 from ._task import BLOCKED, READY, Task
-from ._traps import PARK, RESCHEDULE, actor, check_fresh, operation, running_task
+from ._traps import PARK, RESCHEDULE, actor, check_fresh, observed, operation, running_task
 from ._traps import running as _running
 
 
@@ -164,6 +164,7 @@ class Channel:
         """Send without waiting: ``SENT``, ``FULL`` (would block) or ``CLOSED``."""
         actor = self._actor("try_send()")
         if self._closed:
+            observed(self._vm, "channel", self.id)
             return SendStatus.CLOSED
         if self._recvq:
             self._hand_off(actor, value)
@@ -172,6 +173,7 @@ class Channel:
             self._buf.append(value)
             self._record(actor, SEND, value)
             return SendStatus.SENT
+        observed(self._vm, "channel", self.id)
         return SendStatus.FULL
 
     def try_recv(self) -> tuple[RecvStatus, Any]:
@@ -179,6 +181,7 @@ class Channel:
         actor = self._actor("try_recv()")
         if self._buf or self._sendq:
             return RecvStatus.OK, self._take(actor)
+        observed(self._vm, "channel", self.id)
         if self._closed:
             return RecvStatus.CLOSED, None
         return RecvStatus.EMPTY, None
@@ -187,6 +190,7 @@ class Channel:
         """Close the channel (idempotent).  Blocked receivers and senders get ``ChannelClosed``."""
         actor = self._actor("close()")
         if self._closed:
+            observed(self._vm, "channel", self.id)
             return
         self._closed = True
         vm = self._vm
@@ -207,10 +211,12 @@ class Channel:
 
     @property
     def closed(self) -> bool:
+        observed(self._vm, "channel", self.id)
         return self._closed
 
     def __len__(self) -> int:
         """How many values are buffered."""
+        observed(self._vm, "channel", self.id)
         return len(self._buf)
 
     def __repr__(self) -> str:
@@ -285,6 +291,7 @@ def _refuse(task: Task, ch: Channel, verb: str) -> BaseException:
         same_vm(task, ch._vm, f"channel {ch.id}")
     if task._cancelled:
         return task._vm._cancelled_error(task)
+    observed(ch._vm, "channel", ch.id)
     return ch._closed_error(verb)
 
 
@@ -348,6 +355,7 @@ def _recv(ch, iterating):
         yield RESCHEDULE
         return value
     if ch._closed:
+        observed(vm, "channel", ch.id)
         if iterating:
             raise StopAsyncIteration
         raise ch._closed_error("receive on")

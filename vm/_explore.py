@@ -13,10 +13,12 @@ schedule, and reports what happened:
     not causally ordered are found (vector clocks), and only then is the other
     order scheduled.  Two steps are dependent when they touch the same VM object
     (channel, lock, semaphore, event, condition, barrier, task, timer deadline,
-    worker ...), read off the step's own journal records.  A step that touches no
-    VM object at all (say, shared Python state around an ``await cp.checkpoint()``)
-    is taken to depend on every step, so races on plain Python variables written
-    that way are explored too.  ``por=False`` explores every interleaving.
+    worker ...), read off the step's own journal records and the record-free reads
+    the VM reports while exploring (``event.is_set()``, ``len(channel)`` ...).  A
+    step that touches no VM object at all (say, shared Python state around an
+    ``await cp.checkpoint()``), or ends a task that never touched one, is taken to
+    depend on every step, so races on plain Python variables written that way are
+    explored too.  ``por=False`` explores every interleaving.
 ``"random"``
     Uniformly random choices, seeded.
 ``"pct"``
@@ -144,6 +146,9 @@ class Chooser:
     def advancing(self, vm: Any) -> None:
         """Virtual time is about to advance (a global barrier between steps)."""
 
+    def observe(self, obj: tuple) -> None:
+        """The running step read VM object ``obj`` without writing a journal record."""
+
 
 class ScheduleChooser(Chooser):
     """Replays a schedule string; past its end, the default decisions."""
@@ -179,20 +184,47 @@ class _Point(NamedTuple):
     previous: int  # id of the task that ran before (sched), else 0
 
 
-class _Recorder(Chooser):
-    """Follows a prefix of choices, then a strategy; records everything for analysis."""
+_NOT_DETERMINISTIC = (
+    "the program is not deterministic: re-run under the same choices, it {what}. Does it "
+    "depend on state kept between executions (module globals, counters, caches), wall-clock "
+    "time, or randomness that is not the VM's?"
+)
 
-    def __init__(self, prefix: list[int], strategy: Any) -> None:
+
+def _offer(kind: str, options: tuple) -> str:
+    if kind == "data":
+        return f"a cp.choose() of {len(options)} options"
+    return "a scheduling choice between tasks " + ", ".join(map(str, options))
+
+
+class _Recorder(Chooser):
+    """Follows a prefix of choices, then a strategy; records everything for analysis.
+
+    ``expected`` holds the (kind, options) the prefix's choice points had when they
+    were first seen; a re-run that offers anything else is a NondeterminismError."""
+
+    def __init__(self, prefix: list[int], strategy: Any, expected: list | None = None) -> None:
         super().__init__()
         self.prefix = prefix
+        self.expected = expected or []
         self.strategy = strategy
         self.points: list[_Point] = []
         self.steps: list[tuple] = []  # (task id, journal position, candidate ids, point index)
         self.advances: list[int] = []
+        self.reads: list[tuple[int, tuple]] = []  # (step index, object) read without a record
         self.preemptions = 0
 
-    def _take(self, count: int, default: int, decide: Callable[[], int]) -> int:
+    def _take(self, kind: str, options: tuple, default: int, decide: Callable[[], int]) -> int:
         position = len(self.points)
+        count = len(options)
+        if position < len(self.expected) and self.expected[position] != (kind, options):
+            was = _offer(*self.expected[position])
+            raise NondeterminismError(
+                _NOT_DETERMINISTIC.format(
+                    what=f"offered {_offer(kind, options)} at choice point {position + 1}, "
+                    f"where the earlier execution offered {was}"
+                )
+            )
         if position < len(self.prefix):
             choice = self.prefix[position]
             if choice >= count:
@@ -205,21 +237,32 @@ class _Recorder(Chooser):
 
     def pick(self, vm: Any, candidates: list, front: Any) -> int:
         default = self.default(candidates, front)
+        ids = tuple(t.id for t in candidates)
         choice = self._take(
-            len(candidates), default, lambda: self.strategy.pick(self, candidates, default)
+            "sched", ids, default, lambda: self.strategy.pick(self, candidates, default)
         )
         previous = self.previous
         if previous in candidates and candidates[choice] is not previous:
             self.preemptions += 1
-        self.points.append(
-            _Point("sched", tuple(t.id for t in candidates), choice, previous.id if previous else 0)
-        )
+        self.points.append(_Point("sched", ids, choice, previous.id if previous else 0))
         return choice
 
     def choose(self, vm: Any, count: int) -> int:
-        choice = self._take(count, 0, lambda: self.strategy.choose(self, count))
-        self.points.append(_Point("data", tuple(range(count)), choice, 0))
+        options = tuple(range(count))
+        choice = self._take("data", options, 0, lambda: self.strategy.choose(self, count))
+        self.points.append(_Point("data", options, choice, 0))
         return choice
+
+    def check_prefix_used(self) -> None:
+        """A re-run must reach every choice point of its prefix."""
+        if len(self.points) < len(self.prefix):
+            raise NondeterminismError(
+                _NOT_DETERMINISTIC.format(
+                    what=f"ended after {len(self.points)} choice points, where the earlier "
+                    f"execution went on to choice point {len(self.prefix)} "
+                    f"({_offer(*self.expected[len(self.points)])})"
+                )
+            )
 
     def ran(self, vm: Any, task: Any, candidates: list | None) -> None:
         point = len(self.points) - 1 if candidates is not None else None
@@ -229,6 +272,9 @@ class _Recorder(Chooser):
 
     def advancing(self, vm: Any) -> None:
         self.advances.append(len(vm._rows))
+
+    def observe(self, obj: tuple) -> None:
+        self.reads.append((len(self.steps) - 1, obj))
 
     def schedule(self) -> str:
         return encode_schedule([point.chosen for point in self.points])
@@ -373,7 +419,8 @@ def _object(item: Any) -> tuple:
 
 
 def _footprints(journal: Any, recorder: _Recorder) -> list[tuple[set, set]]:
-    """For each step: the VM objects it touched, and the tasks it made ready or spawned.
+    """For each step: the VM objects it touched (its journal records, and the reads that
+    write none), and the tasks it made ready or spawned.
 
     Step j's records run from its start to the next step's start, or to the moment
     time advanced, whichever comes first (records of time advancing belong to no step).
@@ -426,6 +473,9 @@ def _footprints(journal: Any, recorder: _Recorder) -> list[tuple[set, set]]:
             touched.add(("host events", None))
         elif kind in (SCOPE, TIMEOUT):
             touched.add(("scope", a_))
+    for j, obj in recorder.reads:
+        if j >= 0:
+            out[j][0].add(obj)
     return out
 
 
@@ -454,6 +504,7 @@ def _races(recorder: _Recorder, journal: Any) -> list[tuple[int, int]]:
     last_access: dict[tuple, int] = {}
     last_step_of: dict[int, int] = {}
     last_wildcard_of: dict[int, int] = {}
+    uses_vm: set[int] = set()  # tasks that have touched a VM object
     races: list[tuple[int, int]] = []
     for j, (task, _, _, _) in enumerate(steps):
         if j in barriers:
@@ -461,7 +512,11 @@ def _races(recorder: _Recorder, journal: Any) -> list[tuple[int, int]]:
         clock = dict(task_clock.get(task, {}))
         _join(clock, floor)
         touched, woken = footprints[j]
-        if touched:
+        # Python state: a step that touches no VM object, or ends a task that never
+        # touched one, may share plain Python state with any task
+        wild = not touched or (touched == {("task", task)} and task not in uses_vm)
+        if not wild:
+            uses_vm.add(task)
             conflicts = {last_access[obj] for obj in touched if obj in last_access}
             conflicts.update(i for t, i in last_wildcard_of.items() if t != task)
         else:  # touches no VM object: it may share Python state with any task
@@ -477,7 +532,7 @@ def _races(recorder: _Recorder, journal: Any) -> list[tuple[int, int]]:
         _join(everything, clock)
         for obj in touched:
             last_access[obj] = j
-        if not touched:
+        if wild:
             last_wildcard_of[task] = j
         last_step_of[task] = j
         for other in woken:
@@ -507,7 +562,21 @@ def _execute(program: Callable, chooser: _Recorder, options: dict) -> tuple[str,
         raise
     except Exception as error:
         return "failure", type(error).__name__, (error, vm)
+    finally:
+        _dispose(vm)
     return "ok", _outcome_key(value), (value, vm)
+
+
+def _dispose(vm: Any) -> None:
+    """Close the coroutines of the tasks an execution left behind (never started, or
+    stopped by a failure, a prune or the step limit).  The VM is dropped next, and
+    Python would warn about each one when it is collected.  Their ``finally`` blocks run
+    outside the VM, so an ``await`` there fails; that error is of no interest here."""
+    for task in list(vm._live.values()):
+        try:
+            task._coro.close()
+        except Exception:  # its finally blocks awaited: see above
+            pass
 
 
 def explore(
@@ -609,13 +678,14 @@ def explore(
     report.seconds = time.perf_counter() - started
     for (kind, outcome, _), entry in found.items():
         (schedule, preemptions, message), count = entry["best"], entry["count"]
+        limit = f", max_steps={max_steps}" if outcome == "StepLimitExceeded" else ""
         finding = Finding(
             outcome,
             message,
             schedule,
             preemptions,
             count,
-            f"cp.VM(schedule={schedule!r}, seed={seed}).run({name}())",
+            f"cp.VM(schedule={schedule!r}, seed={seed}{limit}).run({name}())",
         )
         (report.deadlocks if kind == "deadlock" else report.failures).append(finding)
     return report
@@ -645,14 +715,18 @@ def _dfs(
     por: bool,
     record: Callable,
 ) -> bool:
-    """Depth-first search over choice points; True if the tree was covered."""
+    """Depth-first search over choice points; True if the tree was covered (which it
+    is not if an execution was cut short by ``max_steps``: its subtree is unknown)."""
     stack: list[dict] = []  # per choice point: kind, options, chosen, backtrack, done, preempt
     prefix: list[int] = []
     executions = 0
+    cut_short = False
     while executions < max_schedules:
-        recorder = _Recorder(prefix, _Default())
+        recorder = _Recorder(prefix, _Default(), [(e["kind"], e["options"]) for e in stack])
         kind, outcome, detail = _execute(program, recorder, options)
+        recorder.check_prefix_used()
         executions += 1
+        cut_short = cut_short or outcome == "StepLimitExceeded"
         record(kind, outcome, detail, recorder)
         for k, point in enumerate(recorder.points):
             if k < len(stack):
@@ -702,7 +776,7 @@ def _dfs(
                 break
             stack.pop()
         else:
-            return True
+            return not cut_short
     return False
 
 

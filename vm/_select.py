@@ -17,7 +17,7 @@ from ._journal import BLOCK, RECV, SELECT
 from ._ops import same_vm
 from ._scope import Slot
 from ._task import BLOCKED, CANCELLED, DONE, FAILED, Task
-from ._traps import PARK, RESCHEDULE, new_op, operation, running_task
+from ._traps import PARK, RESCHEDULE, new_op, observed, operation, running_task
 from ._traps import running as _running
 
 POLICIES = ("priority", "round_robin")
@@ -161,6 +161,9 @@ def _select(cases: tuple, timeout: int | None, policy: str):
         same_vm(task, case._vm, _describe(case))
     if task._cancelled:
         raise vm._cancelled_error(task)
+    if vm._chooser is not None:  # exploring: reading the cases is part of the footprint
+        for case in cases:
+            observed(vm, "channel" if type(case) is Channel else "task", case.id)
     found = _ready_case(cases, policy, task)
     if found is not None or timeout == 0:
         index, tag, value = found if found is not None else (-1, SelectTag.TIMEOUT, None)

@@ -15,7 +15,7 @@ from ._errors import Cancelled
 from ._journal import A_SHIFT, ACQUIRE, BLOCK, CLEAR, NOTIFY, RELEASE, SET
 from ._ops import same_vm
 from ._task import READY, UNINTERRUPTIBLE, Task, park
-from ._traps import PARK, RESCHEDULE, actor, new_op, operation, running_task
+from ._traps import PARK, RESCHEDULE, actor, new_op, observed, operation, running_task
 from ._traps import running as _running
 
 
@@ -167,10 +167,12 @@ class Lock(_AcquireContext, _Primitive):
             self._owner = None
 
     def locked(self) -> bool:
+        observed(self._vm, self.KIND, self.id)
         return self._owner is not None
 
     @property
     def owner(self) -> Task | None:
+        observed(self._vm, self.KIND, self.id)
         return self._owner
 
 
@@ -220,6 +222,7 @@ class Semaphore(_AcquireContext, _Primitive):
 
     @property
     def value(self) -> int:
+        observed(self._vm, self.KIND, self.id)
         return self._value
 
 
@@ -248,6 +251,7 @@ class Event(_Primitive):
         self._flag = False
 
     def is_set(self) -> bool:
+        observed(self._vm, self.KIND, self.id)
         return self._flag
 
     def set(self) -> None:
@@ -255,6 +259,7 @@ class Event(_Primitive):
         if setter is not None:
             same_vm(setter, self._vm, f"event {self.id}")
         if self._flag:
+            observed(self._vm, self.KIND, self.id)
             return
         self._flag = True
         by = 0 if setter is None else setter.id
@@ -269,6 +274,8 @@ class Event(_Primitive):
         if self._flag:
             self._flag = False
             self._record(actor, CLEAR)
+        else:
+            observed(self._vm, self.KIND, self.id)
 
     def wait(self):
         """``await event.wait()``: return once the event is set (a checkpoint even if set)."""
@@ -276,6 +283,7 @@ class Event(_Primitive):
 
     def _wait(self, task: Task):
         if self._flag:
+            observed(self._vm, self.KIND, self.id)
             yield RESCHEDULE
         else:
             self._park(task, "wait")
@@ -428,6 +436,7 @@ class Barrier(_Primitive):
 
     @property
     def n_waiting(self) -> int:
+        observed(self._vm, self.KIND, self.id)
         return len(self._waiters)
 
     def wait(self):
@@ -439,6 +448,7 @@ class Barrier(_Primitive):
             self._park(task, "wait")
             index = yield PARK
             return index
+        observed(self._vm, self.KIND, self.id)  # the last arrival
         waiters, self._waiters = self._waiters, deque()
         for index, waiter in enumerate(waiters):
             self._vm._wake(waiter, index, task.id)

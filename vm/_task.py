@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ._errors import Cancelled, InvalidStateError, WrongVMError
 from ._journal import A_SHIFT, BLOCK, STEP, TASK_SHIFT
-from ._traps import PARK, RESCHEDULE, actor, running_task
+from ._traps import PARK, RESCHEDULE, actor, observed, running_task
 from ._traps import running as _running
 
 if TYPE_CHECKING:
@@ -214,10 +214,12 @@ class Task:
 
     def done(self) -> bool:
         """True once the task has finished (returned, failed or was cancelled)."""
+        observed(self._vm, "task", self.id)
         return self._state >= DONE
 
     def cancelled(self) -> bool:
         """True if the task finished by cancellation."""
+        observed(self._vm, "task", self.id)
         return self._state == CANCELLED
 
     def result(self) -> Any:
@@ -226,6 +228,7 @@ class Task:
         Raises ``cp.InvalidStateError`` if the task has not finished yet.
         """
         self._observed = True
+        observed(self._vm, "task", self.id)
         state = self._state
         if state == DONE:
             return self._result
@@ -240,6 +243,7 @@ class Task:
 
     def exception(self) -> BaseException | None:
         """The exception the task failed with, or None if it returned normally."""
+        observed(self._vm, "task", self.id)
         if self._state < DONE:
             self.result()  # raises InvalidStateError
         self._observed = True

@@ -220,3 +220,13 @@ def check_fresh(task: Task) -> None:
             f"{call} was called but never awaited, so it did nothing. "
             f"Write `await {call}` (VM operations only act when awaited)."
         )
+
+
+def observed(vm: Any, kind: str, number: Any) -> None:
+    """A task read the state of VM object ``(kind, number)`` without writing a journal
+    record (``event.is_set()``, ``channel.closed``, ``task.done()`` ...).  Exploration
+    counts the read in the step's footprint, so partial-order reduction orders it
+    against the writes of other tasks; otherwise this does nothing."""
+    chooser = vm._chooser
+    if chooser is not None and running.task is not None:
+        chooser.observe((kind, number))

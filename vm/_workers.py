@@ -24,6 +24,7 @@ from ._errors import NondeterminismError, PolicyError, UnknownWorkerTask
 from ._journal import A_SHIFT, QUEUE, RECEIPT, START
 from ._plaindata import copy_plain, digest, encode
 from ._task import Task
+from ._traps import observed
 
 PENDING, COMPLETED, FAILED, CANCELLED, UNKNOWN = 0, 1, -1, -2, -3
 
@@ -146,10 +147,12 @@ class Workers:
         job.payload = None  # the backend has its own copy
 
     def poll(self, handle: int) -> int:
+        observed(self.vm, "workers", None)
         job = self._jobs.get(handle)
         return UNKNOWN if job is None else job.status
 
     def job(self, handle: int) -> WorkerJob | None:
+        observed(self.vm, "workers", None)
         return self._jobs.get(handle)
 
     def cancel(self, task: Task | None, handle: int) -> bool:
