@@ -509,8 +509,10 @@ def test_a_jsonl_line_with_invalid_utf8_is_a_journal_error(tmp_path):
 
 @pytest.fixture
 def small_chunks(monkeypatch):
-    """Chunks of at least 50 records, written between slices of 10 steps."""
+    """Chunks of at least 50 records, written between slices of 10 steps, with a WAL
+    checkpoint every 3 chunks."""
     monkeypatch.setattr(_store, "CHUNK", 50)
+    monkeypatch.setattr(_store, "CHECKPOINT_EVERY", 3)
 
 
 def chunk_rows(path: Path) -> list[tuple[int, int]]:
@@ -723,8 +725,16 @@ def _chunks_in(path: Path) -> int:
 @pytest.mark.slow
 @pytest.mark.parametrize(
     ("settings", "wanted_chunks"),
-    [("", 1), ("import counterpoint._store\ncounterpoint._store.CHUNK = 300\n", 5)],
-    ids=["default chunks", "small chunks"],
+    [
+        ("", 1),
+        ("import counterpoint._store\ncounterpoint._store.CHUNK = 300\n", 5),
+        (
+            "import counterpoint._store\ncounterpoint._store.CHUNK = 300\n"
+            "counterpoint._store.CHECKPOINT_EVERY = 2\n",
+            7,
+        ),
+    ],
+    ids=["default chunks", "small chunks", "checkpointed mid-run"],
 )
 def test_a_process_killed_mid_run_leaves_a_loadable_prefix_of_the_run(
     settings, wanted_chunks, tmp_path
