@@ -200,6 +200,8 @@ class TaskTable:
         entry = self._model.tasks.get(task)
         if entry is not None:
             name, state, wait = entry
+            if state == "ready" and task == self._model.running:
+                state = "running"
             words = None if wait is None else self._model._words(wait, self._ended)
             return TaskState(task, name, state, words)
         end = self._ended.get(task)
@@ -263,7 +265,9 @@ _TERMINAL = {DONE: "done", FAIL: "failed", CANCELLED: "cancelled"}
 
 
 class _Model:
-    """The mutable model the records are applied to.  Tasks: id -> (name, state, wait)."""
+    """The mutable model the records are applied to.  Tasks: id -> (name, state, wait);
+    the task that ran last is ``running`` and is stored as "ready" while it runs, so a
+    step record (the commonest) writes nothing."""
 
     def __init__(self) -> None:
         self.index = 0  # records applied
@@ -296,6 +300,8 @@ class _Model:
     # -- waiting ---------------------------------------------------------------------
 
     def _block(self, task: int, wait: tuple, state: str = "blocked") -> None:
+        if task == self.running:  # it has stopped running
+            self.running = 0
         entry = self.tasks.get(task)
         if entry is None:
             return
@@ -341,14 +347,11 @@ class _Model:
         self.index += 1
         self.tick = tick
         tasks = self.tasks
-        if kind == STEP:
-            previous = tasks.get(self.running) if self.running else None
-            if previous is not None and previous[1] == "running":
-                tasks[self.running] = (previous[0], "ready", None)
+        if kind == STEP:  # (the running task is stored as "ready": see TaskTable.get)
             self.running = task
             entry = tasks.get(task)
-            if entry is not None:
-                tasks[task] = (entry[0], "running", None)
+            if entry is not None and (entry[1] != "ready" or entry[2] is not None):
+                tasks[task] = (entry[0], "ready", None)
         elif kind == SEND:
             channel = self.channels.get(a)
             if channel is not None:
