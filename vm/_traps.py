@@ -68,11 +68,14 @@ class Running:
     synchronous entry points use :func:`task_here` or :func:`running_task`.
     """
 
-    __slots__ = ("task", "thread")
+    __slots__ = ("interrupts", "task", "thread")
 
     def __init__(self) -> None:
         self.task: Task | None = None
         self.thread = 0
+        # Ctrl-C that arrived while the VM's own code ran: the scheduler raises
+        # KeyboardInterrupt at its next safe point (see _interrupts.py)
+        self.interrupts: list[int] = []
 
 
 running = Running()

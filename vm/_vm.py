@@ -33,6 +33,7 @@ from ._errors import (
     StepLimitExceeded,
     UnobservedTaskFailure,
 )
+from ._interrupts import DeferredInterrupts, take_interrupt
 from ._journal import (
     A_SHIFT,
     CANCEL,
@@ -247,31 +248,32 @@ class VM:
         __tracebackhide__ = True
         self._check_host_call("vm.run()", coro)
         root = self._spawn(coro, None, None, None, "vm.run()")
-        budget = self._max_steps if self._max_steps is not None else sys.maxsize
-        self._active = True
-        try:
-            self._drive(root, budget)
-        except BaseException:  # KeyboardInterrupt and friends: abandon this run
-            self._abandon(root, "vm.run() was interrupted")
+        with DeferredInterrupts():  # Ctrl-C: in user code, or at a safe point
+            budget = self._max_steps if self._max_steps is not None else sys.maxsize
+            self._active = True
+            try:
+                self._drive(root, budget)
+            except BaseException:  # KeyboardInterrupt and friends: abandon this run
+                self._abandon(root, "vm.run() was interrupted")
+                self._flush_hooks()
+                raise
+            finally:
+                self._active = False
+                self._warn_unobserved(root)
+            if root._state == S_DONE:
+                return root._result
+            if root._state == FAILED:
+                raise root._error  # (from here, so the traceback is vm.run + the user's frames)
+            if root._state == S_CANCELLED:
+                raise self._cancelled_error(root)
+            if self._ready or self._has_timers():
+                error: Exception = StepLimitExceeded(self._step_limit_message(root))
+                self._abandon(root, f"vm.run() exceeded max_steps={self._max_steps}")
+            else:
+                error = self._deadlock(root)
+                self._abandon(root, "vm.run() found a deadlock")
             self._flush_hooks()
-            raise
-        finally:
-            self._active = False
-            self._warn_unobserved(root)
-        if root._state == S_DONE:
-            return root._result
-        if root._state == FAILED:
-            raise root._error  # (from here, so the traceback is vm.run + the user's frames)
-        if root._state == S_CANCELLED:
-            raise self._cancelled_error(root)
-        if self._ready or self._has_timers():
-            error: Exception = StepLimitExceeded(self._step_limit_message(root))
-            self._abandon(root, f"vm.run() exceeded max_steps={self._max_steps}")
-        else:
-            error = self._deadlock(root)
-            self._abandon(root, "vm.run() found a deadlock")
-        self._flush_hooks()
-        raise error
+            raise error
 
     def _flush_hooks(self) -> None:
         """After records written outside the loop (abandoning a run): the file gets them."""
@@ -299,7 +301,8 @@ class VM:
         self._check_host_call("vm.step()")
         self._active = True
         try:
-            return self._drive(None, n)
+            with DeferredInterrupts():
+                return self._drive(None, n)
         finally:
             self._active = False
 
@@ -385,11 +388,14 @@ class VM:
         ra = self._rows.append
         advance = self._advance_time
         running = _running
+        interrupts = running.interrupts  # Ctrl-C noted during bookkeeping: raise it here
         reschedule, park = RESCHEDULE, PARK
         running.thread = get_ident()
         budget_left = repeat(None, budget)
         try:
             for _ in budget_left:
+                if interrupts:
+                    take_interrupt()
                 while not ready:
                     if not advance():
                         return budget - budget_left.__length_hint__() - 1

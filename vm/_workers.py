@@ -21,10 +21,11 @@ from concurrent.futures import Future
 from typing import Any
 
 from ._errors import NondeterminismError, PolicyError, UnknownWorkerTask
+from ._interrupts import safe_to_interrupt, take_interrupt
 from ._journal import A_SHIFT, QUEUE, RECEIPT, START
 from ._plaindata import copy_plain, digest, encode
 from ._task import Task
-from ._traps import observed
+from ._traps import observed, running
 
 PENDING, COMPLETED, FAILED, CANCELLED, UNKNOWN = 0, 1, -1, -2, -3
 
@@ -176,6 +177,8 @@ class Workers:
     def _observe(self, job: WorkerJob) -> None:
         """The job's due tick: take its outcome (waiting for the host if need be)."""
         try:
+            if running.interrupts:  # Ctrl-C noted just before: do not start waiting
+                take_interrupt()
             status, value, error = job.future.result()
         except BaseException:  # interrupted while waiting: observe it again next time
             job.timer = self.vm._add_timer(job.due, job)
@@ -217,3 +220,6 @@ class Workers:
         owned = backend is not None and backend is not self.backend_spec
         if owned and backend not in _SHARED.values():
             backend.close()
+
+
+safe_to_interrupt(Workers._observe)  # it re-arms the job's timer when interrupted

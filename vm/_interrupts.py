@@ -1,0 +1,90 @@
+"""Ctrl-C while a VM runs: never in the middle of the scheduler's own bookkeeping.
+
+Python raises ``KeyboardInterrupt`` wherever the main thread happens to be.  In a
+task's own code (a ``while True: pass`` in a task, say) that is what we want: the
+task ends there, journaled as cancelled "interrupted by KeyboardInterrupt", and
+``vm.run`` passes the interrupt on.  Inside the scheduler or an operation it would
+leave the VM half-way through an update (a task taken off the ready queue and
+never resumed).  So while the VM runs, SIGINT goes to :func:`_on_sigint`, which
+raises at once if the interrupted frame is user code, and otherwise notes the
+interrupt; the scheduler raises it at the top of its next step, where nothing is
+half-done (as trio does with its "KeyboardInterrupt protection").
+
+The handler is installed only on the main thread and only over Python's default
+handler: a program with its own SIGINT handler keeps it.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from types import FrameType, TracebackType
+
+from ._traps import running
+
+_SAFE: set = set()  # code objects of VM functions where raising is safe (physical waits)
+
+
+def safe_to_interrupt(function) -> None:
+    """Mark a VM function as a safe place for KeyboardInterrupt (it copes with it)."""
+    _SAFE.add(function.__code__)
+
+
+def _in_user_code(frame: FrameType | None) -> bool:
+    """True if ``frame`` (the interrupted one) is user code run by the scheduler, or a
+    VM function marked safe; False if it is the VM's own bookkeeping."""
+    from ._vm import VM, is_internal
+
+    loop = VM._loop.__code__
+    innermost = frame
+    while frame is not None:
+        code = frame.f_code
+        if is_internal(code.co_filename):
+            if code in _SAFE:
+                return True
+            # the scheduler loop itself is bookkeeping; a frame it resumed is a task's
+            return code is loop and frame is not innermost
+        frame = frame.f_back
+    return True  # no VM frame: the host's own code
+
+
+def _on_sigint(signum: int, frame: FrameType | None) -> None:
+    if _in_user_code(frame):
+        raise KeyboardInterrupt
+    running.interrupts.append(signum)
+
+
+class DeferredInterrupts:
+    """``with DeferredInterrupts():`` around driving the scheduler."""
+
+    __slots__ = ("installed",)
+
+    def __enter__(self) -> DeferredInterrupts:
+        self.installed = (
+            threading.current_thread() is threading.main_thread()
+            and signal.getsignal(signal.SIGINT) is signal.default_int_handler
+        )
+        if self.installed:
+            running.interrupts.clear()
+            signal.signal(signal.SIGINT, _on_sigint)
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        if not self.installed:
+            return
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        if running.interrupts:  # noted, and not yet raised by the scheduler
+            running.interrupts.clear()
+            if not isinstance(error, KeyboardInterrupt):
+                raise KeyboardInterrupt
+
+
+def take_interrupt() -> None:
+    """Called by the scheduler at a safe point when an interrupt was noted."""
+    running.interrupts.clear()
+    raise KeyboardInterrupt
