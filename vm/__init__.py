@@ -54,6 +54,21 @@ from .events import HostEvent
 
 __version__ = "0.1.0"
 
+
+def load_ipython_extension(shell) -> None:
+    """``%load_ext counterpoint``: this IPython shell gets a session VM (see
+    ``docs/kernel.md``).  Imports IPython only when called."""
+    from .ipython import load
+
+    load(shell)
+
+
+def unload_ipython_extension(shell) -> None:
+    from .ipython import unload
+
+    unload(shell)
+
+
 __all__ = [
     "VM",
     "Barrier",

@@ -223,6 +223,23 @@ class Channel:
         state = " closed" if self._closed else ""
         return f"<Channel {self.id} capacity={self.capacity} buffered={len(self._buf)}{state}>"
 
+    def _repr_html_(self) -> str:
+        from ._display import table
+
+        def waiting(queue: deque) -> str:
+            return ", ".join(
+                f"task {w.id}" if type(w) is Task else f"task {w.task.id} (select)" for w in queue
+            )
+
+        rows = [
+            ["capacity", self.capacity if self.capacity else "0 (rendezvous)"],
+            ["buffered", [plain(value) for value in self._buf]],
+            ["closed", self._closed],
+            ["receivers waiting", waiting(self._recvq) or None],
+            ["senders waiting", waiting(self._sendq) or None],
+        ]
+        return table(["channel", str(self.id)], rows)
+
     # -- internals -----------------------------------------------------------------------
 
     def _actor(self, what: str) -> Task | None:

@@ -398,6 +398,24 @@ class ExploreReport:
             lines.append(f"  replay: {finding.replay}")
         return "\n".join(lines)
 
+    def _repr_html_(self) -> str:
+        from ._display import table
+
+        caption = (
+            f"{self.strategy}: {self.schedules} schedules"
+            f"{' (exhaustive)' if self.exhaustive else ''}"
+            f"{f', {self.pruned} pruned' if self.pruned else ''}"
+        )
+        out = table(["outcome", "schedules"], [[o, n] for o, n in self.outcomes.items()], caption)
+        findings = [
+            [f.outcome, f.count, f.preemptions, f.message.splitlines()[0], f.replay]
+            for f in self.deadlocks + self.failures
+        ]
+        if findings:
+            heading = ["finding", "schedules", "preemptions", "message", "replay"]
+            out += table(heading, findings)
+        return out
+
 
 def _outcome_key(value: Any) -> Any:
     try:

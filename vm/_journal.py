@@ -64,6 +64,8 @@ START = 24
 RECEIPT = 25
 EVENT = 26
 CHOOSE = 29
+CELL = 30  # a notebook cell starts: its number in the session and its source
+CELL_DONE = 31  # ... and ends: "ok", or the exception it raised
 # Internal spellings of frequent records, without a value slot: they read as
 # ordinary "block" records ({"op": "send"/"recv", "channel": id}).
 BLOCK_SEND = 27
@@ -99,6 +101,8 @@ KIND_NAMES: dict[int, str] = {
     BLOCK_SEND: "block",
     BLOCK_RECV: "block",
     CHOOSE: "choose",
+    CELL: "cell",
+    CELL_DONE: "cell_done",
 }
 KIND_CODES: dict[str, int] = {
     name: code for code, name in KIND_NAMES.items() if code not in (BLOCK_SEND, BLOCK_RECV)
@@ -306,6 +310,12 @@ def _decode(kind: int, a: int, b: Any, tick: int) -> dict[str, Any]:
         return {"source": b[0], "payload": b[1]}
     if kind == CHOOSE:
         return {"options": a, "index": b}
+    if kind == CELL:
+        return {"cell": a, "source": b}
+    if kind == CELL_DONE:
+        if b[0] == "ok":
+            return {"cell": a, "outcome": "ok"}
+        return {"cell": a, "outcome": b[0], "error": b[1], "message": b[2]}
     raise AssertionError(f"unknown record kind {kind}")
 
 
@@ -374,6 +384,14 @@ def _pack(kind: int, task: int, data: dict[str, Any]) -> tuple[int, Any]:
         b = (data["source"], data["payload"])
     elif kind == CHOOSE:
         a, b = data["options"], data["index"]
+    elif kind == CELL:
+        a, b = data["cell"], data["source"]
+        if type(b) is not str:
+            raise TypeError("a cell's source is a str")
+    elif kind == CELL_DONE:
+        a = data["cell"]
+        outcome = data["outcome"]
+        b = ("ok",) if outcome == "ok" else (outcome, data["error"], data["message"])
     elif kind not in (STEP, TIMER, CANCELLED):
         raise ValueError(f"unknown record kind {kind}")
     if type(a) is not int or a < 0 or type(task) is not int or not 0 <= task <= _TASK_MASK:
@@ -503,6 +521,18 @@ class Journal:
             self._mark(index, tick)
         self._rows.extend(rows)
         self._vals.extend(values)
+
+    def _prefix(self, count: int) -> Journal:
+        """A new journal of the first ``count`` records (and this one's meta)."""
+        out = Journal()
+        out.meta = dict(self.meta)
+        rows = self._rows[:count]
+        out._rows = rows
+        out._vals = self._vals[: self._value_offset(count)] if count else []
+        for index, tick in zip(self._mark_index, self._mark_tick, strict=True):
+            if index < max(count, 1):
+                out._mark(index, tick)
+        return out
 
     def _marks_between(self, first: int, end: int) -> list[list[int]]:
         """The tick marks of records first..end-1, starting with the tick at ``first``."""
@@ -683,3 +713,11 @@ class Journal:
     def __repr__(self) -> str:
         state = "" if self.enabled else " (recording off)"
         return f"<Journal of {len(self._rows)} records{state}>"
+
+    def _repr_html_(self, last: int = 10) -> str:
+        from ._display import records_table
+
+        total = len(self._rows)
+        shown = self[max(0, total - last) :]
+        caption = f"journal: {total} records" + (f", the last {len(shown)}" if total > last else "")
+        return records_table(shown, caption)

@@ -159,6 +159,31 @@ class _Checker:
         self.checked = upto
 
 
+def replaying_vm(expected: Journal, **vm_options: Any) -> tuple[Any, _Checker]:
+    """A fresh VM made like the one that wrote ``expected``, with its workers' outcomes
+    and host events taken from the journal, and a checker that compares the records
+    written so far (it runs between slices of steps; call it for a final check)."""
+    from ._vm import VM
+
+    options = {
+        key: expected.meta[key]
+        for key in ("seed", "policy", "max_workers", "schedule")
+        if key in expected.meta
+    }
+    options.update(vm_options)
+    vm = VM(**options)
+    vm._workers.receipts = {
+        a: (b[0], decode(b[1]) if b[0] == 1 else None, b[3])
+        for _, _, _, kind, a, b in expected._iter_raw()
+        if kind == RECEIPT
+    }
+    vm.events = _ReplayEvents(vm, expected)
+    checker = _Checker(expected, vm.journal)
+    vm._slice_hooks.append(checker)
+    vm._slice = 256  # compare often, so a divergence stops the replay early
+    return vm, checker
+
+
 def replay(program: Any, journal: Journal | str | os.PathLike, **vm_options: Any) -> Any:
     """Re-run ``program`` and check it against ``journal`` record by record.
 
@@ -177,7 +202,6 @@ def replay(program: Any, journal: Journal | str | os.PathLike, **vm_options: Any
     >>> vm.run(main()) == cp.replay(main, vm.journal)
     True
     """
-    from ._vm import VM
 
     try:
         expected = journal if isinstance(journal, Journal) else Journal.load(journal)
@@ -185,27 +209,12 @@ def replay(program: Any, journal: Journal | str | os.PathLike, **vm_options: Any
         if isinstance(program, CoroutineType):
             discard(program)  # a coroutine we were given must not be left unawaited
         raise
-    options = {
-        key: expected.meta[key]
-        for key in ("seed", "policy", "max_workers", "schedule")
-        if key in expected.meta
-    }
-    options.update(vm_options)
     coro = _fresh(program, "cp.replay()")
     try:
-        vm = VM(**options)
+        vm, checker = replaying_vm(expected, **vm_options)
     except BaseException:
         discard(coro)
         raise
-    vm._workers.receipts = {
-        a: (b[0], decode(b[1]) if b[0] == 1 else None, b[3])
-        for _, _, _, kind, a, b in expected._iter_raw()
-        if kind == RECEIPT
-    }
-    vm.events = _ReplayEvents(vm, expected)
-    checker = _Checker(expected, vm.journal)
-    vm._slice_hooks.append(checker)
-    vm._slice = 256  # compare often, so a divergence stops the replay early
     outcome: BaseException | None = None
     result = None
     try:

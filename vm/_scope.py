@@ -382,6 +382,10 @@ def _exit(scope: Scope, error: BaseException | None):
     if error is not None:
         scope._close(task, "cancelled")
         return not task._cancelled  # swallow our own cancellation, pass on an outer one
+    if task._cancelled and task.id in scope._vm._cancel_errors:
+        # a notebook cell told to stop while it waited here (see _cells.py): say so here
+        scope._close(task, "raised")
+        raise scope._vm._cancelled_error(task)
     scope._close(task, "ok")
     return False
 

@@ -59,6 +59,17 @@ def cancelled_from(node: Any) -> bool:
     return False
 
 
+class TaskList(list):
+    """What ``vm.tasks()`` returns: a list of :class:`TaskInfo`, shown as a table."""
+
+    __slots__ = ()
+
+    def _repr_html_(self) -> str:
+        from ._display import tasks_table
+
+        return tasks_table(self)
+
+
 class TaskInfo(NamedTuple):
     """A snapshot of one task, as returned by ``vm.tasks()``.
 
@@ -287,6 +298,11 @@ class Task:
     def __repr__(self) -> str:
         info = self.info()
         return f"<Task {self.id} {self.name!r} {info.state}>"
+
+    def _repr_html_(self) -> str:
+        from ._display import tasks_table
+
+        return tasks_table([self.info()])
 
     def __await__(self):
         task = _running.task

@@ -130,6 +130,18 @@ class JournalState:
             "host_events_taken": self.host_events_taken,
         }
 
+    def _repr_html_(self) -> str:
+        from ._display import table, tasks_table
+
+        channels = [
+            [c.id, c.capacity, c.contents, c.receivers or None, c.senders or None, c.closed]
+            for c in self.channels.values()
+        ]
+        heading = ["channel", "capacity", "contents", "receivers", "senders", "closed"]
+        return tasks_table(self.tasks.values(), f"at event {self.event_id}, tick {self.tick}") + (
+            table(heading, channels) if channels else ""
+        )
+
     def __repr__(self) -> str:
         live = sum(1 for t in self.tasks.values() if t.state not in ("done", "failed", "cancelled"))
         return (

@@ -12,6 +12,7 @@ Invariants (see ``docs/design.md``):
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import random
 import sys
@@ -50,7 +51,7 @@ from ._journal import (
     exception_data,
     plain,
 )
-from ._task import BLOCKED, FAILED, READY, UNINTERRUPTIBLE, Task, TaskInfo
+from ._task import BLOCKED, FAILED, READY, UNINTERRUPTIBLE, Task, TaskInfo, TaskList
 from ._task import CANCELLED as S_CANCELLED
 from ._task import DONE as S_DONE
 from ._traps import PARK, RESCHEDULE, check_fresh, discard, is_operation
@@ -176,6 +177,9 @@ class VM:
         self._timers: dict[int, list] = {}
         self._deadlines: list[int] = []
         self._live: dict[int, Task] = {}
+        self._cancel_errors: dict[int, BaseException] = {}  # raised instead of Cancelled
+        self._stranded: list[Any] = []  # coroutines of cells that could not unwind
+        self._interrupted: Task | None = None  # the task a KeyboardInterrupt ended
         self._next_task = 1
         self._counters: dict[str, int] = {}
         self._unobserved: list[Task] = []
@@ -230,8 +234,9 @@ class VM:
         return self._journal
 
     def tasks(self) -> list[TaskInfo]:
-        """Snapshots of the live (unfinished) tasks, in ascending id."""
-        return [task.info() for task in self._live.values()]
+        """Snapshots of the live (unfinished) tasks, in ascending id (a list, shown as a
+        table in Jupyter)."""
+        return TaskList(task.info() for task in self._live.values())
 
     def spawn(self, coro: Any, *, name: str | None = None) -> Task:
         """Create a task from the host without running anything (see :meth:`step`)."""
@@ -550,6 +555,7 @@ class VM:
         if not isinstance(error, Exception):
             # KeyboardInterrupt, SystemExit: the task is gone; record it and pass it on.
             task._state = S_CANCELLED
+            self._interrupted = task
             self._rows.append(task._k | CANCEL)
             self._vals.append(f"interrupted by {type(error).__name__}")
             self._rows.append(task._k | CANCELLED)
@@ -641,7 +647,10 @@ class VM:
 
     # -- cancellation ------------------------------------------------------------------
 
-    def _cancelled_error(self, task: Task) -> Cancelled:
+    def _cancelled_error(self, task: Task) -> BaseException:
+        raised = self._cancel_errors.get(task.id) if self._cancel_errors else None
+        if raised is not None:  # a cell told why it stops (see _cells.py)
+            return copy.copy(raised).with_traceback(None) if raised.__traceback__ else raised
         return Cancelled(f"task {task.id} {task.name!r} was cancelled")
 
     def _cancel_node(self, node: Any, by: int, reason: str) -> None:
@@ -723,20 +732,20 @@ class VM:
                 out.append((task.id, task.name, info.waiting_on))
         return out
 
-    def _deadlock(self, root: Task) -> Deadlock:
+    def _deadlock(self, root: Task, role: str = "the root of vm.run") -> Deadlock:
         blocked = self._blocked()
         lines = [f"  task {tid} {name!r} waits {waiting}" for tid, name, waiting in blocked]
         return Deadlock(
             f"deadlock at tick {self._now}: no task can make progress while task {root.id} "
-            f"{root.name!r} (the root of vm.run) waits.\n" + "\n".join(lines),
+            f"{root.name!r} ({role}) waits.\n" + "\n".join(lines),
             blocked,
         )
 
-    def _step_limit_message(self, root: Task) -> str:
+    def _step_limit_message(self, root: Task, where: str = "vm.run()") -> str:
         ready = sorted(self._ready, key=_task_id)[:8]
         names = ", ".join(f"{task.id} {task.name!r}" for task in ready)
         return (
-            f"more than {self._max_steps} steps in vm.run() and task {root.id} {root.name!r} "
+            f"more than {self._max_steps} steps in {where} and task {root.id} {root.name!r} "
             f"has not finished: an unfair schedule or a livelock? Ready tasks: {names or 'none'}. "
             f"If the program really needs more steps, raise VM(max_steps=...)."
         )

@@ -1,0 +1,131 @@
+"""The Counterpoint session: one VM per IPython shell, and cells that run on it.
+
+``Session(shell)`` makes the VM (``vm`` in the user namespace, with the contract
+names preloaded), installs itself as IPython's loop runner so that a cell with a
+top-level ``await`` runs as a task on that VM, journals every executed cell (its
+source, then its outcome), trims the VM's own frames from tracebacks, and
+registers the magics (``%vm``, ``%tasks``, ``%journal``, ``%replay``,
+``%%explore``).  The kernel and ``%load_ext counterpoint`` both use it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import counterpoint as cp
+from counterpoint._cells import run_cell
+from counterpoint._journal import A_SHIFT, CELL, CELL_DONE
+from counterpoint._vm import user_traceback
+
+#: the names a session preloads into the user namespace (besides ``cp`` and ``vm``)
+PRELOADED = tuple(cp.__all__)
+
+
+def outcome_of(error: BaseException | None) -> tuple:
+    """The value of a ``cell_done`` record: ("ok",), or (outcome, type, message)."""
+    if error is None:
+        return ("ok",)
+    how = "interrupted" if isinstance(error, KeyboardInterrupt) else "error"
+    return (how, type(error).__name__, str(error))
+
+
+def trim_vm_frames(error: BaseException | None) -> None:
+    """Drop the VM's own frames from ``error`` and the exceptions chained to it."""
+    seen: set[int] = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        user_traceback(error)
+        if isinstance(error, BaseExceptionGroup):
+            for inner in error.exceptions:
+                trim_vm_frames(inner)
+        error = error.__cause__ or error.__context__
+
+
+class Session:
+    """The VM of one IPython shell, and the glue that runs its cells on it."""
+
+    def __init__(self, shell: Any, *, seed: int = 0, policy: str = "fifo", **options: Any):
+        self.shell = shell
+        self.options: dict[str, Any] = {"seed": seed, "policy": policy, **options}
+        self.vm: cp.VM = cp.VM(**self.options)
+        self.cells = 0  # cells journaled on this VM
+        self.replaying = False  # True while `counterpoint replay` drives the shell
+        self._showtraceback = shell.showtraceback
+        self._installed = False
+        self.install()
+
+    # -- installing and removing ---------------------------------------------------------
+
+    def install(self) -> None:
+        shell = self.shell
+        shell.push({"cp": cp, **{name: getattr(cp, name) for name in PRELOADED}})
+        shell.push({"vm": self.vm})
+        shell.loop_runner = self.run_cell_coroutine
+        shell.autoawait = True
+        shell.events.register("pre_run_cell", self._pre_run_cell)
+        shell.events.register("post_run_cell", self._post_run_cell)
+        shell.showtraceback = self._show_user_traceback
+        from .magics import CounterpointMagics
+
+        shell.register_magics(CounterpointMagics(shell, session=self))
+        self._installed = True
+
+    def uninstall(self) -> None:
+        """Undo :meth:`install` (``%unload_ext counterpoint``); the VM is closed."""
+        if not self._installed:
+            return
+        shell = self.shell
+        shell.events.unregister("pre_run_cell", self._pre_run_cell)
+        shell.events.unregister("post_run_cell", self._post_run_cell)
+        shell.showtraceback = self._showtraceback
+        shell.loop_runner = "asyncio"
+        self.vm.close()
+        self._installed = False
+
+    # -- the VM ---------------------------------------------------------------------------
+
+    def reset(self, **options: Any) -> cp.VM:
+        """A fresh VM (with ``options`` changed), bound to ``vm``; the old one is closed."""
+        merged = {**self.options, **options}
+        fresh = cp.VM(**merged)  # (raises on bad options, keeping the old VM)
+        self.vm.close()
+        self.options = merged
+        self.vm = fresh
+        self.cells = 0
+        self.shell.push({"vm": fresh})
+        return fresh
+
+    def run_cell_coroutine(self, coro: Any) -> Any:
+        """IPython's loop runner: run a cell (``run_cell_async``) as a task on the VM."""
+        run = run_cell(self.vm, coro, f"cell {self.cells + 1}")
+        problem = run.problem
+        if problem is not None and problem.__traceback__ is None:
+            # delivered, but the cell's code never reached a checkpoint to raise it
+            raise problem
+        return run.result
+
+    # -- journaling cells -------------------------------------------------------------------
+
+    def _pre_run_cell(self, info: Any) -> None:
+        self.cells += 1
+        vm = self.vm
+        vm._rows.append(CELL | self.cells << A_SHIFT)
+        vm._vals.append(info.raw_cell)
+
+    def _post_run_cell(self, result: Any) -> None:
+        if not self.cells:
+            return  # a cell before a %vm reset in this very cell
+        error = result.error_before_exec or result.error_in_exec
+        vm = self.vm
+        vm._rows.append(CELL_DONE | self.cells << A_SHIFT)
+        vm._vals.append(outcome_of(error))
+
+    # -- tracebacks ---------------------------------------------------------------------------
+
+    def _show_user_traceback(self, exc_tuple: Any = None, *args: Any, **kwargs: Any) -> Any:
+        try:
+            kind, error, _ = self.shell._get_exc_info(exc_tuple)
+        except ValueError:  # no exception to show: IPython says so itself
+            return self._showtraceback(exc_tuple, *args, **kwargs)
+        trim_vm_frames(error)
+        return self._showtraceback((kind, error, error.__traceback__), *args, **kwargs)
