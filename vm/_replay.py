@@ -142,20 +142,26 @@ class _Checker:
         self.expected = expected
         self.got = got
         self.checked = 0
-        self.failed = False
+        self.error: NondeterminismError | None = None  # the first difference found
+
+    @property
+    def failed(self) -> bool:
+        return self.error is not None
 
     def __call__(self, final: bool = False) -> None:
-        if self.failed:
+        if self.error is not None:
             return
         got, expected = self.got, self.expected
         upto = len(got)
         index = first_difference(expected, got, self.checked)
         if index is not None and (index < upto and index < len(expected)):
-            self.failed = True
-            raise divergence(expected, got, index, "the replay diverged from the journal")
+            self.error = divergence(expected, got, index, "the replay diverged from the journal")
+            raise self.error
         if upto > len(expected):
-            self.failed = True
-            raise divergence(expected, got, len(expected), "the replay went on past the journal")
+            self.error = divergence(
+                expected, got, len(expected), "the replay went on past the journal"
+            )
+            raise self.error
         self.checked = upto
 
 
@@ -167,7 +173,7 @@ def replaying_vm(expected: Journal, **vm_options: Any) -> tuple[Any, _Checker]:
 
     options = {
         key: expected.meta[key]
-        for key in ("seed", "policy", "max_workers", "schedule")
+        for key in ("seed", "policy", "max_workers", "schedule", "max_steps")
         if key in expected.meta
     }
     options.update(vm_options)

@@ -210,6 +210,7 @@ class Writer:
             self.connection.executescript(_INDEXES)
             self._set_meta(
                 {
+                    **{key: json.dumps(value) for key, value in journal.meta.items()},
                     "complete": "1",
                     "records": str(len(journal)),
                     "digest": journal.digest() if len(journal) else "",

@@ -193,6 +193,8 @@ class VM:
 
             self._chooser = ScheduleChooser(schedule)
             self._journal.meta["schedule"] = schedule
+        if max_steps is not None:
+            self._journal.meta["max_steps"] = max_steps
         # Operations append records straight to these columns (list.append is the
         # fastest call CPython has); with recording off they discard everything.
         if journal is not False:

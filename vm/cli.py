@@ -1,11 +1,19 @@
 """The ``counterpoint`` command line.
 
-    counterpoint run PROGRAM.py [--seed N] [--policy fifo|random] [--max-steps N]
-                                [--journal-tail N]
+    counterpoint lab [DIR] [--no-browser] [--port N]   JupyterLab with the kernel
+    counterpoint install [--user | --sys-prefix | --prefix P]   the kernelspec
+    counterpoint run PROGRAM.py [--seed N] [--policy P] [--max-steps N]
+                                [--journal OUT] [--journal-tail N]
+    counterpoint nbrun NOTEBOOK.ipynb [--output OUT] [--timeout S]
+    counterpoint replay JOURNAL
 
 ``run`` loads the file, calls its ``async def main()`` on a fresh VM and prints
-the result, the virtual time, the number of steps and the journal digest.  The
-exit status is 0 when ``main`` returned and 1 when it raised.
+the result, the virtual time, the number of steps and the journal digest (exit
+status 0 when ``main`` returned, 1 when it raised).  ``replay`` re-runs what a
+journal file recorded -- a notebook session's cells, or the program that
+``run --journal`` ran -- and checks that the journal comes out the same (exit
+status 0 if it does, 1 if not).  This module imports Jupyter only for the
+commands that need it.
 """
 
 from __future__ import annotations
@@ -17,48 +25,63 @@ import sys
 import traceback
 from pathlib import Path
 
-from ._journal import _KIND_MASK, STEP
+from ._errors import JournalError, NondeterminismError
+from ._journal import _KIND_MASK, CELL, STEP, Journal
 from ._vm import POLICIES, VM, user_traceback
 
 
-def _load_main(path: Path):
+def _load_main(path: Path, command: str = "run"):
     if not path.is_file():
-        raise SystemExit(f"counterpoint run: no such file: {path}")
+        raise SystemExit(f"counterpoint {command}: no such file: {path}")
     namespace = runpy.run_path(str(path), run_name="__counterpoint__")
     main = namespace.get("main")
     if main is None:
         raise SystemExit(
-            f"counterpoint run: {path} defines no `main`; write `async def main(): ...` "
+            f"counterpoint {command}: {path} defines no `main`; write `async def main(): ...` "
             f"(its return value is printed)"
         )
     if not inspect.iscoroutinefunction(main):
-        raise SystemExit(f"counterpoint run: `main` in {path} must be an `async def` function")
+        raise SystemExit(
+            f"counterpoint {command}: `main` in {path} must be an `async def` function"
+        )
     return main
 
 
+def _error_text(error: BaseException) -> str:
+    user_traceback(error)  # the program's frames only, not the VM's or this file's
+    if error.__traceback__ is not None:
+        return "".join(traceback.format_exception(error)).rstrip()
+    return "".join(traceback.format_exception_only(error)).rstrip()
+
+
 def run_program(
-    path: Path, *, seed: int, policy: str, max_steps: int | None, journal_tail: int
+    path: Path,
+    *,
+    seed: int,
+    policy: str,
+    max_steps: int | None,
+    journal_tail: int,
+    journal: Path | None = None,
 ) -> int:
     main = _load_main(path)
     vm = VM(seed=seed, policy=policy, max_steps=max_steps)
+    vm.journal.meta["program"] = str(path.resolve())
     status = 0
     try:
         result = vm.run(main())
         outcome = f"result:       {result!r}"
     except Exception as error:  # the program's failure is part of the report
         status = 1
-        user_traceback(error)  # the program's frames only, not the VM's or this file's
-        if error.__traceback__ is not None:
-            text = "".join(traceback.format_exception(error)).rstrip()
-        else:
-            text = "".join(traceback.format_exception_only(error)).rstrip()
-        outcome = "error:        " + text.replace("\n", "\n              ")
+        outcome = "error:        " + _error_text(error).replace("\n", "\n              ")
     steps = sum(1 for row in vm.journal._rows if row & _KIND_MASK == STEP)
     print(f"program:      {path}  (policy {policy}, seed {seed})")
     print(outcome)
     print(f"virtual time: {vm.now} tick{'' if vm.now == 1 else 's'}")
     print(f"steps:        {steps}")
     print(f"journal:      {len(vm.journal)} records, digest {vm.journal.digest()}")
+    if journal is not None:
+        vm.journal.save(journal)
+        print(f"saved to:     {journal}  (counterpoint replay {journal})")
     if journal_tail:
         print(f"last {min(journal_tail, len(vm.journal))} records:")
         for record in vm.journal[-journal_tail:]:
@@ -66,23 +89,94 @@ def run_program(
                 f"  #{record.event_id:<6} t={record.tick:<5} task {record.task:<4} "
                 f"{record.kind:<9} {record.data}"
             )
+    vm.close()
     return status
 
 
-def main(argv: list[str] | None = None) -> int:
+def replay_file(path: Path) -> int:
+    """``counterpoint replay JOURNAL``: a session's cells, or ``run``'s program."""
+    try:
+        journal = Journal.load(path)
+    except JournalError as error:
+        print(f"counterpoint replay: {error}", file=sys.stderr)
+        return 2
+    if any(row & _KIND_MASK == CELL for row in journal._rows):
+        from .ipython.replay import replay_session
+
+        try:
+            print(replay_session(journal))
+        except NondeterminismError as error:
+            print(f"counterpoint replay: the session did not replay: {error}", file=sys.stderr)
+            return 1
+        return 0
+    program = journal.meta.get("program")
+    if not isinstance(program, str):
+        print(
+            f"counterpoint replay: {path} holds neither notebook cells nor the name of the "
+            f"program that wrote it (`counterpoint run PROGRAM --journal OUT` records it); "
+            f"from Python, use cp.replay(main, cp.Journal.load({str(path)!r}))",
+            file=sys.stderr,
+        )
+        return 2
+    from ._replay import replay
+
+    main = _load_main(Path(program), "replay")
+    try:
+        result = replay(main, journal)
+        outcome = f"result {result!r}"
+    except NondeterminismError as error:
+        print(f"counterpoint replay: {program} did not replay: {error}", file=sys.stderr)
+        return 1
+    except Exception as error:  # the program failed, as it did when it was recorded
+        outcome = "error " + _error_text(error).splitlines()[-1]
+    print(
+        f"replayed {program}: the same {len(journal)} records, digest {journal.digest()[:16]} "
+        f"({outcome})"
+    )
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="counterpoint", description="Counterpoint: a deterministic concurrency VM."
+        prog="counterpoint",
+        description="Counterpoint: a deterministic concurrency VM, in Jupyter and on its own.",
     )
     commands = parser.add_subparsers(dest="command", required=True)
+
+    lab = commands.add_parser("lab", help="open JupyterLab on the notebooks, with the kernel")
+    lab.add_argument("directory", nargs="?", type=Path, help="default: ./notebooks, else .")
+    lab.add_argument("--no-browser", action="store_true", help="do not open a browser")
+    lab.add_argument("--port", type=int, default=None, help="the server's port")
+
+    install = commands.add_parser("install", help="install the `counterpoint` kernelspec")
+    where = install.add_mutually_exclusive_group()
+    where.add_argument("--user", action="store_true", help="for this user")
+    where.add_argument("--sys-prefix", action="store_true", help="in this environment (default)")
+    where.add_argument("--prefix", help="under PREFIX/share/jupyter/kernels")
+
     run = commands.add_parser("run", help="run a program's `async def main()` on the VM")
     run.add_argument("program", type=Path, help="a Python file defining `async def main()`")
     run.add_argument("--seed", type=int, default=0, help="VM seed (default 0)")
     run.add_argument("--policy", choices=POLICIES, default="fifo", help="scheduling policy")
     run.add_argument("--max-steps", type=int, default=None, help="step limit for the run")
+    run.add_argument("--journal", type=Path, metavar="OUT", help="save the journal (SQLite)")
     run.add_argument(
         "--journal-tail", type=int, default=0, metavar="N", help="also print the last N records"
     )
-    args = parser.parse_args(argv)
+
+    nbrun = commands.add_parser("nbrun", help="execute a notebook headless, saving its outputs")
+    nbrun.add_argument("notebook", type=Path)
+    nbrun.add_argument("--output", type=Path, help="write here instead of in place")
+    nbrun.add_argument("--timeout", type=int, default=600, help="seconds per cell (default 600)")
+    nbrun.add_argument("--kernel", default=None, help="kernel name (default: the notebook's)")
+
+    replay = commands.add_parser("replay", help="re-run a journal file and check it matches")
+    replay.add_argument("journal", type=Path)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
     if args.command == "run":
         return run_program(
             args.program,
@@ -90,6 +184,19 @@ def main(argv: list[str] | None = None) -> int:
             policy=args.policy,
             max_steps=args.max_steps,
             journal_tail=args.journal_tail,
+            journal=args.journal,
+        )
+    if args.command == "replay":
+        return replay_file(args.journal)
+    from .kernel import commands
+
+    if args.command == "install":
+        return commands.install_command(user=args.user, prefix=args.prefix)
+    if args.command == "lab":
+        return commands.lab(args.directory, no_browser=args.no_browser, port=args.port)
+    if args.command == "nbrun":
+        return commands.nbrun(
+            args.notebook, output=args.output, timeout=args.timeout, kernel=args.kernel
         )
     return 2  # pragma: no cover - argparse rejects unknown commands
 

@@ -136,7 +136,7 @@ class CounterpointMagics(Magics):
         tasks = self.session.vm.tasks()
         if not tasks:
             return Text("no live tasks")
-        width = max(len(info.name) for info in tasks) + 2
+        width = max(len(repr(info.name)) for info in tasks) + 2
         lines = [f"{'task':>4}  {'name':<{width}}{'state':<9} waiting on"]
         for info in tasks:
             name = repr(info.name)

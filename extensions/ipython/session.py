@@ -41,13 +41,27 @@ def trim_vm_frames(error: BaseException | None) -> None:
         error = error.__cause__ or error.__context__
 
 
+async def _keep(coro: Any, out: list) -> None:
+    """The cell's task: IPython's ``run_cell_async``, its result kept on the side (so
+    the journal's ``done`` record holds None, not IPython's ExecutionResult)."""
+    out.append(await coro)
+
+
 class Session:
     """The VM of one IPython shell, and the glue that runs its cells on it."""
 
-    def __init__(self, shell: Any, *, seed: int = 0, policy: str = "fifo", **options: Any):
+    def __init__(
+        self,
+        shell: Any,
+        *,
+        seed: int = 0,
+        policy: str = "fifo",
+        vm: cp.VM | None = None,
+        **options: Any,
+    ):
         self.shell = shell
         self.options: dict[str, Any] = {"seed": seed, "policy": policy, **options}
-        self.vm: cp.VM = cp.VM(**self.options)
+        self.vm: cp.VM = vm if vm is not None else cp.VM(**self.options)
         self.cells = 0  # cells journaled on this VM
         self.replaying = False  # True while `counterpoint replay` drives the shell
         self._showtraceback = shell.showtraceback
@@ -97,12 +111,13 @@ class Session:
 
     def run_cell_coroutine(self, coro: Any) -> Any:
         """IPython's loop runner: run a cell (``run_cell_async``) as a task on the VM."""
-        run = run_cell(self.vm, coro, f"cell {self.cells + 1}")
+        result: list = []
+        run = run_cell(self.vm, _keep(coro, result), f"cell {self.cells + 1}")
         problem = run.problem
         if problem is not None and problem.__traceback__ is None:
             # delivered, but the cell's code never reached a checkpoint to raise it
             raise problem
-        return run.result
+        return result[0]
 
     # -- journaling cells -------------------------------------------------------------------
 
