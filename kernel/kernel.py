@@ -22,6 +22,17 @@ class CounterpointKernel(IPythonKernel):
         super().__init__(**kwargs)
         self.session_vm = load(self.shell)
 
+    def do_history(self, hist_access_type: str, output: bool, raw: bool, session: int = 0, **kw):
+        """IPython's history, with the current session's entries numbered as the
+        session is (IPython numbers them 0 when read from memory, so a ``range``
+        request for the session a ``tail`` reply named came back under another)."""
+        reply = super().do_history(hist_access_type, output, raw, session=session, **kw)
+        current = self.shell.history_manager.session_number
+        reply["history"] = [
+            (current if entry[0] == 0 else entry[0], *entry[1:]) for entry in reply["history"]
+        ]
+        return reply
+
     @property
     def banner(self) -> str:  # type: ignore[override]
         return (

@@ -22,7 +22,16 @@ from ._errors import ChannelClosed
 from ._journal import _ATOMIC, A_SHIFT, BLOCK_RECV, BLOCK_SEND, CLOSE, RECV, SEND, plain
 from ._ops import same_vm
 from ._task import BLOCKED, READY, Task
-from ._traps import PARK, RESCHEDULE, actor, check_fresh, observed, operation, running_task
+from ._traps import (
+    PARK,
+    RESCHEDULE,
+    actor,
+    check_fresh,
+    observed,
+    operation,
+    running_task,
+    task_or_session,
+)
 from ._traps import running as _running
 
 
@@ -406,5 +415,5 @@ def channel(capacity: int = 0) -> Channel:
     >>> cp.VM().run(main())
     (2, 'to')
     """
-    task = running_task("cp.channel()")
-    return Channel(task._vm, capacity, task)
+    task, vm = task_or_session("cp.channel()")
+    return Channel(vm, capacity, task)

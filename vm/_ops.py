@@ -25,6 +25,7 @@ from ._traps import (
     operation,
     running_task,
     task_here,
+    task_or_session,
 )
 from ._traps import running as _running
 
@@ -141,8 +142,7 @@ def now() -> int:
     >>> cp.VM().run(main())
     (0, 7)
     """
-    task = running_task("cp.now()")
-    return task._vm._now
+    return task_or_session("cp.now()")[1]._now
 
 
 def current_task() -> Task:
@@ -179,9 +179,11 @@ def spawn(coro: Any, *, name: str | None = None) -> Task:
     task = task_here()
     if task is None:
         try:
-            task = running_task("cp.spawn()")
-        finally:
+            task, vm = task_or_session("cp.spawn()")
+        except BaseException:
             discard(coro)
+            raise
+        return vm.spawn(coro, name=name)  # a notebook session's host cell
     return task._vm._spawn(coro, name, None, task, "cp.spawn()")
 
 

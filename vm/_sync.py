@@ -15,7 +15,16 @@ from ._errors import Cancelled
 from ._journal import A_SHIFT, ACQUIRE, BLOCK, CLEAR, NOTIFY, RELEASE, SET
 from ._ops import same_vm
 from ._task import READY, UNINTERRUPTIBLE, Task, park
-from ._traps import PARK, RESCHEDULE, actor, new_op, observed, operation, running_task
+from ._traps import (
+    PARK,
+    RESCHEDULE,
+    actor,
+    new_op,
+    observed,
+    operation,
+    running_task,
+    task_or_session,
+)
 from ._traps import running as _running
 
 
@@ -26,8 +35,7 @@ class _Primitive:
     KIND = "object"
 
     def __init__(self, extra: dict | None = None) -> None:
-        task = running_task(f"cp.{type(self).__name__}()")
-        self._vm = task._vm
+        task, self._vm = task_or_session(f"cp.{type(self).__name__}()")
         self._waiters: deque[Task] = deque()
         self.id = self._vm._new_object(self.KIND, task, extra)
         self._a = self.id << A_SHIFT

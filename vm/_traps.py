@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import gc
 import sys
+import threading
 import types
 from collections.abc import Callable
 from threading import get_ident
@@ -68,7 +69,7 @@ class Running:
     synchronous entry points use :func:`task_here` or :func:`running_task`.
     """
 
-    __slots__ = ("interrupts", "task", "thread")
+    __slots__ = ("host_vm", "interrupts", "task", "thread")
 
     def __init__(self) -> None:
         self.task: Task | None = None
@@ -76,6 +77,9 @@ class Running:
         # Ctrl-C that arrived while the VM's own code ran: the scheduler raises
         # KeyboardInterrupt at its next safe point (see _interrupts.py)
         self.interrupts: list[int] = []
+        # a notebook session's VM: on the main thread, outside tasks, cp.channel(),
+        # cp.Lock() ..., cp.spawn() and cp.now() use it (see the kernel's docs)
+        self.host_vm: Any = None
 
 
 running = Running()
@@ -151,6 +155,19 @@ def actor(what: str) -> Task | None:
     return task
 
 
+def task_or_session(what: str) -> tuple[Task | None, Any]:
+    """(the running task, its VM); on the host, (None, the notebook session's VM) if
+    there is one and this is the main thread; else raise as :func:`running_task`."""
+    task = running.task
+    if task is not None and get_ident() == running.thread:
+        return task, task._vm
+    session = running.host_vm
+    if task is None and session is not None and get_ident() == threading.main_thread().ident:
+        return None, session
+    running_task(what)  # raises, explaining
+    raise AssertionError  # pragma: no cover
+
+
 def running_task(what: str) -> Task:
     """The running task; raise ``NotInTaskError`` naming ``what`` if there is none."""
     task = running.task
@@ -161,6 +178,12 @@ def running_task(what: str) -> Task:
             f"return a value; host threads talk to tasks with vm.events.enqueue()."
         )
     if task is None:
+        if running.host_vm is not None:
+            raise NotInTaskError(
+                f"{what} was called outside a Counterpoint task. In a notebook cell, `await` "
+                f"it (a cell with a top-level await runs as a task on the session VM), or "
+                f"put the code in an `async def` and await that."
+            )
         raise NotInTaskError(
             f"{what} was called outside a Counterpoint task. Contract calls work only inside "
             f"a coroutine that the VM runs: put the code in an `async def main()` and run it "

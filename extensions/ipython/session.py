@@ -15,6 +15,7 @@ from typing import Any
 import counterpoint as cp
 from counterpoint._cells import run_cell
 from counterpoint._journal import A_SHIFT, CELL, CELL_DONE
+from counterpoint._traps import running
 from counterpoint._vm import user_traceback
 
 #: the names a session preloads into the user namespace (besides ``cp`` and ``vm``)
@@ -74,6 +75,7 @@ class Session:
         shell = self.shell
         shell.push({"cp": cp, **{name: getattr(cp, name) for name in PRELOADED}})
         shell.push({"vm": self.vm})
+        running.host_vm = self.vm
         shell.loop_runner = self.run_cell_coroutine
         shell.autoawait = True
         shell.events.register("pre_run_cell", self._pre_run_cell)
@@ -93,6 +95,8 @@ class Session:
         shell.events.unregister("post_run_cell", self._post_run_cell)
         shell.showtraceback = self._showtraceback
         shell.loop_runner = "asyncio"
+        if running.host_vm is self.vm:
+            running.host_vm = None
         self.vm.close()
         self._installed = False
 
@@ -107,6 +111,7 @@ class Session:
         self.vm = fresh
         self.cells = 0
         self.shell.push({"vm": fresh})
+        running.host_vm = fresh
         return fresh
 
     def run_cell_coroutine(self, coro: Any) -> Any:

@@ -1,0 +1,437 @@
+"""The `counterpoint` kernel, driven through jupyter_client as a notebook does: cells
+run on one session VM that persists, every cell is journaled, errors show the
+user's frames, interrupts stop tasks stuck in loops, magics and rich output work."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+from jupyter_client.kernelspec import KernelSpecManager
+from kernels import Kernel
+
+import counterpoint as cp
+
+VM_FILES = ("_vm.py", "_traps.py", "_scope.py", "_channel.py", "_cells.py", "_ops.py")
+
+
+@pytest.fixture(scope="module")
+def kernel():
+    k = Kernel()
+    yield k
+    k.shutdown()
+
+
+@pytest.fixture
+def fresh(kernel):
+    """The module's kernel with a fresh session VM (fifo, seed 0)."""
+    reply = kernel.execute("%vm reset --seed 0 --policy fifo")
+    assert reply.status == "ok", reply.traceback_text
+    return kernel
+
+
+def ok(kernel: Kernel, code: str):
+    reply = kernel.execute(code)
+    assert reply.status == "ok", reply.traceback_text
+    return reply
+
+
+# -- the kernel and its spec ------------------------------------------------------------------
+
+
+def test_kernel_info_names_the_counterpoint_implementation_of_python(kernel):
+    kernel.client.kernel_info()
+    reply = kernel.client.get_shell_msg(timeout=10)
+    assert reply["content"]["implementation"] == "counterpoint"
+    assert reply["content"]["implementation_version"] == cp.__version__
+    assert reply["content"]["language_info"]["name"] == "python"
+    assert "session VM" in reply["content"]["banner"]
+
+
+def test_the_kernelspec_is_counterpoint_with_a_fixed_hash_seed(kernel):
+    spec = KernelSpecManager().get_kernel_spec("counterpoint")
+    assert spec.display_name == "Counterpoint (deterministic VM)"
+    assert spec.language == "python"
+    assert spec.env["PYTHONHASHSEED"] == "0"
+    assert spec.argv[1:3] == ["-m", "counterpoint.kernel"]
+    assert kernel.value("__import__('os').environ['PYTHONHASHSEED']") == "0"
+
+
+# -- cells on the session VM --------------------------------------------------------------------
+
+
+def test_top_level_await_runs_on_the_session_vm_and_time_carries_on(fresh):
+    assert fresh.value("await sleep(3)\nnow()") == 3
+    assert fresh.value("await cp.sleep(2)\nvm.now") == 5
+    assert fresh.value("vm.now") == 5  # a cell without await runs on the host
+
+
+def test_tasks_spawned_in_one_cell_keep_their_state_in_the_next(fresh):
+    ok(fresh, "box = channel()\nlistener = spawn(box.recv(), name='listener')\nawait sleep(1)")
+    assert fresh.value("[(t.name, t.state, t.waiting_on) for t in vm.tasks()]") == [
+        ("listener", "blocked", "to receive on channel 1")
+    ]
+    assert fresh.value("await box.send(42)\nawait listener") == 42
+
+
+def test_the_contract_names_are_preloaded(fresh):
+    assert (
+        fresh.value("[name for name in cp.__all__ if globals().get(name) is not getattr(cp, name)]")
+        == []
+    )
+    assert fresh.value("type(vm).__name__, vm is cp.ipython.session_of(get_ipython()).vm") == (
+        "VM",
+        True,
+    )
+
+
+def test_a_cell_without_await_can_make_channels_locks_and_tasks_on_the_session_vm(fresh):
+    ok(fresh, "ch = channel()\nlock = Lock()\nasync def say(word):\n    await ch.send(word)")
+    ok(fresh, "t = spawn(say('hi'), name='sender')\nnow()")
+    assert fresh.value("t.done(), [i.name for i in vm.tasks()]") == (False, ["sender"])
+    assert fresh.value("await ch.recv()") == "hi"
+    assert fresh.value("t.done(), lock.locked()") == (True, False)
+
+
+def test_an_operation_called_without_await_in_a_cell_says_to_await_it(fresh):
+    reply = fresh.execute("sleep(1)")
+    assert reply.ename == "NotInTaskError"
+    assert "In a notebook cell, `await` it" in reply.evalue
+
+
+def test_awaiting_asyncio_in_a_cell_is_a_clear_error(fresh):
+    reply = fresh.execute("import asyncio\nawait asyncio.sleep(1)")
+    assert reply.ename == "ForeignAwaitableError"
+    assert "use cp.sleep / cp.channel" in reply.evalue
+
+
+LISTING = "[(r.kind, r.data) for r in vm.journal if r.kind in ('cell', 'cell_done')]"
+
+
+def test_every_executed_cell_is_journaled_with_its_source_and_outcome(fresh):
+    ok(fresh, "await sleep(1)")
+    fresh.execute("1 / 0")
+    records = fresh.value(LISTING)
+    assert records == [
+        ("cell", {"cell": 1, "source": "await sleep(1)"}),
+        ("cell_done", {"cell": 1, "outcome": "ok"}),
+        ("cell", {"cell": 2, "source": "1 / 0"}),
+        (
+            "cell_done",
+            {
+                "cell": 2,
+                "outcome": "error",
+                "error": "ZeroDivisionError",
+                "message": "division by zero",
+            },
+        ),
+        (
+            "cell",
+            {"cell": 3, "source": LISTING},
+        ),
+    ]
+
+
+def test_the_same_cells_give_the_same_journal_in_another_kernel(fresh):
+    cells = [
+        "async def worker(i):\n    await sleep((i * 7) % 5)\n    return i * i",
+        "results = await par(*[worker(i) for i in range(8)])",
+        "%vm",
+        "ch = channel(3)\nfor i in range(3):\n    await ch.send(i)",
+        "await channel().recv()",
+    ]
+
+    def digest(k):
+        ok(k, "%vm reset --seed 5 --policy random")
+        for code in cells:
+            k.execute(code)
+        return k.value("vm.journal.digest()")
+
+    other = Kernel()
+    try:
+        assert digest(fresh) == digest(other)
+    finally:
+        other.shutdown()
+
+
+# -- errors ------------------------------------------------------------------------------------
+
+
+def test_a_deadlocked_cell_stops_with_deadlock_at_its_await(fresh):
+    reply = fresh.execute("ch = channel()\nawait ch.recv()")
+    assert reply.status == "error" and reply.ename == "Deadlock"
+    assert "waits to receive on channel 1" in reply.evalue
+    assert "----> 2 await ch.recv()" in reply.traceback_text
+    assert not any(name in reply.traceback_text for name in VM_FILES)
+    assert fresh.value("await sleep(1)\n'the next cell works'") == "the next cell works"
+
+
+def test_a_deadlock_inside_a_scope_cancels_the_cells_tasks(fresh):
+    code = textwrap.dedent(
+        """\
+        async def stuck():
+            await channel().recv()
+        async with cp.scope() as s:
+            s.spawn(stuck())
+            s.spawn(stuck())
+        """
+    )
+    reply = fresh.execute(code)
+    assert reply.ename == "Deadlock"
+    assert fresh.value("vm.tasks()") == []
+
+
+def test_tracebacks_show_the_users_frames_not_the_vms(fresh):
+    code = textwrap.dedent(
+        """\
+        async def fails():
+            await sleep(1)
+            raise ValueError("boom")
+
+        await par(fails(), sleep(5))
+        """
+    )
+    reply = fresh.execute(code)
+    assert (reply.ename, reply.evalue) == ("ValueError", "boom")
+    text = reply.traceback_text
+    assert 'raise ValueError("boom")' in text and "await par(fails(), sleep(5))" in text
+    assert not any(name in text for name in VM_FILES), text
+
+
+def test_max_steps_stops_a_livelocked_cell(fresh):
+    ok(fresh, "%vm reset --max-steps 500")
+    code = "async def spin():\n    while True:\n        await checkpoint()\nawait spawn(spin())"
+    reply = fresh.execute(code)
+    assert reply.ename == "StepLimitExceeded"
+    assert "more than 500 steps" in reply.evalue
+    assert fresh.value("vm.tasks()") == []
+
+
+# -- rich output --------------------------------------------------------------------------------
+
+
+def test_tasks_channels_and_journals_show_as_text_and_html_tables(fresh):
+    ok(
+        fresh,
+        "ch = channel(2)\nawait ch.send('a')\nt = spawn(sleep(9), name='napper')\nawait sleep(1)",
+    )
+    for expression, text in [
+        (
+            "vm.tasks()",
+            "TaskInfo(id=2, name='napper', state='sleeping', waiting_on='until tick 9')",
+        ),
+        ("ch", "<Channel 1 capacity=2 buffered=1>"),
+        ("t", "<Task 2 'napper' sleeping>"),
+        ("vm.journal", "<Journal of"),
+    ]:
+        data = ok(fresh, expression).result
+        assert text in data["text/plain"]
+        assert data["text/html"].count("<table") >= 1
+        assert "0x" not in data["text/plain"] + data["text/html"]
+
+
+# -- magics ---------------------------------------------------------------------------------------
+
+
+def test_vm_magic_shows_the_status_and_resets_the_vm(fresh):
+    ok(fresh, "await sleep(4)")
+    status = ok(fresh, "%vm").result["text/plain"]
+    assert "policy:          fifo" in status and "virtual time:    4" in status
+    ok(fresh, "%vm reset --seed 7 --policy random")
+    assert fresh.value("vm.seed, vm.policy, vm.now, len(vm.tasks())") == (7, "random", 0, 0)
+    reply = fresh.execute("%vm reset --policy lifo")
+    assert reply.status == "error" and "invalid choice" in reply.evalue
+    assert fresh.value("vm.policy") == "random"  # a bad reset keeps the VM
+
+
+def test_tasks_magic_lists_live_tasks_and_what_they_wait_on(fresh):
+    assert ok(fresh, "%tasks").result["text/plain"] == "no live tasks"
+    ok(fresh, "gate = Event()\nspawn(gate.wait(), name='gatekeeper')\nawait sleep(2)")
+    data = ok(fresh, "%tasks").result
+    assert data["text/plain"].splitlines() == [
+        "task  name          state     waiting on",
+        "   2  'gatekeeper'  blocked   for event 1",
+    ]
+    assert "gatekeeper" in data["text/html"]
+
+
+def test_journal_magic_shows_the_last_records_and_saves_the_journal(fresh, tmp_path):
+    ok(fresh, "await sleep(2)")
+    lines = ok(fresh, "%journal --last 3").result["text/plain"].splitlines()
+    assert lines[0].startswith("journal: ") and len(lines) == 4
+    assert "cell      cell=2, source='%journal --last 3'" in lines[-1]
+    path = tmp_path / "session.db"
+    assert "saved" in ok(fresh, f"%journal --save {path}").result["text/plain"]
+    saved = cp.Journal.load(path)
+    assert [r.data["source"] for r in saved if r.kind == "cell"] == [
+        "await sleep(2)",
+        "%journal --last 3",
+        f"%journal --save {path}",
+    ]
+    ok(fresh, f"%journal --save {tmp_path / 'session.jsonl'}")
+    assert json.loads((tmp_path / "session.jsonl").read_text().splitlines()[0])["kind"] == "spawn"
+
+
+def test_replay_magic_reruns_the_session_in_a_fresh_process(fresh):
+    ok(fresh, "async def tick(n):\n    await sleep(n)\n    return now()")
+    ok(fresh, "await par(tick(3), tick(1))")
+    fresh.execute("await channel().recv()")
+    report = ok(fresh, "%replay").result["text/plain"]
+    assert report.startswith("replayed 3 cells on a fresh VM: the same")
+
+
+def test_replay_magic_reports_a_session_that_does_not_replay(fresh):
+    ok(fresh, "import random\nawait sleep(random.randrange(1, 10**9))")
+    reply = fresh.execute("%replay")
+    assert reply.ename == "NondeterminismError"
+    assert "expected" in reply.evalue and "got" in reply.evalue
+
+
+def test_a_saved_session_replays_stand_alone(fresh, tmp_path):
+    ok(
+        fresh,
+        "ch = channel(1)\nasync def produce():\n    for i in range(3):\n        await ch.send(i)",
+    )
+    ok(fresh, "spawn(produce())\nprint([await ch.recv() for _ in range(3)])")
+    path = tmp_path / "session.db"
+    ok(fresh, f"%journal --save {path}")
+    done = subprocess.run(
+        [sys.executable, "-m", "counterpoint", "replay", str(path)], capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    assert "replayed 2 of 3 cells on a fresh VM: the same" in done.stdout
+    assert "cell 3 was still running when the journal was saved" in done.stdout
+
+
+def test_explore_magic_explores_the_cells_program(fresh):
+    code = textwrap.dedent(
+        """\
+        %%explore
+        box = {"n": 0}
+        async def add():
+            seen = box["n"]
+            await checkpoint()
+            box["n"] = seen + 1
+        await par(add(), add())
+        box["n"]
+        """
+    )
+    text = ok(fresh, code).result["text/plain"]
+    assert text.startswith("<ExploreReport dfs: 6 schedules (exhaustive)")
+    assert "outcomes: 2 x2, 1 x4" in text
+
+
+def test_an_explore_findings_replay_line_runs_in_the_next_cell(fresh):
+    code = textwrap.dedent(
+        """\
+        %%explore --max 50
+        amount = choose([10, 50, 120])
+        if amount > 100:
+            raise ValueError(f"overdraft of {amount - 100}")
+        amount
+        """
+    )
+    report = ok(fresh, code).result["text/plain"]
+    replay_line = report.splitlines()[-1].split("replay: ")[1]
+    assert replay_line == "cp.VM(schedule='cp1:21', seed=0).run(explored())"
+    reply = fresh.execute(replay_line)
+    assert (reply.ename, reply.evalue) == ("ValueError", "overdraft of 20")
+
+
+# -- interrupts ------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def own_kernel():
+    k = Kernel()
+    yield k
+    k.shutdown()
+
+
+def interrupt_soon(kernel: Kernel, code: str, after: float = 1.0):
+    msg_id = kernel.client.execute(code)
+    time.sleep(after)
+    kernel.interrupt()
+    return kernel.collect(msg_id)
+
+
+@pytest.mark.parametrize(
+    "loop",
+    ["pass", "await checkpoint()"],
+    ids=["busy in its own code", "livelocked on checkpoints"],
+)
+def test_interrupt_stops_a_task_stuck_in_a_loop(own_kernel, loop):
+    code = (
+        f"async def stuck():\n    while True:\n        {loop}\nawait spawn(stuck(), name='stuck')"
+    )
+    reply = interrupt_soon(own_kernel, code)
+    assert reply.status == "error" and reply.ename == "KeyboardInterrupt"
+    cancelled = own_kernel.value("[r.data['reason'] for r in vm.journal if r.kind == 'cancel']")
+    assert "the cell was interrupted" in cancelled
+    assert own_kernel.value("vm.tasks()") == []
+    assert own_kernel.value("await sleep(1)\n'the next cell works'") == "the next cell works"
+
+
+def test_interrupt_names_the_task_it_stopped_and_shows_its_frames(own_kernel):
+    code = "async def stuck():\n    while True:\n        pass\nawait spawn(stuck(), name='stuck')"
+    reply = interrupt_soon(own_kernel, code)
+    assert "while task 2 'stuck' ran" in reply.evalue
+    assert "while True:" in reply.traceback_text  # the stuck task's own line, in the cause
+    reasons = own_kernel.value(
+        "[(r.task, r.data['reason']) for r in vm.journal if r.kind == 'cancel']"
+    )
+    assert (2, "interrupted by KeyboardInterrupt") in reasons
+
+
+def test_interrupt_stops_a_cell_looping_in_its_own_code(own_kernel):
+    reply = interrupt_soon(own_kernel, "await sleep(1)\nwhile True:\n    pass")
+    assert reply.ename == "KeyboardInterrupt"
+    assert own_kernel.value("await sleep(1)\nvm.now") == 2
+
+
+# -- widgets --------------------------------------------------------------------------------------
+
+
+def test_an_ipywidgets_slider_displays_and_syncs(fresh):
+    reply = ok(fresh, "import ipywidgets\nslider = ipywidgets.IntSlider(value=3, max=10)\nslider")
+    views = [out for out in reply.outputs if out["msg_type"] in ("execute_result", "display_data")]
+    view = views[0]["content"]["data"]["application/vnd.jupyter.widget-view+json"]
+    model_id = view["model_id"]
+    opened = [out for out in reply.outputs if out["msg_type"] == "comm_open"]
+    assert model_id in [out["content"]["comm_id"] for out in opened]
+    # the front end moves the slider: the kernel's model follows
+    msg = fresh.client.session.msg(
+        "comm_msg",
+        {
+            "comm_id": model_id,
+            "data": {"method": "update", "state": {"value": 7}, "buffer_paths": []},
+        },
+    )
+    fresh.client.shell_channel.send(msg)
+    deadline = time.monotonic() + 10
+    while fresh.value("slider.value") != 7:
+        assert time.monotonic() < deadline, "the kernel never saw the update"
+        time.sleep(0.1)
+    # and the kernel moves it: the front end hears of it
+    reply = ok(fresh, "slider.value = 9")
+    assert fresh.value("slider.value") == 9
+
+
+# -- the IPython extension in a stock kernel ------------------------------------------------------
+
+
+def test_load_ext_counterpoint_gives_a_stock_kernel_the_session(tmp_path):
+    k = Kernel("python3")
+    try:
+        ok(k, "%load_ext counterpoint")
+        assert k.value("await sleep(2)\nvm.now") == 2
+        assert ok(k, "%tasks").result["text/plain"] == "no live tasks"
+        assert k.execute("await channel().recv()").ename == "Deadlock"
+        ok(k, "%unload_ext counterpoint")
+        assert k.value("import asyncio\nawait asyncio.sleep(0)\n'asyncio again'") == "asyncio again"
+    finally:
+        k.shutdown()
