@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -48,6 +49,8 @@ def lab(directory: Path | None, *, no_browser: bool = False, port: int | None = 
     command = [sys.executable, "-m", "jupyterlab", f"--ServerApp.root_dir={directory.resolve()}"]
     if no_browser:
         command.append("--no-browser")
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        command.append("--allow-root")  # in a container, as root: Jupyter insists on it
     if port is not None:
         command.append(f"--port={port}")
     print("starting JupyterLab:", " ".join(command[2:]), flush=True)

@@ -73,7 +73,8 @@ def test_readme_quick_start_has_exactly_two_commands():
     blocks = re.findall(r"```bash\n(.*?)```", quick_start, flags=re.S)
     assert len(blocks) == 2
     assert all(len(block.strip().splitlines()) == 1 for block in blocks)
-    assert "counterpoint run examples/" in blocks[0]
+    assert "counterpoint lab" in blocks[0]  # the main job: JupyterLab with the kernel
+    assert "pytest" in blocks[1]
 
 
 @pytest.mark.slow
@@ -85,6 +86,11 @@ def test_a_built_wheel_contains_the_package_and_the_console_script(tmp_path):
     (wheel,) = tmp_path.glob("counterpoint-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
     assert "counterpoint/__init__.py" in names and "counterpoint/_vm.py" in names
+    assert "counterpoint/kernel/kernel.py" in names and "counterpoint/ipython/session.py" in names
+    # the kernelspec is wheel data: a plain `pip install` makes the kernel visible
+    spec = next(n for n in names if n.endswith("share/jupyter/kernels/counterpoint/kernel.json"))
+    assert spec.startswith("counterpoint-0.1.0.data/data/")
+    assert '"counterpoint.kernel"' in zipfile.ZipFile(wheel).read(spec).decode()
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
     scripts = zipfile.ZipFile(wheel).read(entry_points).decode()
     assert "counterpoint = counterpoint.cli:main" in scripts

@@ -128,7 +128,8 @@ def replay_file(path: Path) -> int:
         print(f"counterpoint replay: {program} did not replay: {error}", file=sys.stderr)
         return 1
     except Exception as error:  # the program failed, as it did when it was recorded
-        outcome = "error " + _error_text(error).splitlines()[-1]
+        first = str(error).splitlines()[0] if str(error) else ""
+        outcome = f"error {type(error).__name__}: {first}"
     print(
         f"replayed {program}: the same {len(journal)} records, digest {journal.digest()[:16]} "
         f"({outcome})"

@@ -1,0 +1,190 @@
+"""A simulated Binder build: a fresh virtual environment, `pip install -r
+binder/requirements.txt` from the repository's root (as repo2docker runs it), a
+Jupyter server on localhost, and the first notebook run cell by cell through the
+server's kernel API with the `counterpoint` kernel."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+
+import nbformat
+import pytest
+
+ROOT = Path(__file__).parent.parent
+NOTEBOOK = "notebooks/01-tasks-and-time.ipynb"
+
+pytestmark = pytest.mark.slow
+
+
+def copy_repository(target: Path) -> Path:
+    """The tracked files, as repo2docker copies a repository into the image."""
+    files = subprocess.run(
+        ["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout.split()
+    for name in files:
+        (target / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(ROOT / name, target / name)
+    return target
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    def __init__(self, python: Path, root: Path, log: Path) -> None:
+        self.port = free_port()
+        self.token = secrets.token_hex(16)
+        self.log = log
+        with log.open("wb") as errors:  # (a file, not a pipe: the server logs a lot)
+            self.process = subprocess.Popen(
+                [
+                    str(python),
+                    "-m",
+                    "jupyter_server",
+                    "--no-browser",
+                    f"--port={self.port}",
+                    "--ip=127.0.0.1",
+                    f"--ServerApp.token={self.token}",
+                    f"--ServerApp.root_dir={root}",
+                    *(["--allow-root"] if os.geteuid() == 0 else []),  # (containers, CI)
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=errors,
+            )
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                self.get("/api/status")
+                return
+            except OSError:
+                assert self.process.poll() is None, self.log.read_text()
+                assert time.monotonic() < deadline, "the Jupyter server did not start"
+                time.sleep(0.25)
+
+    def request(self, method: str, path: str, body: dict | None = None) -> dict:
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{self.port}{path}",
+            method=method,
+            data=None if body is None else json.dumps(body).encode(),
+            headers={"Authorization": f"token {self.token}"},
+        )
+        with urllib.request.urlopen(request, timeout=30) as response:
+            text = response.read()
+        return json.loads(text) if text else {}
+
+    def get(self, path: str) -> dict:
+        return self.request("GET", path)
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+
+
+def execute(ws, code: str) -> list[dict]:
+    """Run ``code`` over the kernel's websocket; return its outputs as notebook outputs."""
+    msg_id = uuid.uuid4().hex
+    ws.send(
+        json.dumps(
+            {
+                "header": {
+                    "msg_id": msg_id,
+                    "msg_type": "execute_request",
+                    "username": "binder-test",
+                    "session": "binder-test",
+                    "date": "",
+                    "version": "5.3",
+                },
+                "parent_header": {},
+                "metadata": {},
+                "content": {"code": code, "silent": False, "store_history": True},
+                "channel": "shell",
+                "buffers": [],
+            }
+        )
+    )
+    outputs: list[dict] = []
+    while True:
+        msg = json.loads(ws.recv())
+        if msg.get("parent_header", {}).get("msg_id") != msg_id or msg["channel"] != "iopub":
+            continue
+        kind, content = msg["msg_type"], msg["content"]
+        if kind == "status" and content["execution_state"] == "idle":
+            return outputs
+        if kind == "stream":
+            outputs.append(
+                {"output_type": "stream", "name": content["name"], "text": content["text"]}
+            )
+        elif kind in ("execute_result", "display_data"):
+            outputs.append({"output_type": kind, "data": content["data"]})
+        elif kind == "error":
+            outputs.append({"output_type": "error", "ename": content["ename"]})
+
+
+def comparable(outputs: list) -> list:
+    """What nbval compares: the text of streams, text/plain and text/html, error names."""
+    out = []
+    for o in outputs:
+        if o["output_type"] == "stream":
+            out.append(("stream", o["name"], o["text"]))
+        elif o["output_type"] == "error":
+            out.append(("error", o["ename"]))
+        else:
+            out.append((o["output_type"], o["data"].get("text/plain"), o["data"].get("text/html")))
+    return out
+
+
+def test_the_binder_setup_builds_and_runs_the_first_notebook_with_the_kernel(tmp_path):
+    import websocket  # websocket-client, a jupyter_server dependency
+
+    repo = copy_repository(tmp_path / "repo")
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    python = venv / "bin" / "python"
+    installed = subprocess.run(
+        [str(python), "-m", "pip", "install", "-q", "-r", "binder/requirements.txt"],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
+    assert installed.returncode == 0, installed.stderr[-3000:]
+    # the kernelspec came with the install, into the environment
+    assert (venv / "share/jupyter/kernels/counterpoint/kernel.json").is_file()
+
+    server = Server(python, repo, tmp_path / "server.log")
+    try:
+        specs = server.get("/api/kernelspecs")["kernelspecs"]
+        assert specs["counterpoint"]["spec"]["display_name"] == "Counterpoint (deterministic VM)"
+        kernel = server.request("POST", "/api/kernels", {"name": "counterpoint"})
+        ws = websocket.create_connection(
+            f"ws://127.0.0.1:{server.port}/api/kernels/{kernel['id']}/channels"
+            f"?token={server.token}",
+            timeout=60,
+        )
+        try:
+            nb = nbformat.read(repo / NOTEBOOK, as_version=4)
+            for cell in nb.cells:
+                if cell.cell_type == "code":
+                    got = comparable(execute(ws, cell.source))
+                    assert got == comparable(cell.outputs), cell.source
+        finally:
+            ws.close()
+        server.request("DELETE", f"/api/kernels/{kernel['id']}")
+    finally:
+        server.stop()

@@ -1,0 +1,132 @@
+"""The `counterpoint` command: install, nbrun, run --journal and replay (lab is in
+test_lab.py, run's report in test_packaging.py)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+import counterpoint as cp
+
+ROOT = Path(__file__).parent.parent
+
+
+def counterpoint(*args: str, **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "counterpoint", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        **kwargs,
+    )
+
+
+def test_install_writes_a_kernelspec_for_this_python(tmp_path):
+    done = counterpoint("install", "--prefix", tmp_path)
+    assert done.returncode == 0, done.stderr
+    spec = json.loads((tmp_path / "share/jupyter/kernels/counterpoint/kernel.json").read_text())
+    assert spec["argv"] == [sys.executable, "-m", "counterpoint.kernel", "-f", "{connection_file}"]
+    assert spec["display_name"] == "Counterpoint (deterministic VM)"
+    assert spec["env"] == {"PYTHONHASHSEED": "0"}
+    assert spec["language"] == "python" and spec["interrupt_mode"] == "signal"
+
+
+def test_install_takes_one_place_only(tmp_path):
+    done = counterpoint("install", "--user", "--prefix", tmp_path)
+    assert done.returncode == 2 and "not allowed with" in done.stderr
+
+
+def test_run_saves_a_journal_that_replay_reproduces(tmp_path):
+    journal = tmp_path / "pipeline.db"
+    done = counterpoint("run", ROOT / "examples/pipeline.py", "--journal", journal)
+    assert done.returncode == 0, done.stderr
+    assert f"saved to:     {journal}" in done.stdout
+    program = (ROOT / "examples/pipeline.py").resolve()
+    assert cp.Journal.load(journal).meta["program"] == str(program)
+    replayed = counterpoint("replay", journal)
+    assert replayed.returncode == 0, replayed.stderr
+    assert "pipeline.py: the same 190 records" in replayed.stdout
+    assert "result [0, 1, 4, 9, 16, 25, 36, 49, 64, 81]" in replayed.stdout
+
+
+def test_replay_of_a_failing_program_reproduces_its_failure(tmp_path):
+    journal = tmp_path / "deadlock.db"
+    counterpoint("run", ROOT / "examples/philosophers_deadlock.py", "--journal", journal)
+    replayed = counterpoint("replay", journal)
+    assert replayed.returncode == 0, replayed.stderr
+    assert "(error Deadlock: deadlock at tick 1" in replayed.stdout
+
+
+def test_replay_reports_a_program_that_changed_since(tmp_path):
+    program = tmp_path / "program.py"
+    program.write_text("import counterpoint as cp\nasync def main():\n    await cp.sleep(3)\n")
+    journal = tmp_path / "program.db"
+    counterpoint("run", program, "--journal", journal)
+    program.write_text("import counterpoint as cp\nasync def main():\n    await cp.sleep(4)\n")
+    replayed = counterpoint("replay", journal)
+    assert replayed.returncode == 1
+    assert "did not replay" in replayed.stderr and "expected" in replayed.stderr
+
+
+def test_replay_explains_a_journal_with_neither_cells_nor_a_program(tmp_path):
+    async def main():
+        await cp.sleep(1)
+
+    vm = cp.VM()
+    vm.run(main())
+    path = vm.journal.save(tmp_path / "plain.db")
+    replayed = counterpoint("replay", path)
+    assert replayed.returncode == 2
+    assert "neither notebook cells nor the name of the program" in replayed.stderr
+
+
+def test_replay_of_a_corrupt_file_is_a_journal_error(tmp_path):
+    path = tmp_path / "junk.db"
+    path.write_bytes(b"this is not a journal")
+    replayed = counterpoint("replay", path)
+    assert replayed.returncode == 2 and "JournalError" not in replayed.stderr
+    assert str(path) in replayed.stderr
+
+
+@pytest.mark.slow
+def test_nbrun_executes_a_notebook_and_writes_its_outputs(tmp_path):
+    nb = nbformat.v4.new_notebook(
+        cells=[
+            nbformat.v4.new_code_cell("await sleep(4)\nnow()"),
+            nbformat.v4.new_code_cell("print(vm.now * 10)"),
+        ],
+        metadata={"kernelspec": {"name": "counterpoint", "display_name": "Counterpoint"}},
+    )
+    path = tmp_path / "tiny.ipynb"
+    nbformat.write(nb, path)
+    done = counterpoint("nbrun", path)
+    assert done.returncode == 0, done.stderr
+    assert "executed 2 code cells" in done.stdout
+    ran = nbformat.read(path, as_version=4)
+    assert ran.cells[0].outputs[0]["data"]["text/plain"] == "4"
+    assert ran.cells[1].outputs[0]["text"] == "40\n"
+
+
+@pytest.mark.slow
+def test_nbrun_reports_a_failing_cell_with_status_1(tmp_path):
+    nb = nbformat.v4.new_notebook(
+        cells=[nbformat.v4.new_code_cell("await channel().recv()")],
+        metadata={"kernelspec": {"name": "counterpoint", "display_name": "Counterpoint"}},
+    )
+    path = tmp_path / "stuck.ipynb"
+    nbformat.write(nb, path)
+    done = counterpoint("nbrun", path, "--output", tmp_path / "out.ipynb")
+    assert done.returncode == 1
+    assert "Deadlock" in done.stderr
+    out = nbformat.read(tmp_path / "out.ipynb", as_version=4)
+    assert out.cells[0].outputs[0]["ename"] == "Deadlock"
+
+
+def test_nbrun_of_a_missing_notebook_says_so(tmp_path):
+    done = counterpoint("nbrun", tmp_path / "nope.ipynb")
+    assert done.returncode == 2 and "no such notebook" in done.stderr
