@@ -2,7 +2,18 @@
 
 from __future__ import annotations
 
+import atexit
+import os
+import shutil
+import tempfile
+
 import pytest
+
+# Kernels started by the tests (and nbval's, which start after collection) keep their
+# IPython profile and history in a directory of their own, not in the user's ~/.ipython.
+if "IPYTHONDIR" not in os.environ:
+    os.environ["IPYTHONDIR"] = tempfile.mkdtemp(prefix="counterpoint-tests-ipython-")
+    atexit.register(shutil.rmtree, os.environ["IPYTHONDIR"], True)
 
 import counterpoint as cp
 

@@ -67,7 +67,14 @@ class Kernel:
             kind = msg["msg_type"]
             if kind == "status" and msg["content"]["execution_state"] == "idle":
                 break
-            if kind in ("stream", "execute_result", "display_data", "error", "comm_open"):
+            if kind in (
+                "stream",
+                "execute_result",
+                "display_data",
+                "error",
+                "comm_open",
+                "comm_msg",
+            ):
                 outputs.append(msg)
         while True:
             reply = self.client.get_shell_msg(timeout=max(0.1, deadline - time.monotonic()))

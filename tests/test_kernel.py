@@ -418,7 +418,12 @@ def test_an_ipywidgets_slider_displays_and_syncs(fresh):
         time.sleep(0.1)
     # and the kernel moves it: the front end hears of it
     reply = ok(fresh, "slider.value = 9")
-    assert fresh.value("slider.value") == 9
+    updates = [
+        out["content"]["data"]
+        for out in reply.outputs
+        if out["msg_type"] == "comm_msg" and out["content"]["comm_id"] == model_id
+    ]
+    assert {"method": "update", "state": {"value": 9}, "buffer_paths": []} in updates
 
 
 # -- the IPython extension in a stock kernel ------------------------------------------------------
