@@ -202,6 +202,24 @@ def test_tracebacks_show_the_users_frames_not_the_vms(fresh):
     assert not any(name in text for name in VM_FILES), text
 
 
+def test_a_task_failing_unawaited_is_reported_at_the_line_that_raised(fresh):
+    code = textwrap.dedent(
+        """\
+        async def boom():
+            raise ValueError("nobody awaits me")
+
+        spawn(boom(), name="boom")
+        await sleep(1)
+        """
+    )
+    reply = fresh.execute(code)
+    assert reply.status == "ok"
+    (stderr,) = [out["content"]["text"] for out in reply.outputs if out["msg_type"] == "stream"]
+    assert "UnobservedTaskFailure: task" in stderr and "'boom' failed" in stderr
+    assert 'raise ValueError("nobody awaits me")' in stderr
+    assert not any(name in stderr for name in (*VM_FILES, "session.py")), stderr
+
+
 def test_max_steps_stops_a_livelocked_cell(fresh):
     ok(fresh, "%vm reset --max-steps 500")
     code = "async def spin():\n    while True:\n        await checkpoint()\nawait spawn(spin())"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import linecache
 import warnings
 
 import pytest
@@ -504,6 +505,21 @@ def test_a_detached_task_that_fails_unawaited_is_reported_with_a_warning(vm):
 
     with pytest.warns(cp.UnobservedTaskFailure, match="task 2 'boom' failed.*nobody listens"):
         assert vm.run(main()) == "finished"
+
+
+def test_the_unobserved_failure_warning_points_at_the_line_that_raised(vm):
+    async def boom():
+        raise ValueError("nobody listens")  # <- here
+
+    async def main():
+        cp.spawn(boom(), name="boom")
+        await cp.sleep(1)
+
+    with pytest.warns(cp.UnobservedTaskFailure) as caught:
+        vm.run(main())
+    (warning,) = caught
+    assert warning.filename == __file__
+    assert linecache.getline(warning.filename, warning.lineno).endswith("# <- here\n")
 
 
 def test_a_failed_task_that_was_awaited_is_not_reported(vm):

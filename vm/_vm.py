@@ -23,7 +23,7 @@ from itertools import pairwise, repeat
 from os import PathLike
 from pathlib import Path
 from threading import get_ident
-from types import CoroutineType
+from types import CoroutineType, TracebackType
 from typing import Any, Literal
 
 from ._errors import (
@@ -69,6 +69,17 @@ _FOREIGN_LOOP_MESSAGES = ("no running event loop", "must be called from async co
 def is_internal(filename: str) -> bool:
     """True for the VM's own source files."""
     return filename.startswith(_PACKAGE_DIR)
+
+
+def failure_site(error: BaseException) -> TracebackType | None:
+    """The innermost traceback entry of ``error`` in user code (None if it has none)."""
+    site = None
+    tb = error.__traceback__
+    while tb is not None:
+        if not is_internal(tb.tb_frame.f_code.co_filename):
+            site = tb
+        tb = tb.tb_next
+    return site
 
 
 def user_traceback(error: BaseException) -> None:
@@ -640,12 +651,23 @@ class VM:
         for task in pending:
             if not task._observed:
                 error = task._error
-                warnings.warn(
+                message = (
                     f"task {task.id} {task.name!r} failed and nothing awaited it: "
-                    f"{type(error).__name__}: {error}",
-                    UnobservedTaskFailure,
-                    stacklevel=3,
+                    f"{type(error).__name__}: {error}"
                 )
+                site = failure_site(error)
+                if site is None:
+                    warnings.warn(message, UnobservedTaskFailure, stacklevel=3)
+                else:  # shown at the user's line that raised it
+                    f_globals = site.tb_frame.f_globals
+                    warnings.warn_explicit(
+                        message,
+                        UnobservedTaskFailure,
+                        site.tb_frame.f_code.co_filename,
+                        site.tb_lineno,
+                        module=f_globals.get("__name__"),
+                        module_globals=f_globals,
+                    )
 
     # -- cancellation ------------------------------------------------------------------
 
