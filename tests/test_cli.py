@@ -110,6 +110,10 @@ def test_nbrun_executes_a_notebook_and_writes_its_outputs(tmp_path):
     ran = nbformat.read(path, as_version=4)
     assert ran.cells[0].outputs[0]["data"]["text/plain"] == "4"
     assert ran.cells[1].outputs[0]["text"] == "40\n"
+    # and again: the same file, byte for byte (no wall-clock timings in it)
+    first = path.read_bytes()
+    assert counterpoint("nbrun", path).returncode == 0
+    assert path.read_bytes() == first
 
 
 @pytest.mark.slow

@@ -136,6 +136,23 @@ def test_every_executed_cell_is_journaled_with_its_source_and_outcome(fresh):
     ]
 
 
+def test_a_cells_record_comes_before_everything_the_cell_does(fresh):
+    ok(fresh, "await sleep(1)")
+    kinds = fresh.value("[(r.kind, r.task, r.data) for r in vm.journal][:4]")
+    assert kinds == [
+        ("cell", 0, {"cell": 1, "source": "await sleep(1)"}),
+        ("spawn", 0, {"child": 1, "name": "cell 1"}),
+        ("step", 1, {}),
+        ("sleep", 1, {"ticks": 1, "until": 1}),
+    ]
+
+
+def test_silent_executions_are_not_journaled(fresh):
+    reply = fresh.execute("await sleep(1)", silent=True)
+    assert reply.status == "ok"
+    assert fresh.value("[r.kind for r in vm.journal if r.kind.startswith('cell')]") == ["cell"]
+
+
 def test_the_same_cells_give_the_same_journal_in_another_kernel(fresh):
     cells = [
         "async def worker(i):\n    await sleep((i * 7) % 5)\n    return i * i",
@@ -291,7 +308,7 @@ def test_journal_magic_shows_the_last_records_and_saves_the_journal(fresh, tmp_p
         f"%journal --save {path}",
     ]
     ok(fresh, f"%journal --save {tmp_path / 'session.jsonl'}")
-    assert json.loads((tmp_path / "session.jsonl").read_text().splitlines()[0])["kind"] == "spawn"
+    assert json.loads((tmp_path / "session.jsonl").read_text().splitlines()[0])["kind"] == "cell"
 
 
 def test_replay_magic_reruns_the_session_in_a_fresh_process(fresh):
@@ -300,6 +317,12 @@ def test_replay_magic_reruns_the_session_in_a_fresh_process(fresh):
     fresh.execute("await channel().recv()")
     report = ok(fresh, "%replay").result["text/plain"]
     assert report.startswith("replayed 3 cells on a fresh VM: the same")
+
+
+def test_replay_magic_in_a_cell_that_awaits_replays_the_cells_before_it(fresh):
+    ok(fresh, "await sleep(3)")
+    ok(fresh, "await sleep(1)\nreport = %replay")
+    assert fresh.value("str(report)").startswith("replayed 1 cells on a fresh VM: the same")
 
 
 def test_replay_magic_reports_a_session_that_does_not_replay(fresh):
@@ -409,6 +432,18 @@ def test_interrupt_stops_a_cell_looping_in_its_own_code(own_kernel):
     reply = interrupt_soon(own_kernel, "await sleep(1)\nwhile True:\n    pass")
     assert reply.ename == "KeyboardInterrupt"
     assert own_kernel.value("await sleep(1)\nvm.now") == 2
+
+
+def test_replay_stops_before_an_interrupted_cell_and_checks_the_cells_before_it(own_kernel):
+    ok(own_kernel, "await sleep(2)")
+    interrupt_soon(
+        own_kernel,
+        "async def spin():\n    while True:\n        await checkpoint()\nawait spawn(spin())",
+    )
+    ok(own_kernel, "await sleep(1)")
+    report = ok(own_kernel, "%replay").result["text/plain"]
+    assert report.startswith("replayed 1 of 3 cells on a fresh VM: the same")
+    assert report.endswith("(cell 2 was interrupted, and an interrupt cannot be replayed)")
 
 
 # -- widgets --------------------------------------------------------------------------------------

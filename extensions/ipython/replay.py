@@ -23,7 +23,8 @@ from counterpoint._replay import divergence, first_difference, replaying_vm
 
 
 def cells_of(journal: Journal) -> list[tuple[int, int, str, Any]]:
-    """(record index, cell number, source, outcome or None) of each journaled cell."""
+    """(index of its ``cell`` record, cell number, source, outcome or None) of each
+    journaled cell; a cell's own records follow its ``cell`` record."""
     cells: list[list] = []
     for index, _, _, kind, a, b in journal._iter_raw():
         if kind == CELL:

@@ -64,6 +64,7 @@ class Session:
         self.options: dict[str, Any] = {"seed": seed, "policy": policy, **options}
         self.vm: cp.VM = vm if vm is not None else cp.VM(**self.options)
         self.cells = 0  # cells journaled on this VM
+        self.running_cell: int | None = None  # the number of the journaled cell running
         self.replaying = False  # True while `counterpoint replay` drives the shell
         self._showtraceback = shell.showtraceback
         self._installed = False
@@ -78,8 +79,8 @@ class Session:
         running.host_vm = self.vm
         shell.loop_runner = self.run_cell_coroutine
         shell.autoawait = True
-        shell.events.register("pre_run_cell", self._pre_run_cell)
-        shell.events.register("post_run_cell", self._post_run_cell)
+        self._run_cell = shell.run_cell
+        shell.run_cell = self._run_journaled_cell
         shell.showtraceback = self._show_user_traceback
         from .magics import CounterpointMagics
 
@@ -91,8 +92,8 @@ class Session:
         if not self._installed:
             return
         shell = self.shell
-        shell.events.unregister("pre_run_cell", self._pre_run_cell)
-        shell.events.unregister("post_run_cell", self._post_run_cell)
+        if shell.run_cell == self._run_journaled_cell:
+            shell.run_cell = self._run_cell
         shell.showtraceback = self._showtraceback
         shell.loop_runner = "asyncio"
         if running.host_vm is self.vm:
@@ -117,7 +118,9 @@ class Session:
     def run_cell_coroutine(self, coro: Any) -> Any:
         """IPython's loop runner: run a cell (``run_cell_async``) as a task on the VM."""
         result: list = []
-        run = run_cell(self.vm, _keep(coro, result), f"cell {self.cells + 1}")
+        number = self.running_cell
+        name = f"cell {number}" if number is not None else "silent cell"
+        run = run_cell(self.vm, _keep(coro, result), name)
         problem = run.problem
         if problem is not None and problem.__traceback__ is None:
             # delivered, but the cell's code never reached a checkpoint to raise it
@@ -126,19 +129,28 @@ class Session:
 
     # -- journaling cells -------------------------------------------------------------------
 
-    def _pre_run_cell(self, info: Any) -> None:
+    def _run_journaled_cell(self, raw_cell: str, *args: Any, **kwargs: Any) -> Any:
+        """``shell.run_cell``, with the cell journaled: a ``cell`` record (its source)
+        before anything the cell does, a ``cell_done`` record (its outcome) after.
+        Silent executions (a front end's own requests) are not journaled."""
+        silent = kwargs.get("silent", args[1] if len(args) > 1 else False)
+        run = self._run_cell
+        if silent:
+            return run(raw_cell, *args, **kwargs)
+        vm = self.vm
         self.cells += 1
-        vm = self.vm
-        vm._rows.append(CELL | self.cells << A_SHIFT)
-        vm._vals.append(info.raw_cell)
-
-    def _post_run_cell(self, result: Any) -> None:
-        if not self.cells:
-            return  # a cell before a %vm reset in this very cell
-        error = result.error_before_exec or result.error_in_exec
-        vm = self.vm
-        vm._rows.append(CELL_DONE | self.cells << A_SHIFT)
-        vm._vals.append(outcome_of(error))
+        number = self.cells
+        vm._rows.append(CELL | number << A_SHIFT)
+        vm._vals.append(raw_cell)
+        self.running_cell = number
+        try:
+            result = run(raw_cell, *args, **kwargs)
+        finally:
+            self.running_cell = None
+        if self.vm is vm:  # (not after a `%vm reset` in this very cell)
+            vm._rows.append(CELL_DONE | number << A_SHIFT)
+            vm._vals.append(outcome_of(result.error_before_exec or result.error_in_exec))
+        return result
 
     # -- tracebacks ---------------------------------------------------------------------------
 
