@@ -325,6 +325,12 @@ def test_replay_magic_in_a_cell_that_awaits_replays_the_cells_before_it(fresh):
     assert fresh.value("str(report)").startswith("replayed 1 cells on a fresh VM: the same")
 
 
+def test_replay_magic_before_any_cell_says_there_is_nothing_to_replay(fresh):
+    assert ok(fresh, "%replay").result["text/plain"] == (
+        "nothing to replay yet: no cell ran on this VM before this one"
+    )
+
+
 def test_replay_magic_reports_a_session_that_does_not_replay(fresh):
     ok(fresh, "import random\nawait sleep(random.randrange(1, 10**9))")
     reply = fresh.execute("%replay")

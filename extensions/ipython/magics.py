@@ -180,21 +180,28 @@ class CounterpointMagics(Magics):
             raise cp.CounterpointError("%replay takes no arguments")
         if self.session.replaying:
             return Text("(%replay is skipped while replaying)")
+        from .replay import cells_of, plan
+
         journal = self.session.vm.journal
-        upto = _start_of_current_cell(journal)
+        before = journal._prefix(_start_of_current_cell(journal))
+        if not cells_of(before):
+            return Text("nothing to replay yet: no cell ran on this VM before this one")
+        covered = plan(before)
+        expected = journal._prefix(covered.end)  # (the part that replay checks)
+        if not covered.replayed:
+            return Text(covered.report(0, expected.digest()))
         with tempfile.TemporaryDirectory() as folder:
             path = Path(folder) / "session.db"
-            journal._prefix(upto).save(path)
+            expected.save(path)
             done = subprocess.run(
                 [sys.executable, "-m", "counterpoint", "replay", str(path)],
                 capture_output=True,
                 text=True,
                 env=_child_env(),
             )
-        report = (done.stdout + done.stderr).strip()
         if done.returncode != 0:
-            raise cp.NondeterminismError(report)
-        return Text(report)
+            raise cp.NondeterminismError((done.stdout + done.stderr).strip())
+        return Text(covered.report(len(expected), expected.digest()))
 
     # -- %%explore -----------------------------------------------------------------------
 

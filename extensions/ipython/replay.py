@@ -15,23 +15,69 @@ records up to it.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from counterpoint._errors import NondeterminismError
-from counterpoint._journal import CELL, CELL_DONE, Journal
+from counterpoint._journal import _KIND_MASK, CELL, CELL_DONE, Journal
 from counterpoint._replay import divergence, first_difference, replaying_vm
 
 
 def cells_of(journal: Journal) -> list[tuple[int, int, str, Any]]:
     """(index of its ``cell`` record, cell number, source, outcome or None) of each
     journaled cell; a cell's own records follow its ``cell`` record."""
+    rows = journal._rows
+    marks = [i for i, row in enumerate(rows) if (row & _KIND_MASK) in (CELL, CELL_DONE)]
     cells: list[list] = []
-    for index, _, _, kind, a, b in journal._iter_raw():
-        if kind == CELL:
-            cells.append([index, a, b, None])
-        elif kind == CELL_DONE and cells and cells[-1][1] == a:
-            cells[-1][3] = tuple(b)
+    for index in marks:
+        record = journal[index]
+        if record.kind == "cell":
+            cells.append([index, record.data["cell"], record.data["source"], None])
+        elif cells and cells[-1][1] == record.data["cell"]:
+            data = record.data
+            outcome = (data["outcome"],)
+            if "error" in data:
+                outcome += (data["error"], data["message"])
+            cells[-1][3] = outcome
     return [tuple(cell) for cell in cells]  # type: ignore[misc]
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What a replay of a session journal covers."""
+
+    cells: list[tuple[int, int, str, Any]]  # every journaled cell (see cells_of)
+    replayed: int  # the first `replayed` cells are re-run...
+    end: int  # ...and checked against the journal's first `end` records
+    why: str  # why the cells after them are not replayed ("" if none are left out)
+
+    def report(self, records: int, digest: str) -> str:
+        """The one-line result of a replay that matched."""
+        if not self.why:
+            return (
+                f"replayed {self.replayed} cells on a fresh VM: the same {records} records, "
+                f"digest {digest[:16]}"
+            )
+        return (
+            f"replayed {self.replayed} of {len(self.cells)} cells on a fresh VM: the same "
+            f"{records} records, digest {digest[:16]} ({self.why})"
+        )
+
+
+def plan(journal: Journal) -> Plan:
+    """Replay stops before the first interrupted cell (where the interrupt landed is not
+    in the journal), or a last cell still running when the journal was saved."""
+    cells = cells_of(journal)
+    if not cells:
+        raise ValueError("this journal holds no notebook cells")
+    for i, (start, number, _, outcome) in enumerate(cells):
+        if outcome is not None and outcome[0] == "interrupted":
+            why = f"cell {number} was interrupted, and an interrupt cannot be replayed"
+            return Plan(cells, i, start, why)
+        if outcome is None and i == len(cells) - 1:
+            why = f"cell {number} was still running when the journal was saved"
+            return Plan(cells, i, start, why)
+    return Plan(cells, len(cells), len(journal), "")
 
 
 def _shell() -> Any:
@@ -53,29 +99,14 @@ def replay_session(journal: Journal) -> str:
 
     from .session import Session
 
-    cells = cells_of(journal)
-    if not cells:
-        raise ValueError("this journal holds no notebook cells")
-    # replay stops before the first interrupted cell, or a last cell still running
-    # when the journal was saved (it has no outcome yet)
-    stop, why = None, ""
-    for i, (_, number, _, outcome) in enumerate(cells):
-        if outcome is not None and outcome[0] == "interrupted":
-            stop, why = i, f"cell {number} was interrupted, and an interrupt cannot be replayed"
-            break
-        if outcome is None and i == len(cells) - 1:
-            stop, why = i, f"cell {number} was still running when the journal was saved"
-    replayed = cells if stop is None else cells[:stop]
-    end = len(journal) if stop is None else cells[stop][0]
-    expected = journal if stop is None else journal._prefix(end)
-
+    covered = plan(journal)
+    expected = journal if covered.end == len(journal) else journal._prefix(covered.end)
     vm, checker = replaying_vm(expected)
     shell = _shell()
     session = Session(shell, vm=vm, **vm_options(expected))
     session.replaying = True
-    first = cells[0][1]
-    session.cells = first - 1  # a journal saved after `%vm reset` starts at cell 1 anyway
-    for _, _, source, _ in replayed:
+    session.cells = covered.cells[0][1] - 1  # (a journal saved after `%vm reset` starts at 1)
+    for _, _, source, _ in covered.cells[: covered.replayed]:
         with capture_output():
             shell.run_cell(source, store_history=False)
         if checker.error is not None:
@@ -87,16 +118,7 @@ def replay_session(journal: Journal) -> str:
         how = "the replay ended early" if index >= len(got) else "the replay diverged"
         raise divergence(expected, got, index, how)
     session.uninstall()
-    digest = got.digest()[:16]
-    if stop is None:
-        return (
-            f"replayed {len(replayed)} cells on a fresh VM: the same {len(got)} records, "
-            f"digest {digest}"
-        )
-    return (
-        f"replayed {len(replayed)} of {len(cells)} cells on a fresh VM: the same {len(got)} "
-        f"records, digest {digest} ({why})"
-    )
+    return covered.report(len(got), got.digest())
 
 
 def vm_options(journal: Journal) -> dict[str, Any]:
@@ -105,4 +127,4 @@ def vm_options(journal: Journal) -> dict[str, Any]:
     return {key: journal.meta[key] for key in keys if key in journal.meta}
 
 
-__all__ = ["NondeterminismError", "cells_of", "replay_session"]
+__all__ = ["NondeterminismError", "Plan", "cells_of", "plan", "replay_session"]
