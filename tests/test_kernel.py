@@ -29,7 +29,7 @@ def kernel():
 @pytest.fixture
 def fresh(kernel):
     """The module's kernel with a fresh session VM (fifo, seed 0)."""
-    reply = kernel.execute("%vm reset --seed 0 --policy fifo")
+    reply = kernel.execute("%vm reset --seed 0 --policy fifo --max-steps 5000000")
     assert reply.status == "ok", reply.traceback_text
     return kernel
 
@@ -244,6 +244,21 @@ def test_max_steps_stops_a_livelocked_cell(fresh):
     assert reply.ename == "StepLimitExceeded"
     assert "more than 500 steps" in reply.evalue
     assert fresh.value("vm.tasks()") == []
+
+
+def test_a_session_vm_has_a_step_limit_per_cell_that_can_be_lifted(own_kernel):
+    # a livelocked cell stops on its own before the journal eats the kernel's memory
+    assert "max_steps:       5000000" in ok(own_kernel, "%vm").result["text/plain"]
+    code = "async def spin():\n    while True:\n        await checkpoint()\nawait spawn(spin())"
+    reply = own_kernel.execute(code, timeout=120)
+    assert reply.ename == "StepLimitExceeded"
+    assert "more than 5000000 steps in the cell 'cell 2'" in reply.evalue
+    assert "`%vm reset --max-steps N` (or `none`)" in reply.evalue
+    assert (
+        "max_steps:       None" in ok(own_kernel, "%vm reset --max-steps none").result["text/plain"]
+    )
+    reply = own_kernel.execute("%vm --max-steps 9")
+    assert "go with `%vm reset`" in reply.evalue
 
 
 # -- rich output --------------------------------------------------------------------------------

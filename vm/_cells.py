@@ -30,6 +30,10 @@ from ._task import DONE as S_DONE
 from ._task import FAILED as S_FAILED
 
 MAX_DELIVERIES = 3  # then the cell's task is dropped (its cleanup keeps failing)
+CELL_HINT = (
+    "If the cell really needs more steps, raise the limit with `%vm reset --max-steps N` "
+    "(or `none`)."
+)
 
 
 class CellRun(NamedTuple):
@@ -64,7 +68,9 @@ def run_cell(vm: Any, coro: Any, name: str) -> CellRun:
                 break
             if trouble is None:
                 if vm._ready or vm._has_timers():
-                    trouble = StepLimitExceeded(vm._step_limit_message(root, f"the cell {name!r}"))
+                    trouble = StepLimitExceeded(
+                        vm._step_limit_message(root, f"the cell {name!r}", CELL_HINT)
+                    )
                 else:
                     trouble = vm._deadlock(root, "the notebook cell")
             trouble.__traceback__ = None

@@ -765,13 +765,18 @@ class VM:
             blocked,
         )
 
-    def _step_limit_message(self, root: Task, where: str = "vm.run()") -> str:
+    def _step_limit_message(
+        self,
+        root: Task,
+        where: str = "vm.run()",
+        hint: str = "If the program really needs more steps, raise VM(max_steps=...).",
+    ) -> str:
         ready = sorted(self._ready, key=_task_id)[:8]
         names = ", ".join(f"{task.id} {task.name!r}" for task in ready)
         return (
             f"more than {self._max_steps} steps in {where} and task {root.id} {root.name!r} "
             f"has not finished: an unfair schedule or a livelock? Ready tasks: {names or 'none'}. "
-            f"If the program really needs more steps, raise VM(max_steps=...)."
+            f"{hint}"
         )
 
 

@@ -74,6 +74,16 @@ def program_from_cell(source: str, namespace: dict, name: str) -> Any:
     return made[name]
 
 
+_UNSET = object()
+
+
+def _steps(text: str) -> int | None:
+    """``--max-steps``: a whole number, or ``none`` for no limit."""
+    if text.lower() == "none":
+        return None
+    return int(text)
+
+
 @magics_class
 class CounterpointMagics(Magics):
     def __init__(self, shell: Any, session: Any) -> None:
@@ -86,7 +96,12 @@ class CounterpointMagics(Magics):
     @argument("action", nargs="?", choices=["status", "reset"], default="status")
     @argument("--seed", type=int, help="the new VM's seed (reset)")
     @argument("--policy", choices=POLICIES, help="the new VM's scheduling policy (reset)")
-    @argument("--max-steps", type=int, help="the new VM's max_steps per run (reset)")
+    @argument(
+        "--max-steps",
+        type=_steps,
+        default=_UNSET,
+        help="the new VM's max_steps per cell, or none (reset)",
+    )
     @line_magic
     def vm(self, line: str) -> Text:
         """``%vm``: the session VM's status.  ``%vm reset [--seed N] [--policy P]``:
@@ -98,10 +113,10 @@ class CounterpointMagics(Magics):
                 changes["seed"] = args.seed
             if args.policy is not None:
                 changes["policy"] = args.policy
-            if args.max_steps is not None:
+            if args.max_steps is not _UNSET:
                 changes["max_steps"] = args.max_steps
             self.session.reset(**changes)
-        elif args.seed is not None or args.policy is not None or args.max_steps is not None:
+        elif args.seed is not None or args.policy is not None or args.max_steps is not _UNSET:
             raise cp.CounterpointError("--seed, --policy and --max-steps go with `%vm reset`")
         return self._status()
 

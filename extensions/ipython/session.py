@@ -21,6 +21,11 @@ from counterpoint._vm import user_traceback
 #: the names a session preloads into the user namespace (besides ``cp`` and ``vm``)
 PRELOADED = tuple(cp.__all__)
 
+#: a session VM's default ``max_steps`` per cell: a livelocked cell stops with
+#: StepLimitExceeded after ~2 s and ~200 MB of journal, not when the kernel runs out
+#: of memory (every step is a journal record).  ``%vm reset --max-steps N|none``.
+SESSION_MAX_STEPS = 5_000_000
+
 
 def outcome_of(error: BaseException | None) -> tuple:
     """The value of a ``cell_done`` record: ("ok",), or (outcome, type, message)."""
@@ -57,11 +62,17 @@ class Session:
         *,
         seed: int = 0,
         policy: str = "fifo",
+        max_steps: int | None = SESSION_MAX_STEPS,
         vm: cp.VM | None = None,
         **options: Any,
     ):
         self.shell = shell
-        self.options: dict[str, Any] = {"seed": seed, "policy": policy, **options}
+        self.options: dict[str, Any] = {
+            "seed": seed,
+            "policy": policy,
+            "max_steps": max_steps,
+            **options,
+        }
         self.vm: cp.VM = vm if vm is not None else cp.VM(**self.options)
         self.cells = 0  # cells journaled on this VM
         self.running_cell: int | None = None  # the number of the journaled cell running
