@@ -512,5 +512,6 @@ def test_load_ext_counterpoint_gives_a_stock_kernel_the_session(tmp_path):
         assert k.execute("await channel().recv()").ename == "Deadlock"
         ok(k, "%unload_ext counterpoint")
         assert k.value("import asyncio\nawait asyncio.sleep(0)\n'asyncio again'") == "asyncio again"
+        assert k.value("'run_cell' in vars(get_ipython())") is False  # IPython's own again
     finally:
         k.shutdown()

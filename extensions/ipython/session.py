@@ -104,7 +104,10 @@ class Session:
             return
         shell = self.shell
         if shell.run_cell == self._run_journaled_cell:
-            shell.run_cell = self._run_cell
+            if self._run_cell == type(shell).run_cell.__get__(shell):
+                del shell.run_cell  # the class's method again
+            else:
+                shell.run_cell = self._run_cell  # someone else's wrapper
         shell.showtraceback = self._showtraceback
         shell.loop_runner = "asyncio"
         if running.host_vm is self.vm:
