@@ -98,6 +98,11 @@ class Server:
 
 def execute(ws, code: str) -> list[dict]:
     """Run ``code`` over the kernel's websocket; return its outputs as notebook outputs."""
+    return collect(ws, send(ws, code))
+
+
+def send(ws, code: str) -> str:
+    """Send an execute_request over the kernel's websocket; return its msg_id."""
     msg_id = uuid.uuid4().hex
     ws.send(
         json.dumps(
@@ -118,8 +123,15 @@ def execute(ws, code: str) -> list[dict]:
             }
         )
     )
+    return msg_id
+
+
+def collect(ws, msg_id: str, timeout: float = 60) -> list[dict]:
+    """The outputs of the request ``msg_id``, until the kernel is idle again."""
     outputs: list[dict] = []
+    deadline = time.monotonic() + timeout
     while True:
+        assert time.monotonic() < deadline, f"no reply within {timeout} s: {outputs}"
         msg = json.loads(ws.recv())
         if msg.get("parent_header", {}).get("msg_id") != msg_id or msg["channel"] != "iopub":
             continue
@@ -183,6 +195,14 @@ def test_the_binder_setup_builds_and_runs_the_first_notebook_with_the_kernel(tmp
                 if cell.cell_type == "code":
                     got = comparable(execute(ws, cell.source))
                     assert got == comparable(cell.outputs), cell.source
+            # the stop button, in this installed layout: a cell looping in its own code
+            looping = send(ws, "await sleep(1)\nwhile True:\n    pass")
+            time.sleep(1.5)
+            server.request("POST", f"/api/kernels/{kernel['id']}/interrupt")
+            assert comparable(collect(ws, looping)) == [("error", "KeyboardInterrupt")]
+            assert comparable(execute(ws, "await sleep(1)\n'the next cell works'"))[0][1] == (
+                "'the next cell works'"
+            )
         finally:
             ws.close()
         server.request("DELETE", f"/api/kernels/{kernel['id']}")

@@ -298,6 +298,42 @@ def test_vm_magic_shows_the_status_and_resets_the_vm(fresh):
     assert fresh.value("vm.policy") == "random"  # a bad reset keeps the VM
 
 
+def test_vm_reset_picks_the_workers_and_streams_the_journal_to_a_file(fresh, tmp_path):
+    path = tmp_path / "session.db"
+    status = ok(fresh, f"%vm reset --workers thread --max-workers 2 --journal {path}")
+    text = status.result["text/plain"]
+    assert "workers:         thread (at most 2 at once)" in text
+    assert f"streamed to:     {path}" in text
+    code = textwrap.dedent(
+        """\
+        @cp.worker.task
+        def square(n):
+            return n * n
+
+        handle = cp.worker.start("square", 7, cost=3)
+        await cp.worker.wait(handle)
+        cp.worker.result(handle), now()
+        """
+    )
+    assert fresh.value(code) == (49, 3)
+    # the next reset completes the file (workers and max-workers are kept, the file is not)
+    text = ok(fresh, "%vm reset").result["text/plain"]
+    assert "thread (at most 2 at once)" in text and "streamed to" not in text
+    done = subprocess.run(
+        [sys.executable, "-m", "counterpoint", "replay", str(path)], capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    # cell 2 (the reset) closed the VM while it ran, so it has no outcome
+    assert "replayed 1 of 2 cells on a fresh VM: the same" in done.stdout
+
+
+def test_magic_misuse_is_a_usage_error_without_a_traceback(fresh):
+    for line in ("%vm --seed 3", "%tasks now", "%journal --last -1", "%replay twice"):
+        reply = fresh.execute(line)
+        assert (reply.status, reply.ename) == ("error", "UsageError"), line
+    assert "--seed: options go with `%vm reset`" in fresh.execute("%vm --seed 3").evalue
+
+
 def test_tasks_magic_lists_live_tasks_and_what_they_wait_on(fresh):
     assert ok(fresh, "%tasks").result["text/plain"] == "no live tasks"
     ok(fresh, "gate = Event()\nspawn(gate.wait(), name='gatekeeper')\nawait sleep(2)")

@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import os
 import random
 import sys
 import warnings
 from collections import deque
+from collections.abc import Callable
 from heapq import heappop, heappush
 from itertools import pairwise, repeat
 from os import PathLike
@@ -59,7 +61,9 @@ from ._traps import running as _running
 from ._workers import Workers
 from .events import EventQueue
 
-_PACKAGE_DIR = str(Path(__file__).resolve().parent)
+# the VM's own modules: this directory only, not the subpackages beside it
+# (counterpoint.ipython, counterpoint.kernel), in a wheel as in an editable install
+_PACKAGE_DIRS = frozenset({os.path.dirname(__file__), str(Path(__file__).resolve().parent)})
 _ATOMIC = frozenset({type(None), bool, int, str})
 POLICIES = ("fifo", "random")
 _SLICE = 16384  # steps between slice hooks (journal file flushes, replay checks)
@@ -67,8 +71,8 @@ _FOREIGN_LOOP_MESSAGES = ("no running event loop", "must be called from async co
 
 
 def is_internal(filename: str) -> bool:
-    """True for the VM's own source files."""
-    return filename.startswith(_PACKAGE_DIR)
+    """True for the VM's own source files (``counterpoint/*.py``)."""
+    return os.path.dirname(filename) in _PACKAGE_DIRS
 
 
 def failure_site(error: BaseException) -> TracebackType | None:
@@ -82,12 +86,13 @@ def failure_site(error: BaseException) -> TracebackType | None:
     return site
 
 
-def user_traceback(error: BaseException) -> None:
-    """Drop the VM's own frames from ``error``'s traceback, keeping the user's."""
+def user_traceback(error: BaseException, internal: Callable[[str], bool] = is_internal) -> None:
+    """Drop the VM's own frames (files for which ``internal`` is true) from ``error``'s
+    traceback, keeping the user's."""
     tb = error.__traceback__
     kept = []
     while tb is not None:
-        if not is_internal(tb.tb_frame.f_code.co_filename):
+        if not internal(tb.tb_frame.f_code.co_filename):
             kept.append(tb)
         tb = tb.tb_next
     if not kept:

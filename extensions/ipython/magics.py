@@ -10,6 +10,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from IPython.core.error import UsageError
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 
@@ -77,6 +78,14 @@ def program_from_cell(source: str, namespace: dict, name: str) -> Any:
 _UNSET = object()
 
 
+def _workers_text(options: dict[str, Any]) -> str:
+    workers = options.get("workers", "inline")
+    text = workers if isinstance(workers, str) else type(workers).__name__
+    if options.get("max_workers") is not None:
+        text += f" (at most {options['max_workers']} at once)"
+    return text
+
+
 def _steps(text: str) -> int | None:
     """``--max-steps``: a whole number, or ``none`` for no limit."""
     if text.lower() == "none":
@@ -102,22 +111,38 @@ class CounterpointMagics(Magics):
         default=_UNSET,
         help="the new VM's max_steps per cell, or none (reset)",
     )
+    @argument(
+        "--workers",
+        help="where worker functions run: inline, thread, process, dask or a Dask "
+        "scheduler address (reset)",
+    )
+    @argument("--max-workers", type=int, help="how many workers at once (reset)")
+    @argument(
+        "--journal",
+        metavar="PATH",
+        help="stream the new VM's journal to this SQLite file as it runs (reset)",
+    )
     @line_magic
     def vm(self, line: str) -> Text:
-        """``%vm``: the session VM's status.  ``%vm reset [--seed N] [--policy P]``:
-        a fresh VM (and journal) bound to ``vm``; tasks and time start over."""
+        """``%vm``: the session VM's status.  ``%vm reset [--seed N] [--policy P]
+        [--max-steps N|none] [--workers W] [--max-workers N] [--journal PATH]``: a fresh
+        VM (and journal) bound to ``vm``; tasks and time start over.  Options not
+        given keep their values, except ``--journal`` (one file per VM)."""
         args = parse_argstring(self.vm, line)
+        changes = {
+            key: value
+            for key, value in vars(args).items()
+            if key != "action" and value is not None and value is not _UNSET
+        }
+        if args.max_steps is None:
+            changes["max_steps"] = None  # `--max-steps none`
         if args.action == "reset":
-            changes = {}
-            if args.seed is not None:
-                changes["seed"] = args.seed
-            if args.policy is not None:
-                changes["policy"] = args.policy
-            if args.max_steps is not _UNSET:
-                changes["max_steps"] = args.max_steps
             self.session.reset(**changes)
-        elif args.seed is not None or args.policy is not None or args.max_steps is not _UNSET:
-            raise cp.CounterpointError("--seed, --policy and --max-steps go with `%vm reset`")
+        elif changes:
+            raise UsageError(
+                f"{', '.join('--' + key.replace('_', '-') for key in changes)}: options go with "
+                f"`%vm reset`"
+            )
         return self._status()
 
     def _status(self) -> Text:
@@ -131,11 +156,14 @@ class CounterpointMagics(Magics):
             ["policy", vm.policy],
             ["seed", vm.seed],
             ["max_steps", self.session.options.get("max_steps")],
+            ["workers", _workers_text(self.session.options)],
             ["virtual time", vm.now],
             ["live tasks", live],
             ["cells journaled", self.session.cells],
             ["journal", f"{len(vm.journal)} records, digest {vm.journal.digest()[:16]}"],
         ]
+        if self.session.journal_path is not None:
+            rows.append(["streamed to", str(self.session.journal_path)])
         from counterpoint._display import table
 
         text = "\n".join(f"{key + ':':<16} {value}" for key, value in rows)
@@ -147,7 +175,7 @@ class CounterpointMagics(Magics):
     def tasks(self, line: str) -> Any:
         """``%tasks``: every live task of the session VM and what it waits on."""
         if line.strip():
-            raise cp.CounterpointError("%tasks takes no arguments")
+            raise UsageError("%tasks takes no arguments")
         tasks = self.session.vm.tasks()
         if not tasks:
             return Text("no live tasks")
@@ -172,7 +200,7 @@ class CounterpointMagics(Magics):
         the session)."""
         args = parse_argstring(self.journal, line)
         if args.last < 0:
-            raise cp.CounterpointError("--last needs a number of records >= 0")
+            raise UsageError("--last needs a number of records >= 0")
         journal = self.session.vm.journal
         if args.save:
             if self.session.replaying:
@@ -192,7 +220,7 @@ class CounterpointMagics(Magics):
         """``%replay``: re-run this session's cells (before this one) on a fresh VM in a
         fresh process, and check that the journal comes out the same."""
         if line.strip():
-            raise cp.CounterpointError("%replay takes no arguments")
+            raise UsageError("%replay takes no arguments")
         if self.session.replaying:
             return Text("(%replay is skipped while replaying)")
         from .replay import cells_of, plan
@@ -235,7 +263,7 @@ class CounterpointMagics(Magics):
         so a finding's replay line runs in the next cell."""
         args = parse_argstring(self.explore, line)
         if not args.name.isidentifier():
-            raise cp.CounterpointError(f"--name needs a Python name, got {args.name!r}")
+            raise UsageError(f"--name needs a Python name, got {args.name!r}")
         program = program_from_cell(cell, self.shell.user_ns, args.name)
         self.shell.user_ns[args.name] = program
         return cp.explore(

@@ -10,13 +10,16 @@ registers the magics (``%vm``, ``%tasks``, ``%journal``, ``%replay``,
 
 from __future__ import annotations
 
+import atexit
+import os
+from pathlib import Path
 from typing import Any
 
 import counterpoint as cp
 from counterpoint._cells import run_cell
 from counterpoint._journal import A_SHIFT, CELL, CELL_DONE
 from counterpoint._traps import running
-from counterpoint._vm import user_traceback
+from counterpoint._vm import is_internal, user_traceback
 
 #: the names a session preloads into the user namespace (besides ``cp`` and ``vm``)
 PRELOADED = tuple(cp.__all__)
@@ -35,12 +38,21 @@ def outcome_of(error: BaseException | None) -> tuple:
     return (how, type(error).__name__, str(error))
 
 
+_HERE = frozenset({os.path.dirname(__file__), str(Path(__file__).resolve().parent)})
+
+
+def _not_users(filename: str) -> bool:
+    """The VM's files, and this extension's own (the session, the magics)."""
+    return is_internal(filename) or os.path.dirname(filename) in _HERE
+
+
 def trim_vm_frames(error: BaseException | None) -> None:
-    """Drop the VM's own frames from ``error`` and the exceptions chained to it."""
+    """Drop the VM's and the session's own frames from ``error`` and the exceptions
+    chained to it (for display: what the user sees is their code)."""
     seen: set[int] = set()
     while error is not None and id(error) not in seen:
         seen.add(id(error))
-        user_traceback(error)
+        user_traceback(error, _not_users)
         if isinstance(error, BaseExceptionGroup):
             for inner in error.exceptions:
                 trim_vm_frames(inner)
@@ -67,13 +79,14 @@ class Session:
         **options: Any,
     ):
         self.shell = shell
+        self.journal_path = options.pop("journal", None)  # this VM's streamed journal
         self.options: dict[str, Any] = {
             "seed": seed,
             "policy": policy,
             "max_steps": max_steps,
             **options,
         }
-        self.vm: cp.VM = vm if vm is not None else cp.VM(**self.options)
+        self.vm: cp.VM = vm if vm is not None else self._make_vm(self.options, self.journal_path)
         self.cells = 0  # cells journaled on this VM
         self.running_cell: int | None = None  # the number of the journaled cell running
         self.replaying = False  # True while `counterpoint replay` drives the shell
@@ -96,6 +109,7 @@ class Session:
         from .magics import CounterpointMagics
 
         shell.register_magics(CounterpointMagics(shell, session=self))
+        atexit.register(self.close)  # a streamed journal file is completed at exit
         self._installed = True
 
     def uninstall(self) -> None:
@@ -112,16 +126,31 @@ class Session:
         shell.loop_runner = "asyncio"
         if running.host_vm is self.vm:
             running.host_vm = None
-        self.vm.close()
+        atexit.unregister(self.close)
+        self.close()
         self._installed = False
+
+    def close(self) -> None:
+        """Close the session VM (its workers; a streamed journal file is completed)."""
+        self.vm.close()
 
     # -- the VM ---------------------------------------------------------------------------
 
+    @staticmethod
+    def _make_vm(options: dict[str, Any], journal: Any) -> cp.VM:
+        if journal is None:
+            return cp.VM(**options)
+        return cp.VM(**options, journal=Path(journal).expanduser())
+
     def reset(self, **options: Any) -> cp.VM:
-        """A fresh VM (with ``options`` changed), bound to ``vm``; the old one is closed."""
+        """A fresh VM (with ``options`` changed), bound to ``vm``; the old one is closed
+        (which completes its journal file, if it streamed to one).  ``journal=PATH``
+        streams the new VM's journal; it is not kept for later resets."""
+        journal = options.pop("journal", None)
         merged = {**self.options, **options}
-        fresh = cp.VM(**merged)  # (raises on bad options, keeping the old VM)
+        fresh = self._make_vm(merged, journal)  # (raises on bad options, keeping the old VM)
         self.vm.close()
+        self.journal_path = journal
         self.options = merged
         self.vm = fresh
         self.cells = 0
