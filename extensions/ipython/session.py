@@ -25,7 +25,7 @@ from counterpoint._vm import is_internal, user_traceback
 PRELOADED = tuple(cp.__all__)
 
 #: a session VM's default ``max_steps`` per cell: a livelocked cell stops with
-#: StepLimitExceeded after ~2 s and ~200 MB of journal, not when the kernel runs out
+#: StepLimitExceeded after ~2 s and some tens of MB of journal, not when the kernel runs out
 #: of memory (every step is a journal record).  ``%vm reset --max-steps N|none``.
 SESSION_MAX_STEPS = 5_000_000
 
