@@ -575,6 +575,47 @@ def test_cancel_before_a_busy_process_pool_runs_the_job_means_it_never_runs(tmp_
     assert not never.exists()
 
 
+@cp.worker.task(name="bk_pid_then_sleep")
+def bk_pid_then_sleep(path):
+    pathlib.Path(path).write_text(str(os.getpid()))
+    time.sleep(60)
+    return "slept"
+
+
+def _gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
+def test_cancelling_a_running_process_job_stops_its_process_and_the_pool_goes_on(tmp_path):
+    pid_file = tmp_path / "pid"
+    backend = cp.worker.ProcessBackend(processes=1)
+    handles = []
+
+    async def start():
+        handles.append(cp.worker.start("bk_pid_then_sleep", str(pid_file), cost=10))
+
+    async def cancel_then_more():
+        cancelled = cp.worker.cancel(handles[0])
+        after = cp.worker.start("bk_square", 7)
+        return cancelled, await cp.worker.wait(handles[0]), await cp.worker.wait(after)
+
+    try:
+        with cp.VM(workers=backend) as vm:
+            vm.run(start())
+            _wait_for(pid_file.exists, "the job to start in its process")
+            _wait_for(lambda: pid_file.read_text() != "", "the job to write its pid")
+            pid = int(pid_file.read_text())
+            # the one process is busy for a minute, unless cancel stops it
+            assert vm.run(cancel_then_more()) == (True, -2, 1)
+            _wait_for(lambda: _gone(pid), "the cancelled job's process to be gone", timeout=10)
+    finally:
+        backend.close()
+
+
 @pytest.mark.parametrize("workers", ["inline", "processes"])
 def test_cancel_after_completion_returns_false_and_keeps_the_result(request, workers):
     backend = request.getfixturevalue(workers) if workers == "processes" else workers

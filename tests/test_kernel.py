@@ -491,6 +491,20 @@ def test_interrupt_stops_a_cell_looping_in_its_own_code(own_kernel):
     assert own_kernel.value("await sleep(1)\nvm.now") == 2
 
 
+def test_interrupting_a_cell_cancels_the_workers_it_started(own_kernel):
+    ok(own_kernel, "%vm reset --workers process")
+    ok(own_kernel, "import time\n@cp.worker.task\ndef nap(s):\n    time.sleep(s)\n    return s")
+    reply = interrupt_soon(
+        own_kernel, "handle = cp.worker.start('nap', 600, cost=5)\nawait cp.worker.wait(handle)"
+    )
+    assert reply.ename == "KeyboardInterrupt"
+    # the interrupt came while the VM waited for the worker at its due tick (5); the next
+    # cell passes that tick without waiting ten minutes for it
+    assert own_kernel.value("await sleep(10)\nnow(), await cp.worker.wait(handle)") == (15, -2)
+    receipts = own_kernel.value("[r.data for r in vm.journal if r.kind == 'receipt']")
+    assert receipts == [{"worker": 1, "status": -2}]
+
+
 def test_replay_stops_before_an_interrupted_cell_and_checks_the_cells_before_it(own_kernel):
     ok(own_kernel, "await sleep(2)")
     interrupt_soon(

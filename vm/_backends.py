@@ -152,6 +152,21 @@ _SERVE = (
 )
 
 
+class _ProcessFuture(Future):
+    """A process job's future: cancelling it while it runs stops its process (which
+    is replaced when needed), so an abandoned job does not go on burning a CPU."""
+
+    def __init__(self, backend: ProcessBackend) -> None:
+        super().__init__()
+        self._backend = backend
+
+    def cancel(self) -> bool:
+        if super().cancel():
+            return True  # it had not started
+        self._backend._stop(self)
+        return False
+
+
 class ProcessBackend(Backend):
     """Runs jobs on ``processes`` worker processes (default: the number of CPUs).
 
@@ -179,7 +194,7 @@ class ProcessBackend(Backend):
     def submit(self, function: Any, payload: Any) -> Future:
         if self._closed:
             raise RuntimeError("this process backend is closed")
-        future: Future = Future()
+        future: Future = _ProcessFuture(self)
         key = id(function)
         cached = self._functions.get(key)
         if cached is None or cached[0] is not function:
@@ -257,6 +272,14 @@ class ProcessBackend(Backend):
         job, worker.job = worker.job, None
         if job is not None:
             job[2].set_result(outcome)
+
+    def _stop(self, future: Future) -> None:
+        """Kill the process running ``future``'s job (the manager sees it die)."""
+        with self._lock:
+            for worker in self._pool:
+                if worker.job is not None and worker.job[2] is future:
+                    with contextlib.suppress(OSError):
+                        worker.process.kill()
 
     def _died(self, worker: _Process) -> None:
         try:

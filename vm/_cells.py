@@ -116,11 +116,13 @@ def _reason(problem: BaseException) -> str:
 
 
 def _deliver(vm: Any, root: Task, problem: BaseException) -> None:
-    """Cancel the cell's other tasks, then raise ``problem`` in the cell's task."""
+    """Cancel the cell's other tasks and its pending workers, then raise ``problem``
+    in the cell's task."""
     reason = _reason(problem)
     for task in list(vm._live.values()):
         if task.id > root.id:
             vm._cancel_node(task, 0, reason)
+    vm._workers.cancel_started_by(root.id)  # and the workers they started
     vm._cancel_errors[root.id] = problem
     if not root._cancel_called:
         vm._cancel_node(root, 0, reason)

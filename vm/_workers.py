@@ -59,6 +59,7 @@ class WorkerJob:
         "future",
         "handle",
         "name",
+        "owner",
         "payload",
         "payload_digest",
         "result",
@@ -83,6 +84,7 @@ class WorkerJob:
         self.future: Any = None
         self.timer: list | None = None
         self.waiters: list = []
+        self.owner = 0  # the id of the task that started it (0: the host)
 
     def _timer_fired(self) -> None:  # the due tick has come
         self.timer = None
@@ -127,6 +129,8 @@ class Workers:
             )
         payload = copy_plain(payload, "the worker payload")
         job = WorkerJob(self, self.vm._next_id("worker"), name, payload, cost)
+        if task is not None:
+            job.owner = task.id
         self._jobs[job.handle] = job
         if self.max_workers is None or self._in_flight < self.max_workers:
             self._launch(job, task)
@@ -171,6 +175,18 @@ class Workers:
         self._settle(job, CANCELLED, None, "", task)
         self._start_queued()
         return True
+
+    def cancel_started_by(self, first_task: int) -> list[int]:
+        """Cancel the pending workers started by tasks ``first_task`` and later (a
+        notebook cell's), in handle order; return their handles."""
+        pending = sorted(
+            handle
+            for handle, job in self._jobs.items()
+            if job.status == PENDING and job.owner >= first_task
+        )
+        for handle in pending:
+            self.cancel(None, handle)
+        return pending
 
     # -- observation -------------------------------------------------------------------
 
