@@ -327,6 +327,13 @@ def test_vm_reset_picks_the_workers_and_streams_the_journal_to_a_file(fresh, tmp
     assert "replayed 1 of 2 cells on a fresh VM: the same" in done.stdout
 
 
+def test_vm_reset_in_a_cell_that_awaits_is_refused_and_keeps_the_vm(fresh):
+    ok(fresh, "await sleep(3)")
+    reply = fresh.execute("%vm reset --seed 4\nawait sleep(1)")
+    assert reply.ename == "UsageError" and "put it in a cell of its own" in reply.evalue
+    assert fresh.value("vm.seed, vm.now") == (0, 3)
+
+
 def test_magic_misuse_is_a_usage_error_without_a_traceback(fresh):
     for line in ("%vm --seed 3", "%tasks now", "%journal --last -1", "%replay twice"):
         reply = fresh.execute(line)

@@ -15,6 +15,7 @@ from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 
 import counterpoint as cp
+from counterpoint._traps import running
 from counterpoint._vm import POLICIES
 
 
@@ -137,6 +138,11 @@ class CounterpointMagics(Magics):
         if args.max_steps is None:
             changes["max_steps"] = None  # `--max-steps none`
         if args.action == "reset":
+            if running.task is not None:
+                raise UsageError(
+                    "`%vm reset` cannot run inside a cell that awaits (that cell is a task "
+                    "on the VM being replaced): put it in a cell of its own"
+                )
             self.session.reset(**changes)
         elif changes:
             raise UsageError(
