@@ -61,9 +61,16 @@ from ._traps import running as _running
 from ._workers import Workers
 from .events import EventQueue
 
+
+def source_dirs(module_file: str) -> frozenset[str]:
+    """The directory of ``module_file`` as frame file names spell it (as imported,
+    and with symlinks resolved)."""
+    return frozenset({os.path.dirname(module_file), str(Path(module_file).resolve().parent)})
+
+
 # the VM's own modules: this directory only, not the subpackages beside it
 # (counterpoint.ipython, counterpoint.kernel), in a wheel as in an editable install
-_PACKAGE_DIRS = frozenset({os.path.dirname(__file__), str(Path(__file__).resolve().parent)})
+_PACKAGE_DIRS = source_dirs(__file__)
 _ATOMIC = frozenset({type(None), bool, int, str})
 POLICIES = ("fifo", "random")
 _SLICE = 16384  # steps between slice hooks (journal file flushes, replay checks)

@@ -176,17 +176,13 @@ class Workers:
         self._start_queued()
         return True
 
-    def cancel_started_by(self, first_task: int) -> list[int]:
+    def cancel_started_by(self, first_task: int) -> None:
         """Cancel the pending workers started by tasks ``first_task`` and later (a
-        notebook cell's), in handle order; return their handles."""
-        pending = sorted(
-            handle
-            for handle, job in self._jobs.items()
-            if job.status == PENDING and job.owner >= first_task
-        )
-        for handle in pending:
-            self.cancel(None, handle)
-        return pending
+        notebook cell's), in handle order."""
+        for handle in sorted(self._jobs):
+            job = self._jobs[handle]
+            if job.status == PENDING and job.owner >= first_task:
+                self.cancel(None, handle)
 
     # -- observation -------------------------------------------------------------------
 

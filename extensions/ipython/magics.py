@@ -104,8 +104,10 @@ class CounterpointMagics(Magics):
 
     @magic_arguments()
     @argument("action", nargs="?", choices=["status", "reset"], default="status")
-    @argument("--seed", type=int, help="the new VM's seed (reset)")
-    @argument("--policy", choices=POLICIES, help="the new VM's scheduling policy (reset)")
+    @argument("--seed", type=int, default=_UNSET, help="the new VM's seed (reset)")
+    @argument(
+        "--policy", choices=POLICIES, default=_UNSET, help="the new VM's scheduling policy (reset)"
+    )
     @argument(
         "--max-steps",
         type=_steps,
@@ -114,13 +116,15 @@ class CounterpointMagics(Magics):
     )
     @argument(
         "--workers",
+        default=_UNSET,
         help="where worker functions run: inline, thread, process, dask or a Dask "
         "scheduler address (reset)",
     )
-    @argument("--max-workers", type=int, help="how many workers at once (reset)")
+    @argument("--max-workers", type=int, default=_UNSET, help="how many workers at once (reset)")
     @argument(
         "--journal",
         metavar="PATH",
+        default=_UNSET,
         help="stream the new VM's journal to this SQLite file as it runs (reset)",
     )
     @line_magic
@@ -133,10 +137,8 @@ class CounterpointMagics(Magics):
         changes = {
             key: value
             for key, value in vars(args).items()
-            if key != "action" and value is not None and value is not _UNSET
+            if key != "action" and value is not _UNSET
         }
-        if args.max_steps is None:
-            changes["max_steps"] = None  # `--max-steps none`
         if args.action == "reset":
             if running.task is not None:
                 raise UsageError(
@@ -229,13 +231,12 @@ class CounterpointMagics(Magics):
             raise UsageError("%replay takes no arguments")
         if self.session.replaying:
             return Text("(%replay is skipped while replaying)")
-        from .replay import cells_of, plan
+        from .replay import plan
 
         journal = self.session.vm.journal
-        before = journal._prefix(_start_of_current_cell(journal))
-        if not cells_of(before):
+        covered = plan(journal, _start_of_current_cell(journal))
+        if not covered.cells:
             return Text("nothing to replay yet: no cell ran on this VM before this one")
-        covered = plan(before)
         expected = journal._prefix(covered.end)  # (the part that replay checks)
         if not covered.replayed:
             return Text(covered.report(0, expected.digest()))

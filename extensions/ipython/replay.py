@@ -23,22 +23,22 @@ from counterpoint._journal import _KIND_MASK, CELL, CELL_DONE, Journal
 from counterpoint._replay import divergence, first_difference, replaying_vm
 
 
-def cells_of(journal: Journal) -> list[tuple[int, int, str, Any]]:
+def cells_of(journal: Journal, stop: int | None = None) -> list[tuple[int, int, str, Any]]:
     """(index of its ``cell`` record, cell number, source, outcome or None) of each
-    journaled cell; a cell's own records follow its ``cell`` record."""
+    cell journaled before record ``stop``; a cell's own records follow its ``cell``
+    record."""
     rows = journal._rows
-    marks = [i for i, row in enumerate(rows) if (row & _KIND_MASK) in (CELL, CELL_DONE)]
+    stop = len(rows) if stop is None else stop
     cells: list[list] = []
-    for index in marks:
-        record = journal[index]
-        if record.kind == "cell":
-            cells.append([index, record.data["cell"], record.data["source"], None])
-        elif cells and cells[-1][1] == record.data["cell"]:
-            data = record.data
-            outcome = (data["outcome"],)
-            if "error" in data:
-                outcome += (data["error"], data["message"])
-            cells[-1][3] = outcome
+    for index in range(stop):
+        kind = rows[index] & _KIND_MASK
+        if kind != CELL and kind != CELL_DONE:
+            continue
+        _, _, _, _, number, value = next(journal._iter_raw(index, index + 1))
+        if kind == CELL:
+            cells.append([index, number, value, None])
+        elif cells and cells[-1][1] == number:
+            cells[-1][3] = tuple(value)
     return [tuple(cell) for cell in cells]  # type: ignore[misc]
 
 
@@ -64,12 +64,11 @@ class Plan:
         )
 
 
-def plan(journal: Journal) -> Plan:
-    """Replay stops before the first interrupted cell (where the interrupt landed is not
-    in the journal), or a last cell still running when the journal was saved."""
-    cells = cells_of(journal)
-    if not cells:
-        raise ValueError("this journal holds no notebook cells")
+def plan(journal: Journal, stop: int | None = None) -> Plan:
+    """What replaying the journal's records before ``stop`` covers (no cells: an empty
+    plan).  Replay stops before the first interrupted cell (where the interrupt landed
+    is not in the journal), or a last cell still running when the journal was saved."""
+    cells = cells_of(journal, stop)
     for i, (start, number, _, outcome) in enumerate(cells):
         if outcome is not None and outcome[0] == "interrupted":
             why = f"cell {number} was interrupted, and an interrupt cannot be replayed"
@@ -77,7 +76,7 @@ def plan(journal: Journal) -> Plan:
         if outcome is None and i == len(cells) - 1:
             why = f"cell {number} was still running when the journal was saved"
             return Plan(cells, i, start, why)
-    return Plan(cells, len(cells), len(journal), "")
+    return Plan(cells, len(cells), len(journal) if stop is None else stop, "")
 
 
 def _shell() -> Any:
@@ -100,6 +99,8 @@ def replay_session(journal: Journal) -> str:
     from .session import Session
 
     covered = plan(journal)
+    if not covered.cells:
+        raise ValueError("this journal holds no notebook cells")
     expected = journal if covered.end == len(journal) else journal._prefix(covered.end)
     vm, checker = replaying_vm(expected)
     shell = _shell()

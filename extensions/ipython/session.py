@@ -22,7 +22,7 @@ import counterpoint as cp
 from counterpoint._cells import run_cell
 from counterpoint._journal import A_SHIFT, CELL, CELL_DONE
 from counterpoint._traps import running
-from counterpoint._vm import is_internal, user_traceback
+from counterpoint._vm import is_internal, source_dirs, user_traceback
 
 #: the names a session preloads into the user namespace (besides ``cp`` and ``vm``)
 PRELOADED = tuple(cp.__all__)
@@ -41,7 +41,7 @@ def outcome_of(error: BaseException | None) -> tuple:
     return (how, type(error).__name__, str(error))
 
 
-_HERE = frozenset({os.path.dirname(__file__), str(Path(__file__).resolve().parent)})
+_HERE = source_dirs(__file__)
 
 
 def _not_users(filename: str) -> bool:
