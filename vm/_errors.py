@@ -73,6 +73,25 @@ class WrongVMError(CounterpointError, RuntimeError):
     """An object that belongs to one VM was used from a task of another VM."""
 
 
+class VMBusyError(CounterpointError, RuntimeError):
+    """A VM was driven (``vm.run``, ``vm.step`` ...) while it is already running: from
+    inside one of its tasks, or from a second thread at the same time."""
+
+
+class WorkerIsolationError(NotInTaskError):
+    """A worker function (any backend) tried to use a VM: workers take a payload and
+    return a value; only tasks act on the VM."""
+
+
+class LockError(CounterpointError, RuntimeError):
+    """A lock or condition was misused: released by a task that does not hold it,
+    acquired again by its holder, or waited on / notified without holding it."""
+
+
+class ScheduleError(CounterpointError, ValueError):
+    """A schedule string (``VM(schedule=...)``) is malformed or does not fit the run."""
+
+
 class PolicyError(CounterpointError):
     """An operation the VM's policy forbids (e.g. workers with ``max_workers=0``)."""
 
@@ -121,6 +140,10 @@ for _error in (
     ForgottenAwaitError,
     InvalidStateError,
     WrongVMError,
+    VMBusyError,
+    WorkerIsolationError,
+    LockError,
+    ScheduleError,
     PolicyError,
     UnknownWorkerTask,
     WorkerFailed,
