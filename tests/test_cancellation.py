@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 from programs import long, sleeps
 
@@ -794,3 +796,142 @@ def test_every_task_that_ends_cancelled_has_a_cancel_record_in_ordinary_cases(vm
     cancelled_by_record = {r.task for r in cancel_records(vm)}
     assert cancelled == {2, 3, 4}
     assert cancelled <= cancelled_by_record
+
+
+# -- every await is a step, even one that fails at once ------------------------------------------
+
+
+def stubborn_awaits():
+    """Awaits a cancelled task may keep making (each raises Cancelled at once)."""
+    ch, lock, event, barrier = cp.channel(1), cp.Lock(), cp.Event(), cp.Barrier(2)
+    cond = cp.Condition()
+    other = cp.spawn(cp.sleep(10**6))
+
+    async def in_scope():
+        async with cp.scope() as s:
+            s.spawn(cp.sleep(1))
+            await s.wait_all()
+
+    async def cond_wait():
+        async with cond:
+            await cond.wait()
+
+    return {
+        "checkpoint": cp.checkpoint,
+        "sleep": lambda: cp.sleep(1),
+        "send": lambda: ch.send(1),
+        "recv": ch.recv,
+        "select": lambda: cp.select(ch, timeout=1),
+        "acquire": lock.acquire,
+        "event.wait": event.wait,
+        "barrier.wait": barrier.wait,
+        "condition.wait": cond_wait,
+        "par": lambda: cp.par(cp.sleep(1)),
+        "await task": lambda: other,
+        "scope.wait_all": in_scope,
+        "events.next": cp.events.next,
+    }
+
+
+STUBBORN = [
+    "checkpoint",
+    "sleep",
+    "send",
+    "recv",
+    "select",
+    "acquire",
+    "event.wait",
+    "barrier.wait",
+    "condition.wait",
+    "par",
+    "await task",
+    "scope.wait_all",
+    "events.next",
+]
+
+
+@pytest.mark.parametrize("what", STUBBORN)
+def test_a_task_that_keeps_swallowing_cancelled_is_stopped_by_max_steps(what):
+    vm = cp.VM(max_steps=500)
+    counts = {"awaits": 0}
+
+    async def stubborn():
+        awaits = stubborn_awaits()[what]
+        for _ in range(2000):  # (gives up in the end, so the test can clean up)
+            try:
+                counts["awaits"] += 1
+                await awaits()
+            except cp.Cancelled:
+                pass
+
+    async def main():
+        task = cp.spawn(stubborn(), name="stubborn")
+        await cp.checkpoint()
+        task.cancel()
+        await task
+
+    outcome: list = []
+    thread = threading.Thread(target=lambda: outcome.append(_outcome(vm, main())), daemon=True)
+    thread.start()
+    thread.join(30)
+    assert not thread.is_alive(), f"a cancelled task awaiting {what} in a loop hung the VM"
+    assert outcome == ["StepLimitExceeded"]
+    steps = [r for r in vm.journal if r.kind == "step" and r.task == 2]
+    assert len(steps) >= counts["awaits"] - 1 > 50  # (at least) one journaled step per await
+    while vm.step(10_000):  # let everything end (vm.step has no max_steps)
+        pass
+    assert vm.tasks() == []
+
+
+def _outcome(vm, coro) -> str:
+    try:
+        vm.run(coro)
+    except BaseException as error:
+        return type(error).__name__
+    return "returned"
+
+
+def test_a_send_on_a_closed_channel_in_a_loop_is_one_step_per_await():
+    vm = cp.VM(max_steps=300)
+
+    async def main():
+        ch = cp.channel()
+        ch.close()
+        tries = 0
+        while True:
+            try:
+                await ch.send(tries)
+            except cp.ChannelClosed:
+                tries += 1
+
+    with pytest.raises(cp.StepLimitExceeded):
+        vm.run(main())
+    assert sum(1 for r in vm.journal if r.kind == "step") == 300  # one per await
+
+
+def test_a_cancelled_task_raises_at_its_next_step_after_the_others_ran(vm):
+    order = []
+
+    async def victim():
+        try:
+            await cp.sleep(0)  # (ready, not blocked, when cancelled)
+            order.append("victim resumed")
+            await cp.checkpoint()
+        except cp.Cancelled:
+            order.append(("victim cancelled", cp.now()))
+            raise
+
+    async def bystander():
+        order.append("bystander")
+
+    async def main():
+        task = cp.spawn(victim())
+        await cp.checkpoint()
+        task.cancel()
+        cp.spawn(bystander())
+        with pytest.raises(cp.Cancelled):
+            await task
+
+    vm.run(main())
+    # the victim's cancelled checkpoint yields first: the bystander runs in between
+    assert order == ["victim resumed", "bystander", ("victim cancelled", 0)]

@@ -102,8 +102,10 @@ def test_a_cell_past_max_steps_gets_step_limit_exceeded():
     run = cell(vm, body())
     assert run.result[:2] == ("shown", "StepLimitExceeded")
     assert "in the cell 'cell 1'" in run.result[2]
-    assert vm.tasks() == []
+    # the spinner is cancelled; it unwinds at its next step (every await is a step)
+    assert [(t.name, t.state) for t in vm.tasks()] == [("spinner", "ready")]
     assert vm.run(settled()) == "next cell"
+    assert vm.tasks() == []
 
 
 def test_a_deadlock_while_the_cell_waits_at_a_scope_exit_is_raised_there():

@@ -48,16 +48,17 @@ def test_run_saves_a_journal_that_replay_reproduces(tmp_path):
     assert f"saved to:     {journal}" in done.stdout
     program = (ROOT / "examples/pipeline.py").resolve()
     assert cp.Journal.load(journal).meta["program"] == str(program)
-    replayed = counterpoint("replay", journal)
+    replayed = counterpoint("replay", journal, "--trust")
     assert replayed.returncode == 0, replayed.stderr
-    assert "pipeline.py: the same 190 records" in replayed.stdout
+    assert "pipeline.py: the same 193 records" in replayed.stdout
     assert "result [0, 1, 4, 9, 16, 25, 36, 49, 64, 81]" in replayed.stdout
 
 
 def test_replay_of_a_failing_program_reproduces_its_failure(tmp_path):
     journal = tmp_path / "deadlock.db"
-    counterpoint("run", ROOT / "examples/philosophers_deadlock.py", "--journal", journal)
-    replayed = counterpoint("replay", journal)
+    program = ROOT / "examples/philosophers_deadlock.py"
+    counterpoint("run", program, "--journal", journal)
+    replayed = counterpoint("replay", journal, program)  # (a program named here: no --trust)
     assert replayed.returncode == 0, replayed.stderr
     assert "(error Deadlock: deadlock at tick 1" in replayed.stdout
 
@@ -68,7 +69,7 @@ def test_replay_reports_a_program_that_changed_since(tmp_path):
     journal = tmp_path / "program.db"
     counterpoint("run", program, "--journal", journal)
     program.write_text("import counterpoint as cp\nasync def main():\n    await cp.sleep(4)\n")
-    replayed = counterpoint("replay", journal)
+    replayed = counterpoint("replay", journal, "--trust")
     assert replayed.returncode == 1
     assert "did not replay" in replayed.stderr and "expected" in replayed.stderr
 
@@ -83,6 +84,80 @@ def test_replay_explains_a_journal_with_neither_cells_nor_a_program(tmp_path):
     replayed = counterpoint("replay", path)
     assert replayed.returncode == 2
     assert "neither notebook cells nor the name of the program" in replayed.stderr
+    assert f"counterpoint replay {path} PROGRAM.py" in replayed.stderr
+
+
+MARKER_PROGRAM = """\
+import pathlib
+import counterpoint as cp
+pathlib.Path({marker!r}).write_text("ran")
+async def main():
+    await cp.sleep(1)
+"""
+
+
+def test_replay_of_a_journal_that_names_a_program_shows_it_and_refuses_without_trust(tmp_path):
+    marker = tmp_path / "ran.txt"
+    program = tmp_path / "evil.py"
+    program.write_text(MARKER_PROGRAM.format(marker=str(marker)))
+    journal = tmp_path / "from-someone.db"
+    assert counterpoint("run", program, "--journal", journal).returncode == 0
+    marker.unlink()
+    refused = counterpoint("replay", journal)
+    assert refused.returncode == 3
+    assert f"written by the program {str(program.resolve())!r}" in refused.stderr
+    assert "refused: replaying a journal runs code" in refused.stderr
+    assert "--trust" in refused.stderr
+    assert not marker.exists()  # nothing ran
+    trusted = counterpoint("replay", journal, "--trust")
+    assert trusted.returncode == 0, trusted.stderr
+    assert marker.read_text() == "ran"
+
+
+def test_replay_against_a_program_named_on_the_command_line_runs_that_one(tmp_path):
+    marker = tmp_path / "ran.txt"
+    recorded, chosen = tmp_path / "recorded.py", tmp_path / "chosen.py"
+    recorded.write_text(MARKER_PROGRAM.format(marker=str(marker)))
+    chosen.write_text("import counterpoint as cp\nasync def main():\n    await cp.sleep(1)\n")
+    journal = tmp_path / "j.db"
+    counterpoint("run", recorded, "--journal", journal)
+    marker.unlink()
+    replayed = counterpoint("replay", journal, chosen)
+    assert replayed.returncode == 0, replayed.stderr
+    assert f"replayed {chosen}: the same" in replayed.stdout
+    assert not marker.exists()  # the program the file names never ran
+
+
+def test_replay_of_a_session_journal_shows_its_cells_and_refuses_without_trust(tmp_path):
+    from counterpoint._journal import A_SHIFT, CELL
+
+    marker = tmp_path / "ran.txt"
+    vm = cp.VM()
+    source = f"import pathlib\npathlib.Path({str(marker)!r}).write_text('ran')"
+    vm.journal._rows.append(CELL | 1 << A_SHIFT)
+    vm.journal._vals.append(source)
+    path = vm.journal.save(tmp_path / "session.db")
+    refused = counterpoint("replay", path)
+    assert refused.returncode == 3
+    assert "holds 1 notebook cell(s); replaying it runs their code" in refused.stderr
+    assert "    | pathlib.Path(" in refused.stderr  # the code, shown before anything runs
+    assert not marker.exists()
+    named = counterpoint("replay", path, tmp_path / "x.py")
+    assert named.returncode == 2 and "a PROGRAM cannot replace them" in named.stderr
+
+
+def test_loading_a_journal_never_runs_what_it_names(tmp_path):
+    marker = tmp_path / "ran.txt"
+    program = tmp_path / "evil.py"
+    program.write_text(MARKER_PROGRAM.format(marker=str(marker)))
+    journal = tmp_path / "j.db"
+    counterpoint("run", program, "--journal", journal)
+    marker.unlink()
+    loaded = cp.Journal.load(journal)
+    loaded.digest(), loaded.to_records(), loaded.state_at(len(loaded)), list(loaded)
+    loaded.save(tmp_path / "copy.jsonl")
+    cp.Journal.load(tmp_path / "copy.jsonl")
+    assert not marker.exists()  # a journal is data: loading and reading it runs nothing
 
 
 def test_replay_of_a_corrupt_file_is_a_journal_error(tmp_path):

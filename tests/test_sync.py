@@ -106,14 +106,14 @@ def test_lock_is_not_reentrant(vm):
     async def main():
         lock = cp.Lock()
         await lock.acquire()
-        with pytest.raises(RuntimeError, match="not re-entrant"):
+        with pytest.raises(cp.LockError, match="not re-entrant"):
             await lock.acquire()
         return lock.locked(), lock.owner is cp.current_task()
 
     assert vm.run(main()) == (True, True)
 
 
-def test_releasing_a_lock_held_by_another_task_is_a_runtime_error(vm):
+def test_releasing_a_lock_held_by_another_task_is_a_lock_error(vm):
     async def holder(lock):
         await lock.acquire()
         await cp.sleep(10)
@@ -121,11 +121,11 @@ def test_releasing_a_lock_held_by_another_task_is_a_runtime_error(vm):
     async def main():
         lock = cp.Lock()
         free = cp.Lock()
-        with pytest.raises(RuntimeError, match="held by nobody"):
+        with pytest.raises(cp.LockError, match="held by nobody"):
             free.release()
         t = cp.spawn(holder(lock))
         await cp.sleep(1)
-        with pytest.raises(RuntimeError, match=f"held by task {t.id}"):
+        with pytest.raises(cp.LockError, match=f"held by task {t.id}"):
             lock.release()
         return lock.owner is t
 
@@ -242,6 +242,51 @@ def test_two_tasks_taking_two_locks_in_opposite_order_deadlock(vm):
 
 
 # -- Semaphore --------------------------------------------------------------------------------
+
+
+def test_lock_errors_are_named_runtime_errors():
+    assert issubclass(cp.LockError, RuntimeError) and issubclass(cp.LockError, cp.CounterpointError)
+
+
+def test_a_bounded_semaphore_refuses_a_release_past_its_initial_value(vm):
+    async def main():
+        sem = cp.BoundedSemaphore(2)
+        async with sem:
+            sem.release()  # (a unit it did not acquire: 2 free now)
+            with pytest.raises(ValueError, match="semaphore 1 released too many times"):
+                sem.release()
+            value = sem.value
+        return value
+
+    with pytest.raises(ValueError, match="released too many times"):
+        vm.run(main())  # the `async with` releases a third time on the way out
+    assert [r.kind for r in vm.journal].count("release") == 1  # refused releases left no record
+
+
+def test_a_bounded_semaphore_hands_over_to_a_waiter_and_counts_like_a_semaphore(vm):
+    async def user(sem, log, name):
+        async with sem:
+            log.append((name, cp.now()))
+            await cp.sleep(2)
+
+    async def main():
+        sem, log = cp.BoundedSemaphore(1), []
+        await cp.par(user(sem, log, "a"), user(sem, log, "b"))
+        return log, sem.value
+
+    assert vm.run(main()) == ([("a", 0), ("b", 2)], 1)
+    create = next(r for r in vm.journal if r.kind == "create")
+    assert create.data == {"semaphore": 1, "value": 1, "bounded": True}
+
+
+def test_an_unbounded_semaphore_may_be_released_more_than_acquired(vm):
+    async def main():
+        signal = cp.Semaphore(0)
+        signal.release()
+        signal.release()  # a semaphore used for signalling counts up: no bound
+        return signal.value
+
+    assert vm.run(main()) == 2
 
 
 def test_semaphore_admits_at_most_n_holders(vm):
@@ -516,14 +561,14 @@ def test_condition_notify_all_wakes_every_waiter_first_come_first_served(vm):
     assert records(vm, "notify") == [(1, {"condition": 1, "woken": 3})]
 
 
-def test_condition_wait_and_notify_without_the_lock_are_runtime_errors(vm):
+def test_condition_wait_and_notify_without_the_lock_are_lock_errors(vm):
     async def main():
         cond = cp.Condition()
-        with pytest.raises(RuntimeError, match="needs the condition's lock"):
+        with pytest.raises(cp.LockError, match="needs the condition's lock"):
             await cond.wait()
-        with pytest.raises(RuntimeError, match="needs the condition's lock"):
+        with pytest.raises(cp.LockError, match="needs the condition's lock"):
             cond.notify()
-        with pytest.raises(RuntimeError, match="needs the condition's lock"):
+        with pytest.raises(cp.LockError, match="needs the condition's lock"):
             cond.notify_all()
         return cond.locked()
 

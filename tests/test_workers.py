@@ -620,8 +620,8 @@ def test_an_inline_worker_cannot_use_the_vm(vm):
 
     status, error, caught = vm.run(main())
     assert status == -1
-    assert error.startswith("NotInTaskError: cp.now() was called outside a Counterpoint task")
-    assert caught == "NotInTaskError"
+    assert error.startswith("WorkerIsolationError: cp.now() was called from worker function")
+    assert caught == "WorkerIsolationError"
     assert_vm_usable(vm)
 
 
@@ -651,7 +651,7 @@ def test_a_thread_worker_cannot_use_the_vm_while_a_task_runs():
             return await cp.worker.wait(h)
 
         assert vm.run(main()) == 1
-    assert _PEEK == {"error": "NotInTaskError"}
+    assert _PEEK == {"error": "WorkerIsolationError"}
 
 
 # ---------------------------------------------------------------------------
@@ -1018,7 +1018,7 @@ def test_process_workers_are_isolated_and_report_failures_like_inline():
     assert results["process"] == results["inline"]
     value = results["inline"][0]
     assert value[0] == [{"k": 1}, "x"]
-    assert value[2] == [1, -1, -1, 1] and value[5] == "NotInTaskError"
+    assert value[2] == [1, -1, -1, 1] and value[5] == "WorkerIsolationError"
 
 
 HASHSEED_SCRIPT = """

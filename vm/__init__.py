@@ -51,7 +51,7 @@ from ._plaindata import NotPlainData
 from ._replay import check_determinism, replay
 from ._scope import Scope, Slot, par, scope
 from ._select import SelectResult, SelectTag, select
-from ._sync import Barrier, Condition, Event, Lock, Semaphore
+from ._sync import Barrier, BoundedSemaphore, Condition, Event, Lock, Semaphore
 from ._task import Task, TaskInfo
 from ._vm import VM
 from .events import HostEvent
@@ -76,6 +76,7 @@ def unload_ipython_extension(shell) -> None:
 __all__ = [
     "VM",
     "Barrier",
+    "BoundedSemaphore",
     "Cancelled",
     "Channel",
     "ChannelClosed",

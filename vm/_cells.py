@@ -47,21 +47,25 @@ class CellRun(NamedTuple):
 def run_cell(vm: Any, coro: Any, name: str) -> CellRun:
     """Run ``coro`` as a root task named ``name`` until it finishes, delivering any
     deadlock, step-limit or interrupt into it (see the module docstring)."""
-    vm._check_host_call("a notebook cell", coro)
+    vm._claim("a notebook cell", coro)
+    try:
+        return _run_cell(vm, coro, name)
+    finally:
+        vm._release()
+
+
+def _run_cell(vm: Any, coro: Any, name: str) -> CellRun:
     root = vm._spawn(coro, name, None, None, "a notebook cell")
     problem: BaseException | None = None
     deliveries = 0
     with DeferredInterrupts():
         while True:
             budget = vm._max_steps if vm._max_steps is not None else sys.maxsize
-            vm._active = True
             try:
                 vm._drive(root, budget)
                 trouble = None
             except KeyboardInterrupt as interrupt:
                 trouble = _interruption(vm, interrupt)
-            finally:
-                vm._active = False
             if root._state >= S_DONE:
                 if trouble is not None:  # the cell's own task was interrupted: it is over
                     problem = trouble

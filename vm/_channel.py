@@ -25,14 +25,15 @@ from ._task import BLOCKED, READY, Task
 from ._traps import (
     PARK,
     RESCHEDULE,
-    actor,
     check_fresh,
+    current,
+    fail_after_step,
     observed,
     operation,
-    running_task,
+    require_task,
+    task_or_host,
     task_or_session,
 )
-from ._traps import running as _running
 
 
 class SendStatus(IntEnum):
@@ -134,9 +135,9 @@ class Channel:
         Raises ``cp.ChannelClosed`` if the channel is (or gets) closed before the
         value is delivered.
         """
-        task = _running.task
+        task = current().task
         if task is None:
-            task = running_task("channel.send()")
+            task = require_task("channel.send()")
         if task._fresh is not None:
             check_fresh(task)
         task._fresh = op = _send(self, value)
@@ -147,9 +148,9 @@ class Channel:
 
         Raises ``cp.ChannelClosed`` once the channel is closed and drained.
         """
-        task = _running.task
+        task = current().task
         if task is None:
-            task = running_task("channel.recv()")
+            task = require_task("channel.recv()")
         if task._fresh is not None:
             check_fresh(task)
         task._fresh = op = _recv(self, False)
@@ -159,9 +160,9 @@ class Channel:
         return self
 
     def __anext__(self):
-        task = _running.task
+        task = current().task
         if task is None:
-            task = running_task("`async for` over a channel")
+            task = require_task("`async for` over a channel")
         if task._fresh is not None:
             check_fresh(task)
         task._fresh = op = _recv(self, True)
@@ -171,7 +172,13 @@ class Channel:
 
     def try_send(self, value: Any) -> SendStatus:
         """Send without waiting: ``SENT``, ``FULL`` (would block) or ``CLOSED``."""
-        actor = self._actor("try_send()")
+        task = self._task_or_host("try_send()")
+        if task is None:
+            with self._vm._as_host(f"channel {self.id}.try_send()"):
+                return self._try_send(None, value)
+        return self._try_send(task, value)
+
+    def _try_send(self, actor: Task | None, value: Any) -> SendStatus:
         if self._closed:
             observed(self._vm, "channel", self.id)
             return SendStatus.CLOSED
@@ -187,7 +194,13 @@ class Channel:
 
     def try_recv(self) -> tuple[RecvStatus, Any]:
         """Receive without waiting: ``(OK, value)``, ``(EMPTY, None)`` or ``(CLOSED, None)``."""
-        actor = self._actor("try_recv()")
+        task = self._task_or_host("try_recv()")
+        if task is None:
+            with self._vm._as_host(f"channel {self.id}.try_recv()"):
+                return self._try_recv(None)
+        return self._try_recv(task)
+
+    def _try_recv(self, actor: Task | None) -> tuple[RecvStatus, Any]:
         if self._buf or self._sendq:
             return RecvStatus.OK, self._take(actor)
         observed(self._vm, "channel", self.id)
@@ -197,7 +210,13 @@ class Channel:
 
     def close(self) -> None:
         """Close the channel (idempotent).  Blocked receivers and senders get ``ChannelClosed``."""
-        actor = self._actor("close()")
+        task = self._task_or_host("close()")
+        if task is None:
+            with self._vm._as_host(f"channel {self.id}.close()"):
+                return self._close(None)
+        return self._close(task)
+
+    def _close(self, actor: Task | None) -> None:
         if self._closed:
             observed(self._vm, "channel", self.id)
             return
@@ -251,8 +270,8 @@ class Channel:
 
     # -- internals -----------------------------------------------------------------------
 
-    def _actor(self, what: str) -> Task | None:
-        task = actor(f"channel {self.id}.{what}")
+    def _task_or_host(self, what: str) -> Task | None:
+        task = task_or_host(f"channel {self.id}.{what}")
         if task is not None:
             same_vm(task, self._vm, f"channel {self.id}")
         return task
@@ -311,23 +330,26 @@ class Channel:
         return bool(self._buf or self._sendq or self._closed)
 
 
-def _refuse(task: Task, ch: Channel, verb: str) -> BaseException:
-    """The error for an operation that may not start (cancelled, wrong VM, closed)."""
+def _refuse(task: Task, ch: Channel, verb: str):
+    """An operation that may not go ahead (cancelled, closed): it fails after a step.
+    (An object of another VM is a programming error, raised at once.)"""
     if task._vm is not ch._vm:
         same_vm(task, ch._vm, f"channel {ch.id}")
     if task._cancelled:
-        return task._vm._cancelled_error(task)
-    observed(ch._vm, "channel", ch.id)
-    return ch._closed_error(verb)
+        error = task._vm._cancelled_error(task)
+    else:
+        observed(ch._vm, "channel", ch.id)
+        error = ch._closed_error(verb)
+    return (yield from fail_after_step(task, error))
 
 
 @operation(lambda ch, value: f"channel {ch.id}.send({plain(value)!r})")
 def _send(ch, value):
-    task = _running.task
+    task = current().task
     task._fresh = None
     vm = ch._vm
     if task._vm is not vm or task._cancelled or ch._closed:
-        raise _refuse(task, ch, "send on")
+        return (yield from _refuse(task, ch, "send on"))
     recvq = ch._recvq
     if recvq:  # hand the value straight to the longest-waiting receiver
         logged = value if type(value) in _ATOMIC else plain(value)
@@ -364,11 +386,11 @@ def _send(ch, value):
 
 @operation(lambda ch, iterating: f"channel {ch.id}.recv()")
 def _recv(ch, iterating):
-    task = _running.task
+    task = current().task
     task._fresh = None
     vm = ch._vm
     if task._vm is not vm or task._cancelled:
-        raise _refuse(task, ch, "receive on")
+        return (yield from _refuse(task, ch, "receive on"))
     buf = ch._buf
     if buf and not ch._sendq:
         value = buf.popleft()
@@ -382,9 +404,8 @@ def _recv(ch, iterating):
         return value
     if ch._closed:
         observed(vm, "channel", ch.id)
-        if iterating:
-            raise StopAsyncIteration
-        raise ch._closed_error("receive on")
+        error = StopAsyncIteration() if iterating else ch._closed_error("receive on")
+        return (yield from fail_after_step(task, error))
     queue = ch._recvq
     queue.append(task)
     task._state = BLOCKED

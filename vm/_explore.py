@@ -60,7 +60,7 @@ from ._journal import (
     START,
     TIMEOUT,
 )
-from ._traps import running_task
+from ._traps import require_task
 
 _DIGITS = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
 _PREFIX = "cp1:"
@@ -822,7 +822,7 @@ def choose(options: Any) -> Any:
     >>> cp.VM().run(main()), sorted(cp.explore(main).outcomes)
     ('tea', ['coffee', 'tea'])
     """
-    task = running_task("cp.choose()")
+    task = require_task("cp.choose()")
     options = list(options)
     if not options:
         raise ValueError("cp.choose() needs at least one option")
@@ -847,6 +847,6 @@ def require(condition: Any) -> None:
     >>> len(report.outcomes), report.pruned
     (6, 10)
     """
-    running_task("cp.require()")
+    require_task("cp.require()")
     if not condition:
         raise Pruned("cp.require() found its condition false: this execution is pruned")

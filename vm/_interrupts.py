@@ -20,9 +20,18 @@ import signal
 import threading
 from types import FrameType, TracebackType
 
-from ._traps import running
-
 _SAFE: set = set()  # code objects of VM functions where raising is safe (physical waits)
+
+# Ctrl-C noted while the VM's own code ran on the main thread (signals go there only);
+# the scheduler driving a VM on the main thread raises it at its next safe point
+noted: list[int] = []
+_MAIN = threading.main_thread().ident
+
+
+def noted_here() -> list[int] | tuple:
+    """The interrupts this thread's scheduler must raise: ``noted`` on the main thread,
+    none elsewhere (a VM on another thread is not the one Ctrl-C was meant for)."""
+    return noted if threading.get_ident() == _MAIN else ()
 
 
 def safe_to_interrupt(function) -> None:
@@ -51,7 +60,7 @@ def _in_user_code(frame: FrameType | None) -> bool:
 def _on_sigint(signum: int, frame: FrameType | None) -> None:
     if _in_user_code(frame):
         raise KeyboardInterrupt
-    running.interrupts.append(signum)
+    noted.append(signum)
 
 
 class DeferredInterrupts:
@@ -65,7 +74,7 @@ class DeferredInterrupts:
             and signal.getsignal(signal.SIGINT) is signal.default_int_handler
         )
         if self.installed:
-            running.interrupts.clear()
+            noted.clear()
             signal.signal(signal.SIGINT, _on_sigint)
         return self
 
@@ -78,13 +87,13 @@ class DeferredInterrupts:
         if not self.installed:
             return
         signal.signal(signal.SIGINT, signal.default_int_handler)
-        if running.interrupts:  # noted, and not yet raised by the scheduler
-            running.interrupts.clear()
+        if noted:  # noted, and not yet raised by the scheduler
+            noted.clear()
             if not isinstance(error, KeyboardInterrupt):
                 raise KeyboardInterrupt
 
 
 def take_interrupt() -> None:
     """Called by the scheduler at a safe point when an interrupt was noted."""
-    running.interrupts.clear()
+    noted.clear()
     raise KeyboardInterrupt

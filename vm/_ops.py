@@ -8,7 +8,6 @@ generator and registers it with the running task (see ``_traps``).
 from __future__ import annotations
 
 import random
-from threading import get_ident
 from typing import Any
 
 from ._errors import WrongVMError
@@ -18,21 +17,21 @@ from ._traps import (
     PARK,
     RESCHEDULE,
     check_fresh,
+    current,
     describe,
     discard,
-    here,
+    fail_after_step,
     new_op,
     operation,
-    running_task,
-    task_here,
+    require_task,
     task_or_session,
+    this_task,
 )
-from ._traps import running as _running
 
 
 def adopt(op: Any):
     """Wrap an operation in a coroutine so it can be spawned (``cp.par(ch.recv(), ...)``)."""
-    task = _running.task
+    task = this_task()
     if task is not None and task._fresh is op:
         task._fresh = None
     coro = _run_adopted(op)
@@ -54,10 +53,10 @@ def same_vm(task: Task, vm: Any, what: str) -> None:
 
 @operation(lambda: "cp.checkpoint()")
 def _checkpoint():
-    task = _running.task
+    task = current().task
     task._fresh = None
     if task._cancelled:
-        raise task._vm._cancelled_error(task)
+        return (yield from fail_after_step(task, task._vm._cancelled_error(task)))
     yield RESCHEDULE
 
 
@@ -76,16 +75,19 @@ def checkpoint():
     >>> cp.VM().run(main())
     ['a0', 'b0', 'a1', 'b1']
     """
-    return new_op(here(_running.task, "cp.checkpoint()"), _checkpoint())
+    task = current().task
+    if task is None:
+        task = require_task("cp.checkpoint()")
+    return new_op(task, _checkpoint())
 
 
 @operation(lambda ticks: f"cp.sleep({ticks})")
 def _sleep(ticks):
-    task = _running.task
+    task = current().task
     task._fresh = None
     vm = task._vm
     if task._cancelled:
-        raise vm._cancelled_error(task)
+        return (yield from fail_after_step(task, vm._cancelled_error(task)))
     until = vm._now + ticks
     vm._rows.append(task._k | SLEEP)
     vm._vals.append(until)
@@ -109,9 +111,9 @@ def sleep(ticks: int):
     >>> cp.VM().run(main())
     5
     """
-    task = _running.task
-    if task is None or get_ident() != _running.thread:  # (here(), inlined: a hot path)
-        task = running_task("cp.sleep()")
+    task = current().task
+    if task is None:
+        task = require_task("cp.sleep()")
     if type(ticks) is not int:
         if not isinstance(ticks, int) or isinstance(ticks, bool):
             raise TypeError(
@@ -155,8 +157,7 @@ def current_task() -> Task:
     >>> cp.VM().run(main())
     (1, 'main')
     """
-    task = running_task("cp.current_task()")
-    return task
+    return require_task("cp.current_task()")
 
 
 def spawn(coro: Any, *, name: str | None = None) -> Task:
@@ -176,7 +177,7 @@ def spawn(coro: Any, *, name: str | None = None) -> Task:
     >>> cp.VM().run(main())
     (2, 'doubler', 42)
     """
-    task = task_here()
+    task = this_task()
     if task is None:
         try:
             task, vm = task_or_session("cp.spawn()")
@@ -198,5 +199,5 @@ def rng() -> random.Random:
     >>> cp.VM(seed=7).run(main()) == cp.VM(seed=7).run(main())
     True
     """
-    task = running_task("cp.rng()")
+    task = require_task("cp.rng()")
     return task._vm._task_rng(task)

@@ -21,14 +21,15 @@ from ._task import CANCELLED, FAILED, UNINTERRUPTIBLE, Task, cancelled_from, par
 from ._traps import (
     PARK,
     RESCHEDULE,
+    current,
     discard,
     enter,
+    fail_after_step,
     new_op,
     operation,
-    running_task,
-    task_here,
+    require_task,
+    this_task,
 )
-from ._traps import running as _running
 
 _WAIT_SCOPE = ("wait", "scope")  # scope.wait_all(): a cancel point
 _EXIT_SCOPE = ("exit", "scope")  # leaving the block: waits for the children, not cancellable
@@ -244,10 +245,10 @@ class Scope:
     # -- children ------------------------------------------------------------------------
 
     def _spawn_child(self, coro: Any, name: str | None, what: str) -> Task:
-        spawner = task_here()
+        spawner = this_task()
         if spawner is None:
             discard(coro)
-            spawner = running_task(what)
+            spawner = require_task(what)
         if self._state != "open":
             discard(coro)
             if self._state == "new":
@@ -302,20 +303,20 @@ class Scope:
 
     def cancel_all(self) -> None:
         """Cancel every child alive now, in ascending id (the body carries on)."""
-        actor = running_task("scope.cancel_all()")
+        actor = require_task("scope.cancel_all()")
         vm = self._vm
         for child in list(self._children.values()):
             vm._cancel_node(child, actor.id, f"scope {self.id}.cancel_all() by task {actor.id}")
 
     def cancel(self) -> None:
         """Cancel the whole scope: the body and every child (level-triggered)."""
-        actor = running_task("scope.cancel()")
+        actor = require_task("scope.cancel()")
         if self._vm is not None:
             self._vm._cancel_node(self, actor.id, f"scope {self.id}.cancel() by task {actor.id}")
 
     def wait_all(self):
         """``await s.wait_all()``: wait until the scope has no running children."""
-        return new_op(running_task("scope.wait_all()"), _wait_all(self))
+        return new_op(require_task("scope.wait_all()"), _wait_all(self))
 
     @property
     def children(self) -> list[Task]:
@@ -336,7 +337,7 @@ class Scope:
 
 @types.coroutine
 def _enter(scope: Scope):
-    scope._open(running_task("entering cp.scope()"))
+    scope._open(require_task("entering cp.scope()"))
     return scope
     yield  # pragma: no cover - makes this a generator; entering never suspends
 
@@ -349,7 +350,7 @@ def _park_for_children(task: Task, scope: Scope) -> None:
 
 @types.coroutine
 def _exit(scope: Scope, error: BaseException | None):
-    task = _running.task
+    task = this_task()
     if task is None or type(error) is GeneratorExit:
         return False  # a dead coroutine is being closed, not run by the VM
     scope._leave_body(task)
@@ -393,6 +394,8 @@ def _exit(scope: Scope, error: BaseException | None):
 @operation(lambda scope: f"scope {scope.id}.wait_all()")
 def _wait_all(scope: Scope):
     task = enter()
+    if task._cancelled:
+        return (yield from fail_after_step(task, task._vm._cancelled_error(task)))
     if scope._children:
         waiting = ("wait", "scope", scope.id)
         park(task, scope._waiters, waiting, BLOCK | scope.id << A_SHIFT, _WAIT_SCOPE)
@@ -422,7 +425,7 @@ def scope(
     >>> cp.VM().run(main())
     (3, 1, 3)
     """
-    running_task("cp.scope()")
+    require_task("cp.scope()")
     return Scope(timeout=timeout, max_children=max_children, shield=shield)
 
 
@@ -433,12 +436,12 @@ def _close_all(coros: tuple) -> None:
 
 @operation(lambda coros: f"cp.par(<{len(coros)} coroutines>)")
 def _par(coros: tuple):
-    task = _running.task
+    task = current().task
     task._fresh = None
     vm = task._vm
     if task._cancelled:
         _close_all(coros)
-        raise vm._cancelled_error(task)
+        return (yield from fail_after_step(task, vm._cancelled_error(task)))
     from ._vm import check_coroutine
 
     try:
@@ -486,8 +489,8 @@ def par(*coros: Any):
     >>> cp.VM().run(main())
     [30, 10, 20]
     """
-    task = _running.task
-    if task is None or task_here() is None:
+    task = current().task
+    if task is None:
         _close_all(coros)
-        task = running_task("cp.par()")
+        task = require_task("cp.par()")
     return new_op(task, _par(coros))

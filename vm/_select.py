@@ -17,8 +17,16 @@ from ._journal import BLOCK, RECV, SELECT
 from ._ops import same_vm
 from ._scope import Slot
 from ._task import BLOCKED, CANCELLED, DONE, FAILED, Task
-from ._traps import PARK, RESCHEDULE, new_op, observed, operation, running_task
-from ._traps import running as _running
+from ._traps import (
+    PARK,
+    RESCHEDULE,
+    enter,
+    fail_after_step,
+    new_op,
+    observed,
+    operation,
+    require_task,
+)
 
 POLICIES = ("priority", "round_robin")
 
@@ -154,13 +162,12 @@ def _finish(cases: tuple, policy: str, task: Task, result: SelectResult) -> Sele
 
 @operation(lambda cases, timeout, policy: "cp.select(" + ", ".join(map(_describe, cases)) + ")")
 def _select(cases: tuple, timeout: int | None, policy: str):
-    task = _running.task
-    task._fresh = None
+    task = enter()
     vm = task._vm
     for case in cases:
         same_vm(task, case._vm, _describe(case))
     if task._cancelled:
-        raise vm._cancelled_error(task)
+        return (yield from fail_after_step(task, vm._cancelled_error(task)))
     if vm._chooser is not None:  # exploring: reading the cases is part of the footprint
         for case in cases:
             observed(vm, "channel" if type(case) is Channel else "task", case.id)
@@ -212,7 +219,7 @@ def select(*cases: Any, timeout: int | None = None, policy: str = "priority"):
     >>> cp.VM().run(main())
     (1, 'RECV', 'fast', 2)
     """
-    task = running_task("cp.select()")
+    task = require_task("cp.select()")
     if policy not in POLICIES:
         raise ValueError(f"unknown select policy {policy!r}: choose 'priority' or 'round_robin'")
     if timeout is not None:

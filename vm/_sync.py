@@ -11,21 +11,30 @@ from __future__ import annotations
 from collections import deque
 from typing import Any
 
-from ._errors import Cancelled
+from ._errors import Cancelled, LockError
 from ._journal import A_SHIFT, ACQUIRE, BLOCK, CLEAR, NOTIFY, RELEASE, SET
 from ._ops import same_vm
 from ._task import READY, UNINTERRUPTIBLE, Task, park
 from ._traps import (
     PARK,
     RESCHEDULE,
-    actor,
+    enter,
+    fail_after_step,
     new_op,
     observed,
     operation,
-    running_task,
+    require_task,
+    task_or_host,
     task_or_session,
+    this_task,
 )
-from ._traps import running as _running
+
+
+def _check_value(value: Any, what: str) -> None:
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise TypeError(f"{what} needs an int, got {type(value).__name__}")
+    if value < 0:
+        raise ValueError(f"{what} needs value >= 0, got {value}")
 
 
 class _Primitive:
@@ -35,13 +44,19 @@ class _Primitive:
     KIND = "object"
 
     def __init__(self, extra: dict | None = None) -> None:
-        task, self._vm = task_or_session(f"cp.{type(self).__name__}()")
+        what = f"cp.{type(self).__name__}()"
+        task, vm = task_or_session(what)
+        self._vm = vm
         self._waiters: deque[Task] = deque()
-        self.id = self._vm._new_object(self.KIND, task, extra)
+        if task is None:  # host code of a notebook session
+            with vm._as_host(what):
+                self.id = vm._new_object(self.KIND, None, extra)
+        else:
+            self.id = vm._new_object(self.KIND, task, extra)
         self._a = self.id << A_SHIFT
 
     def _actor(self, what: str) -> Task:
-        task = running_task(f"{self.KIND} {self.id}.{what}")
+        task = require_task(f"{self.KIND} {self.id}.{what}")
         if task._vm is not self._vm:
             same_vm(task, self._vm, f"{self.KIND} {self.id}")
         return task
@@ -68,12 +83,11 @@ def _checkpointed(target: _Primitive, verb: str):
     """``await lock.acquire()``, ``await event.wait()`` ...: a checkpoint, then
     ``target._acquire(task)`` or ``target._wait(task)`` (generators that end by
     yielding RESCHEDULE or PARK)."""
-    task = _running.task
-    task._fresh = None
+    task = enter()
     if task._vm is not target._vm:
         same_vm(task, target._vm, f"{target.KIND} {target.id}")
     if task._cancelled:
-        raise task._vm._cancelled_error(task)
+        return (yield from fail_after_step(task, task._vm._cancelled_error(task)))
     if verb == "acquire":
         return (yield from target._acquire(task))
     return (yield from target._wait(task))
@@ -86,7 +100,7 @@ class _AcquireContext:
 
     def acquire(self):
         """``await x.acquire()``; waits (FIFO) while the lock/semaphore is taken."""
-        return new_op(running_task(f"{self.KIND}.acquire()"), _checkpointed(self, "acquire"))
+        return new_op(require_task(f"{self.KIND}.acquire()"), _checkpointed(self, "acquire"))
 
     def _acquire(self, task: Task):
         if self._try_take(task):
@@ -100,7 +114,7 @@ class _AcquireContext:
         await self.acquire()
 
     def __aexit__(self, exc_type, exc, tb) -> _Immediate:
-        if _running.task is not None and exc_type is not GeneratorExit:
+        if this_task() is not None and exc_type is not GeneratorExit:
             self.release()  # (else a dead coroutine is being closed, not run by the VM)
         return _IMMEDIATE_FALSE
 
@@ -147,9 +161,10 @@ class Lock(_AcquireContext, _Primitive):
             self._owner = task
             return True
         if owner is task:
-            raise RuntimeError(
+            raise LockError(
                 f"task {task.id} {task.name!r} already holds lock {self.id}; cp.Lock is not "
-                f"re-entrant, so acquiring it again would wait forever"
+                f"re-entrant, so acquiring it again would wait forever. Release it first, or "
+                f"restructure the code so that the lock is taken once"
             )
         return False
 
@@ -158,9 +173,11 @@ class Lock(_AcquireContext, _Primitive):
         task = self._actor("release()")
         if self._owner is not task:
             holder = "nobody" if self._owner is None else f"task {self._owner.id}"
-            raise RuntimeError(
+            raise LockError(
                 f"task {task.id} {task.name!r} released lock {self.id}, which is held by "
-                f"{holder}; only the task that acquired a lock may release it"
+                f"{holder}; only the task that acquired a lock may release it (use "
+                f"`async with lock:` so that acquire and release pair up; to signal between "
+                f"tasks use cp.Event or cp.Semaphore)"
             )
         self._record(task, RELEASE)
         self._hand_over()
@@ -204,10 +221,7 @@ class Semaphore(_AcquireContext, _Primitive):
     KIND = "semaphore"
 
     def __init__(self, value: int = 1) -> None:
-        if not isinstance(value, int) or isinstance(value, bool):
-            raise TypeError(f"cp.Semaphore(value) needs an int, got {type(value).__name__}")
-        if value < 0:
-            raise ValueError(f"cp.Semaphore(value) needs value >= 0, got {value}")
+        _check_value(value, "cp.Semaphore(value)")
         super().__init__({"value": value})
         self._value = value
 
@@ -232,6 +246,46 @@ class Semaphore(_AcquireContext, _Primitive):
     def value(self) -> int:
         observed(self._vm, self.KIND, self.id)
         return self._value
+
+
+class BoundedSemaphore(Semaphore):
+    """A semaphore that cannot be released more often than it was acquired:
+    ``release()`` that would raise the value past the initial one raises
+    ``ValueError`` (as ``threading.BoundedSemaphore`` and trio's ``max_value`` do).
+    ``cp.Semaphore`` has no bound: releasing it more often than acquiring it adds
+    units, which is how a semaphore signals.
+
+    >>> import counterpoint as cp
+    >>> async def main():
+    ...     pool = cp.BoundedSemaphore(1)
+    ...     async with pool:
+    ...         pass
+    ...     try:
+    ...         pool.release()
+    ...     except ValueError as error:
+    ...         return str(error).split(";")[0]
+    >>> cp.VM().run(main())
+    'semaphore 1 released too many times'
+    """
+
+    __slots__ = ("_bound",)
+
+    def __init__(self, value: int = 1) -> None:
+        _check_value(value, "cp.BoundedSemaphore(value)")
+        _Primitive.__init__(self, {"value": value, "bounded": True})
+        self._value = value
+        self._bound = value
+
+    def release(self) -> None:
+        """Release one unit; ``ValueError`` if every unit is already free."""
+        if not self._waiters and self._value >= self._bound:
+            task = self._actor("release()")
+            raise ValueError(
+                f"semaphore {self.id} released too many times; task {task.id} {task.name!r} "
+                f"released it while all {self._bound} units were free (release only what "
+                f"you acquired: use `async with sem:`)"
+            )
+        super().release()
 
 
 class Event(_Primitive):
@@ -263,9 +317,16 @@ class Event(_Primitive):
         return self._flag
 
     def set(self) -> None:
-        setter = actor(f"event {self.id}.set()")
-        if setter is not None:
-            same_vm(setter, self._vm, f"event {self.id}")
+        """Set the flag and wake every waiter (FIFO); tasks and host code may call it."""
+        what = f"event {self.id}.set()"
+        setter = task_or_host(what)
+        if setter is None:
+            with self._vm._as_host(what):
+                return self._set(None)
+        same_vm(setter, self._vm, f"event {self.id}")
+        return self._set(setter)
+
+    def _set(self, setter: Task | None) -> None:
         if self._flag:
             observed(self._vm, self.KIND, self.id)
             return
@@ -287,7 +348,7 @@ class Event(_Primitive):
 
     def wait(self):
         """``await event.wait()``: return once the event is set (a checkpoint even if set)."""
-        return new_op(running_task(f"{self.KIND}.wait()"), _checkpointed(self, "wait"))
+        return new_op(require_task(f"{self.KIND}.wait()"), _checkpointed(self, "wait"))
 
     def _wait(self, task: Task):
         if self._flag:
@@ -339,7 +400,7 @@ class Condition(_Primitive):
         await self._lock.acquire()
 
     def __aexit__(self, exc_type, exc, tb) -> _Immediate:
-        if _running.task is not None and exc_type is not GeneratorExit:
+        if this_task() is not None and exc_type is not GeneratorExit:
             self._lock.release()  # (else a dead coroutine is being closed, not run by the VM)
         return _IMMEDIATE_FALSE
 
@@ -354,14 +415,14 @@ class Condition(_Primitive):
 
     def _check_holder(self, task: Task, what: str) -> None:
         if self._lock._owner is not task:
-            raise RuntimeError(
-                f"condition {self.id}.{what} needs the condition's lock: use it inside "
-                f"`async with cond:`"
+            raise LockError(
+                f"condition {self.id}.{what} needs the condition's lock, which task "
+                f"{task.id} {task.name!r} does not hold: use it inside `async with cond:`"
             )
 
     def wait(self):
         """``await cond.wait()``: release the lock, wait for a notify, re-acquire."""
-        return new_op(running_task(f"{self.KIND}.wait()"), _checkpointed(self, "wait"))
+        return new_op(require_task(f"{self.KIND}.wait()"), _checkpointed(self, "wait"))
 
     def _wait(self, task: Task):
         self._check_holder(task, "wait()")
@@ -449,7 +510,7 @@ class Barrier(_Primitive):
 
     def wait(self):
         """``await barrier.wait()``: the arrival index once all parties are here."""
-        return new_op(running_task(f"{self.KIND}.wait()"), _checkpointed(self, "wait"))
+        return new_op(require_task(f"{self.KIND}.wait()"), _checkpointed(self, "wait"))
 
     def _wait(self, task: Task):
         if len(self._waiters) + 1 < self._parties:

@@ -6,8 +6,15 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ._errors import Cancelled, InvalidStateError, WrongVMError
 from ._journal import A_SHIFT, BLOCK, STEP, TASK_SHIFT
-from ._traps import PARK, RESCHEDULE, actor, observed, running_task
-from ._traps import running as _running
+from ._traps import (
+    PARK,
+    RESCHEDULE,
+    fail_after_step,
+    observed,
+    require_task,
+    task_or_host,
+    this_task,
+)
 
 if TYPE_CHECKING:
     from ._vm import VM
@@ -274,12 +281,14 @@ class Task:
         if self._state >= DONE:
             return False
         if not self._cancel_called:
-            current = actor(f"task {self.id}.cancel()")
+            what = f"task {self.id}.cancel()"
+            current = task_or_host(what)
             if current is None:
-                by, reason = 0, "task.cancel() from the host"
+                with self._vm._as_host(what):
+                    self._vm._cancel_node(self, by=0, reason="task.cancel() from the host")
             else:
-                by, reason = current.id, f"task.cancel() by task {current.id}"
-            self._vm._cancel_node(self, by=by, reason=reason)
+                reason = f"task.cancel() by task {current.id}"
+                self._vm._cancel_node(self, by=current.id, reason=reason)
         return True
 
     def info(self) -> TaskInfo:
@@ -289,7 +298,7 @@ class Task:
         if state == BLOCKED:
             name = "sleeping" if self._waiting[0] == "sleep" else "blocked"
             waiting = describe_wait(self._waiting)
-        elif state == READY and _running.task is self:
+        elif state == READY and this_task() is self:
             name = "running"
         else:
             name = _STATE_NAMES[state]
@@ -305,9 +314,9 @@ class Task:
         return tasks_table([self.info()])
 
     def __await__(self):
-        task = _running.task
+        task = this_task()
         if task is None:
-            running_task(f"`await` on task {self.id}")
+            require_task(f"`await` on task {self.id}")
         if task._vm is not self._vm:
             raise WrongVMError(
                 f"task {self.id} {self.name!r} belongs to another VM; a task can only await "
@@ -318,7 +327,7 @@ class Task:
                 f"task {self.id} {self.name!r} awaits itself, which can never finish"
             )
         if task._cancelled:
-            raise task._vm._cancelled_error(task)
+            return (yield from fail_after_step(task, task._vm._cancelled_error(task)))
         if self._state < DONE:
             if self._joiners is None:
                 self._joiners = []

@@ -21,9 +21,12 @@ clears the registration when it starts.  If an operation is dropped without
 being awaited, the next operation (or the end of the task) notices and raises
 ``ForgottenAwaitError``.
 
-Operations find the running task in ``running.task`` (set by the scheduler
-before each resumption).  ``running_task`` is the checked accessor used by every
-contract call, so that calls outside a VM task fail with a clear error.
+Operations find the running task in ``current().task`` (set by the
+scheduler of this thread before each resumption).  The accessors say what a call
+accepts: :func:`require_task` (a task, else ``NotInTaskError``),
+:func:`task_or_host` (a task, or None for host code), :func:`task_or_session`
+(also a notebook session's VM); all refuse worker functions
+(``WorkerIsolationError``).
 """
 
 from __future__ import annotations
@@ -33,10 +36,11 @@ import sys
 import threading
 import types
 from collections.abc import Callable
+from contextvars import ContextVar
 from threading import get_ident
 from typing import TYPE_CHECKING, Any
 
-from ._errors import ForgottenAwaitError, NotInTaskError
+from ._errors import ForgottenAwaitError, NotInTaskError, WorkerIsolationError
 
 if TYPE_CHECKING:
     from ._task import Task
@@ -58,54 +62,105 @@ RESCHEDULE = Trap("reschedule")
 PARK = Trap("park")
 
 
-class Running:
-    """Holds the task the scheduler is resuming right now (None between steps).
+class RunState:
+    """What this thread is doing for a VM right now: the task being resumed (None
+    between steps), or the worker function running here (None outside workers).
 
-    A ``__slots__`` object rather than a module global: the scheduler writes it
-    on every step, and a slot store is far cheaper than a module-dict store.
-    ``thread`` is the thread the VM runs on: other threads (thread-backend
-    workers, host threads) may run while a task runs, and must not pass for it.
-    Awaitable operations read ``task`` directly (only a task can await them);
-    synchronous entry points use :func:`task_here` or :func:`running_task`.
+    The scheduler sets a fresh one for as long as it drives a VM (``VM._drive``) and
+    writes ``task`` on every step (a ``__slots__`` store, the cheapest there is);
+    operations read it with :func:`current`.  It lives in a context variable, which
+    every thread has its own value of, so separate VMs run on separate threads
+    without seeing each other's tasks, and a thread that drives no VM -- a worker,
+    a host thread -- sees :data:`IDLE` and never passes for a task.
+    (``ContextVar.get`` is several times cheaper than a ``threading.local`` lookup,
+    and operations read it on every await.)
     """
 
-    __slots__ = ("host_vm", "interrupts", "task", "thread")
+    __slots__ = ("hidden", "ident", "task", "worker")
+
+    def __init__(self, worker: str | None = None) -> None:
+        self.task: Task | None = None
+        self.worker = worker  # "worker function 'name'" while one runs here
+        self.hidden: Task | None = None  # the task hidden while the garbage collector runs
+        self.ident = get_ident()
+
+
+IDLE = RunState()  # what code outside any VM sees; never written
+IDLE.ident = 0
+_run_state: ContextVar[RunState] = ContextVar("counterpoint_run_state", default=IDLE)
+set_run_state = _run_state.set
+reset_run_state = _run_state.reset
+
+if getattr(sys.flags, "thread_inherit_context", 0):  # (Python 3.14+ may give threads ours)
+
+    def current() -> RunState:
+        """This thread's run state (:data:`IDLE` when it drives no VM)."""
+        state = _run_state.get()
+        return state if state.ident == get_ident() else IDLE
+
+else:
+    current = _run_state.get
+
+
+class Session:
+    """A notebook session's VM: on the main thread, outside tasks, ``cp.channel()``,
+    ``cp.Lock()`` ..., ``cp.spawn()`` and ``cp.now()`` use it (see docs/kernel.md)."""
+
+    __slots__ = ("vm",)
 
     def __init__(self) -> None:
-        self.task: Task | None = None
-        self.thread = 0
-        # Ctrl-C that arrived while the VM's own code ran: the scheduler raises
-        # KeyboardInterrupt at its next safe point (see _interrupts.py)
-        self.interrupts: list[int] = []
-        # a notebook session's VM: on the main thread, outside tasks, cp.channel(),
-        # cp.Lock() ..., cp.spawn() and cp.now() use it (see the kernel's docs)
-        self.host_vm: Any = None
+        self.vm: Any = None
 
 
-running = Running()
+session = Session()
 
 
 def _outside_the_vm_during_gc(phase: str, info: dict) -> None:
-    """Hide the running task while the cyclic garbage collector runs on the VM's thread.
+    """Hide the running task while the cyclic garbage collector runs on its thread.
 
     When an abandoned VM is collected, Python closes its suspended coroutines,
-    running their ``finally`` blocks and ``__aexit__`` methods.  On the VM's thread
-    that can happen in the middle of another task's step; those finalizers must not
-    act as if they were the running task, so during the collection there is none.
-    A collection on another thread leaves ``running`` alone (the VM's thread may be
-    running meanwhile); there the entry points' thread checks refuse finalizers.
+    running their ``finally`` blocks and ``__aexit__`` methods.  That can happen in
+    the middle of another task's step; those finalizers must not act as if they
+    were the running task, so during the collection this thread runs none (and the
+    entry points treat them as host code, refused while the VM runs).
     """
-    if get_ident() != running.thread:
+    state = current()
+    if state is IDLE:
         return
     if phase == "start":
-        _hidden.append(running.task)
-        running.task = None
-    elif _hidden:
-        running.task = _hidden.pop()
+        state.hidden, state.task = state.task, None
+    else:
+        state.task, state.hidden = state.hidden, None
 
 
-_hidden: list = []
 gc.callbacks.append(_outside_the_vm_during_gc)
+
+
+class in_worker:
+    """``with in_worker(name):`` around a worker function: here there is no task, and
+    every VM entry point raises ``WorkerIsolationError`` (docs/workers.md)."""
+
+    __slots__ = ("token", "what")
+
+    def __init__(self, name: str) -> None:
+        self.what = f"worker function {name!r}"
+
+    def __enter__(self) -> None:
+        self.token = set_run_state(RunState(self.what))
+
+    def __exit__(self, *exc_info: Any) -> None:
+        reset_run_state(self.token)
+
+
+def refuse_worker(state: RunState, what: str) -> None:
+    """Raise ``WorkerIsolationError`` if a worker function runs here."""
+    if state.worker is not None:
+        raise WorkerIsolationError(
+            f"{what} was called from {state.worker}. Worker functions are isolated from "
+            f"the VM: they take a payload and return a value, and only tasks act on the "
+            f"VM. Return what the tasks need (they get it from cp.worker.result)."
+        )
+
 
 # code object of each operation -> how to describe a call of it in messages
 _DESCRIPTIONS: dict[types.CodeType, Callable[..., str]] = {}
@@ -138,58 +193,54 @@ def describe(op: types.GeneratorType) -> str:
     return _DESCRIPTIONS[op.gi_code](**args)
 
 
-def task_here() -> Task | None:
-    """The running task if this code runs on the VM's thread; None elsewhere."""
-    task = running.task
-    if task is not None and get_ident() != running.thread:
-        return None
-    return task
+def this_task() -> Task | None:
+    """The task running on this thread, or None (host code, another thread, a worker)."""
+    return current().task
 
 
-def actor(what: str) -> Task | None:
-    """Who performs a call that the host may make too: the running task, or None for
-    the host.  Another thread, while a task runs, is refused (see ``Running``)."""
-    task = running.task
-    if task is not None and get_ident() != running.thread:
-        running_task(what)  # raises, explaining
+def require_task(what: str) -> Task:
+    """The task running on this thread; else ``NotInTaskError`` (``WorkerIsolationError``
+    in a worker function) naming ``what``."""
+    state = current()
+    task = state.task
+    if task is not None:
+        return task
+    refuse_worker(state, what)
+    if session.vm is not None:
+        raise NotInTaskError(
+            f"{what} was called outside a Counterpoint task. In a notebook cell, `await` "
+            f"it (a cell with a top-level await runs as a task on the session VM), or "
+            f"put the code in an `async def` and await that."
+        )
+    raise NotInTaskError(
+        f"{what} was called outside a Counterpoint task. Contract calls work only inside "
+        f"a coroutine that the VM runs: put the code in an `async def main()` and run it "
+        f"with `vm.run(main())`."
+    )
+
+
+def task_or_host(what: str) -> Task | None:
+    """Who makes a call that the host may make too: the running task, or None for host
+    code (which then goes through ``vm._as_host``).  A worker function is refused."""
+    state = current()
+    task = state.task
+    if task is None:
+        refuse_worker(state, what)
     return task
 
 
 def task_or_session(what: str) -> tuple[Task | None, Any]:
-    """(the running task, its VM); on the host, (None, the notebook session's VM) if
-    there is one and this is the main thread; else raise as :func:`running_task`."""
-    task = running.task
-    if task is not None and get_ident() == running.thread:
+    """(the running task, its VM); in host code on the main thread of a notebook
+    session, (None, the session's VM); else raise as :func:`require_task`."""
+    task = current().task
+    if task is not None:
         return task, task._vm
-    session = running.host_vm
-    if task is None and session is not None and get_ident() == threading.main_thread().ident:
-        return None, session
-    running_task(what)  # raises, explaining
+    vm = session.vm
+    if vm is not None and threading.current_thread() is threading.main_thread():
+        refuse_worker(current(), what)
+        return None, vm
+    require_task(what)  # raises, explaining
     raise AssertionError  # pragma: no cover
-
-
-def running_task(what: str) -> Task:
-    """The running task; raise ``NotInTaskError`` naming ``what`` if there is none."""
-    task = running.task
-    if task is not None and get_ident() != running.thread:
-        raise NotInTaskError(
-            f"{what} was called from another thread (a worker function or host code) while "
-            f"a task runs. Only tasks can use the VM: worker functions take a payload and "
-            f"return a value; host threads talk to tasks with vm.events.enqueue()."
-        )
-    if task is None:
-        if running.host_vm is not None:
-            raise NotInTaskError(
-                f"{what} was called outside a Counterpoint task. In a notebook cell, `await` "
-                f"it (a cell with a top-level await runs as a task on the session VM), or "
-                f"put the code in an `async def` and await that."
-            )
-        raise NotInTaskError(
-            f"{what} was called outside a Counterpoint task. Contract calls work only inside "
-            f"a coroutine that the VM runs: put the code in an `async def main()` and run it "
-            f"with `vm.run(main())`."
-        )
-    return task
 
 
 def discard(coro: Any) -> None:
@@ -199,28 +250,28 @@ def discard(coro: Any) -> None:
         close()
 
 
-def here(task: Task | None, what: str) -> Task:
-    """``task`` (the running task) if this is the VM's thread; else NotInTaskError.
-
-    For operations that name no VM object (sleep, checkpoint, par ...), whose
-    generators would otherwise act for whatever task runs on the VM's thread.
-    """
-    if task is None or get_ident() != running.thread:
-        return running_task(what)
-    return task
-
-
 def enter() -> Task:
-    """The first lines of a checkpointing operation: the running task, with its
-    newest-operation mark cleared; ``Cancelled`` if it is cancelled (a cancel point).
-
-    (The channel operations and ``sleep`` inline this: they are the hot paths.)
-    """
-    task = running.task
+    """The first line of an operation's generator: the running task, with its
+    newest-operation mark cleared.  (The channel operations and ``sleep`` inline
+    this: they are the hot paths.)  An operation that cannot go ahead -- the task is
+    cancelled, the channel is closed -- raises with :func:`fail_after_step`."""
+    task = current().task
     task._fresh = None
-    if task._cancelled:
-        raise task._vm._cancelled_error(task)
     return task
+
+
+def fail_after_step(task: Task, error: BaseException):
+    """``raise error`` at the await, after a schedule point: the task goes to the back
+    of the ready queue and ``error`` is raised when it is next resumed.
+
+    Every await is a step, even one that fails at once (a cancelled task's
+    checkpoint, a send on a closed channel): a task that keeps catching the error
+    and awaiting again is still counted by ``max_steps`` and journaled, and lets the
+    other tasks run, instead of spinning inside one step forever.
+    """
+    task._exc = error
+    yield RESCHEDULE
+    raise AssertionError("unreachable: the scheduler throws the error in")  # pragma: no cover
 
 
 def new_op(task: Task, op: types.GeneratorType) -> types.GeneratorType:
@@ -254,5 +305,9 @@ def observed(vm: Any, kind: str, number: Any) -> None:
     counts the read in the step's footprint, so partial-order reduction orders it
     against the writes of other tasks; otherwise this does nothing."""
     chooser = vm._chooser
-    if chooser is not None and running.task is not None:
-        chooser.observe((kind, number))
+    state = current()
+    if state.task is not None:
+        if chooser is not None:
+            chooser.observe((kind, number))
+    elif state.worker is not None:
+        refuse_worker(state, f"reading {kind} {number}")

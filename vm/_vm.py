@@ -17,6 +17,7 @@ import hashlib
 import os
 import random
 import sys
+import threading
 import warnings
 from collections import deque
 from collections.abc import Callable
@@ -35,8 +36,9 @@ from ._errors import (
     LimitExceeded,
     StepLimitExceeded,
     UnobservedTaskFailure,
+    VMBusyError,
 )
-from ._interrupts import DeferredInterrupts, take_interrupt
+from ._interrupts import DeferredInterrupts, noted_here, take_interrupt
 from ._journal import (
     A_SHIFT,
     CANCEL,
@@ -56,8 +58,18 @@ from ._journal import (
 from ._task import BLOCKED, FAILED, READY, UNINTERRUPTIBLE, Task, TaskInfo, TaskList
 from ._task import CANCELLED as S_CANCELLED
 from ._task import DONE as S_DONE
-from ._traps import PARK, RESCHEDULE, check_fresh, discard, is_operation
-from ._traps import running as _running
+from ._traps import (
+    PARK,
+    RESCHEDULE,
+    RunState,
+    check_fresh,
+    current,
+    discard,
+    is_operation,
+    refuse_worker,
+    reset_run_state,
+    set_run_state,
+)
 from ._workers import Workers
 from .events import EventQueue
 
@@ -206,7 +218,10 @@ class VM:
         self._next_task = 1
         self._counters: dict[str, int] = {}
         self._unobserved: list[Task] = []
-        self._active = False
+        # the thread driving the VM (vm.run, vm.step, a cell ...): one at a time
+        self._lock = threading.Lock()
+        self._thread = 0
+        self._driver = ""
         self._journal = Journal(enabled=journal is not False)
         self._journal.meta.update(seed=seed, policy=policy, max_workers=max_workers)
         # who decides at choice points: None (the policy), a schedule, or an explorer
@@ -243,6 +258,9 @@ class VM:
     @property
     def now(self) -> int:
         """Virtual time in ticks."""
+        state = current()
+        if state.worker is not None:
+            refuse_worker(state, "vm.now")
         return self._now
 
     @property
@@ -261,12 +279,13 @@ class VM:
     def tasks(self) -> list[TaskInfo]:
         """Snapshots of the live (unfinished) tasks, in ascending id (a list, shown as a
         table in Jupyter)."""
+        refuse_worker(current(), "vm.tasks()")
         return TaskList(task.info() for task in self._live.values())
 
     def spawn(self, coro: Any, *, name: str | None = None) -> Task:
         """Create a task from the host without running anything (see :meth:`step`)."""
-        self._check_host_call("vm.spawn()", coro)
-        return self._spawn(coro, name, None, None, "vm.spawn()")
+        with self._as_host("vm.spawn()", coro):
+            return self._spawn(coro, name, None, None, "vm.spawn()")
 
     def run(self, coro: Any) -> Any:
         """Run ``coro`` as a new root task until it finishes; return its value or raise.
@@ -276,11 +295,23 @@ class VM:
         ``cp.StepLimitExceeded`` past ``max_steps`` resumptions.
         """
         __tracebackhide__ = True
-        self._check_host_call("vm.run()", coro)
+        self._claim("vm.run()", coro)
+        try:
+            root, error = self._run(coro)
+        finally:
+            self._release()
+        if root._state == S_DONE:
+            return root._result
+        if root._state == FAILED:
+            raise root._error  # (from here, so the traceback is vm.run + the user's frames)
+        raise error  # cancelled, deadlocked, over max_steps (see _run)
+
+    def _run(self, coro: Any) -> tuple[Task, BaseException | None]:
+        """Drive a new root task; return it, finished, or abandoned with the error that
+        ``run`` raises."""
         root = self._spawn(coro, None, None, None, "vm.run()")
         with DeferredInterrupts():  # Ctrl-C: in user code, or at a safe point
             budget = self._max_steps if self._max_steps is not None else sys.maxsize
-            self._active = True
             try:
                 self._drive(root, budget)
             except BaseException:  # KeyboardInterrupt and friends: abandon this run
@@ -288,14 +319,11 @@ class VM:
                 self._flush_hooks()
                 raise
             finally:
-                self._active = False
                 self._warn_unobserved(root)
-            if root._state == S_DONE:
-                return root._result
-            if root._state == FAILED:
-                raise root._error  # (from here, so the traceback is vm.run + the user's frames)
+            if root._state == S_DONE or root._state == FAILED:
+                return root, None
             if root._state == S_CANCELLED:
-                raise self._cancelled_error(root)
+                return root, self._cancelled_error(root)
             if self._ready or self._has_timers():
                 error: Exception = StepLimitExceeded(self._step_limit_message(root))
                 self._abandon(root, f"vm.run() exceeded max_steps={self._max_steps}")
@@ -303,7 +331,7 @@ class VM:
                 error = self._deadlock(root)
                 self._abandon(root, "vm.run() found a deadlock")
             self._flush_hooks()
-            raise error
+            return root, error
 
     def _flush_hooks(self) -> None:
         """After records written outside the loop (abandoning a run): the file gets them."""
@@ -328,20 +356,19 @@ class VM:
         """
         if not isinstance(n, int) or isinstance(n, bool) or n < 0:
             raise ValueError(f"vm.step(n) needs a non-negative int, got {n!r}")
-        self._check_host_call("vm.step()")
-        self._active = True
+        self._claim("vm.step()")
         try:
             with DeferredInterrupts():
                 return self._drive(None, n)
         finally:
-            self._active = False
+            self._release()
 
     def channel(self, capacity: int = 0):
         """Create a channel of this VM from the host (inside tasks use ``cp.channel``)."""
         from ._channel import Channel
 
-        self._check_host_call("vm.channel()")
-        return Channel(self, capacity, None)
+        with self._as_host("vm.channel()"):
+            return Channel(self, capacity, None)
 
     def close(self) -> None:
         """Release host resources: finish the journal file (``VM(journal=path)``) and
@@ -349,6 +376,10 @@ class VM:
 
         ``with cp.VM(workers="process") as vm: ...`` closes on exit.
         """
+        with self._as_host("vm.close()"):
+            self._close()
+
+    def _close(self) -> None:
         self._workers.close()
         if self._stream is not None:
             stream, self._stream = self._stream, None
@@ -369,20 +400,49 @@ class VM:
 
     # -- scheduler -------------------------------------------------------------------
 
-    def _check_host_call(self, what: str, coro: Any = None) -> None:
-        if _running.task is not None or self._active:
-            discard(coro)  # refused: do not leave it to warn "never awaited"
-        if _running.task is not None:
-            raise RuntimeError(
-                f"{what} was called from inside a running task; inside tasks use `await`, "
-                f"cp.spawn() or cp.par() instead"
+    def _claim(self, what: str, coro: Any = None) -> None:
+        """Make this thread the one driving the VM, or raise ``VMBusyError`` (a VM runs
+        on one thread at a time; the claim is atomic).  A refused ``coro`` is closed."""
+        state = current()
+        if state.task is None and state.worker is None and self._lock.acquire(blocking=False):
+            self._thread = get_ident()
+            self._driver = threading.current_thread().name
+            return
+        discard(coro)  # refused: do not leave it to warn "never awaited"
+        refuse_worker(state, what)
+        task = state.task
+        if task is not None:
+            raise VMBusyError(
+                f"{what} was called from inside a running task (task {task.id} {task.name!r}); "
+                f"inside tasks use `await`, cp.spawn() or cp.par() instead"
             )
-        if self._active:
-            raise RuntimeError(f"{what} was called while this VM is already running")
+        where = "this thread" if self._thread == get_ident() else f"thread {self._driver!r}"
+        raise VMBusyError(
+            f"{what} was called while this VM is running on {where}. A VM runs on one thread "
+            f"at a time: wait until that vm.run()/vm.step() returns, give each thread its own "
+            f"VM, or feed a running VM from other threads with vm.events.enqueue()"
+        )
+
+    def _release(self) -> None:
+        self._thread = 0
+        self._lock.release()
+
+    def _as_host(self, what: str, coro: Any = None) -> _HostCall:
+        """``with vm._as_host(what):`` around a host call that changes the VM (vm.spawn,
+        ``channel.close()`` from host code ...): refused while the VM runs."""
+        self._claim(what, coro)
+        return _HostCall(self)
 
     def _drive(self, root: Task | None, budget: int) -> int:
         """Run the loop; with slice hooks (a journal file, a replay), in slices of steps
         with the hooks called between them and at the end."""
+        token = set_run_state(RunState())  # tasks on this thread run for this VM now
+        try:
+            return self._drive_slices(root, budget)
+        finally:
+            reset_run_state(token)
+
+    def _drive_slices(self, root: Task | None, budget: int) -> int:
         hooks = self._slice_hooks
         if not hooks:
             return self._loop(root, budget)
@@ -417,10 +477,9 @@ class VM:
         push = ready.append
         ra = self._rows.append
         advance = self._advance_time
-        running = _running
-        interrupts = running.interrupts  # Ctrl-C noted during bookkeeping: raise it here
+        running = current()  # set by _drive: separate VMs on separate threads
+        interrupts = noted_here()  # Ctrl-C noted during bookkeeping: raise it here
         reschedule, park = RESCHEDULE, PARK
-        running.thread = get_ident()
         budget_left = repeat(None, budget)
         try:
             for _ in budget_left:
@@ -794,3 +853,18 @@ class VM:
 
 def _task_id(task: Task) -> int:
     return task.id
+
+
+class _HostCall:
+    """The claim of :meth:`VM._as_host`, released when the ``with`` block ends."""
+
+    __slots__ = ("vm",)
+
+    def __init__(self, vm: VM) -> None:
+        self.vm = vm
+
+    def __enter__(self) -> None:
+        pass
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.vm._release()

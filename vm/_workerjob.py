@@ -1,7 +1,7 @@
 """What every worker backend runs: one registered function on one payload.
 
 This module is imported by worker processes (process and Dask backends), so it
-imports nothing from the VM beyond plain-data checking.
+imports nothing from the VM beyond plain-data checking and the isolation marker.
 """
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from ._plaindata import NotPlainData, copy_plain
+from ._traps import in_worker
 
 COMPLETED = 1
 FAILED = -1
@@ -22,7 +23,8 @@ def run_job(function: Any, payload: Any) -> tuple[int, Any, str]:
     data).  Never raises.
     """
     try:
-        result = function(payload)
+        with in_worker(getattr(function, "__name__", "?")):  # no VM here (isolation)
+            result = function(payload)
     except (Exception, SystemExit) as error:  # the worker's failure is its outcome
         return FAILED, None, f"{type(error).__name__}: {error}"
     try:

@@ -21,11 +21,11 @@ from concurrent.futures import Future
 from typing import Any
 
 from ._errors import NondeterminismError, PolicyError, UnknownWorkerTask
-from ._interrupts import safe_to_interrupt, take_interrupt
+from ._interrupts import noted_here, safe_to_interrupt, take_interrupt
 from ._journal import A_SHIFT, QUEUE, RECEIPT, START
 from ._plaindata import copy_plain, digest, encode
 from ._task import Task
-from ._traps import observed, running
+from ._traps import observed
 
 PENDING, COMPLETED, FAILED, CANCELLED, UNKNOWN = 0, 1, -1, -2, -3
 
@@ -189,7 +189,7 @@ class Workers:
     def _observe(self, job: WorkerJob) -> None:
         """The job's due tick: take its outcome (waiting for the host if need be)."""
         try:
-            if running.interrupts:  # Ctrl-C noted just before: do not start waiting
+            if noted_here():  # Ctrl-C noted just before: do not start waiting
                 take_interrupt()
             status, value, error = job.future.result()
         except BaseException:  # interrupted while waiting: observe it again next time

@@ -5,14 +5,16 @@
     counterpoint run PROGRAM.py [--seed N] [--policy P] [--max-steps N]
                                 [--journal OUT] [--journal-tail N]
     counterpoint nbrun NOTEBOOK.ipynb [--output OUT] [--timeout S]
-    counterpoint replay JOURNAL
+    counterpoint replay JOURNAL [PROGRAM.py] [--trust]
 
 ``run`` loads the file, calls its ``async def main()`` on a fresh VM and prints
 the result, the virtual time, the number of steps and the journal digest (exit
 status 0 when ``main`` returned, 1 when it raised).  ``replay`` re-runs what a
 journal file recorded -- a notebook session's cells, or the program that
 ``run --journal`` ran -- and checks that the journal comes out the same (exit
-status 0 if it does, 1 if not).  This module imports Jupyter only for the
+status 0 if it does, 1 if not).  Since that runs code named by the file, it
+refuses (exit status 3, after showing what it would run) unless ``--trust`` is
+given or the program is named on the command line.  This module imports Jupyter only for the
 commands that need it.
 """
 
@@ -81,7 +83,7 @@ def run_program(
     print(f"journal:      {len(vm.journal)} records, digest {vm.journal.digest()}")
     if journal is not None:
         vm.journal.save(journal)
-        print(f"saved to:     {journal}  (counterpoint replay {journal})")
+        print(f"saved to:     {journal}  (counterpoint replay {journal} {path})")
     if journal_tail:
         print(f"last {min(journal_tail, len(vm.journal))} records:")
         for record in vm.journal[-journal_tail:]:
@@ -93,14 +95,71 @@ def run_program(
     return status
 
 
-def replay_file(path: Path) -> int:
-    """``counterpoint replay JOURNAL``: a session's cells, or ``run``'s program."""
+REFUSED = 3  # the exit status of a replay that would run code the user did not vouch for
+
+
+def _what_it_runs(journal: Journal, path: Path) -> str:
+    """What replaying ``journal`` would execute, for the user to read before trusting it."""
+    from .ipython.replay import cells_of
+
+    cells = cells_of(journal)
+    if cells:
+        lines = [f"{path} holds {len(cells)} notebook cell(s); replaying it runs their code:"]
+        for _, number, source, _ in cells:
+            text = source if isinstance(source, str) else repr(source)
+            shown = text.splitlines()
+            body = [f"    | {line}" for line in shown[:20]] or ["    | "]
+            if len(shown) > 20:
+                body.append(f"    | ... ({len(shown) - 20} more lines)")
+            lines.append(f"  cell {number}:\n" + "\n".join(body))
+        return "\n".join(lines)
+    program = journal.meta.get("program")
+    return f"{path} was written by the program {program!r}; replaying it imports and runs that file"
+
+
+def replay_file(path: Path, program: Path | None = None, *, trust: bool = False) -> int:
+    """``counterpoint replay JOURNAL [PROGRAM.py] [--trust]``: a session's cells, or the
+    program that ``run --journal`` ran.
+
+    A journal is data, but replaying it runs code: the cells it recorded, or the
+    program its metadata names.  A file from someone else could name anything, so
+    replay shows what it would run and refuses (exit status 3) unless ``--trust``
+    says the file is trusted, or the program is named on the command line (then that
+    file runs, whatever the journal says)."""
     try:
         journal = Journal.load(path)
     except JournalError as error:
         print(f"counterpoint replay: {error}", file=sys.stderr)
         return 2
-    if any(row & _KIND_MASK == CELL for row in journal._rows):
+    has_cells = any(row & _KIND_MASK == CELL for row in journal._rows)
+    if has_cells and program is not None:
+        print(
+            f"counterpoint replay: {path} is a notebook session (its code is its cells); "
+            f"a PROGRAM cannot replace them. Read them and use --trust",
+            file=sys.stderr,
+        )
+        return 2
+    recorded = journal.meta.get("program")
+    if not has_cells and program is None and not isinstance(recorded, str):
+        print(
+            f"counterpoint replay: {path} holds neither notebook cells nor the name of the "
+            f"program that wrote it (`counterpoint run PROGRAM --journal OUT` records it); "
+            f"name the program: `counterpoint replay {path} PROGRAM.py`, or from Python use "
+            f"cp.replay(main, cp.Journal.load({str(path)!r}))",
+            file=sys.stderr,
+        )
+        return 2
+    if not trust and program is None:
+        print(_what_it_runs(journal, path), file=sys.stderr)
+        print(
+            f"counterpoint replay: refused: replaying a journal runs code, and this one "
+            f"names the code itself. If you trust where {path} came from, run it again with "
+            f"--trust; to replay it against a program you choose, name it: "
+            f"`counterpoint replay {path} PROGRAM.py`",
+            file=sys.stderr,
+        )
+        return REFUSED
+    if has_cells:
         from .ipython.replay import replay_session
 
         try:
@@ -109,29 +168,21 @@ def replay_file(path: Path) -> int:
             print(f"counterpoint replay: the session did not replay: {error}", file=sys.stderr)
             return 1
         return 0
-    program = journal.meta.get("program")
-    if not isinstance(program, str):
-        print(
-            f"counterpoint replay: {path} holds neither notebook cells nor the name of the "
-            f"program that wrote it (`counterpoint run PROGRAM --journal OUT` records it); "
-            f"from Python, use cp.replay(main, cp.Journal.load({str(path)!r}))",
-            file=sys.stderr,
-        )
-        return 2
     from ._replay import replay
 
-    main = _load_main(Path(program), "replay")
+    source = program if program is not None else Path(recorded)
+    main = _load_main(source, "replay")
     try:
         result = replay(main, journal)
         outcome = f"result {result!r}"
     except NondeterminismError as error:
-        print(f"counterpoint replay: {program} did not replay: {error}", file=sys.stderr)
+        print(f"counterpoint replay: {source} did not replay: {error}", file=sys.stderr)
         return 1
     except Exception as error:  # the program failed, as it did when it was recorded
         first = str(error).splitlines()[0] if str(error) else ""
         outcome = f"error {type(error).__name__}: {first}"
     print(
-        f"replayed {program}: the same {len(journal)} records, digest {journal.digest()[:16]} "
+        f"replayed {source}: the same {len(journal)} records, digest {journal.digest()[:16]} "
         f"({outcome})"
     )
     return 0
@@ -171,8 +222,22 @@ def _parser() -> argparse.ArgumentParser:
     nbrun.add_argument("--timeout", type=int, default=600, help="seconds per cell (default 600)")
     nbrun.add_argument("--kernel", default=None, help="kernel name (default: the notebook's)")
 
-    replay = commands.add_parser("replay", help="re-run a journal file and check it matches")
+    replay = commands.add_parser(
+        "replay",
+        help="re-run a journal file and check it matches",
+        description="Re-run what a journal recorded and check that the journal comes out the "
+        "same. Replaying runs code (the cells or the program the file names), so a file "
+        "is replayed only with --trust, or against a PROGRAM named here.",
+    )
     replay.add_argument("journal", type=Path)
+    replay.add_argument(
+        "program", type=Path, nargs="?", help="the program to replay it against (your choice)"
+    )
+    replay.add_argument(
+        "--trust",
+        action="store_true",
+        help="run the code the journal names (its cells, or its recorded program)",
+    )
     return parser
 
 
@@ -188,7 +253,7 @@ def main(argv: list[str] | None = None) -> int:
             journal=args.journal,
         )
     if args.command == "replay":
-        return replay_file(args.journal)
+        return replay_file(args.journal, args.program, trust=args.trust)
     from .kernel import commands
 
     if args.command == "install":

@@ -36,7 +36,17 @@ from typing import Any, NamedTuple
 from ._journal import BLOCK, EVENT
 from ._plaindata import copy_plain, encode
 from ._task import Task, park
-from ._traps import PARK, RESCHEDULE, enter, new_op, operation, running_task
+from ._traps import (
+    PARK,
+    RESCHEDULE,
+    current,
+    enter,
+    fail_after_step,
+    new_op,
+    operation,
+    refuse_worker,
+    require_task,
+)
 
 __all__ = ["EventQueue", "HostEvent", "drain", "next"]
 
@@ -70,7 +80,9 @@ class EventQueue:
         self._waiters: deque[Task] = deque()
 
     def enqueue(self, source: str, payload: Any = None) -> None:
-        """Queue an event; callable from any thread.  The payload must be plain data."""
+        """Queue an event; callable from any thread (not from a worker function: workers
+        are isolated).  The payload must be plain data."""
+        refuse_worker(current(), "vm.events.enqueue()")
         if not isinstance(source, str):
             raise TypeError(f"an event source must be a str, got {type(source).__name__}")
         payload = copy_plain(payload, "the event payload")
@@ -122,6 +134,8 @@ class EventQueue:
 @operation(lambda: "cp.events.next()")
 def _next():
     task = enter()
+    if task._cancelled:
+        return (yield from fail_after_step(task, task._vm._cancelled_error(task)))
     queue = task._vm.events
     if queue._count and not queue._waiters:  # tasks already waiting are served first
         (event,) = queue._take(1)
@@ -140,12 +154,12 @@ def next():
     If nothing else can run while tasks wait here, ``vm.run`` reports a deadlock
     that says they wait for host events, rather than hanging.
     """
-    return new_op(running_task("cp.events.next()"), _next())
+    return new_op(require_task("cp.events.next()"), _next())
 
 
 def drain(max_events: int) -> list[HostEvent]:
     """Take up to ``max_events`` queued host events now (not a checkpoint; maybe ``[]``)."""
-    task = running_task("cp.events.drain()")
+    task = require_task("cp.events.drain()")
     if not isinstance(max_events, int) or isinstance(max_events, bool):
         raise TypeError(f"max_events must be an int, got {type(max_events).__name__}")
     if max_events < 0:

@@ -32,7 +32,7 @@ from ._errors import InvalidStateError, WorkerFailed
 from ._journal import A_SHIFT, BLOCK
 from ._plaindata import copy_plain
 from ._task import BLOCKED, Task, park
-from ._traps import PARK, RESCHEDULE, enter, new_op, operation, running_task
+from ._traps import PARK, RESCHEDULE, enter, fail_after_step, new_op, operation, require_task
 from ._workers import CANCELLED, COMPLETED, FAILED, PENDING, REGISTRY, UNKNOWN
 
 __all__ = [
@@ -85,7 +85,7 @@ def task(function: Callable | None = None, *, name: str | None = None):
 
 
 def _table(what: str):
-    return running_task(what)._vm._workers
+    return require_task(what)._vm._workers
 
 
 def _check_handle(handle: Any, what: str) -> int:
@@ -101,7 +101,7 @@ def start(name: str | Callable, payload: Any = None, *, cost: int = 1) -> int:
     ``max_workers`` bound queues the start).  The payload must be plain data; the
     worker gets a copy.  Raises ``cp.PolicyError`` if the VM disables workers.
     """
-    current = running_task("cp.worker.start()")
+    current = require_task("cp.worker.start()")
     if callable(name):
         registered = getattr(name, "__counterpoint_worker__", None)
         if registered is None:
@@ -158,13 +158,15 @@ def cancel(handle: int) -> bool:
     A queued worker never starts; a running one is abandoned on the host and its
     outcome is never observed.
     """
-    current = running_task("cp.worker.cancel()")
+    current = require_task("cp.worker.cancel()")
     return current._vm._workers.cancel(current, _check_handle(handle, "cp.worker.cancel()"))
 
 
 @operation(lambda handle: f"cp.worker.wait({handle})")
 def _wait(handle: int):
     current = enter()
+    if current._cancelled:
+        return (yield from fail_after_step(current, current._vm._cancelled_error(current)))
     job = current._vm._workers.job(handle)
     if job is None or job.status != PENDING:
         yield RESCHEDULE
@@ -178,7 +180,7 @@ _WAIT = ("wait", "worker")
 
 def wait(handle: int):
     """``await cp.worker.wait(h)``: the worker's final status (1, -1, -2; -3 if unknown)."""
-    current = running_task("cp.worker.wait()")
+    current = require_task("cp.worker.wait()")
     return new_op(current, _wait(_check_handle(handle, "cp.worker.wait()")))
 
 
@@ -205,6 +207,8 @@ class _AnyWaiter:
 def _wait_any(handles: tuple):
     current = enter()
     vm = current._vm
+    if current._cancelled:
+        return (yield from fail_after_step(current, vm._cancelled_error(current)))
     table = vm._workers
     ready = sorted({h for h in handles if table.poll(h) != PENDING})
     if ready:
@@ -231,7 +235,7 @@ def wait_any(handles: Iterable[int]):
     otherwise waits for the first due tick at which one is observed, and returns
     every handle observed by then.
     """
-    current = running_task("cp.worker.wait_any()")
+    current = require_task("cp.worker.wait_any()")
     handles = tuple(_check_handle(h, "cp.worker.wait_any()") for h in handles)
     if not handles:
         raise ValueError("cp.worker.wait_any() needs at least one handle")

@@ -15,7 +15,7 @@ from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 
 import counterpoint as cp
-from counterpoint._traps import running
+from counterpoint._traps import this_task
 from counterpoint._vm import POLICIES
 
 
@@ -140,7 +140,7 @@ class CounterpointMagics(Magics):
             if key != "action" and value is not _UNSET
         }
         if args.action == "reset":
-            if running.task is not None:
+            if this_task() is not None:
                 raise UsageError(
                     "`%vm reset` cannot run inside a cell that awaits (that cell is a task "
                     "on the VM being replaced): put it in a cell of its own"
@@ -244,7 +244,8 @@ class CounterpointMagics(Magics):
             path = Path(folder) / "session.db"
             expected.save(path)
             done = subprocess.run(
-                [sys.executable, "-m", "counterpoint", "replay", str(path)],
+                # this session's own cells, saved just now: trusted
+                [sys.executable, "-m", "counterpoint", "replay", str(path), "--trust"],
                 capture_output=True,
                 text=True,
                 env=_child_env(),

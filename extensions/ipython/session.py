@@ -21,7 +21,7 @@ from typing import Any
 import counterpoint as cp
 from counterpoint._cells import run_cell
 from counterpoint._journal import A_SHIFT, CELL, CELL_DONE
-from counterpoint._traps import running
+from counterpoint._traps import session as vm_session
 from counterpoint._vm import is_internal, source_dirs, user_traceback
 
 #: the names a session preloads into the user namespace (besides ``cp`` and ``vm``)
@@ -103,7 +103,7 @@ class Session:
         shell = self.shell
         shell.push({"cp": cp, **{name: getattr(cp, name) for name in PRELOADED}})
         shell.push({"vm": self.vm})
-        running.host_vm = self.vm
+        vm_session.vm = self.vm
         shell.loop_runner = self.run_cell_coroutine
         shell.autoawait = True
         self._run_cell = shell.run_cell
@@ -129,8 +129,8 @@ class Session:
                 shell.run_cell = self._run_cell  # someone else's wrapper
         shell.showtraceback = self._showtraceback
         shell.loop_runner = "asyncio"
-        if running.host_vm is self.vm:
-            running.host_vm = None
+        if vm_session.vm is self.vm:
+            vm_session.vm = None
         atexit.unregister(self.close)
         if warnings.showwarning == self._show_warning:
             warnings.showwarning = self._showwarning
@@ -162,7 +162,7 @@ class Session:
         self.vm = fresh
         self.cells = 0
         self.shell.push({"vm": fresh})
-        running.host_vm = fresh
+        vm_session.vm = fresh
         return fresh
 
     def run_cell_coroutine(self, coro: Any) -> Any:
