@@ -26,6 +26,7 @@ from ._journal import A_SHIFT, QUEUE, RECEIPT, START
 from ._plaindata import copy_plain, digest, encode
 from ._task import Task
 from ._traps import observed, running
+from ._workerjob import describe
 
 PENDING, COMPLETED, FAILED, CANCELLED, UNKNOWN = 0, 1, -1, -2, -3
 
@@ -148,8 +149,22 @@ class Workers:
         if self.receipts is not None:  # replaying: the outcome comes from the journal
             job.future = _recorded(self.receipts.get(job.handle), job)
         else:
-            job.future = self.backend.submit(job.function, job.payload)
+            job.future = self._submit(job)
         job.payload = None  # the backend has its own copy
+
+    def _submit(self, job: WorkerJob) -> Future:
+        """Hand the job to the backend.  A backend that cannot take it (closed, full, a
+        function that cannot be shipped) fails the worker like any failure: observed
+        at its due tick, never an exception in the middle of the VM's bookkeeping."""
+        try:
+            return self.backend.submit(job.function, job.payload)
+        except Exception as error:
+            future: Future = Future()
+            where = type(self._backend).__name__ if self._backend else "workers backend"
+            future.set_result(
+                (FAILED, None, f"{describe(error)} (the {where} could not start the worker)")
+            )
+            return future
 
     def poll(self, handle: int) -> int:
         observed(self.vm, "workers", None)
