@@ -17,6 +17,7 @@ import subprocess
 import sys
 import threading
 import time
+from concurrent.futures import Future
 
 import pytest
 from programs import assert_vm_usable, sleeps
@@ -606,6 +607,33 @@ def test_a_backend_that_cannot_take_a_job_fails_the_worker_and_the_vm_goes_on(vm
         )
         assert_vm_usable(refusing)
         assert refusing.run(main())[1] == -1
+
+
+class FailingFutureBackend(cp.worker.Backend):
+    """A backend whose futures end in an exception, or cancelled (a pool shut down)."""
+
+    def submit(self, function, payload):
+        future = Future()
+        if payload == "cancelled":
+            future.cancel()
+        else:
+            future.set_exception(ConnectionError("the cluster went away"))
+        return future
+
+
+def test_a_backend_future_that_fails_or_is_cancelled_fails_the_worker_and_the_vm_goes_on():
+    async def main():
+        lost = cp.worker.start("tw_echo", "lost")
+        dropped = cp.worker.start("tw_echo", "cancelled")
+        statuses = [await cp.worker.wait(lost), await cp.worker.wait(dropped)]
+        return statuses, cp.worker.error(lost), cp.worker.error(dropped)
+
+    with cp.VM(workers=FailingFutureBackend()) as vm:
+        statuses, lost, dropped = vm.run(main())
+        assert statuses == [-1, -1]
+        assert lost == "ConnectionError: the cluster went away (the backend failed the job)"
+        assert dropped == "the backend dropped the job (was it closed?)"
+        assert_vm_usable(vm)
 
 
 @pytest.mark.slow

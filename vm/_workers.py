@@ -24,7 +24,7 @@ disables workers.
 from __future__ import annotations
 
 from collections import deque
-from concurrent.futures import Future
+from concurrent.futures import CancelledError, Future
 from typing import Any
 
 from ._errors import NondeterminismError, PolicyError, UnknownWorkerTask
@@ -230,6 +230,13 @@ class Workers:
             if running.interrupts:  # Ctrl-C noted just before: do not start waiting
                 take_interrupt()
             status, value, error = job.future.result()
+        except CancelledError:  # the backend dropped the job (a pool shut down meanwhile)
+            status, value, error = FAILED, None, "the backend dropped the job (was it closed?)"
+        except NondeterminismError:  # replay: the journal has no receipt for it
+            job.timer = self.vm._add_timer(job.due, job)
+            raise
+        except Exception as failure:  # the backend's future failed: so did the worker
+            status, value, error = FAILED, None, f"{describe(failure)} (the backend failed the job)"
         except BaseException:  # interrupted while waiting: observe it again next time
             job.timer = self.vm._add_timer(job.due, job)
             raise
