@@ -255,6 +255,8 @@ class ProcessBackend(Backend):
         message = pickle.dumps((cached[1], payload), pickle.HIGHEST_PROTOCOL)
         job = future._job = _Job(message, future)
         with self._lock:
+            if self._closed:  # closed meanwhile, by another thread
+                raise RuntimeError("this process backend is closed; make a new one")
             self._queue.append(job)
             if self._manager is None:
                 self._manager = threading.Thread(
@@ -464,9 +466,10 @@ class ProcessBackend(Backend):
     def close(self) -> None:
         """Stop the processes; jobs not finished yet fail ("the process backend was
         closed").  Idempotent."""
-        if self._closed:
-            return
-        self._closed = True
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
         self._wake()
         if self._manager is not None and self._manager is not threading.current_thread():
             self._manager.join(timeout=10)
