@@ -725,6 +725,35 @@ def test_an_exception_in_a_dask_worker_is_failed_with_type_and_message(dask_clie
     assert run_one(dask_client, "bk_over_budget", 5) == (-1, "BudgetExceeded: over by 5")
 
 
+class BkAbort(BaseException):
+    """A BaseException that is not an Exception."""
+
+
+BK_BASE_EXCEPTIONS = {"KeyboardInterrupt": KeyboardInterrupt, "GeneratorExit": GeneratorExit}
+BK_BASE_EXCEPTIONS["BkAbort"] = BkAbort
+
+
+@cp.worker.task(name="bk_raise_base")
+def bk_raise_base(kind):
+    raise BK_BASE_EXCEPTIONS[kind](f"from {kind}")
+
+
+def run_base_exceptions(workers):
+    async def main():
+        handles = [cp.worker.start("bk_raise_base", kind) for kind in BK_BASE_EXCEPTIONS]
+        statuses = [await cp.worker.wait(h) for h in handles]
+        return statuses, [cp.worker.error(h) for h in handles], await squares([4])
+
+    with cp.VM(workers=workers) as vm:
+        return vm.run(main()), vm.journal.digest()
+
+
+def test_a_dask_worker_raising_a_base_exception_fails_like_inline(dask_client):
+    outcome, digest = run_base_exceptions(dask_client)
+    assert outcome == ([-1, -1, -1], [f"{k}: from {k}" for k in BK_BASE_EXCEPTIONS], [16])
+    assert (outcome, digest) == run_base_exceptions("inline")
+
+
 def test_a_dying_dask_worker_fails_its_job_and_the_next_workers_still_run(dask_client):
     async def main():
         dead = cp.worker.start("bk_exit")

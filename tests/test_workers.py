@@ -17,6 +17,7 @@ import subprocess
 import sys
 import threading
 import time
+from concurrent.futures import Future
 
 import pytest
 from programs import assert_vm_usable, sleeps
@@ -528,6 +529,137 @@ def test_a_worker_exiting_with_system_exit_fails(vm):
 
     assert vm.run(main()) == (-1, "SystemExit: 3")
     assert_vm_usable(vm)
+
+
+class WorkerAbort(BaseException):
+    """A BaseException that is not an Exception (like KeyboardInterrupt)."""
+
+
+BASE_EXCEPTIONS = {
+    "KeyboardInterrupt": KeyboardInterrupt,
+    "GeneratorExit": GeneratorExit,
+    "SystemExit": SystemExit,
+    "WorkerAbort": WorkerAbort,
+}
+
+
+@cp.worker.task
+def tw_raise_base(kind):
+    raise BASE_EXCEPTIONS[kind](f"raised by the worker ({kind})")
+
+
+async def base_exception_program():
+    """Each BaseException kind in a worker, then an ordinary worker on the same VM."""
+    handles = [cp.worker.start("tw_raise_base", kind) for kind in BASE_EXCEPTIONS]
+    statuses = [await cp.worker.wait(h) for h in handles]
+    errors = [cp.worker.error(h) for h in handles]
+    ok = cp.worker.start("tw_square", 7)
+    return statuses, errors, await cp.worker.wait(ok), cp.worker.result(ok)
+
+
+BASE_EXCEPTION_OUTCOME = (
+    [-1] * len(BASE_EXCEPTIONS),
+    [f"{kind}: raised by the worker ({kind})" for kind in BASE_EXCEPTIONS],
+    1,
+    49,
+)
+
+BACKENDS = ["inline", "thread", pytest.param("process", marks=pytest.mark.slow)]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_worker_raising_any_base_exception_fails_with_type_and_message_and_the_vm_goes_on(
+    backend,
+):
+    with cp.VM(workers=backend) as vm:
+        assert vm.run(base_exception_program()) == BASE_EXCEPTION_OUTCOME
+        assert vm.run(base_exception_program()) == BASE_EXCEPTION_OUTCOME  # and again
+        assert_vm_usable(vm)
+
+
+@pytest.mark.slow
+def test_a_worker_raising_a_base_exception_gives_the_same_journal_on_every_backend():
+    digests = {}
+    for backend in ("inline", "thread", "process"):
+        with cp.VM(workers=backend) as vm:
+            vm.run(base_exception_program())
+            digests[backend] = vm.journal.digest()
+    assert len(set(digests.values())) == 1, digests
+
+
+class RefusingBackend(cp.worker.Backend):
+    """A backend whose ``submit`` raises (full, closed, cannot serialize the job ...)."""
+
+    def submit(self, function, payload):
+        raise RuntimeError("no room for this job")
+
+
+def test_a_backend_that_cannot_take_a_job_fails_the_worker_and_the_vm_goes_on(vm):
+    async def main():
+        h = cp.worker.start("tw_square", 3, cost=2)
+        return cp.worker.poll(h), await cp.worker.wait(h), cp.worker.error(h), cp.now()
+
+    with cp.VM(workers=RefusingBackend()) as refusing:
+        status, final, error, now = refusing.run(main())
+        assert (status, final, now) == (0, -1, 2)  # observed at its due tick, like any outcome
+        assert error == (
+            "RuntimeError: no room for this job (the RefusingBackend could not start the worker)"
+        )
+        assert_vm_usable(refusing)
+        assert refusing.run(main())[1] == -1
+
+
+class FailingFutureBackend(cp.worker.Backend):
+    """A backend whose futures end in an exception, or cancelled (a pool shut down)."""
+
+    def submit(self, function, payload):
+        future = Future()
+        if payload == "cancelled":
+            future.cancel()
+        else:
+            future.set_exception(ConnectionError("the cluster went away"))
+        return future
+
+
+def test_a_backend_future_that_fails_or_is_cancelled_fails_the_worker_and_the_vm_goes_on():
+    async def main():
+        lost = cp.worker.start("tw_echo", "lost")
+        dropped = cp.worker.start("tw_echo", "cancelled")
+        statuses = [await cp.worker.wait(lost), await cp.worker.wait(dropped)]
+        return statuses, cp.worker.error(lost), cp.worker.error(dropped)
+
+    with cp.VM(workers=FailingFutureBackend()) as vm:
+        statuses, lost, dropped = vm.run(main())
+        assert statuses == [-1, -1]
+        assert lost == "ConnectionError: the cluster went away (the backend failed the job)"
+        assert dropped == "the backend dropped the job (was it closed?)"
+        assert_vm_usable(vm)
+
+
+@pytest.mark.slow
+def test_a_worker_function_that_cannot_be_shipped_to_a_process_fails_the_worker():
+    lock = threading.Lock()
+
+    @cp.worker.task(name="tw_holds_a_lock")
+    def holds_a_lock(n):
+        with lock:
+            return n
+
+    async def main():
+        h = cp.worker.start("tw_holds_a_lock", 1)
+        return await cp.worker.wait(h), cp.worker.error(h)
+
+    with cp.VM(workers="process") as vm:
+        status, error = vm.run(main())
+        assert status == -1
+        assert error.startswith("TypeError: cannot pickle '_thread.lock' object")
+        assert_vm_usable(vm)
+        assert vm.run(_start_and_wait("tw_square", 5)) == (1, 25)
+
+
+async def _start_and_wait(name, payload):
+    h = cp.worker.start(name, payload)
+    return await cp.worker.wait(h), cp.worker.result(h)
 
 
 # ---------------------------------------------------------------------------

@@ -22,6 +22,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import os
+import pickle
 import subprocess
 import sys
 import sysconfig
@@ -117,48 +118,95 @@ def _is_user_module(module: Any) -> bool:
 
 
 class _Process:
-    """One worker process: its pipes, and the job it runs (at most one)."""
+    """One worker process: its pipes, and the job it runs (at most one).
 
-    __slots__ = ("job", "process", "reader", "writer")
+    ``doomed`` marks a process that was killed (a cancel) or found broken: it is
+    never given another job, whatever arrives from it later.
+    """
+
+    __slots__ = ("doomed", "job", "process", "reader", "writer")
 
     def __init__(self, process: subprocess.Popen, reader: Any, writer: Any) -> None:
         self.process = process
         self.reader = reader
         self.writer = writer
-        self.job: tuple | None = None
+        self.job: _Job | None = None
+        self.doomed = False
+
+    def kill(self) -> None:
+        with contextlib.suppress(OSError):
+            self.process.kill()
 
     def stop(self) -> None:
-        with contextlib.suppress(OSError, ValueError):
-            self.writer.send(None)
+        """Ask the process to exit (kill it if it does not), reap it, close its pipes.
+
+        A doomed process is killed at once; either way its job pipe is closed, so a
+        process that is alive and idle sees the end of its input and exits."""
+        if self.doomed:
+            self.kill()
+        else:
+            with contextlib.suppress(OSError, ValueError):
+                self.writer.send(None)
+        with contextlib.suppress(OSError):
+            self.writer.close()
         try:
             self.process.wait(timeout=1)
         except subprocess.TimeoutExpired:
-            self.process.kill()
+            self.kill()
             self.process.wait()
-        for end in (self.reader, self.writer):
-            with contextlib.suppress(OSError):
-                end.close()
+        with contextlib.suppress(OSError):
+            self.reader.close()
 
 
 _SERVE = (
     "import sys; from counterpoint._workerjob import serve; "
-    "serve(int(sys.argv[1]), int(sys.argv[2]))"
+    "serve(int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]))"
 )
+
+# The life of a job in a ProcessBackend (changed only under the backend's lock).
+_QUEUED, _RUNNING, _DONE, _DROPPED = range(4)
+_SEND_ATTEMPTS = 3  # fresh processes a job is offered to before it fails
+
+
+class _Job:
+    """A job of a ProcessBackend: what to run, its future, and where it is."""
+
+    __slots__ = ("attempts", "future", "message", "state", "worker")
+
+    def __init__(self, message: bytes, future: _ProcessFuture) -> None:
+        self.message = message  # (function bytes, payload), pickled
+        self.future = future
+        self.state = _QUEUED
+        self.worker: _Process | None = None
+        self.attempts = 0
 
 
 class _ProcessFuture(Future):
-    """A process job's future: cancelling it while it runs stops its process (which
-    is replaced when needed), so an abandoned job does not go on burning a CPU."""
+    """A process job's future.
+
+    It stays *pending* until the outcome arrives (``running()`` is always False), so
+    that ``cancel()`` decides, under the backend's lock, between the two cases the
+    host timing allows:
+
+    * the outcome has not arrived (the job is queued or still running): the job is
+      dropped, its process (if any) is killed and never reused, and any outcome that
+      still arrives from it is discarded: ``cancel()`` is True;
+    * the outcome has arrived (or is already waiting in the pipe): the job completed
+      and the cancel lost the race: ``cancel()`` is False, nothing is killed, and the
+      future holds the outcome.
+    """
 
     def __init__(self, backend: ProcessBackend) -> None:
         super().__init__()
         self._backend = backend
+        self._job: _Job | None = None
 
     def cancel(self) -> bool:
-        if super().cancel():
-            return True  # it had not started
-        self._backend._stop(self)
-        return False
+        job = self._job
+        if job is None or not self._backend._drop(job):
+            return super().cancel() if job is None else False
+        super().cancel()  # still pending: nothing else will ever finish it
+        return True
 
 
 class ProcessBackend(Backend):
@@ -168,6 +216,11 @@ class ProcessBackend(Backend):
     never the user's ``__main__``), started when jobs come and reused; a process
     that dies is replaced.  Worker functions defined in ``__main__`` or a notebook
     cell are shipped by value (cloudpickle).
+
+    One manager thread moves jobs to idle processes and outcomes back; it survives
+    any pipe error: a process found dead (or not reading) when a job is sent to it
+    is killed and replaced, and the job goes to a live one.  A process whose parent
+    dies exits, even in the middle of a job (``_workerjob.serve``).
     """
 
     name = "process"
@@ -177,7 +230,7 @@ class ProcessBackend(Backend):
 
         self.processes = processes or os.cpu_count() or 1
         self._lock = threading.Lock()
-        self._queue: deque[tuple] = deque()
+        self._queue: deque[_Job] = deque()
         self._pool: list[_Process] = []
         self._functions: dict[int, tuple[Any, bytes]] = {}
         self._closed = False
@@ -187,21 +240,74 @@ class ProcessBackend(Backend):
 
     def submit(self, function: Any, payload: Any) -> Future:
         if self._closed:
-            raise RuntimeError("this process backend is closed")
-        future: Future = _ProcessFuture(self)
+            raise RuntimeError("this process backend is closed; make a new one")
+        future = _ProcessFuture(self)
         key = id(function)
         cached = self._functions.get(key)
         if cached is None or cached[0] is not function:
             cached = self._functions[key] = (function, function_bytes(function))
+        message = pickle.dumps((cached[1], payload), pickle.HIGHEST_PROTOCOL)
+        job = future._job = _Job(message, future)
         with self._lock:
-            self._queue.append((cached[1], payload, future))
+            if self._closed:  # closed meanwhile, by another thread
+                raise RuntimeError("this process backend is closed; make a new one")
+            self._queue.append(job)
             if self._manager is None:
                 self._manager = threading.Thread(
                     target=self._manage, name="counterpoint-process-workers", daemon=True
                 )
                 self._manager.start()
-        self._wake_writer.send(None)
+        self._wake()
         return future
+
+    def _wake(self) -> None:
+        with contextlib.suppress(OSError, ValueError):
+            self._wake_writer.send(None)
+
+    # -- the VM's side: cancel --------------------------------------------------------------
+
+    def _drop(self, job: _Job) -> bool:
+        """Cancel ``job`` unless its outcome is in; True if it will never have one."""
+        with self._lock:
+            if job.state == _QUEUED:
+                job.state = _DROPPED
+                return True
+            if job.state != _RUNNING:
+                return job.state == _DROPPED
+            worker = job.worker
+            try:
+                arrived = worker.reader.poll()  # the outcome (or the end) is in the pipe
+            except (OSError, ValueError):
+                arrived = True  # the manager is handling this process
+            if arrived:
+                return False  # the job finished: the cancel lost the race
+            job.state = _DROPPED
+            worker.doomed = True  # never given another job
+            worker.kill()
+        self._wake()  # the manager replaces the process if jobs wait
+        return True
+
+    # -- the manager thread -------------------------------------------------------------------
+
+    def _manage(self) -> None:
+        from multiprocessing.connection import wait
+
+        while not self._closed:
+            try:
+                self._dispatch()
+                watched: dict[Any, Any] = {self._wake_reader: None}
+                for worker in list(self._pool):
+                    watched[worker.reader] = worker
+                for ready in wait(list(watched)):
+                    worker = watched[ready]
+                    if worker is None:
+                        with contextlib.suppress(EOFError, OSError):
+                            while self._wake_reader.poll():
+                                self._wake_reader.recv()
+                    else:
+                        self._receive(worker)
+            except Exception as error:  # a bug here must fail jobs, never hang their waiters
+                self._fail_everything(f"the process pool failed: {type(error).__name__}: {error}")
 
     def _start_process(self) -> _Process:
         from multiprocessing.connection import Connection
@@ -210,10 +316,21 @@ class ProcessBackend(Backend):
         from_child_r, from_child_w = os.pipe()
         try:
             process = subprocess.Popen(
-                [sys.executable, "-c", _SERVE, str(to_child_r), str(from_child_w)],
+                [
+                    sys.executable,
+                    "-c",
+                    _SERVE,
+                    str(to_child_r),
+                    str(from_child_w),
+                    str(os.getpid()),
+                ],
                 pass_fds=(to_child_r, from_child_w),
                 stdin=subprocess.DEVNULL,
             )
+        except BaseException:
+            for fd in (to_child_w, from_child_r):
+                os.close(fd)
+            raise
         finally:
             os.close(to_child_r)
             os.close(from_child_w)
@@ -222,84 +339,138 @@ class ProcessBackend(Backend):
             Connection(from_child_r, writable=False),
             Connection(to_child_w, readable=False),
         )
-        worker.writer.send(list(sys.path))
         self._pool.append(worker)
+        try:
+            worker.writer.send(list(sys.path))
+        except (OSError, ValueError):
+            worker.doomed = True  # dead already: the manager reaps it
         return worker
 
     def _dispatch(self) -> None:
+        """Send queued jobs to idle processes (starting processes up to the bound)."""
+        broken: list[_Process] = []
+        failed: list[tuple[_Job, str]] = []
         with self._lock:
             while self._queue:
-                idle = next((p for p in self._pool if p.job is None), None)
-                if idle is None:
-                    if len(self._pool) >= self.processes:
-                        return
-                    idle = self._start_process()
-                job = self._queue.popleft()
-                if not job[2].set_running_or_notify_cancel():
-                    continue  # cancelled before it started
-                idle.job = job
-                idle.writer.send((job[0], job[1]))
-
-    def _manage(self) -> None:
-        from multiprocessing.connection import wait
-
-        while not self._closed:
-            self._dispatch()
-            watched: dict[Any, Any] = {self._wake_reader: None}
-            for worker in self._pool:
-                watched[worker.reader] = worker
-            for ready in wait(list(watched)):
-                worker = watched[ready]
+                if self._queue[0].state == _DROPPED:
+                    self._queue.popleft()  # cancelled before it started
+                    continue
+                worker = next((p for p in self._pool if p.job is None and not p.doomed), None)
                 if worker is None:
-                    with contextlib.suppress(EOFError, OSError):
-                        while self._wake_reader.poll():
-                            self._wake_reader.recv()
-                else:
-                    self._receive(worker)
+                    if len(self._pool) >= self.processes:
+                        break
+                    try:
+                        worker = self._start_process()
+                    except Exception as error:  # no process can be started (EAGAIN ...)
+                        job = self._queue.popleft()
+                        failed.append((job, f"could not start a worker process: {error}"))
+                        continue
+                    if worker.doomed:
+                        broken.append(worker)
+                        self._pool.remove(worker)
+                        continue
+                job = self._queue.popleft()
+                try:
+                    if worker.process.poll() is not None:
+                        raise BrokenPipeError(f"the process exited ({worker.process.returncode})")
+                    worker.writer.send_bytes(job.message)
+                except (OSError, ValueError) as error:  # dead, or not reading: replace it
+                    worker.doomed = True
+                    broken.append(worker)
+                    self._pool.remove(worker)
+                    job.attempts += 1
+                    if job.attempts >= _SEND_ATTEMPTS:
+                        failed.append((job, f"could not send the job to a worker process: {error}"))
+                    else:
+                        self._queue.appendleft(job)  # to a live process, first in line
+                    continue
+                job.state, job.worker, worker.job = _RUNNING, worker, job
+                job.message = None  # the process has it
+            for job, _ in failed:
+                job.state = _DONE
+        for worker in broken:
+            worker.stop()  # (doomed: killed and reaped)
+        for job, error in failed:
+            job.future.set_result((FAILED, None, error))
 
     def _receive(self, worker: _Process) -> None:
+        """``worker``'s pipe is readable: an outcome, or the end (the process died)."""
         try:
             outcome = worker.reader.recv()
-        except (EOFError, OSError):  # the process is gone
-            self._died(worker)
+        except Exception as error:  # EOF, a broken pipe, garbage: the process is done for
+            self._died(worker, None if isinstance(error, EOFError | OSError) else error)
             return
-        job, worker.job = worker.job, None
-        if job is not None:
-            job[2].set_result(outcome)
-
-    def _stop(self, future: Future) -> None:
-        """Kill the process running ``future``'s job (the manager sees it die)."""
         with self._lock:
-            for worker in self._pool:
-                if worker.job is not None and worker.job[2] is future:
-                    with contextlib.suppress(OSError):
-                        worker.process.kill()
+            job, worker.job = worker.job, None
+            deliver = job is not None and job.state == _RUNNING
+            if deliver:
+                job.state, job.worker = _DONE, None
+            retire = worker.doomed
+            if retire and worker in self._pool:
+                self._pool.remove(worker)
+        if retire:
+            worker.stop()  # killed by a cancel: its outcome (if any) is discarded
+        if deliver:
+            job.future.set_result(outcome)
 
-    def _died(self, worker: _Process) -> None:
+    def _died(self, worker: _Process, error: BaseException | None) -> None:
+        if error is not None:
+            worker.kill()
         try:
             code = worker.process.wait(timeout=5)
         except subprocess.TimeoutExpired:
-            worker.process.kill()
+            worker.kill()
             code = worker.process.wait()
         with self._lock:
             if worker in self._pool:
                 self._pool.remove(worker)
+            job, worker.job = worker.job, None
+            deliver = job is not None and job.state == _RUNNING
+            if deliver:
+                job.state, job.worker = _DONE, None
+        worker.doomed = True
         worker.stop()
-        if worker.job is not None:
-            how = f"killed by signal {-code}" if code is not None and code < 0 else f"exit {code}"
-            worker.job[2].set_result((FAILED, None, f"worker process died ({how})"))
-            worker.job = None
+        if deliver:
+            if error is not None:
+                how = f"its pipe broke: {type(error).__name__}"
+            elif code is not None and code < 0:
+                how = f"killed by signal {-code}"
+            else:
+                how = f"exit {code}"
+            job.future.set_result((FAILED, None, f"worker process died ({how})"))
+
+    def _fail_everything(self, error: str) -> None:
+        """Fail every job not finished yet and stop every process (``close``, and the
+        manager's last resort)."""
+        with self._lock:
+            jobs = [j for j in self._queue if j.state == _QUEUED]
+            jobs += [w.job for w in self._pool if w.job is not None and w.job.state == _RUNNING]
+            self._queue.clear()
+            workers = list(self._pool)
+            self._pool.clear()
+            for job in jobs:
+                job.state, job.worker = _DONE, None
+            for worker in workers:
+                worker.doomed = worker.doomed or worker.job is not None  # busy: killed
+        for worker in workers:
+            worker.stop()
+        for job in jobs:
+            job.future.set_result((FAILED, None, error))
 
     def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        ProcessBackend._shutdown(self._pool, self._wake_writer)
-        if self._manager is not None:
-            self._manager.join(timeout=5)
+        """Stop the processes; jobs not finished yet fail ("the process backend was
+        closed").  Idempotent."""
         with self._lock:
-            while self._queue:
-                self._queue.popleft()[2].cancel()
+            if self._closed:
+                return
+            self._closed = True
+        self._wake()
+        if self._manager is not None and self._manager is not threading.current_thread():
+            self._manager.join(timeout=10)
+        self._fail_everything("the process backend was closed")
+        for end in (self._wake_reader, self._wake_writer):
+            with contextlib.suppress(OSError):
+                end.close()
 
     @staticmethod
     def _shutdown(pool: list[_Process], wake_writer: Any) -> None:

@@ -21,7 +21,7 @@ import threading
 import warnings
 from collections import deque
 from collections.abc import Callable
-from heapq import heappop, heappush
+from heapq import heapify, heappop, heappush
 from itertools import pairwise, repeat
 from os import PathLike
 from pathlib import Path
@@ -86,6 +86,7 @@ _PACKAGE_DIRS = source_dirs(__file__)
 _ATOMIC = frozenset({type(None), bool, int, str})
 POLICIES = ("fifo", "random")
 _SLICE = 16384  # steps between slice hooks (journal file flushes, replay checks)
+_TIMER_SWEEP_MIN = 64  # timer buckets below which emptied ones are never swept
 _FOREIGN_LOOP_MESSAGES = ("no running event loop", "must be called from async context")
 
 
@@ -211,6 +212,7 @@ class VM:
         self._policy_rng = random.Random(seed)
         self._timers: dict[int, list] = {}
         self._deadlines: list[int] = []
+        self._timer_sweep = _TIMER_SWEEP_MIN  # sweep emptied buckets past this many
         self._live: dict[int, Task] = {}
         self._cancel_errors: dict[int, BaseException] = {}  # raised instead of Cancelled
         self._stranded: list[Any] = []  # coroutines of cells that could not unwind
@@ -581,14 +583,34 @@ class VM:
         return False
 
     def _add_timer(self, deadline: int, target: Any) -> list:
-        """Register ``target`` (a Task or an object with ``_timer_fired``) at ``deadline``."""
+        """Register ``target`` (a Task or an object with ``_timer_fired``) at ``deadline``.
+
+        A timer is cancelled by removing its target from the bucket (a scope that
+        exits before its timeout, a select that completes, a cancelled worker), which
+        can leave empty buckets until their deadline.  Whenever the number of buckets
+        has doubled since the last sweep, the empty ones are dropped with their heap
+        entries: memory stays proportional to the live timers, at O(1) amortized.
+        """
         bucket = self._timers.get(deadline)
         if bucket is None:
             self._timers[deadline] = bucket = [target]
-            heappush(self._deadlines, deadline)
+            deadlines = self._deadlines
+            heappush(deadlines, deadline)
+            if len(deadlines) > self._timer_sweep:
+                self._sweep_timers()
         else:
             bucket.append(target)
         return bucket
+
+    def _sweep_timers(self) -> None:
+        """Drop empty timer buckets and their deadlines (in place: callers hold both)."""
+        timers = self._timers
+        for deadline in [deadline for deadline, bucket in timers.items() if not bucket]:
+            del timers[deadline]
+        deadlines = self._deadlines
+        deadlines[:] = timers
+        heapify(deadlines)
+        self._timer_sweep = max(_TIMER_SWEEP_MIN, 2 * len(deadlines))
 
     # -- tasks -----------------------------------------------------------------------
 

@@ -8,6 +8,13 @@ journals a receipt and wakes the tasks that wait.  So the host decides nothing
 the program can observe: the journal is the same whichever backend ran the
 workers and however long they took.
 
+Memory: a VM keeps every pending worker, and the outcomes of its
+``KEPT_OUTCOMES`` most recently *settled* workers (completed, failed or
+cancelled); older outcomes are released in settle order, which is virtual-time
+order, so what is kept never depends on the host.  (Handles are ints: the VM
+cannot know when nobody will ask about one again.)  A released handle polls as
+-3; ``result``/``error`` of it raise ``InvalidStateError`` saying so.
+
 With ``VM(max_workers=n)`` at most ``n`` workers are in flight (started and not
 yet observed); further starts wait in a FIFO queue and start, in order, at the
 tick a slot frees (their due tick counts from then).  ``max_workers=0``
@@ -17,7 +24,7 @@ disables workers.
 from __future__ import annotations
 
 from collections import deque
-from concurrent.futures import Future
+from concurrent.futures import CancelledError, Future
 from typing import Any
 
 from ._errors import NondeterminismError, PolicyError, UnknownWorkerTask
@@ -26,11 +33,15 @@ from ._journal import A_SHIFT, QUEUE, RECEIPT, START
 from ._plaindata import copy_plain, digest, encode
 from ._task import Task
 from ._traps import observed
+from ._workerjob import describe
 
 PENDING, COMPLETED, FAILED, CANCELLED, UNKNOWN = 0, 1, -1, -2, -3
 
 # name -> function, shared by every VM of the process (see cp.worker.task)
 REGISTRY: dict[str, Any] = {}
+
+# how many settled outcomes a VM keeps (the most recent ones, in settle order)
+KEPT_OUTCOMES = 10_000
 
 
 def _recorded(receipt: tuple | None, job: WorkerJob) -> Future:
@@ -100,6 +111,7 @@ class Workers:
         self.max_workers = max_workers
         self._backend: Any = None
         self._jobs: dict[int, WorkerJob] = {}
+        self._settled: deque[int] = deque()  # handles, in settle order (for release)
         self._in_flight = 0
         self._queued: deque[WorkerJob] = deque()
         # replay: handle -> (status, value, error) from a journal's receipts
@@ -148,8 +160,22 @@ class Workers:
         if self.receipts is not None:  # replaying: the outcome comes from the journal
             job.future = _recorded(self.receipts.get(job.handle), job)
         else:
-            job.future = self.backend.submit(job.function, job.payload)
+            job.future = self._submit(job)
         job.payload = None  # the backend has its own copy
+
+    def _submit(self, job: WorkerJob) -> Future:
+        """Hand the job to the backend.  A backend that cannot take it (closed, full, a
+        function that cannot be shipped) fails the worker like any failure: observed
+        at its due tick, never an exception in the middle of the VM's bookkeeping."""
+        try:
+            return self.backend.submit(job.function, job.payload)
+        except Exception as error:
+            future: Future = Future()
+            where = type(self._backend).__name__ if self._backend else "workers backend"
+            future.set_result(
+                (FAILED, None, f"{describe(error)} (the {where} could not start the worker)")
+            )
+            return future
 
     def poll(self, handle: int) -> int:
         observed(self.vm, "workers", None)
@@ -159,6 +185,18 @@ class Workers:
     def job(self, handle: int) -> WorkerJob | None:
         observed(self.vm, "workers", None)
         return self._jobs.get(handle)
+
+    def released(self, handle: int) -> bool:
+        """True if this VM gave out ``handle`` and has released its outcome."""
+        return 0 < handle <= self.vm._counters.get("worker", 0) and handle not in self._jobs
+
+    def released_message(self, handle: int) -> str:
+        return (
+            f"the outcome of worker {handle} was released: a VM keeps the outcomes of its "
+            f"{KEPT_OUTCOMES:,} most recently settled workers (handles are plain ints, so it "
+            f"cannot know when nobody needs one any more); read it soon after "
+            f"`await cp.worker.wait({handle})`, or keep the value yourself"
+        )
 
     def cancel(self, task: Task | None, handle: int) -> bool:
         job = self._jobs.get(handle)
@@ -192,6 +230,13 @@ class Workers:
             if noted_here():  # Ctrl-C noted just before: do not start waiting
                 take_interrupt()
             status, value, error = job.future.result()
+        except CancelledError:  # the backend dropped the job (a pool shut down meanwhile)
+            status, value, error = FAILED, None, "the backend dropped the job (was it closed?)"
+        except NondeterminismError:  # replay: the journal has no receipt for it
+            job.timer = self.vm._add_timer(job.due, job)
+            raise
+        except Exception as failure:  # the backend's future failed: so did the worker
+            status, value, error = FAILED, None, f"{describe(failure)} (the backend failed the job)"
         except BaseException:  # interrupted while waiting: observe it again next time
             job.timer = self.vm._add_timer(job.due, job)
             raise
@@ -202,6 +247,11 @@ class Workers:
 
     def _settle(self, job: WorkerJob, status: int, value: Any, error: str, task: Task | None):
         job.status, job.result, job.error = status, value, error
+        job.function = None  # (its closure may be large)
+        settled = self._settled
+        settled.append(job.handle)
+        while len(settled) > KEPT_OUTCOMES:  # release the oldest outcomes
+            del self._jobs[settled.popleft()]
         if status == COMPLETED:
             receipt = (status, encode(value), digest(value), "")
         else:

@@ -120,7 +120,9 @@ def start(name: str | Callable, payload: Any = None, *, cost: int = 1) -> int:
 
 
 def poll(handle: int) -> int:
-    """0 pending, 1 completed, -1 failed, -2 cancelled, -3 unknown handle (not a checkpoint)."""
+    """0 pending, 1 completed, -1 failed, -2 cancelled, -3 unknown handle (not a checkpoint).
+
+    A handle whose outcome was released (see ``result``) is unknown again: -3."""
     return _table("cp.worker.poll()").poll(_check_handle(handle, "cp.worker.poll()"))
 
 
@@ -128,11 +130,15 @@ def result(handle: int) -> Any:
     """A copy of a completed worker's result.
 
     Raises ``cp.WorkerFailed`` (with the worker's error) if it failed and
-    ``cp.InvalidStateError`` if it is pending, cancelled or unknown.
+    ``cp.InvalidStateError`` if it is pending, cancelled, unknown, or its outcome
+    was released (a VM keeps the outcomes of its 10,000 most recently settled
+    workers; see ``docs/workers.md``).
     """
     table = _table("cp.worker.result()")
     job = table.job(_check_handle(handle, "cp.worker.result()"))
     if job is None:
+        if table.released(handle):
+            raise InvalidStateError(table.released_message(handle))
         raise InvalidStateError(f"there is no worker {handle} in this VM")
     if job.status == COMPLETED:
         return copy_plain(job.result)
@@ -147,8 +153,14 @@ def result(handle: int) -> Any:
 
 
 def error(handle: int) -> str:
-    """A failed worker's error, ``"ExceptionType: message"``; ``""`` for any other status."""
-    job = _table("cp.worker.error()").job(_check_handle(handle, "cp.worker.error()"))
+    """A failed worker's error, ``"ExceptionType: message"``; ``""`` for any other status.
+
+    Raises ``cp.InvalidStateError`` if the worker's outcome was released (see
+    ``result``)."""
+    table = _table("cp.worker.error()")
+    job = table.job(_check_handle(handle, "cp.worker.error()"))
+    if job is None and table.released(handle):
+        raise InvalidStateError(table.released_message(handle))
     return job.error if job is not None and job.status == FAILED else ""
 
 
