@@ -66,7 +66,9 @@ class ForgottenAwaitError(CounterpointError, RuntimeError):
 
 
 class InvalidStateError(CounterpointError, RuntimeError):
-    """A task's result was asked for before the task finished."""
+    """An object was used in a state that does not allow it: a task's result asked for
+    before the task finished, a task awaiting itself, a scope used before it was
+    entered or entered twice, a released worker outcome."""
 
 
 class WrongVMError(CounterpointError, RuntimeError):

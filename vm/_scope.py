@@ -14,7 +14,7 @@ import types
 from collections import deque
 from typing import Any
 
-from ._errors import Cancelled, LimitExceeded, ScopeClosed
+from ._errors import Cancelled, InvalidStateError, LimitExceeded, ScopeClosed
 from ._journal import A_SHIFT, BLOCK, SCOPE, TIMEOUT
 from ._ops import same_vm
 from ._task import CANCELLED, FAILED, UNINTERRUPTIBLE, Task, cancelled_from, park
@@ -181,7 +181,7 @@ class Scope:
 
     def _open(self, task: Task) -> None:
         if self._state != "new":
-            raise RuntimeError(f"scope {self.id} was already entered; create a new cp.scope()")
+            raise InvalidStateError(f"scope {self.id} was already entered; create a new cp.scope()")
         vm = task._vm
         self._vm = vm
         self._owner_task = task
@@ -252,7 +252,7 @@ class Scope:
         if self._state != "open":
             discard(coro)
             if self._state == "new":
-                raise RuntimeError(
+                raise InvalidStateError(
                     f"{what} on a scope that was not entered: write "
                     f"`async with cp.scope() as s:` and spawn inside the block"
                 )

@@ -323,7 +323,7 @@ class Task:
                 f"tasks of its own VM"
             )
         if task is self:
-            raise RuntimeError(
+            raise InvalidStateError(
                 f"task {self.id} {self.name!r} awaits itself, which can never finish"
             )
         if task._cancelled:
