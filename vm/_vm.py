@@ -721,7 +721,13 @@ class VM:
         self._ready.append(task)
 
     def _explain_foreign(self, task: Task, error: Exception) -> Exception:
-        if type(error) is RuntimeError and str(error) in _FOREIGN_LOOP_MESSAGES:
+        """A task that called into asyncio or trio fails with ``ForeignAwaitableError``:
+        "no running event loop", or (asyncio's loop-bound objects, on Python 3.11) an
+        ``AttributeError`` on the missing loop, raised inside the library."""
+        kind = type(error)
+        if (kind is RuntimeError and str(error) in _FOREIGN_LOOP_MESSAGES) or (
+            kind is AttributeError and str(error).startswith("'NoneType' object")
+        ):
             tb = error.__traceback__
             while tb is not None and tb.tb_next is not None:
                 tb = tb.tb_next
