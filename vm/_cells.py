@@ -86,12 +86,16 @@ def _run_cell(vm: Any, coro: Any, name: str) -> CellRun:
             _deliver(vm, root, trouble)
         vm._flush_hooks()
         vm._cancel_errors.pop(root.id, None)
-        vm._warn_unobserved(root)
+        primary = root._error if root._state == S_FAILED else problem
+        if root._state != S_DONE and primary is None:
+            primary = vm._cancelled_error(root)
+            problem = primary
+        vm._warn_unobserved(root, primary)
     if root._state == S_DONE:
         return CellRun(root._result, problem)
     if root._state == S_FAILED:
         raise root._error
-    raise problem if problem is not None else vm._cancelled_error(root)
+    raise problem
 
 
 def _interruption(vm: Any, interrupt: KeyboardInterrupt) -> KeyboardInterrupt:

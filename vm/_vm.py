@@ -299,19 +299,24 @@ class VM:
         __tracebackhide__ = True
         self._claim("vm.run()", coro)
         try:
-            root, error = self._run(coro)
+            root = self._spawn(coro, None, None, None, "vm.run()")
+            try:
+                error = self._run(root)
+            except BaseException as interrupt:  # KeyboardInterrupt and friends
+                self._warn_unobserved(root, interrupt)
+                raise
         finally:
             self._release()
-        if root._state == S_DONE:
-            return root._result
         if root._state == FAILED:
-            raise root._error  # (from here, so the traceback is vm.run + the user's frames)
-        raise error  # cancelled, deadlocked, over max_steps (see _run)
+            error = root._error
+        self._warn_unobserved(root, error)  # (from here: the warning points at vm.run)
+        if error is None:
+            return root._result
+        raise error  # (from here, so the traceback is vm.run + the user's frames)
 
-    def _run(self, coro: Any) -> tuple[Task, BaseException | None]:
-        """Drive a new root task; return it, finished, or abandoned with the error that
-        ``run`` raises."""
-        root = self._spawn(coro, None, None, None, "vm.run()")
+    def _run(self, root: Task) -> BaseException | None:
+        """Drive the root task; return None if it finished, else the error that ``run``
+        raises (its tasks abandoned: cancelled, deadlocked, over max_steps)."""
         with DeferredInterrupts():  # Ctrl-C: in user code, or at a safe point
             budget = self._max_steps if self._max_steps is not None else sys.maxsize
             try:
@@ -320,12 +325,10 @@ class VM:
                 self._abandon(root, "vm.run() was interrupted")
                 self._flush_hooks()
                 raise
-            finally:
-                self._warn_unobserved(root)
             if root._state == S_DONE or root._state == FAILED:
-                return root, None
+                return None
             if root._state == S_CANCELLED:
-                return root, self._cancelled_error(root)
+                return self._cancelled_error(root)
             if self._ready or self._has_timers():
                 error: Exception = StepLimitExceeded(self._step_limit_message(root))
                 self._abandon(root, f"vm.run() exceeded max_steps={self._max_steps}")
@@ -333,7 +336,7 @@ class VM:
                 error = self._deadlock(root)
                 self._abandon(root, "vm.run() found a deadlock")
             self._flush_hooks()
-            return root, error
+            return error
 
     def _flush_hooks(self) -> None:
         """After records written outside the loop (abandoning a run): the file gets them."""
@@ -517,12 +520,13 @@ class VM:
         return budget - budget_left.__length_hint__()
 
     def _pick_chosen(self) -> Task:
-        """A schedule or an explorer picks (ready tasks offered in ascending id)."""
+        """A schedule or an explorer picks (ready tasks offered in ascending id; the
+        policy's ready list may be a deque (fifo) or a list (random))."""
         ready = self._ready
         chooser = self._chooser
         front = ready[0]
         if len(ready) == 1:
-            ready.popleft()
+            ready.pop()
             chooser.ran(self, front, None)
             return front
         candidates = sorted(ready, key=_task_id)
@@ -744,29 +748,22 @@ class VM:
                 return wrapped
         return error
 
-    def _warn_unobserved(self, root: Task) -> None:
+    def _warn_unobserved(self, root: Task, outcome: BaseException | None = None) -> None:
+        """Warn ``UnobservedTaskFailure`` for each detached task that failed in this run
+        and that nothing awaited.  With warnings turned into errors, the warning is
+        raised -- unless the run has an error of its own (``outcome``), which goes
+        first and carries the warning as a note."""
         root._observed = True
         pending, self._unobserved = self._unobserved, []
         for task in pending:
-            if not task._observed:
-                error = task._error
-                message = (
-                    f"task {task.id} {task.name!r} failed and nothing awaited it: "
-                    f"{type(error).__name__}: {error}"
-                )
-                site = failure_site(error)
-                if site is None:
-                    warnings.warn(message, UnobservedTaskFailure, stacklevel=3)
-                else:  # shown at the user's line that raised it
-                    f_globals = site.tb_frame.f_globals
-                    warnings.warn_explicit(
-                        message,
-                        UnobservedTaskFailure,
-                        site.tb_frame.f_code.co_filename,
-                        site.tb_lineno,
-                        module=f_globals.get("__name__"),
-                        module_globals=f_globals,
-                    )
+            if task._observed:
+                continue
+            try:
+                _warn_failure(task)
+            except Warning as warned:
+                if outcome is None:
+                    raise
+                outcome.add_note(f"(and, as an error: {type(warned).__name__}: {warned})")
 
     # -- cancellation ------------------------------------------------------------------
 
@@ -881,6 +878,29 @@ class VM:
 
 def _task_id(task: Task) -> int:
     return task.id
+
+
+def _warn_failure(task: Task) -> None:
+    """The ``UnobservedTaskFailure`` warning of one task, shown at the user's line that
+    raised (else at the caller of ``vm.run``: stack level 4 from here)."""
+    error = task._error
+    message = (
+        f"task {task.id} {task.name!r} failed and nothing awaited it: "
+        f"{type(error).__name__}: {error}"
+    )
+    site = failure_site(error)
+    if site is None:
+        warnings.warn(message, UnobservedTaskFailure, stacklevel=4)
+        return
+    f_globals = site.tb_frame.f_globals
+    where = site.tb_frame.f_code.co_filename, site.tb_lineno
+    module = f_globals.get("__name__")
+    try:
+        warnings.warn_explicit(
+            message, UnobservedTaskFailure, *where, module=module, module_globals=f_globals
+        )
+    except ImportError:  # `python -c`, stdin, the REPL: __main__'s loader has no source
+        warnings.warn_explicit(message, UnobservedTaskFailure, *where, module=module)
 
 
 class _HostCall:
