@@ -34,8 +34,9 @@ import time
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
-from ._errors import Deadlock, NondeterminismError, StepLimitExceeded
+from ._errors import Cancelled, Deadlock, NondeterminismError, ScheduleError, StepLimitExceeded
 from ._journal import (
+    A_SHIFT,
     ACQUIRE,
     BLOCK,
     BLOCK_RECV,
@@ -47,6 +48,7 @@ from ._journal import (
     DONE,
     EVENT,
     FAIL,
+    KIND_NAMES,
     NOTIFY,
     QUEUE,
     RECEIPT,
@@ -58,11 +60,13 @@ from ._journal import (
     SLEEP,
     SPAWN,
     START,
+    TASK_SHIFT,
     TIMEOUT,
 )
 from ._traps import running_task
 
 _DIGITS = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+_DIGIT_VALUES = {digit: value for value, digit in enumerate(_DIGITS)}
 _PREFIX = "cp1:"
 
 
@@ -74,6 +78,14 @@ class Pruned(BaseException):
 
 
 # -- schedules --------------------------------------------------------------------------------
+
+_GRAMMAR = (
+    "A schedule is 'cp1:' then (choice, run length) pairs: each a base-62 digit (0-9, a-z, "
+    "A-Z), a choice of 62 or more written in decimal in parentheses, and a run length from "
+    "1 to z (61); for example 'cp1:0311' is choice 0 three times, then choice 1 once, and "
+    "'cp1:(70)2' is choice 70 twice. Take schedules from an exploration report "
+    "(finding.schedule)."
+)
 
 
 def encode_schedule(choices: list[int]) -> str:
@@ -96,26 +108,65 @@ def encode_schedule(choices: list[int]) -> str:
     return "".join(out)
 
 
-def decode_schedule(schedule: str) -> list[int]:
-    """The choices a schedule string stands for (``ValueError`` if it is not one)."""
-    if not isinstance(schedule, str) or not schedule.startswith(_PREFIX):
-        raise ValueError(
-            f"{schedule!r} is not a Counterpoint schedule (they start with {_PREFIX!r}; "
-            f"take one from an exploration report)"
+def _malformed(schedule: str, position: int, what: str) -> ScheduleError:
+    return ScheduleError(
+        f"schedule {schedule!r} is malformed at position {position}: {what}. {_GRAMMAR}"
+    )
+
+
+def _runs(schedule: Any) -> list[tuple[int, int, int]]:
+    """Parse a schedule string into (choice, run length, position of the choice) runs;
+    ``cp.ScheduleError`` saying where, if it is not one."""
+    if not isinstance(schedule, str):
+        raise ScheduleError(
+            f"a schedule is a string, not {type(schedule).__name__} {schedule!r}. {_GRAMMAR}"
         )
-    body = schedule[len(_PREFIX) :]
-    choices: list[int] = []
-    i = 0
-    while i < len(body):
-        if body[i] == "(":
-            end = body.index(")", i)
-            choice, i = int(body[i + 1 : end]), end + 1
+    if not schedule.startswith(_PREFIX):
+        raise _malformed(schedule, 0, f"it does not start with {_PREFIX!r}")
+    runs: list[tuple[int, int, int]] = []
+    i, end = len(_PREFIX), len(schedule)
+    digits = _DIGIT_VALUES
+    while i < end:
+        start = i
+        char = schedule[i]
+        if char == "(":
+            close = schedule.find(")", i)
+            if close < 0:
+                raise _malformed(schedule, i, "'(' opens a choice that no ')' closes")
+            text = schedule[i + 1 : close]
+            if text.startswith("-") and text[1:].isdigit():
+                raise _malformed(
+                    schedule, i, f"the choice {text} is negative (choices count from 0)"
+                )
+            if not (text.isascii() and text.isdigit()):
+                raise _malformed(schedule, i, f"{schedule[i : close + 1]!r} is not a choice")
+            choice, i = int(text), close + 1
+        elif char in digits:
+            choice, i = digits[char], i + 1
         else:
-            choice, i = _DIGITS.index(body[i]), i + 1
-        if i >= len(body):
-            raise ValueError(f"schedule {schedule!r} is cut short")
-        choices.extend([choice] * _DIGITS.index(body[i]))
+            raise _malformed(schedule, i, f"{char!r} is not a base-62 digit or '('")
+        if i >= end:
+            raise _malformed(schedule, i, "the schedule ends where a run length should be")
+        count = digits.get(schedule[i])
+        if count is None:
+            raise _malformed(schedule, i, f"{schedule[i]!r} is not a run length (1-9, a-z, A-Z)")
+        if count == 0:
+            raise _malformed(schedule, i, "a run length of 0 (runs are 1 to 61 choices long)")
+        runs.append((choice, count, start))
         i += 1
+    return runs
+
+
+def decode_schedule(schedule: str) -> list[int]:
+    """The choices a schedule string stands for (``cp.ScheduleError``, a ``ValueError``,
+    saying where, if it is not one).
+
+    >>> decode_schedule("cp1:0311")
+    [0, 0, 0, 1]
+    """
+    choices: list[int] = []
+    for choice, count, _ in _runs(schedule):
+        choices.extend([choice] * count)
     return choices
 
 
@@ -155,26 +206,42 @@ class ScheduleChooser(Chooser):
 
     def __init__(self, schedule: str) -> None:
         super().__init__()
+        self.text = schedule
         self.choices = decode_schedule(schedule)
         self.position = 0
 
-    def _next(self, count: int, default: int) -> int:
+    def _next(self, count: int, default: int, offer: str) -> int:
         if self.position >= len(self.choices):
             return default
         choice = self.choices[self.position]
         self.position += 1
         if choice >= count:
-            raise NondeterminismError(
-                f"the schedule does not fit this program: choice point {self.position} offers "
-                f"{count} options, but the schedule takes option {choice}"
-            )
+            raise ScheduleError(self._misfit(count, choice, offer))
         return choice
 
+    def _misfit(self, count: int, choice: int, offer: str) -> str:
+        number = self.position  # 1-based: the choice point that did not fit
+        where, seen = len(_PREFIX), 0
+        for _, length, start in _runs(self.text):
+            where, seen = start, seen + length
+            if seen >= number:
+                break
+        return (
+            f"the schedule {self.text!r} does not fit this program: at choice point {number} "
+            f"the program offers {offer} (options 0 to {count - 1}), but the schedule takes "
+            f"option {choice} (the run at position {where} of the string). Use a schedule "
+            f"found by exploring this same program (finding.schedule)."
+        )
+
     def pick(self, vm: Any, candidates: list, front: Any) -> int:
-        return self._next(len(candidates), self.default(candidates, front))
+        default = self.default(candidates, front)
+        if self.position >= len(self.choices):
+            return default
+        offer = "a choice between tasks " + ", ".join(str(t.id) for t in candidates)
+        return self._next(len(candidates), default, offer)
 
     def choose(self, vm: Any, count: int) -> int:
-        return self._next(count, 0)
+        return self._next(count, 0, f"a cp.choose() of {count} options")
 
 
 class _Point(NamedTuple):
@@ -184,11 +251,14 @@ class _Point(NamedTuple):
     previous: int  # id of the task that ran before (sched), else 0
 
 
-_NOT_DETERMINISTIC = (
-    "the program is not deterministic: re-run under the same choices, it {what}. Does it "
-    "depend on state kept between executions (module globals, counters, caches), wall-clock "
-    "time, or randomness that is not the VM's?"
+_ADVICE = (
+    "Exploring re-runs the program once per schedule, so it must do the same thing "
+    "under the same choices: take randomness from cp.rng() (seeded by the VM) and inputs "
+    "from cp.choose(), never from the random module, the clock or the environment, and "
+    "keep no state between executions (module globals, counters, caches)."
 )
+_NOT_DETERMINISTIC = "the program is not deterministic: re-run under the same choices, it {what}. "
+_NOT_DETERMINISTIC += _ADVICE.replace("{", "{{").replace("}", "}}")
 
 
 def _offer(kind: str, options: tuple) -> str:
@@ -212,6 +282,8 @@ class _Recorder(Chooser):
         self.steps: list[tuple] = []  # (task id, journal position, candidate ids, point index)
         self.advances: list[int] = []
         self.reads: list[tuple[int, tuple]] = []  # (step index, object) read without a record
+        self.positions: list[int] = []  # journal length when each choice point was offered
+        self.left_behind: list[int] | None = []  # tasks still ready when the execution ended
         self.preemptions = 0
 
     def _take(self, kind: str, options: tuple, default: int, decide: Callable[[], int]) -> int:
@@ -229,8 +301,10 @@ class _Recorder(Chooser):
             choice = self.prefix[position]
             if choice >= count:
                 raise NondeterminismError(
-                    f"re-running the program offered {count} options at choice point "
-                    f"{position + 1}, not as many as before: the program is not deterministic"
+                    _NOT_DETERMINISTIC.format(
+                        what=f"offered {count} options at choice point {position + 1}, fewer "
+                        f"than the earlier execution (which took option {choice})"
+                    )
                 )
             return choice
         return decide()
@@ -238,6 +312,7 @@ class _Recorder(Chooser):
     def pick(self, vm: Any, candidates: list, front: Any) -> int:
         default = self.default(candidates, front)
         ids = tuple(t.id for t in candidates)
+        self.positions.append(len(vm._rows))
         choice = self._take(
             "sched", ids, default, lambda: self.strategy.pick(self, candidates, default)
         )
@@ -249,6 +324,7 @@ class _Recorder(Chooser):
 
     def choose(self, vm: Any, count: int) -> int:
         options = tuple(range(count))
+        self.positions.append(len(vm._rows))
         choice = self._take("data", options, 0, lambda: self.strategy.choose(self, count))
         self.points.append(_Point("data", options, choice, 0))
         return choice
@@ -330,6 +406,23 @@ class _PCT:
 
 # -- reports -------------------------------------------------------------------------------------
 
+_REDUCED = (
+    "Partial-order reduction left out schedules it judged equivalent to ones it ran. It "
+    "assumes that tasks share plain Python state (anything but VM objects) only in steps "
+    "that use no VM object, such as a read or write followed by `await cp.checkpoint()`, "
+    "or in the last step of a task that never used one; a step that uses a channel, lock "
+    "or other VM object is taken to touch no shared Python state. Explore with "
+    "por=False to drop this assumption."
+)
+
+
+def _bounded(bound: int) -> str:
+    return (
+        f"Only schedules with at most {bound} preemption{'' if bound == 1 else 's'} were "
+        f"explored (preemption_bound={bound}): a verdict of exhaustive holds within that "
+        f"bound."
+    )
+
 
 class Finding(NamedTuple):
     """A failure or deadlock found by ``explore``, with the schedule that shows it best
@@ -356,23 +449,27 @@ class ExploreReport:
     """What ``cp.explore`` found.
 
     ``schedules`` (executions run), ``exhaustive`` (the whole choice tree was
-    covered), ``outcomes`` (outcome -> count; an outcome is the return value, or
-    the exception type name), ``deadlocks`` and ``failures`` (lists of
-    :class:`Finding`), ``pruned`` (executions ended by ``cp.require``),
-    ``seconds`` and ``schedules_per_second``.
+    covered), ``assumptions`` (sentences: what the verdict rests on, empty when
+    nothing was left out), ``outcomes`` (outcome -> count; an outcome is the return
+    value, or the exception type name), ``deadlocks`` and ``failures`` (lists of
+    :class:`Finding`), ``pruned`` (executions ended by ``cp.require``), ``seconds``
+    and ``schedules_per_second``.
 
     >>> import counterpoint as cp
     >>> async def main():
     ...     return cp.choose("ab") + cp.choose("xy")
     >>> report = cp.explore(main)
-    >>> report.schedules, report.exhaustive, sorted(report.outcomes)
-    (4, True, ['ax', 'ay', 'bx', 'by'])
+    >>> report.schedules, report.exhaustive, sorted(report.outcomes), report.assumptions
+    (4, True, ['ax', 'ay', 'bx', 'by'], [])
+    >>> report.summary()
+    'dfs: 4 schedules, exhaustive; 4 outcomes, 0 failures, 0 deadlocks'
     """
 
     def __init__(self, strategy: str) -> None:
         self.strategy = strategy
         self.schedules = 0
         self.exhaustive = False
+        self.assumptions: list[str] = []
         self.outcomes: dict[Any, int] = {}
         self.deadlocks: list[Finding] = []
         self.failures: list[Finding] = []
@@ -383,10 +480,29 @@ class ExploreReport:
     def schedules_per_second(self) -> float:
         return self.schedules / self.seconds if self.seconds else 0.0
 
+    def _verdict(self) -> str:
+        if not self.exhaustive:
+            return "not exhaustive"
+        if not self.assumptions:
+            return "exhaustive"
+        count = len(self.assumptions)
+        return f"exhaustive if {count} assumption{'s hold' if count > 1 else ' holds'}"
+
+    def summary(self) -> str:
+        """One line: the search, its verdict (and whether it rests on assumptions), and
+        what it found."""
+        return (
+            f"{self.strategy}: {self.schedules} schedules, {self._verdict()}"
+            f"{' (see report.assumptions)' if self.exhaustive and self.assumptions else ''}"
+            f"; {len(self.outcomes)} outcomes, {len(self.failures)} failures, "
+            f"{len(self.deadlocks)} deadlocks"
+            f"{f', {self.pruned} pruned' if self.pruned else ''}"
+        )
+
     def __repr__(self) -> str:
         lines = [
             f"<ExploreReport {self.strategy}: {self.schedules} schedules"
-            f"{' (exhaustive)' if self.exhaustive else ''}, "
+            f"{f' ({self._verdict()})' if self.exhaustive else ''}, "
             f"{len(self.failures)} failures, {len(self.deadlocks)} deadlocks>",
             "outcomes: " + ", ".join(f"{o!r} x{n}" for o, n in self.outcomes.items()),
         ]
@@ -396,14 +512,17 @@ class ExploreReport:
                 f"{finding.message.splitlines()[0]}"
             )
             lines.append(f"  replay: {finding.replay}")
+        lines.extend(f"assumes: {sentence}" for sentence in self.assumptions)
         return "\n".join(lines)
 
     def _repr_html_(self) -> str:
+        from html import escape
+
         from ._display import table
 
         caption = (
             f"{self.strategy}: {self.schedules} schedules"
-            f"{' (exhaustive)' if self.exhaustive else ''}"
+            f"{f' ({self._verdict()})' if self.exhaustive else ''}"
             f"{f', {self.pruned} pruned' if self.pruned else ''}"
         )
         out = table(["outcome", "schedules"], [[o, n] for o, n in self.outcomes.items()], caption)
@@ -414,6 +533,9 @@ class ExploreReport:
         if findings:
             heading = ["finding", "schedules", "preemptions", "message", "replay"]
             out += table(heading, findings)
+        if self.assumptions:
+            items = "".join(f"<li>{escape(sentence)}</li>" for sentence in self.assumptions)
+            out += f"<p><b>This verdict assumes:</b></p><ul>{items}</ul>"
         return out
 
 
@@ -436,9 +558,9 @@ def _object(item: Any) -> tuple:
     return "workers", None
 
 
-def _footprints(journal: Any, recorder: _Recorder) -> list[tuple[set, set]]:
+def _footprints(journal: Any, recorder: _Recorder) -> list[tuple[set, set, set]]:
     """For each step: the VM objects it touched (its journal records, and the reads that
-    write none), and the tasks it made ready or spawned.
+    write none), the tasks it made ready or spawned, and the other tasks it cancelled.
 
     Step j's records run from its start to the next step's start, or to the moment
     time advanced, whichever comes first (records of time advancing belong to no step).
@@ -454,14 +576,16 @@ def _footprints(journal: Any, recorder: _Recorder) -> list[tuple[set, set]]:
         while a < len(advances) and advances[a] < start:
             a += 1
         ends.append(advances[a] if a < len(advances) and advances[a] < following else following)
-    out: list[tuple[set, set]] = [(set(), set()) for _ in steps]
+    out: list[tuple[set, set, set]] = [(set(), set(), set()) for _ in steps]
     j = -1
     for index, _, task, kind, a_, b in journal._iter_raw(starts[0] if starts else total):
         while j + 1 < len(starts) and index >= starts[j + 1]:
             j += 1
         if index >= ends[j]:
             continue  # time advancing, between steps
-        touched, woken = out[j]
+        if kind == CANCEL and a_ == 0:
+            continue  # by the host, ending the run: no part of any step
+        touched, woken, cancelled = out[j]
         if task not in (0, steps[j][0]):
             woken.add(task)
         if kind in (SEND, RECV, CLOSE, BLOCK_SEND, BLOCK_RECV):
@@ -483,6 +607,8 @@ def _footprints(journal: Any, recorder: _Recorder) -> list[tuple[set, set]]:
             woken.add(a_)
         elif kind in (DONE, FAIL, CANCELLED, CANCEL):
             touched.add(("task", task))
+            if kind == CANCEL and task != steps[j][0]:
+                cancelled.add(task)
         elif kind == SLEEP:
             touched.add(("timer", b))
         elif kind in (QUEUE, START, RECEIPT):
@@ -504,10 +630,16 @@ def _join(into: dict[int, int], other: dict[int, int]) -> None:
 
 
 def _races(recorder: _Recorder, journal: Any) -> list[tuple[int, int]]:
-    """Races of the execution: (step i, task p) where a later step of task p depends on
-    step i (another task's) without being causally after it.  Vector clocks: a step
-    comes after its task's previous step, the steps that woke or spawned its task,
-    the steps it conflicts with, and every step before a time advance."""
+    """Races of the execution: (step i, task p) where a step of task p depends on step i
+    (another task's) without being causally after it.  Vector clocks: a step comes after
+    its task's previous step, the steps that woke or spawned its task, the steps it
+    conflicts with, and every step before a time advance.
+
+    The step of task p is an executed one, or one p never got to take: a task that is
+    cancelled while it still had steps to run, or that could still run when the
+    execution ended (the root finished or failed, or ``cp.require`` pruned), may have
+    done anything next.  Its unknown next step is taken to depend on every step of
+    every other task that is not causally before it."""
     steps = recorder.steps
     footprints = _footprints(journal, recorder)
     starts = [position for _, position, _, _ in steps]
@@ -522,17 +654,26 @@ def _races(recorder: _Recorder, journal: Any) -> list[tuple[int, int]]:
     last_access: dict[tuple, int] = {}
     last_step_of: dict[int, int] = {}
     last_wildcard_of: dict[int, int] = {}
+    last_touched: dict[int, set] = {}
     uses_vm: set[int] = set()  # tasks that have touched a VM object
     races: list[tuple[int, int]] = []
+
+    def unknown_next_step(p: int, clock: dict[int, int]) -> None:
+        for t, i in last_step_of.items():
+            if t != p and clock.get(t, -1) < i:
+                races.append((i, p))
+
     for j, (task, _, _, _) in enumerate(steps):
         if j in barriers:
             floor = dict(everything)
         clock = dict(task_clock.get(task, {}))
         _join(clock, floor)
-        touched, woken = footprints[j]
+        touched, woken, cancelled = footprints[j]
         # Python state: a step that touches no VM object, or ends a task that never
         # touched one, may share plain Python state with any task
         wild = not touched or (touched == {("task", task)} and task not in uses_vm)
+        if cancelled:  # a cancel takes a task off what it waits on: it touches that too
+            touched = touched.union(*(last_touched.get(p, ()) for p in cancelled))
         if not wild:
             uses_vm.add(task)
             conflicts = {last_access[obj] for obj in touched if obj in last_access}
@@ -553,9 +694,14 @@ def _races(recorder: _Recorder, journal: Any) -> list[tuple[int, int]]:
         if wild:
             last_wildcard_of[task] = j
         last_step_of[task] = j
+        last_touched[task] = touched
+        for p in sorted(cancelled):  # p's next step is not the one it would have taken
+            unknown_next_step(p, task_clock.get(p, {}))
         for other in woken:
             merged = task_clock.setdefault(other, {})
             _join(merged, clock)
+    for p in recorder.left_behind or ():
+        unknown_next_step(p, task_clock.get(p, {}))
     return races
 
 
@@ -563,11 +709,20 @@ def _races(recorder: _Recorder, journal: Any) -> list[tuple[int, int]]:
 
 
 def _execute(program: Callable, chooser: _Recorder, options: dict) -> tuple[str, Any, Any]:
-    """Run one execution; return (kind, outcome key, exception or value)."""
+    """Run one execution; return (kind, outcome key, (exception or value, vm))."""
     from ._vm import VM
 
     vm = VM(**options)
     vm._chooser = chooser
+    abandon = vm._abandon
+
+    def note_then_abandon(root: Any, reason: str) -> None:
+        # the run ended early: note which tasks could still run before they are cancelled
+        chooser.left_behind = [task.id for task in vm._ready]
+        abandon(root, reason)
+
+    vm._abandon = note_then_abandon
+    chooser.left_behind = None
     try:
         value = vm.run(program())
     except Pruned as pruned:
@@ -580,7 +735,12 @@ def _execute(program: Callable, chooser: _Recorder, options: dict) -> tuple[str,
         raise
     except Exception as error:
         return "failure", type(error).__name__, (error, vm)
+    except Cancelled as error:  # the root ended cancelled: an outcome like any other
+        return "failure", "Cancelled", (error, vm)
     finally:
+        if chooser.left_behind is None:  # the root ended: the tasks it left ready
+            chooser.left_behind = [task.id for task in vm._ready]
+        del vm._abandon
         _dispose(vm)
     return "ok", _outcome_key(value), (value, vm)
 
@@ -673,12 +833,17 @@ def explore(
 
     try:
         if strategy == "dfs":
-            report.exhaustive = _dfs(program, options, max_schedules, preemption_bound, por, record)
+            search = _dfs(program, options, max_schedules, preemption_bound, por, record)
+            report.exhaustive = search.covered
+            if search.bounded:
+                report.assumptions.append(_bounded(preemption_bound))
+            if search.reduced:
+                report.assumptions.append(_REDUCED)
         else:
             steps = 1
             if strategy == "pct":
                 probe = _Recorder([], _Default())
-                kind, outcome, detail = _execute(program, probe, options)
+                _execute(program, probe, options)
                 steps = max(1, len(probe.steps))
             for number in range(max_schedules):
                 rng = random.Random(f"counterpoint-explore/{seed}/{number}")
@@ -688,8 +853,12 @@ def explore(
                     else _PCT(rng, depth, steps)
                 )
                 recorder = _Recorder([], chosen)
-                kind, outcome, detail = _execute(program, recorder, options)
-                record(kind, outcome, detail, recorder)
+                result = _execute(program, recorder, options)
+                if number == 0:
+                    _check_rerun(program, options, recorder, result)
+                record(*result, recorder)
+            if preemption_bound is not None:
+                report.assumptions.append(_bounded(preemption_bound))
     finally:
         if bar is not None:
             bar.close()
@@ -725,6 +894,14 @@ def _progress_bar(total: int, strategy: str, progress: bool | None) -> Any:
     return tqdm(total=total, desc=f"exploring ({strategy})", unit="schedule", delay=1.0)
 
 
+class _Search(NamedTuple):
+    """How a dfs ended: whether it covered the tree, and what its verdict rests on."""
+
+    covered: bool  # the tree was covered (within the bound), no execution cut short
+    reduced: bool  # partial-order reduction left out a branch it judged equivalent
+    bounded: bool  # the preemption bound left out a branch
+
+
 def _dfs(
     program: Callable,
     options: dict,
@@ -732,23 +909,29 @@ def _dfs(
     bound: int | None,
     por: bool,
     record: Callable,
-) -> bool:
-    """Depth-first search over choice points; True if the tree was covered (which it
-    is not if an execution was cut short by ``max_steps``: its subtree is unknown)."""
-    stack: list[dict] = []  # per choice point: kind, options, chosen, backtrack, done, preempt
+) -> _Search:
+    """Depth-first search over choice points.  The tree is covered unless
+    ``max_schedules`` stops it or an execution is cut short by ``max_steps`` (its
+    subtree is unknown)."""
+    stack: list[dict] = []  # per choice point: kind, options, chosen, backtrack, done ...
     prefix: list[int] = []
     executions = 0
-    cut_short = False
+    cut_short = reduced = bounded = False
     while executions < max_schedules:
         recorder = _Recorder(prefix, _Default(), [(e["kind"], e["options"]) for e in stack])
-        kind, outcome, detail = _execute(program, recorder, options)
+        result = _execute(program, recorder, options)
+        kind, outcome, detail = result
         recorder.check_prefix_used()
+        rows = detail[1]._rows
+        if prefix:
+            _check_prefix(stack[len(prefix) - 1], recorder, rows, len(prefix))
+        else:
+            _check_rerun(program, options, recorder, result)
         executions += 1
         cut_short = cut_short or outcome == "StepLimitExceeded"
         record(kind, outcome, detail, recorder)
-        for k, point in enumerate(recorder.points):
-            if k < len(stack):
-                continue
+        for k in range(len(stack), len(recorder.points)):
+            point = recorder.points[k]
             options_ = point.options
             chosen = options_[point.chosen] if point.kind == "sched" else point.chosen
             everything = set(options_) if point.kind == "sched" else set(range(len(options_)))
@@ -760,30 +943,38 @@ def _dfs(
                     "chosen": chosen,
                     "backtrack": {chosen} if (por and point.kind == "sched") else everything,
                     "done": {chosen},
+                    "position": recorder.positions[k],
+                    "rows": rows,
                 }
             )
         if por:
+            steps = recorder.steps
             for i, task in _races(recorder, detail[1].journal):
-                point_index = recorder.steps[i][3]
-                if point_index is None:
-                    continue
-                entry = stack[point_index]
-                if task in entry["options"]:
-                    entry["backtrack"].add(task)
-                else:
-                    entry["backtrack"].update(entry["options"])
+                _backtrack(stack, steps[i][3], task)
+                if bound is not None:
+                    # Bounded POR (Coons, Musuvathi and McKinley, OOPSLA 2013): the
+                    # reversal at step i may need a preemption the bound forbids while an
+                    # equivalent schedule does not, so also try the task where the run
+                    # of steps containing i began, a switch that costs no more.
+                    first = i
+                    while first > 0 and steps[first - 1][0] == steps[i][0]:
+                        first -= 1
+                    if first != i:
+                        _backtrack(stack, steps[first][3], task)
         # the next prefix: the deepest point with something left to try
         while stack:
             entry = stack[-1]
             remaining = sorted(entry["backtrack"] - entry["done"])
-            if bound is not None and entry["kind"] == "sched":
+            if bound is not None and entry["kind"] == "sched" and remaining:
                 spent = _preemptions(stack[:-1])
-                remaining = [
+                within = [
                     r
                     for r in remaining
                     if spent + (entry["previous"] in entry["options"] and r != entry["previous"])
                     <= bound
                 ]
+                bounded = bounded or len(within) < len(remaining)
+                remaining = within
             if remaining:
                 entry["chosen"] = remaining[0]
                 entry["done"].add(remaining[0])
@@ -792,10 +983,86 @@ def _dfs(
                     for e in stack
                 ]
                 break
+            if bound is not None and entry["kind"] == "sched":
+                spent = _preemptions(stack[:-1])
+                bounded = bounded or any(
+                    spent + (entry["previous"] in entry["options"] and r != entry["previous"])
+                    > bound
+                    for r in entry["options"]
+                )
+            reduced = reduced or len(entry["backtrack"]) < len(entry["options"])
             stack.pop()
         else:
-            return not cut_short
-    return False
+            return _Search(not cut_short, reduced, bounded)
+    return _Search(False, reduced, bounded)
+
+
+def _backtrack(stack: list[dict], point_index: int | None, task: int) -> None:
+    """Try ``task`` at choice point ``point_index`` (every option if it was not ready)."""
+    if point_index is None:
+        return  # no other task was ready
+    entry = stack[point_index]
+    if task in entry["options"]:
+        entry["backtrack"].add(task)
+    else:
+        entry["backtrack"].update(entry["options"])
+
+
+def _describe_row(row: int) -> str:
+    task = (row >> TASK_SHIFT) & ((1 << (A_SHIFT - TASK_SHIFT)) - 1)
+    return f"a {KIND_NAMES.get(row & ((1 << TASK_SHIFT) - 1), '?')!r} record of task {task}"
+
+
+def _check_prefix(entry: dict, recorder: _Recorder, rows: Any, length: int) -> None:
+    """A re-run that follows an earlier execution's choices up to the choice point where
+    it branches must write the same journal up to there."""
+    position = entry["position"]
+    before = entry["rows"]
+    if recorder.positions[length - 1] == position and rows[:position] == before[:position]:
+        return
+    k = next(
+        (k for k in range(min(len(rows), position)) if rows[k] != before[k]),
+        min(len(rows), position),
+    )
+    got = _describe_row(rows[k]) if k < len(rows) else "the end of the journal"
+    expected = _describe_row(before[k]) if k < len(before) else "the end of the journal"
+    raise NondeterminismError(
+        _NOT_DETERMINISTIC.format(
+            what=f"wrote {got} at event {k + 1}, where the earlier execution wrote {expected} "
+            f"(before choice point {length}, which both reached)"
+        )
+    )
+
+
+def _check_rerun(program: Callable, options: dict, first: _Recorder, result: tuple) -> None:
+    """Run the first schedule a second time: the same choices must give the same journal
+    (and so the same outcome).  Catches the host nondeterminism that changes no choice
+    point, such as ``random.random()`` in the result."""
+    again = _Recorder(
+        [point.chosen for point in first.points],
+        _Default(),
+        [(point.kind, point.options) for point in first.points],
+    )
+    second = _execute(program, again, options)
+    again.check_prefix_used()
+    one, two = result[2][1].journal, second[2][1].journal
+    if result[0] == second[0] and one.digest() == two.digest():
+        return
+    raise NondeterminismError(
+        f"the program is not deterministic: run twice on the same schedule "
+        f"{first.schedule()!r}, it ended {_ending(result)} and then {_ending(second)}. " + _ADVICE
+    )
+
+
+def _ending(result: tuple) -> str:
+    kind, outcome, (detail, _) = result
+    if kind == "ok":
+        text = repr(detail)
+        return f"returning {text if len(text) <= 60 else text[:57] + '...'}"
+    if kind == "pruned":
+        return "pruned by cp.require()"
+    message = str(detail).splitlines()[0] if str(detail) else ""
+    return f"raising {outcome}" + (f" ({message[:60]})" if message else "")
 
 
 def _preemptions(stack: list[dict]) -> int:
