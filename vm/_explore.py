@@ -31,11 +31,14 @@ from __future__ import annotations
 
 import random
 import time
+from bisect import bisect_left
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
 from ._errors import Cancelled, Deadlock, NondeterminismError, ScheduleError, StepLimitExceeded
+from ._interrupts import DeferredInterrupts
 from ._journal import (
+    _HAS_VALUE,
     A_SHIFT,
     ACQUIRE,
     BLOCK,
@@ -60,6 +63,7 @@ from ._journal import (
     SLEEP,
     SPAWN,
     START,
+    STEP,
     TASK_SHIFT,
     TIMEOUT,
 )
@@ -279,14 +283,18 @@ class _Recorder(Chooser):
         self.expected = expected or []
         self.strategy = strategy
         self.points: list[_Point] = []
-        self.steps: list[tuple] = []  # (task id, journal position, candidate ids, point index)
+        self.steps: list[tuple] = []  # (task id, journal position, choice point index)
         self.advances: list[int] = []
         self.reads: list[tuple[int, tuple]] = []  # (step index, object) read without a record
         self.positions: list[int] = []  # journal length when each choice point was offered
+        self.known = max(len(prefix), len(self.expected))  # points decided by the past
         self.left_behind: list[int] | None = []  # tasks still ready when the execution ended
+        self.tasks = 0  # how many task ids the execution used (1 more than the largest)
         self.preemptions = 0
 
-    def _take(self, kind: str, options: tuple, default: int, decide: Callable[[], int]) -> int:
+    def _replay(self, kind: str, options: tuple) -> int | None:
+        """The prefix's choice at this point (None past the prefix), after checking that
+        the point offers what it offered when it was first seen."""
         position = len(self.points)
         count = len(options)
         if position < len(self.expected) and self.expected[position] != (kind, options):
@@ -307,17 +315,18 @@ class _Recorder(Chooser):
                     )
                 )
             return choice
-        return decide()
+        return None
 
     def pick(self, vm: Any, candidates: list, front: Any) -> int:
-        default = self.default(candidates, front)
-        ids = tuple(t.id for t in candidates)
-        self.positions.append(len(vm._rows))
-        choice = self._take(
-            "sched", ids, default, lambda: self.strategy.pick(self, candidates, default)
-        )
         previous = self.previous
-        if previous in candidates and candidates[choice] is not previous:
+        went_on = previous in candidates
+        default = candidates.index(previous if went_on else front)
+        ids = tuple([task.id for task in candidates])
+        self.positions.append(len(vm._rows))
+        choice = self._replay("sched", ids) if len(self.points) < self.known else None
+        if choice is None:
+            choice = self.strategy.pick(self, candidates, default)
+        if went_on and candidates[choice] is not previous:
             self.preemptions += 1
         self.points.append(_Point("sched", ids, choice, previous.id if previous else 0))
         return choice
@@ -325,7 +334,9 @@ class _Recorder(Chooser):
     def choose(self, vm: Any, count: int) -> int:
         options = tuple(range(count))
         self.positions.append(len(vm._rows))
-        choice = self._take("data", options, 0, lambda: self.strategy.choose(self, count))
+        choice = self._replay("data", options) if len(self.points) < self.known else None
+        if choice is None:
+            choice = self.strategy.choose(self, count)
         self.points.append(_Point("data", options, choice, 0))
         return choice
 
@@ -342,8 +353,7 @@ class _Recorder(Chooser):
 
     def ran(self, vm: Any, task: Any, candidates: list | None) -> None:
         point = len(self.points) - 1 if candidates is not None else None
-        ids = tuple(t.id for t in candidates) if candidates is not None else (task.id,)
-        self.steps.append((task.id, len(vm._rows), ids, point))
+        self.steps.append((task.id, len(vm._rows), point))
         self.previous = task
 
     def advancing(self, vm: Any) -> None:
@@ -558,151 +568,186 @@ def _object(item: Any) -> tuple:
     return "workers", None
 
 
-def _footprints(journal: Any, recorder: _Recorder) -> list[tuple[set, set, set]]:
-    """For each step: the VM objects it touched (its journal records, and the reads that
-    write none), the tasks it made ready or spawned, and the other tasks it cancelled.
-
-    Step j's records run from its start to the next step's start, or to the moment
-    time advanced, whichever comes first (records of time advancing belong to no step).
-    """
-    steps = recorder.steps
-    starts = [position for _, position, _, _ in steps]
-    advances = recorder.advances
-    total = len(journal)
-    ends = []
-    a = 0
-    for j, start in enumerate(starts):
-        following = starts[j + 1] if j + 1 < len(starts) else total
-        while a < len(advances) and advances[a] < start:
-            a += 1
-        ends.append(advances[a] if a < len(advances) and advances[a] < following else following)
-    out: list[tuple[set, set, set]] = [(set(), set(), set()) for _ in steps]
-    j = -1
-    for index, _, task, kind, a_, b in journal._iter_raw(starts[0] if starts else total):
-        while j + 1 < len(starts) and index >= starts[j + 1]:
-            j += 1
-        if index >= ends[j]:
-            continue  # time advancing, between steps
-        if kind == CANCEL and a_ == 0:
-            continue  # by the host, ending the run: no part of any step
-        touched, woken, cancelled = out[j]
-        if task not in (0, steps[j][0]):
-            woken.add(task)
-        if kind in (SEND, RECV, CLOSE, BLOCK_SEND, BLOCK_RECV):
-            touched.add(("channel", a_))
-        elif kind == BLOCK:
-            if len(b) == 3:
-                touched.update(_object(item) for item in b[2])
-            elif b[1] == "worker":
-                touched.add(("workers", None))
-            else:
-                touched.add((b[1], a_))
-        elif kind in (ACQUIRE, RELEASE):
-            touched.add((b, a_))
-        elif kind in (SET, CLEAR):
-            touched.add(("event", a_))
-        elif kind == NOTIFY:
-            touched.add(("condition", a_))
-        elif kind == SPAWN:
-            woken.add(a_)
-        elif kind in (DONE, FAIL, CANCELLED, CANCEL):
-            touched.add(("task", task))
-            if kind == CANCEL and task != steps[j][0]:
-                cancelled.add(task)
-        elif kind == SLEEP:
-            touched.add(("timer", b))
-        elif kind in (QUEUE, START, RECEIPT):
-            touched.add(("workers", None))
-        elif kind == EVENT:
-            touched.add(("host events", None))
-        elif kind in (SCOPE, TIMEOUT):
-            touched.add(("scope", a_))
-    for j, obj in recorder.reads:
-        if j >= 0:
-            out[j][0].add(obj)
-    return out
-
-
-def _join(into: dict[int, int], other: dict[int, int]) -> None:
-    for task, step in other.items():
-        if into.get(task, -1) < step:
-            into[task] = step
+_CHANNEL_KINDS = frozenset({SEND, RECV, CLOSE, BLOCK_SEND, BLOCK_RECV})
+_TASK_KINDS = frozenset({DONE, FAIL, CANCELLED, CANCEL})
+_WORKER_KINDS = frozenset({QUEUE, START, RECEIPT})
+_KIND_MASK = (1 << TASK_SHIFT) - 1
+_TASK_MASK = (1 << (A_SHIFT - TASK_SHIFT)) - 1
 
 
 def _races(recorder: _Recorder, journal: Any) -> list[tuple[int, int]]:
     """Races of the execution: (step i, task p) where a step of task p depends on step i
-    (another task's) without being causally after it.  Vector clocks: a step comes after
-    its task's previous step, the steps that woke or spawned its task, the steps it
-    conflicts with, and every step before a time advance.
+    (another task's) without being causally after it.
 
-    The step of task p is an executed one, or one p never got to take: a task that is
-    cancelled while it still had steps to run, or that could still run when the
+    A step's *footprint* is the VM objects it touched (read off its journal records,
+    plus the reads that write none, which the VM reported while it ran), the tasks it
+    made ready or spawned, and the other tasks it cancelled.  Step j's records run from
+    its start to the next step's start, or to the moment time advanced, whichever comes
+    first (records of time advancing belong to no step).
+
+    Vector clocks (a list per step, indexed by task id: the last step of that task that
+    comes before): a step comes after its task's previous step, the steps that woke or
+    spawned its task, the steps it conflicts with, and every step before a time advance.
+
+    The later step of a race is an executed one, or one task p never got to take: a task
+    that is cancelled while it still had steps to run, or that could still run when the
     execution ended (the root finished or failed, or ``cp.require`` pruned), may have
-    done anything next.  Its unknown next step is taken to depend on every step of
-    every other task that is not causally before it."""
+    done anything next.  Its unknown next step is taken to depend on every step of every
+    other task that is not causally before it."""
     steps = recorder.steps
-    footprints = _footprints(journal, recorder)
-    starts = [position for _, position, _, _ in steps]
-    barriers = {
-        next((k for k, start in enumerate(starts) if start >= position), len(steps))
-        for position in recorder.advances
-    }
-    task_clock: dict[int, dict[int, int]] = {}
-    step_clock: list[dict[int, int]] = []
-    floor: dict[int, int] = {}  # what every step after the last time advance comes after
-    everything: dict[int, int] = {}
+    n = len(steps)
+    races: list[tuple[int, int]] = []
+    if not n:
+        return races
+    rows, vals, has_value = journal._rows, journal._vals, _HAS_VALUE
+    total = len(rows)
+    advances = recorder.advances
+    count = len(advances)
+    reads = recorder.reads
+    r = 0
+    while r < len(reads) and reads[r][0] < 0:
+        r += 1
+    barriers: Any = ()
+    if count:
+        starts = [start for _, start, _ in steps]
+        barriers = {bisect_left(starts, position) for position in advances}
+    nothing = [-1] * recorder.tasks  # a clock: indexed by task id
+    task_clock: dict[int, list[int]] = {}
+    step_clock: list[list[int]] = []
+    floor: list[int] | None = None  # what every step after the last time advance comes after
+    latest = nothing[:]  # each task's last step: the join of every clock so far
     last_access: dict[tuple, int] = {}
     last_step_of: dict[int, int] = {}
     last_wildcard_of: dict[int, int] = {}
-    last_touched: dict[int, set] = {}
+    last_touched: dict[int, Any] = {}
     uses_vm: set[int] = set()  # tasks that have touched a VM object
-    races: list[tuple[int, int]] = []
-
-    def unknown_next_step(p: int, clock: dict[int, int]) -> None:
-        for t, i in last_step_of.items():
-            if t != p and clock.get(t, -1) < i:
-                races.append((i, p))
-
-    for j, (task, _, _, _) in enumerate(steps):
+    a = 0
+    index = steps[0][1]
+    v = journal._value_offset(index) if index else 0
+    for j in range(n):
+        task, start, _ = steps[j]
+        # -- the footprint of step j
+        while index < start:  # records of time advancing, between steps
+            v += has_value[rows[index] & _KIND_MASK]
+            index += 1
+        end = steps[j + 1][1] if j + 1 < n else total
+        while a < count and advances[a] <= start:
+            a += 1
+        if a < count and advances[a] < end:
+            end = advances[a]
+        touched: Any = ()
+        woken: Any = ()
+        cancelled: Any = ()
+        while index < end:
+            row = rows[index]
+            index += 1
+            kind = row & _KIND_MASK
+            if has_value[kind]:
+                b = vals[v]
+                v += 1
+            if kind == STEP:
+                continue
+            other = (row >> TASK_SHIFT) & _TASK_MASK
+            a_ = row >> A_SHIFT
+            if kind == CANCEL and a_ == 0:
+                continue  # by the host, ending the run: no part of any step
+            if other != task and other:
+                if not woken:
+                    woken = set()
+                woken.add(other)
+            if kind in _CHANNEL_KINDS:
+                obj: Any = ("channel", a_)
+            elif kind == BLOCK:
+                if len(b) == 3:
+                    if not touched:
+                        touched = set()
+                    touched.update(_object(item) for item in b[2])
+                    continue
+                obj = ("workers", None) if b[1] == "worker" else (b[1], a_)
+            elif kind in _TASK_KINDS:
+                obj = ("task", other)
+                if kind == CANCEL and other != task:
+                    if not cancelled:
+                        cancelled = set()
+                    cancelled.add(other)
+            elif kind in (ACQUIRE, RELEASE):
+                obj = (b, a_)
+            elif kind in (SET, CLEAR):
+                obj = ("event", a_)
+            elif kind == SPAWN:
+                if not woken:
+                    woken = set()
+                woken.add(a_)
+                continue
+            elif kind == NOTIFY:
+                obj = ("condition", a_)
+            elif kind == SLEEP:
+                obj = ("timer", b)
+            elif kind in _WORKER_KINDS:
+                obj = ("workers", None)
+            elif kind == EVENT:
+                obj = ("host events", None)
+            elif kind in (SCOPE, TIMEOUT):
+                obj = ("scope", a_)
+            else:
+                continue
+            if not touched:
+                touched = set()
+            touched.add(obj)
+        while r < len(reads) and reads[r][0] == j:
+            if not touched:
+                touched = set()
+            touched.add(reads[r][1])
+            r += 1
+        # -- its races
         if j in barriers:
-            floor = dict(everything)
-        clock = dict(task_clock.get(task, {}))
-        _join(clock, floor)
-        touched, woken, cancelled = footprints[j]
+            floor = latest[:]
+        clock = task_clock.get(task, nothing)
+        clock = list(map(max, clock, floor)) if floor is not None else clock[:]
         # Python state: a step that touches no VM object, or ends a task that never
         # touched one, may share plain Python state with any task
-        wild = not touched or (touched == {("task", task)} and task not in uses_vm)
+        wild = not touched or (
+            task not in uses_vm and len(touched) == 1 and ("task", task) in touched
+        )
         if cancelled:  # a cancel takes a task off what it waits on: it touches that too
-            touched = touched.union(*(last_touched.get(p, ()) for p in cancelled))
+            touched = set(touched).union(*(last_touched.get(p, ()) for p in cancelled))
         if not wild:
             uses_vm.add(task)
-            conflicts = {last_access[obj] for obj in touched if obj in last_access}
-            conflicts.update(i for t, i in last_wildcard_of.items() if t != task)
+            conflicts = [last_access[obj] for obj in touched if obj in last_access]
+            conflicts.extend(i for t, i in last_wildcard_of.items() if t != task)
         else:  # touches no VM object: it may share Python state with any task
-            conflicts = {i for t, i in last_step_of.items() if t != task}
-        for i in sorted(conflicts):
-            if steps[i][0] != task and clock.get(steps[i][0], -1) < i:
-                races.append((i, task))
-        for i in conflicts:
-            _join(clock, step_clock[i])
+            conflicts = [i for t, i in last_step_of.items() if t != task]
+        racing = [i for i in conflicts if clock[steps[i][0]] < i and steps[i][0] != task]
+        for i in racing:
+            races.append((i, task))
+            clock = list(map(max, clock, step_clock[i]))
         clock[task] = j
+        latest[task] = j
         step_clock.append(clock)
         task_clock[task] = clock
-        _join(everything, clock)
         for obj in touched:
             last_access[obj] = j
         if wild:
             last_wildcard_of[task] = j
         last_step_of[task] = j
         last_touched[task] = touched
-        for p in sorted(cancelled):  # p's next step is not the one it would have taken
-            unknown_next_step(p, task_clock.get(p, {}))
-        for other in woken:
-            merged = task_clock.setdefault(other, {})
-            _join(merged, clock)
+        for p in cancelled:  # p's next step is not the one it would have taken
+            _unknown_next_step(p, task_clock.get(p, nothing), last_step_of, races)
+        for other in woken:  # (a new list: the old one is the clock of other's last step)
+            task_clock[other] = list(map(max, task_clock.get(other, nothing), clock))
     for p in recorder.left_behind or ():
-        unknown_next_step(p, task_clock.get(p, {}))
+        _unknown_next_step(p, task_clock.get(p, nothing), last_step_of, races)
     return races
+
+
+def _unknown_next_step(
+    p: int, clock: list[int], last_step_of: dict[int, int], races: list[tuple[int, int]]
+) -> None:
+    """Task p's next step is unknown: it races with the last step of every other task
+    that is not causally before it."""
+    for t, i in last_step_of.items():
+        if t != p and clock[t] < i:
+            races.append((i, p))
 
 
 # -- the explorer ---------------------------------------------------------------------------------
@@ -740,6 +785,7 @@ def _execute(program: Callable, chooser: _Recorder, options: dict) -> tuple[str,
     finally:
         if chooser.left_behind is None:  # the root ended: the tasks it left ready
             chooser.left_behind = [task.id for task in vm._ready]
+        chooser.tasks = vm._next_task
         del vm._abandon
         _dispose(vm)
     return "ok", _outcome_key(value), (value, vm)
@@ -832,33 +878,36 @@ def explore(
                 entry["best"] = (recorder.schedule(), recorder.preemptions, message)
 
     try:
-        if strategy == "dfs":
-            search = _dfs(program, options, max_schedules, preemption_bound, por, record)
-            report.exhaustive = search.covered
-            if search.bounded:
-                report.assumptions.append(_bounded(preemption_bound))
-            if search.reduced:
-                report.assumptions.append(_REDUCED)
-        else:
-            steps = 1
-            if strategy == "pct":
-                probe = _Recorder([], _Default())
-                _execute(program, probe, options)
-                steps = max(1, len(probe.steps))
-            for number in range(max_schedules):
-                rng = random.Random(f"counterpoint-explore/{seed}/{number}")
-                chosen = (
-                    _Random(rng, preemption_bound)
-                    if strategy == "random"
-                    else _PCT(rng, depth, steps)
-                )
-                recorder = _Recorder([], chosen)
-                result = _execute(program, recorder, options)
-                if number == 0:
-                    _check_rerun(program, options, recorder, result)
-                record(*result, recorder)
-            if preemption_bound is not None:
-                report.assumptions.append(_bounded(preemption_bound))
+        # Ctrl-C is deferred to a safe point once for the whole search, not per execution
+        # (each vm.run keeps a SIGINT handler that is already there)
+        with DeferredInterrupts():
+            if strategy == "dfs":
+                search = _dfs(program, options, max_schedules, preemption_bound, por, record)
+                report.exhaustive = search.covered
+                if search.bounded:
+                    report.assumptions.append(_bounded(preemption_bound))
+                if search.reduced:
+                    report.assumptions.append(_REDUCED)
+            else:
+                steps = 1
+                if strategy == "pct":
+                    probe = _Recorder([], _Default())
+                    _execute(program, probe, options)
+                    steps = max(1, len(probe.steps))
+                for number in range(max_schedules):
+                    rng = random.Random(f"counterpoint-explore/{seed}/{number}")
+                    chosen = (
+                        _Random(rng, preemption_bound)
+                        if strategy == "random"
+                        else _PCT(rng, depth, steps)
+                    )
+                    recorder = _Recorder([], chosen)
+                    result = _execute(program, recorder, options)
+                    if number == 0:
+                        _check_rerun(program, options, recorder, result)
+                    record(*result, recorder)
+                if preemption_bound is not None:
+                    report.assumptions.append(_bounded(preemption_bound))
     finally:
         if bar is not None:
             bar.close()
@@ -950,7 +999,7 @@ def _dfs(
         if por:
             steps = recorder.steps
             for i, task in _races(recorder, detail[1].journal):
-                _backtrack(stack, steps[i][3], task)
+                _backtrack(stack, steps[i][2], task)
                 if bound is not None:
                     # Bounded POR (Coons, Musuvathi and McKinley, OOPSLA 2013): the
                     # reversal at step i may need a preemption the bound forbids while an
@@ -960,7 +1009,7 @@ def _dfs(
                     while first > 0 and steps[first - 1][0] == steps[i][0]:
                         first -= 1
                     if first != i:
-                        _backtrack(stack, steps[first][3], task)
+                        _backtrack(stack, steps[first][2], task)
         # the next prefix: the deepest point with something left to try
         while stack:
             entry = stack[-1]
@@ -1009,8 +1058,8 @@ def _backtrack(stack: list[dict], point_index: int | None, task: int) -> None:
 
 
 def _describe_row(row: int) -> str:
-    task = (row >> TASK_SHIFT) & ((1 << (A_SHIFT - TASK_SHIFT)) - 1)
-    return f"a {KIND_NAMES.get(row & ((1 << TASK_SHIFT) - 1), '?')!r} record of task {task}"
+    task = (row >> TASK_SHIFT) & _TASK_MASK
+    return f"a {KIND_NAMES.get(row & _KIND_MASK, '?')!r} record of task {task}"
 
 
 def _check_prefix(entry: dict, recorder: _Recorder, rows: Any, length: int) -> None:
