@@ -502,10 +502,10 @@ class ExploreReport:
         """One line: the search, its verdict (and whether it rests on assumptions), and
         what it found."""
         return (
-            f"{self.strategy}: {self.schedules} schedules, {self._verdict()}"
+            f"{self.strategy}: {_count(self.schedules, 'schedule')}, {self._verdict()}"
             f"{' (see report.assumptions)' if self.exhaustive and self.assumptions else ''}"
-            f"; {len(self.outcomes)} outcomes, {len(self.failures)} failures, "
-            f"{len(self.deadlocks)} deadlocks"
+            f"; {_count(len(self.outcomes), 'outcome')}, {_count(len(self.failures), 'failure')}"
+            f", {_count(len(self.deadlocks), 'deadlock')}"
             f"{f', {self.pruned} pruned' if self.pruned else ''}"
         )
 
@@ -547,6 +547,10 @@ class ExploreReport:
             items = "".join(f"<li>{escape(sentence)}</li>" for sentence in self.assumptions)
             out += f"<p><b>This verdict assumes:</b></p><ul>{items}</ul>"
         return out
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 def _outcome_key(value: Any) -> Any:
