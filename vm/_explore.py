@@ -66,6 +66,7 @@ from ._journal import (
     STEP,
     TASK_SHIFT,
     TIMEOUT,
+    plain,
 )
 from ._traps import running_task
 
@@ -376,6 +377,9 @@ class _Default:
         return 0
 
 
+_DEFAULT = _Default()
+
+
 class _Random:
     def __init__(self, rng: random.Random, bound: int | None) -> None:
         self.rng = rng
@@ -608,13 +612,16 @@ def _races(recorder: _Recorder, journal: Any) -> list[tuple[int, int]]:
     advances = recorder.advances
     count = len(advances)
     reads = recorder.reads
+    n_reads = len(reads)
     r = 0
-    while r < len(reads) and reads[r][0] < 0:
+    while r < n_reads and reads[r][0] < 0:
         r += 1
+    next_read = reads[r][0] if r < n_reads else n
     barriers: Any = ()
     if count:
         starts = [start for _, start, _ in steps]
         barriers = {bisect_left(starts, position) for position in advances}
+    owner = [task for task, _, _ in steps]  # each step's task
     nothing = [-1] * recorder.tasks  # a clock: indexed by task id
     task_clock: dict[int, list[int]] = {}
     step_clock: list[list[int]] = []
@@ -698,11 +705,13 @@ def _races(recorder: _Recorder, journal: Any) -> list[tuple[int, int]]:
             if not touched:
                 touched = set()
             touched.add(obj)
-        while r < len(reads) and reads[r][0] == j:
+        if next_read == j:
             if not touched:
                 touched = set()
-            touched.add(reads[r][1])
-            r += 1
+            while r < n_reads and reads[r][0] == j:
+                touched.add(reads[r][1])
+                r += 1
+            next_read = reads[r][0] if r < n_reads else n
         # -- its races
         if j in barriers:
             floor = latest[:]
@@ -721,7 +730,7 @@ def _races(recorder: _Recorder, journal: Any) -> list[tuple[int, int]]:
             conflicts.extend(i for t, i in last_wildcard_of.items() if t != task)
         else:  # touches no VM object: it may share Python state with any task
             conflicts = [i for t, i in last_step_of.items() if t != task]
-        racing = [i for i in conflicts if clock[steps[i][0]] < i and steps[i][0] != task]
+        racing = [i for i in conflicts if clock[owner[i]] < i and owner[i] != task]
         for i in racing:
             races.append((i, task))
             clock = list(map(max, clock, step_clock[i]))
@@ -955,6 +964,31 @@ class _Search(NamedTuple):
     bounded: bool  # the preemption bound left out a branch
 
 
+class _Entry:
+    """A choice point on the dfs stack: what it offered, what was chosen, which options
+    are still to try (``backtrack`` - ``done``), and where the journal stood."""
+
+    __slots__ = ("backtrack", "chosen", "done", "kind", "options", "position", "previous", "rows")
+
+    def __init__(self, point: _Point, por: bool, position: int, rows: Any) -> None:
+        self.kind = point.kind
+        self.options = point.options
+        self.previous = point.previous
+        sched = point.kind == "sched"
+        self.chosen = point.options[point.chosen] if sched else point.chosen
+        if por and sched:
+            self.backtrack = {self.chosen}
+        else:
+            self.backtrack = set(point.options) if sched else set(range(len(point.options)))
+        self.done = {self.chosen}
+        self.position = position
+        self.rows = rows
+
+    def preempts(self, option: int) -> bool:
+        """Choosing ``option`` here switches away from a task that could have gone on."""
+        return self.kind == "sched" and self.previous in self.options and option != self.previous
+
+
 def _dfs(
     program: Callable,
     options: dict,
@@ -966,40 +1000,31 @@ def _dfs(
     """Depth-first search over choice points.  The tree is covered unless
     ``max_schedules`` stops it or an execution is cut short by ``max_steps`` (its
     subtree is unknown)."""
-    stack: list[dict] = []  # per choice point: kind, options, chosen, backtrack, done ...
-    prefix: list[int] = []
+    stack: list[_Entry] = []
+    offers: list[tuple] = []  # (kind, options) of each entry: what a re-run must offer
+    choices: list[int] = []  # the index each entry takes: the next execution's prefix
     executions = 0
     cut_short = reduced = bounded = False
     while executions < max_schedules:
-        recorder = _Recorder(prefix, _Default(), [(e["kind"], e["options"]) for e in stack])
+        prefix = choices[:]
+        recorder = _Recorder(prefix, _DEFAULT, offers)
         result = _execute(program, recorder, options)
         kind, outcome, detail = result
         recorder.check_prefix_used()
         rows = detail[1]._rows
         if prefix:
-            _check_prefix(stack[len(prefix) - 1], recorder, rows, len(prefix))
+            _check_prefix(stack[-1], recorder, rows, len(prefix))
         else:
             _check_rerun(program, options, recorder, result)
         executions += 1
         cut_short = cut_short or outcome == "StepLimitExceeded"
         record(kind, outcome, detail, recorder)
-        for k in range(len(stack), len(recorder.points)):
-            point = recorder.points[k]
-            options_ = point.options
-            chosen = options_[point.chosen] if point.kind == "sched" else point.chosen
-            everything = set(options_) if point.kind == "sched" else set(range(len(options_)))
-            stack.append(
-                {
-                    "kind": point.kind,
-                    "options": options_,
-                    "previous": point.previous,
-                    "chosen": chosen,
-                    "backtrack": {chosen} if (por and point.kind == "sched") else everything,
-                    "done": {chosen},
-                    "position": recorder.positions[k],
-                    "rows": rows,
-                }
-            )
+        points, positions = recorder.points, recorder.positions
+        for k in range(len(stack), len(points)):
+            point = points[k]
+            stack.append(_Entry(point, por, positions[k], rows))
+            offers.append((point.kind, point.options))
+            choices.append(point.chosen)
         if por:
             steps = recorder.steps
             for i, task in _races(recorder, detail[1].journal):
@@ -1017,48 +1042,37 @@ def _dfs(
         # the next prefix: the deepest point with something left to try
         while stack:
             entry = stack[-1]
-            remaining = sorted(entry["backtrack"] - entry["done"])
-            if bound is not None and entry["kind"] == "sched" and remaining:
-                spent = _preemptions(stack[:-1])
-                within = [
-                    r
-                    for r in remaining
-                    if spent + (entry["previous"] in entry["options"] and r != entry["previous"])
-                    <= bound
-                ]
-                bounded = bounded or len(within) < len(remaining)
-                remaining = within
+            remaining = entry.backtrack - entry.done
+            if bound is not None and entry.kind == "sched":
+                spent = sum(e.preempts(e.chosen) for e in stack[:-1])
+                over = {r for r in entry.options if spent + entry.preempts(r) > bound}
+                if over:
+                    bounded = True  # the bound leaves a branch out here
+                    remaining -= over
             if remaining:
-                entry["chosen"] = remaining[0]
-                entry["done"].add(remaining[0])
-                prefix = [
-                    e["options"].index(e["chosen"]) if e["kind"] == "sched" else e["chosen"]
-                    for e in stack
-                ]
+                chosen = min(remaining)
+                entry.chosen = chosen
+                entry.done.add(chosen)
+                choices[-1] = entry.options.index(chosen) if entry.kind == "sched" else chosen
                 break
-            if bound is not None and entry["kind"] == "sched":
-                spent = _preemptions(stack[:-1])
-                bounded = bounded or any(
-                    spent + (entry["previous"] in entry["options"] and r != entry["previous"])
-                    > bound
-                    for r in entry["options"]
-                )
-            reduced = reduced or len(entry["backtrack"]) < len(entry["options"])
+            reduced = reduced or len(entry.backtrack) < len(entry.options)
             stack.pop()
+            offers.pop()
+            choices.pop()
         else:
             return _Search(not cut_short, reduced, bounded)
     return _Search(False, reduced, bounded)
 
 
-def _backtrack(stack: list[dict], point_index: int | None, task: int) -> None:
+def _backtrack(stack: list[_Entry], point_index: int | None, task: int) -> None:
     """Try ``task`` at choice point ``point_index`` (every option if it was not ready)."""
     if point_index is None:
         return  # no other task was ready
     entry = stack[point_index]
-    if task in entry["options"]:
-        entry["backtrack"].add(task)
+    if task in entry.options:
+        entry.backtrack.add(task)
     else:
-        entry["backtrack"].update(entry["options"])
+        entry.backtrack.update(entry.options)
 
 
 def _describe_row(row: int) -> str:
@@ -1066,11 +1080,11 @@ def _describe_row(row: int) -> str:
     return f"a {KIND_NAMES.get(row & _KIND_MASK, '?')!r} record of task {task}"
 
 
-def _check_prefix(entry: dict, recorder: _Recorder, rows: Any, length: int) -> None:
+def _check_prefix(entry: _Entry, recorder: _Recorder, rows: Any, length: int) -> None:
     """A re-run that follows an earlier execution's choices up to the choice point where
     it branches must write the same journal up to there."""
-    position = entry["position"]
-    before = entry["rows"]
+    position = entry.position
+    before = entry.rows
     if recorder.positions[length - 1] == position and rows[:position] == before[:position]:
         return
     k = next(
@@ -1098,13 +1112,25 @@ def _check_rerun(program: Callable, options: dict, first: _Recorder, result: tup
     )
     second = _execute(program, again, options)
     again.check_prefix_used()
-    one, two = result[2][1].journal, second[2][1].journal
-    if result[0] == second[0] and one.digest() == two.digest():
+    if result[0] == second[0] and _same_journal(result[2][1].journal, second[2][1].journal):
         return
     raise NondeterminismError(
         f"the program is not deterministic: run twice on the same schedule "
         f"{first.schedule()!r}, it ended {_ending(result)} and then {_ending(second)}. " + _ADVICE
     )
+
+
+def _same_journal(one: Any, two: Any) -> bool:
+    """The two journals have the same canonical encoding (and so the same digest): the
+    same records at the same ticks, with the same values as plain data."""
+    if (
+        one._rows != two._rows
+        or one._mark_index != two._mark_index
+        or one._mark_tick != two._mark_tick
+        or len(one._vals) != len(two._vals)
+    ):
+        return False
+    return all(a is b or plain(a) == plain(b) for a, b in zip(one._vals, two._vals, strict=True))
 
 
 def _ending(result: tuple) -> str:
@@ -1116,14 +1142,6 @@ def _ending(result: tuple) -> str:
         return "pruned by cp.require()"
     message = str(detail).splitlines()[0] if str(detail) else ""
     return f"raising {outcome}" + (f" ({message[:60]})" if message else "")
-
-
-def _preemptions(stack: list[dict]) -> int:
-    return sum(
-        1
-        for e in stack
-        if e["kind"] == "sched" and e["previous"] in e["options"] and e["chosen"] != e["previous"]
-    )
 
 
 # -- choose and require ---------------------------------------------------------------------------
