@@ -576,7 +576,12 @@ def _object(item: Any) -> tuple:
     return "workers", None
 
 
-_CHANNEL_KINDS = frozenset({SEND, RECV, CLOSE, BLOCK_SEND, BLOCK_RECV})
+_NAMED: list[str | None] = [None] * 64  # kinds whose object is (name, a)
+for _kind in (SEND, RECV, CLOSE, BLOCK_SEND, BLOCK_RECV):
+    _NAMED[_kind] = "channel"
+_NAMED[SET] = _NAMED[CLEAR] = "event"
+_NAMED[NOTIFY] = "condition"
+_NAMED[SCOPE] = _NAMED[TIMEOUT] = "scope"
 _TASK_KINDS = frozenset({DONE, FAIL, CANCELLED, CANCEL})
 _WORKER_KINDS = frozenset({QUEUE, START, RECEIPT})
 _KIND_MASK = (1 << TASK_SHIFT) - 1
@@ -622,6 +627,7 @@ def _races(recorder: _Recorder, journal: Any) -> list[tuple[int, int]]:
         starts = [start for _, start, _ in steps]
         barriers = {bisect_left(starts, position) for position in advances}
     owner = [task for task, _, _ in steps]  # each step's task
+    named = _NAMED
     nothing = [-1] * recorder.tasks  # a clock: indexed by task id
     task_clock: dict[int, list[int]] = {}
     step_clock: list[list[int]] = []
@@ -649,6 +655,8 @@ def _races(recorder: _Recorder, journal: Any) -> list[tuple[int, int]]:
         touched: Any = ()
         woken: Any = ()
         cancelled: Any = ()
+        if index < end and rows[index] & _KIND_MASK == STEP:
+            index += 1  # the step's own record (no value): it touches nothing
         while index < end:
             row = rows[index]
             index += 1
@@ -656,55 +664,51 @@ def _races(recorder: _Recorder, journal: Any) -> list[tuple[int, int]]:
             if has_value[kind]:
                 b = vals[v]
                 v += 1
-            if kind == STEP:
-                continue
             other = (row >> TASK_SHIFT) & _TASK_MASK
             a_ = row >> A_SHIFT
-            if kind == CANCEL and a_ == 0:
-                continue  # by the host, ending the run: no part of any step
-            if other != task and other:
-                if not woken:
-                    woken = set()
-                woken.add(other)
-            if kind in _CHANNEL_KINDS:
-                obj: Any = ("channel", a_)
+            name = named[kind]
+            if name is not None:  # a channel, event, condition or scope, numbered a_
+                obj: Any = (name, a_)
+            elif kind in _TASK_KINDS:
+                if kind == CANCEL:
+                    if not a_:
+                        continue  # by the host, ending the run: no part of any step
+                    if other != task:
+                        if not cancelled:
+                            cancelled = set()
+                        cancelled.add(other)
+                obj = ("task", other)
             elif kind == BLOCK:
-                if len(b) == 3:
+                if len(b) == 3:  # a select: every case it waits on
                     if not touched:
                         touched = set()
                     touched.update(_object(item) for item in b[2])
-                    continue
-                obj = ("workers", None) if b[1] == "worker" else (b[1], a_)
-            elif kind in _TASK_KINDS:
-                obj = ("task", other)
-                if kind == CANCEL and other != task:
-                    if not cancelled:
-                        cancelled = set()
-                    cancelled.add(other)
-            elif kind in (ACQUIRE, RELEASE):
-                obj = (b, a_)
-            elif kind in (SET, CLEAR):
-                obj = ("event", a_)
+                    obj = None
+                else:
+                    obj = ("workers", None) if b[1] == "worker" else (b[1], a_)
             elif kind == SPAWN:
                 if not woken:
                     woken = set()
                 woken.add(a_)
-                continue
-            elif kind == NOTIFY:
-                obj = ("condition", a_)
+                obj = None
+            elif kind in (ACQUIRE, RELEASE):
+                obj = (b, a_)
             elif kind == SLEEP:
                 obj = ("timer", b)
             elif kind in _WORKER_KINDS:
                 obj = ("workers", None)
             elif kind == EVENT:
                 obj = ("host events", None)
-            elif kind in (SCOPE, TIMEOUT):
-                obj = ("scope", a_)
-            else:
-                continue
-            if not touched:
-                touched = set()
-            touched.add(obj)
+            else:  # step, wake, timer, choose, create ...: only whom it woke
+                obj = None
+            if other != task and other:
+                if not woken:
+                    woken = set()
+                woken.add(other)
+            if obj is not None:
+                if not touched:
+                    touched = set()
+                touched.add(obj)
         if next_read == j:
             if not touched:
                 touched = set()
@@ -724,13 +728,13 @@ def _races(recorder: _Recorder, journal: Any) -> list[tuple[int, int]]:
         )
         if cancelled:  # a cancel takes a task off what it waits on: it touches that too
             touched = set(touched).union(*(last_touched.get(p, ()) for p in cancelled))
-        if not wild:
+        if wild:  # touches no VM object: it may share Python state with any task
+            racing = [i for t, i in last_step_of.items() if t != task and clock[t] < i]
+        else:
             uses_vm.add(task)
             conflicts = [last_access[obj] for obj in touched if obj in last_access]
             conflicts.extend(i for t, i in last_wildcard_of.items() if t != task)
-        else:  # touches no VM object: it may share Python state with any task
-            conflicts = [i for t, i in last_step_of.items() if t != task]
-        racing = [i for i in conflicts if clock[owner[i]] < i and owner[i] != task]
+            racing = [i for i in conflicts if clock[owner[i]] < i and owner[i] != task]
         for i in racing:
             races.append((i, task))
             clock = list(map(max, clock, step_clock[i]))
