@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import html
 import inspect
 import itertools
 import time
@@ -909,16 +910,6 @@ def test_a_malformed_schedule_error_says_what_a_schedule_is():
         cp.VM(schedule="abc")
 
 
-@pytest.mark.parametrize(
-    ("program", "schedule"),
-    [(lost_update, "cp1:21"), (drink, "cp1:31"), (drink, "cp1:(99)1")],
-)
-def test_a_schedule_that_does_not_fit_the_program_is_a_nondeterminism_error(program, schedule):
-    # (never_awaited: the tasks not yet started are left behind, see the leak test)
-    with never_awaited(), pytest.raises(cp.NondeterminismError, match="does not fit"):
-        cp.VM(schedule=schedule).run(program())
-
-
 def test_a_schedule_is_stored_in_the_journal_and_replayed():
     vm = cp.VM(schedule="cp1:")  # the running task goes on: no update is lost
     assert vm.run(lost_update()) == 2
@@ -1066,7 +1057,7 @@ def test_report_repr_mentions_the_strategy_and_the_findings():
     assert "ValueError" in text and "overdrawn by 50" in text
     assert report.failures[0].replay in text
     text = repr(explore(dining_philosophers))
-    assert "dfs" in text and "(exhaustive)" in text and "Deadlock" in text
+    assert "dfs" in text and "(exhaustive" in text and "Deadlock" in text
     assert "1 deadlocks" in text
 
 
@@ -1135,3 +1126,275 @@ def test_findings_and_reports_are_public_names():
     report = explore(withdrawal)
     assert isinstance(report, cp.ExploreReport)
     assert all(isinstance(f, cp.Finding) for f in report.failures)
+
+
+# -- soundness: an early end hides no steps ---------------------------------------------------
+
+
+async def prune_before_the_producer():
+    """The consumer prunes unless the producer went first, then fails: the failure is
+    reached only when the producer runs before the consumer's first step."""
+    state = {"ready": False}
+
+    async def consumer():
+        cp.require(state["ready"])
+        raise ValueError("consumed before anything was produced")
+
+    async def producer():
+        state["ready"] = True
+        await cp.checkpoint()
+
+    await cp.par(consumer(), producer())
+
+
+async def locked_check_then_act():
+    """Every shared access is under one lock and followed by a checkpoint (as
+    docs/explore.md recommends), but the withdrawal checks and acts in two critical
+    sections: a deposit in between is lost.  The first execution (the withdrawal
+    first) fails at once, and par cancels the deposits."""
+    lock = cp.Lock()
+    account = {"balance": 0}
+
+    async def withdraw():
+        async with lock:
+            seen = account["balance"]
+            await cp.checkpoint()
+        if seen < 2:
+            raise ValueError("insufficient funds")
+        async with lock:
+            account["balance"] = seen - 2
+            await cp.checkpoint()
+
+    async def deposit():
+        for amount in (2, 3):
+            async with lock:
+                seen = account["balance"]
+                await cp.checkpoint()
+                account["balance"] = seen + amount
+                await cp.checkpoint()
+
+    await cp.par(withdraw(), deposit())
+    assert account["balance"] == 3, f"a deposit was lost: the balance is {account['balance']}"
+    return account["balance"]
+
+
+async def root_returns_before_its_child():
+    """The root does not wait for the task it spawned: whether the child's write
+    happens before the root reads depends on the schedule."""
+    state = {"written": False}
+
+    async def writer():
+        state["written"] = True
+
+    cp.spawn(writer())
+    await cp.checkpoint()
+    return state["written"]
+
+
+@pytest.mark.parametrize(
+    ("program", "outcomes"),
+    [
+        (prune_before_the_producer, {"ValueError"}),
+        (locked_check_then_act, {3, "AssertionError", "ValueError"}),
+        (root_returns_before_its_child, {False, True}),
+    ],
+    ids=["prune", "failure-cancels-the-rest", "root-ends-first"],
+)
+def test_an_execution_that_ends_early_does_not_hide_the_steps_other_tasks_never_took(
+    program, outcomes
+):
+    with never_awaited():
+        full = explore(program, por=False)
+        reduced = explore(program)
+    assert set(full.outcomes) == outcomes
+    assert set(reduced.outcomes) == outcomes
+    assert reduced.exhaustive and reduced.schedules <= full.schedules
+
+
+async def cancel_a_waiting_receiver():
+    """The root cancels a receiver blocked on a channel; a sender may hand it the value
+    before the cancel arrives (it keeps the value and is cancelled at its next await)
+    or after (the value stays in the channel)."""
+    ch = cp.channel(1)
+
+    async def receive():
+        await ch.recv()
+        await cp.checkpoint()
+
+    async def send():
+        await ch.send("x")
+
+    receiver = cp.spawn(receive())
+    await cp.checkpoint()
+    sender = cp.spawn(send())
+    await cp.checkpoint()
+    receiver.cancel()
+    await sender
+    with contextlib.suppress(cp.Cancelled):
+        await receiver
+    return len(ch)
+
+
+def test_cancelling_a_blocked_task_is_ordered_against_what_would_wake_it():
+    full = explore(cancel_a_waiting_receiver, por=False)
+    assert set(full.outcomes) == {0, 1}
+    assert set(explore(cancel_a_waiting_receiver).outcomes) == {0, 1}
+
+
+# -- soundness: preemption bounds -----------------------------------------------------------------
+
+
+async def abbacc():
+    """Three tasks append their name twice; the order ABBACC needs one preemption."""
+    log = []
+
+    async def append(name):
+        for _ in range(2):
+            log.append(name)
+            await cp.checkpoint()
+
+    await cp.par(append("A"), append("B"), append("C"))
+    order = "".join(log)
+    assert order != "ABBACC", "found the one bad order"
+    return "ok"
+
+
+@pytest.mark.parametrize("bound", [0, 1, 2])
+def test_a_bounded_search_with_reduction_finds_every_outcome_within_the_bound(bound):
+    full = explore(abbacc, por=False, preemption_bound=bound)
+    reduced = explore(abbacc, preemption_bound=bound)
+    assert set(full.outcomes) == ({"ok"} if bound == 0 else {"ok", "AssertionError"})
+    assert set(reduced.outcomes) == set(full.outcomes)
+    assert reduced.exhaustive
+
+
+# -- what a verdict assumes ------------------------------------------------------------------------
+
+
+def test_a_reduced_search_says_it_assumes_python_state_is_shared_only_where_the_vm_can_see():
+    report = explore(append_after_a_vm_operation)
+    assert report.exhaustive
+    assert any("por=False" in sentence for sentence in report.assumptions)
+    assert any("Python state" in sentence for sentence in report.assumptions)
+
+
+def test_a_search_of_every_interleaving_assumes_nothing_about_shared_state():
+    report = explore(append_after_a_vm_operation, por=False)
+    assert report.exhaustive and report.assumptions == []
+
+
+def test_a_reduction_that_skipped_nothing_assumes_nothing():
+    report = explore(drink)  # data choices only: every branch is explored
+    assert report.exhaustive and report.assumptions == []
+
+
+def test_a_bounded_search_says_its_verdict_holds_within_the_bound():
+    report = explore(lost_update, preemption_bound=1, por=False)
+    assert any("at most 1 preemption" in sentence for sentence in report.assumptions)
+
+
+def test_the_assumptions_show_in_the_reports_text_html_and_summary():
+    report = explore(append_after_a_vm_operation)
+    (sentence,) = [s for s in report.assumptions if "Python state" in s]
+    assert sentence in repr(report)
+    assert html.escape(sentence) in report._repr_html_()
+    assert "exhaustive if 1 assumption holds" in repr(report)
+    assert "exhaustive if 1 assumption holds" in report.summary()
+    assert "assumption" not in explore(drink).summary()
+    assert "exhaustive" in explore(drink).summary()
+
+
+# -- outcomes, nondeterminism, schedules ----------------------------------------------------------
+
+
+def test_a_root_that_ends_cancelled_is_an_outcome():
+    async def main():
+        cp.current_task().cancel()
+        await cp.checkpoint()
+        return "not cancelled"
+
+    report = explore(main)
+    assert report.outcomes == {"Cancelled": 1} and report.exhaustive
+    (finding,) = report.failures
+    assert finding.outcome == "Cancelled"
+    with pytest.raises(cp.Cancelled):
+        cp.VM(schedule=finding.schedule).run(main())
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_host_randomness_in_a_program_is_a_nondeterminism_error(strategy):
+    import random
+
+    async def main():
+        return random.random()  # not cp.rng(): every run differs
+
+    with pytest.raises(cp.NondeterminismError, match=r"not deterministic.*cp\.rng\(\)"):
+        explore(main, strategy=strategy, max_schedules=10)
+
+
+def test_state_kept_between_executions_that_only_changes_the_result_is_nondeterminism():
+    runs = itertools.count()
+
+    async def main():
+        return next(runs)  # no choice point at all: one schedule, six different results
+
+    with pytest.raises(cp.NondeterminismError, match="same schedule"):
+        explore(main)
+
+
+def test_a_replayed_prefix_that_takes_other_steps_is_nondeterminism():
+    runs = itertools.count()
+
+    async def main():
+        if next(runs) >= 2:  # from the third execution on, an extra object before the choice
+            cp.Event()
+        return cp.choose("ab")
+
+    with pytest.raises(cp.NondeterminismError, match="not deterministic"):
+        explore(main)
+
+
+@pytest.mark.parametrize(
+    ("schedule", "where"),
+    [
+        ("cp1:(5", "position 4"),
+        ("cp1:(x)1", "position 4"),
+        ("cp1:!1", "position 4"),
+        ("cp1:0!", "position 5"),
+        ("cp1:0", "position 5"),
+        ("cp1:(-1)1", "position 4"),
+        ("cp1:(5)", "position 7"),
+        ("cp1:00", "position 5"),
+    ],
+)
+def test_a_malformed_schedule_is_a_schedule_error_that_says_where(schedule, where):
+    with pytest.raises(cp.ScheduleError) as caught:
+        cp.VM(schedule=schedule)
+    message = str(caught.value)
+    assert where in message and "cp1:" in message and "example" in message
+    assert "substring" not in message and "invalid literal" not in message
+
+
+@pytest.mark.parametrize("schedule", ["cp1:(-1)1", "cp1:(-3)1"])
+def test_a_negative_choice_never_reaches_cp_choose(schedule):
+    with pytest.raises(cp.ScheduleError, match="negative"):
+        cp.VM(schedule=schedule)
+
+
+@pytest.mark.parametrize(
+    ("program", "schedule"),
+    [(lost_update, "cp1:21"), (drink, "cp1:31"), (drink, "cp1:(99)1")],
+)
+def test_a_schedule_that_does_not_fit_the_program_is_a_schedule_error(program, schedule):
+    with (
+        never_awaited(),
+        pytest.raises(cp.ScheduleError, match="does not fit this program: at choice point 1 "),
+    ):
+        cp.VM(schedule=schedule).run(program())
+
+
+def test_the_vm_is_usable_after_a_schedule_that_does_not_fit():
+    vm = cp.VM(schedule="cp1:31")
+    with pytest.raises(cp.ScheduleError):
+        vm.run(drink())
+    assert vm.run(drink()) == "tea"  # past the schedule's end: the default choices

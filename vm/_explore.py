@@ -31,11 +31,15 @@ from __future__ import annotations
 
 import random
 import time
+from bisect import bisect_left
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
-from ._errors import Deadlock, NondeterminismError, StepLimitExceeded
+from ._errors import Cancelled, Deadlock, NondeterminismError, ScheduleError, StepLimitExceeded
+from ._interrupts import DeferredInterrupts
 from ._journal import (
+    _HAS_VALUE,
+    A_SHIFT,
     ACQUIRE,
     BLOCK,
     BLOCK_RECV,
@@ -47,6 +51,7 @@ from ._journal import (
     DONE,
     EVENT,
     FAIL,
+    KIND_NAMES,
     NOTIFY,
     QUEUE,
     RECEIPT,
@@ -58,11 +63,15 @@ from ._journal import (
     SLEEP,
     SPAWN,
     START,
+    STEP,
+    TASK_SHIFT,
     TIMEOUT,
+    plain,
 )
 from ._traps import require_task
 
 _DIGITS = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+_DIGIT_VALUES = {digit: value for value, digit in enumerate(_DIGITS)}
 _PREFIX = "cp1:"
 
 
@@ -74,6 +83,14 @@ class Pruned(BaseException):
 
 
 # -- schedules --------------------------------------------------------------------------------
+
+_GRAMMAR = (
+    "A schedule is 'cp1:' then (choice, run length) pairs: each a base-62 digit (0-9, a-z, "
+    "A-Z), a choice of 62 or more written in decimal in parentheses, and a run length from "
+    "1 to z (61); for example 'cp1:0311' is choice 0 three times, then choice 1 once, and "
+    "'cp1:(70)2' is choice 70 twice. Take schedules from an exploration report "
+    "(finding.schedule)."
+)
 
 
 def encode_schedule(choices: list[int]) -> str:
@@ -96,26 +113,65 @@ def encode_schedule(choices: list[int]) -> str:
     return "".join(out)
 
 
-def decode_schedule(schedule: str) -> list[int]:
-    """The choices a schedule string stands for (``ValueError`` if it is not one)."""
-    if not isinstance(schedule, str) or not schedule.startswith(_PREFIX):
-        raise ValueError(
-            f"{schedule!r} is not a Counterpoint schedule (they start with {_PREFIX!r}; "
-            f"take one from an exploration report)"
+def _malformed(schedule: str, position: int, what: str) -> ScheduleError:
+    return ScheduleError(
+        f"schedule {schedule!r} is malformed at position {position}: {what}. {_GRAMMAR}"
+    )
+
+
+def _runs(schedule: Any) -> list[tuple[int, int, int]]:
+    """Parse a schedule string into (choice, run length, position of the choice) runs;
+    ``cp.ScheduleError`` saying where, if it is not one."""
+    if not isinstance(schedule, str):
+        raise ScheduleError(
+            f"a schedule is a string, not {type(schedule).__name__} {schedule!r}. {_GRAMMAR}"
         )
-    body = schedule[len(_PREFIX) :]
-    choices: list[int] = []
-    i = 0
-    while i < len(body):
-        if body[i] == "(":
-            end = body.index(")", i)
-            choice, i = int(body[i + 1 : end]), end + 1
+    if not schedule.startswith(_PREFIX):
+        raise _malformed(schedule, 0, f"it does not start with {_PREFIX!r}")
+    runs: list[tuple[int, int, int]] = []
+    i, end = len(_PREFIX), len(schedule)
+    digits = _DIGIT_VALUES
+    while i < end:
+        start = i
+        char = schedule[i]
+        if char == "(":
+            close = schedule.find(")", i)
+            if close < 0:
+                raise _malformed(schedule, i, "'(' opens a choice that no ')' closes")
+            text = schedule[i + 1 : close]
+            if text.startswith("-") and text[1:].isdigit():
+                raise _malformed(
+                    schedule, i, f"the choice {text} is negative (choices count from 0)"
+                )
+            if not (text.isascii() and text.isdigit()):
+                raise _malformed(schedule, i, f"{schedule[i : close + 1]!r} is not a choice")
+            choice, i = int(text), close + 1
+        elif char in digits:
+            choice, i = digits[char], i + 1
         else:
-            choice, i = _DIGITS.index(body[i]), i + 1
-        if i >= len(body):
-            raise ValueError(f"schedule {schedule!r} is cut short")
-        choices.extend([choice] * _DIGITS.index(body[i]))
+            raise _malformed(schedule, i, f"{char!r} is not a base-62 digit or '('")
+        if i >= end:
+            raise _malformed(schedule, i, "the schedule ends where a run length should be")
+        count = digits.get(schedule[i])
+        if count is None:
+            raise _malformed(schedule, i, f"{schedule[i]!r} is not a run length (1-9, a-z, A-Z)")
+        if count == 0:
+            raise _malformed(schedule, i, "a run length of 0 (runs are 1 to 61 choices long)")
+        runs.append((choice, count, start))
         i += 1
+    return runs
+
+
+def decode_schedule(schedule: str) -> list[int]:
+    """The choices a schedule string stands for (``cp.ScheduleError``, a ``ValueError``,
+    saying where, if it is not one).
+
+    >>> decode_schedule("cp1:0311")
+    [0, 0, 0, 1]
+    """
+    choices: list[int] = []
+    for choice, count, _ in _runs(schedule):
+        choices.extend([choice] * count)
     return choices
 
 
@@ -155,26 +211,42 @@ class ScheduleChooser(Chooser):
 
     def __init__(self, schedule: str) -> None:
         super().__init__()
+        self.text = schedule
         self.choices = decode_schedule(schedule)
         self.position = 0
 
-    def _next(self, count: int, default: int) -> int:
+    def _next(self, count: int, default: int, offer: str) -> int:
         if self.position >= len(self.choices):
             return default
         choice = self.choices[self.position]
         self.position += 1
         if choice >= count:
-            raise NondeterminismError(
-                f"the schedule does not fit this program: choice point {self.position} offers "
-                f"{count} options, but the schedule takes option {choice}"
-            )
+            raise ScheduleError(self._misfit(count, choice, offer))
         return choice
 
+    def _misfit(self, count: int, choice: int, offer: str) -> str:
+        number = self.position  # 1-based: the choice point that did not fit
+        where, seen = len(_PREFIX), 0
+        for _, length, start in _runs(self.text):
+            where, seen = start, seen + length
+            if seen >= number:
+                break
+        return (
+            f"the schedule {self.text!r} does not fit this program: at choice point {number} "
+            f"the program offers {offer} (options 0 to {count - 1}), but the schedule takes "
+            f"option {choice} (the run at position {where} of the string). Use a schedule "
+            f"found by exploring this same program (finding.schedule)."
+        )
+
     def pick(self, vm: Any, candidates: list, front: Any) -> int:
-        return self._next(len(candidates), self.default(candidates, front))
+        default = self.default(candidates, front)
+        if self.position >= len(self.choices):
+            return default
+        offer = "a choice between tasks " + ", ".join(str(t.id) for t in candidates)
+        return self._next(len(candidates), default, offer)
 
     def choose(self, vm: Any, count: int) -> int:
-        return self._next(count, 0)
+        return self._next(count, 0, f"a cp.choose() of {count} options")
 
 
 class _Point(NamedTuple):
@@ -184,11 +256,14 @@ class _Point(NamedTuple):
     previous: int  # id of the task that ran before (sched), else 0
 
 
-_NOT_DETERMINISTIC = (
-    "the program is not deterministic: re-run under the same choices, it {what}. Does it "
-    "depend on state kept between executions (module globals, counters, caches), wall-clock "
-    "time, or randomness that is not the VM's?"
+_ADVICE = (
+    "Exploring re-runs the program once per schedule, so it must do the same thing "
+    "under the same choices: take randomness from cp.rng() (seeded by the VM) and inputs "
+    "from cp.choose(), never from the random module, the clock or the environment, and "
+    "keep no state between executions (module globals, counters, caches)."
 )
+_NOT_DETERMINISTIC = "the program is not deterministic: re-run under the same choices, it {what}. "
+_NOT_DETERMINISTIC += _ADVICE.replace("{", "{{").replace("}", "}}")
 
 
 def _offer(kind: str, options: tuple) -> str:
@@ -209,12 +284,18 @@ class _Recorder(Chooser):
         self.expected = expected or []
         self.strategy = strategy
         self.points: list[_Point] = []
-        self.steps: list[tuple] = []  # (task id, journal position, candidate ids, point index)
+        self.steps: list[tuple] = []  # (task id, journal position, choice point index)
         self.advances: list[int] = []
         self.reads: list[tuple[int, tuple]] = []  # (step index, object) read without a record
+        self.positions: list[int] = []  # journal length when each choice point was offered
+        self.known = max(len(prefix), len(self.expected))  # points decided by the past
+        self.left_behind: list[int] | None = []  # tasks still ready when the execution ended
+        self.tasks = 0  # how many task ids the execution used (1 more than the largest)
         self.preemptions = 0
 
-    def _take(self, kind: str, options: tuple, default: int, decide: Callable[[], int]) -> int:
+    def _replay(self, kind: str, options: tuple) -> int | None:
+        """The prefix's choice at this point (None past the prefix), after checking that
+        the point offers what it offered when it was first seen."""
         position = len(self.points)
         count = len(options)
         if position < len(self.expected) and self.expected[position] != (kind, options):
@@ -229,27 +310,34 @@ class _Recorder(Chooser):
             choice = self.prefix[position]
             if choice >= count:
                 raise NondeterminismError(
-                    f"re-running the program offered {count} options at choice point "
-                    f"{position + 1}, not as many as before: the program is not deterministic"
+                    _NOT_DETERMINISTIC.format(
+                        what=f"offered {count} options at choice point {position + 1}, fewer "
+                        f"than the earlier execution (which took option {choice})"
+                    )
                 )
             return choice
-        return decide()
+        return None
 
     def pick(self, vm: Any, candidates: list, front: Any) -> int:
-        default = self.default(candidates, front)
-        ids = tuple(t.id for t in candidates)
-        choice = self._take(
-            "sched", ids, default, lambda: self.strategy.pick(self, candidates, default)
-        )
         previous = self.previous
-        if previous in candidates and candidates[choice] is not previous:
+        went_on = previous in candidates
+        default = candidates.index(previous if went_on else front)
+        ids = tuple([task.id for task in candidates])
+        self.positions.append(len(vm._rows))
+        choice = self._replay("sched", ids) if len(self.points) < self.known else None
+        if choice is None:
+            choice = self.strategy.pick(self, candidates, default)
+        if went_on and candidates[choice] is not previous:
             self.preemptions += 1
         self.points.append(_Point("sched", ids, choice, previous.id if previous else 0))
         return choice
 
     def choose(self, vm: Any, count: int) -> int:
         options = tuple(range(count))
-        choice = self._take("data", options, 0, lambda: self.strategy.choose(self, count))
+        self.positions.append(len(vm._rows))
+        choice = self._replay("data", options) if len(self.points) < self.known else None
+        if choice is None:
+            choice = self.strategy.choose(self, count)
         self.points.append(_Point("data", options, choice, 0))
         return choice
 
@@ -266,8 +354,7 @@ class _Recorder(Chooser):
 
     def ran(self, vm: Any, task: Any, candidates: list | None) -> None:
         point = len(self.points) - 1 if candidates is not None else None
-        ids = tuple(t.id for t in candidates) if candidates is not None else (task.id,)
-        self.steps.append((task.id, len(vm._rows), ids, point))
+        self.steps.append((task.id, len(vm._rows), point))
         self.previous = task
 
     def advancing(self, vm: Any) -> None:
@@ -288,6 +375,9 @@ class _Default:
 
     def choose(self, recorder: _Recorder, count: int) -> int:
         return 0
+
+
+_DEFAULT = _Default()
 
 
 class _Random:
@@ -330,6 +420,23 @@ class _PCT:
 
 # -- reports -------------------------------------------------------------------------------------
 
+_REDUCED = (
+    "Partial-order reduction left out schedules it judged equivalent to ones it ran. It "
+    "assumes that tasks share plain Python state (anything but VM objects) only in steps "
+    "that use no VM object, such as a read or write followed by `await cp.checkpoint()`, "
+    "or in the last step of a task that never used one; a step that uses a channel, lock "
+    "or other VM object is taken to touch no shared Python state. Explore with "
+    "por=False to drop this assumption."
+)
+
+
+def _bounded(bound: int) -> str:
+    return (
+        f"Only schedules with at most {bound} preemption{'' if bound == 1 else 's'} were "
+        f"explored (preemption_bound={bound}): a verdict of exhaustive holds within that "
+        f"bound."
+    )
+
 
 class Finding(NamedTuple):
     """A failure or deadlock found by ``explore``, with the schedule that shows it best
@@ -356,23 +463,27 @@ class ExploreReport:
     """What ``cp.explore`` found.
 
     ``schedules`` (executions run), ``exhaustive`` (the whole choice tree was
-    covered), ``outcomes`` (outcome -> count; an outcome is the return value, or
-    the exception type name), ``deadlocks`` and ``failures`` (lists of
-    :class:`Finding`), ``pruned`` (executions ended by ``cp.require``),
-    ``seconds`` and ``schedules_per_second``.
+    covered), ``assumptions`` (sentences: what the verdict rests on, empty when
+    nothing was left out), ``outcomes`` (outcome -> count; an outcome is the return
+    value, or the exception type name), ``deadlocks`` and ``failures`` (lists of
+    :class:`Finding`), ``pruned`` (executions ended by ``cp.require``), ``seconds``
+    and ``schedules_per_second``.
 
     >>> import counterpoint as cp
     >>> async def main():
     ...     return cp.choose("ab") + cp.choose("xy")
     >>> report = cp.explore(main)
-    >>> report.schedules, report.exhaustive, sorted(report.outcomes)
-    (4, True, ['ax', 'ay', 'bx', 'by'])
+    >>> report.schedules, report.exhaustive, sorted(report.outcomes), report.assumptions
+    (4, True, ['ax', 'ay', 'bx', 'by'], [])
+    >>> report.summary()
+    'dfs: 4 schedules, exhaustive; 4 outcomes, 0 failures, 0 deadlocks'
     """
 
     def __init__(self, strategy: str) -> None:
         self.strategy = strategy
         self.schedules = 0
         self.exhaustive = False
+        self.assumptions: list[str] = []
         self.outcomes: dict[Any, int] = {}
         self.deadlocks: list[Finding] = []
         self.failures: list[Finding] = []
@@ -383,10 +494,29 @@ class ExploreReport:
     def schedules_per_second(self) -> float:
         return self.schedules / self.seconds if self.seconds else 0.0
 
+    def _verdict(self) -> str:
+        if not self.exhaustive:
+            return "not exhaustive"
+        if not self.assumptions:
+            return "exhaustive"
+        count = len(self.assumptions)
+        return f"exhaustive if {count} assumption{'s hold' if count > 1 else ' holds'}"
+
+    def summary(self) -> str:
+        """One line: the search, its verdict (and whether it rests on assumptions), and
+        what it found."""
+        return (
+            f"{self.strategy}: {_count(self.schedules, 'schedule')}, {self._verdict()}"
+            f"{' (see report.assumptions)' if self.exhaustive and self.assumptions else ''}"
+            f"; {_count(len(self.outcomes), 'outcome')}, {_count(len(self.failures), 'failure')}"
+            f", {_count(len(self.deadlocks), 'deadlock')}"
+            f"{f', {self.pruned} pruned' if self.pruned else ''}"
+        )
+
     def __repr__(self) -> str:
         lines = [
             f"<ExploreReport {self.strategy}: {self.schedules} schedules"
-            f"{' (exhaustive)' if self.exhaustive else ''}, "
+            f"{f' ({self._verdict()})' if self.exhaustive else ''}, "
             f"{len(self.failures)} failures, {len(self.deadlocks)} deadlocks>",
             "outcomes: " + ", ".join(f"{o!r} x{n}" for o, n in self.outcomes.items()),
         ]
@@ -396,14 +526,17 @@ class ExploreReport:
                 f"{finding.message.splitlines()[0]}"
             )
             lines.append(f"  replay: {finding.replay}")
+        lines.extend(f"assumes: {sentence}" for sentence in self.assumptions)
         return "\n".join(lines)
 
     def _repr_html_(self) -> str:
+        from html import escape
+
         from ._display import table
 
         caption = (
             f"{self.strategy}: {self.schedules} schedules"
-            f"{' (exhaustive)' if self.exhaustive else ''}"
+            f"{f' ({self._verdict()})' if self.exhaustive else ''}"
             f"{f', {self.pruned} pruned' if self.pruned else ''}"
         )
         out = table(["outcome", "schedules"], [[o, n] for o, n in self.outcomes.items()], caption)
@@ -414,7 +547,14 @@ class ExploreReport:
         if findings:
             heading = ["finding", "schedules", "preemptions", "message", "replay"]
             out += table(heading, findings)
+        if self.assumptions:
+            items = "".join(f"<li>{escape(sentence)}</li>" for sentence in self.assumptions)
+            out += f"<p><b>This verdict assumes:</b></p><ul>{items}</ul>"
         return out
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 def _outcome_key(value: Any) -> Any:
@@ -436,138 +576,215 @@ def _object(item: Any) -> tuple:
     return "workers", None
 
 
-def _footprints(journal: Any, recorder: _Recorder) -> list[tuple[set, set]]:
-    """For each step: the VM objects it touched (its journal records, and the reads that
-    write none), and the tasks it made ready or spawned.
-
-    Step j's records run from its start to the next step's start, or to the moment
-    time advanced, whichever comes first (records of time advancing belong to no step).
-    """
-    steps = recorder.steps
-    starts = [position for _, position, _, _ in steps]
-    advances = recorder.advances
-    total = len(journal)
-    ends = []
-    a = 0
-    for j, start in enumerate(starts):
-        following = starts[j + 1] if j + 1 < len(starts) else total
-        while a < len(advances) and advances[a] < start:
-            a += 1
-        ends.append(advances[a] if a < len(advances) and advances[a] < following else following)
-    out: list[tuple[set, set]] = [(set(), set()) for _ in steps]
-    j = -1
-    for index, _, task, kind, a_, b in journal._iter_raw(starts[0] if starts else total):
-        while j + 1 < len(starts) and index >= starts[j + 1]:
-            j += 1
-        if index >= ends[j]:
-            continue  # time advancing, between steps
-        touched, woken = out[j]
-        if task not in (0, steps[j][0]):
-            woken.add(task)
-        if kind in (SEND, RECV, CLOSE, BLOCK_SEND, BLOCK_RECV):
-            touched.add(("channel", a_))
-        elif kind == BLOCK:
-            if len(b) == 3:
-                touched.update(_object(item) for item in b[2])
-            elif b[1] == "worker":
-                touched.add(("workers", None))
-            else:
-                touched.add((b[1], a_))
-        elif kind in (ACQUIRE, RELEASE):
-            touched.add((b, a_))
-        elif kind in (SET, CLEAR):
-            touched.add(("event", a_))
-        elif kind == NOTIFY:
-            touched.add(("condition", a_))
-        elif kind == SPAWN:
-            woken.add(a_)
-        elif kind in (DONE, FAIL, CANCELLED, CANCEL):
-            touched.add(("task", task))
-        elif kind == SLEEP:
-            touched.add(("timer", b))
-        elif kind in (QUEUE, START, RECEIPT):
-            touched.add(("workers", None))
-        elif kind == EVENT:
-            touched.add(("host events", None))
-        elif kind in (SCOPE, TIMEOUT):
-            touched.add(("scope", a_))
-    for j, obj in recorder.reads:
-        if j >= 0:
-            out[j][0].add(obj)
-    return out
-
-
-def _join(into: dict[int, int], other: dict[int, int]) -> None:
-    for task, step in other.items():
-        if into.get(task, -1) < step:
-            into[task] = step
+_NAMED: list[str | None] = [None] * 64  # kinds whose object is (name, a)
+for _kind in (SEND, RECV, CLOSE, BLOCK_SEND, BLOCK_RECV):
+    _NAMED[_kind] = "channel"
+_NAMED[SET] = _NAMED[CLEAR] = "event"
+_NAMED[NOTIFY] = "condition"
+_NAMED[SCOPE] = _NAMED[TIMEOUT] = "scope"
+_TASK_KINDS = frozenset({DONE, FAIL, CANCELLED, CANCEL})
+_WORKER_KINDS = frozenset({QUEUE, START, RECEIPT})
+_KIND_MASK = (1 << TASK_SHIFT) - 1
+_TASK_MASK = (1 << (A_SHIFT - TASK_SHIFT)) - 1
 
 
 def _races(recorder: _Recorder, journal: Any) -> list[tuple[int, int]]:
-    """Races of the execution: (step i, task p) where a later step of task p depends on
-    step i (another task's) without being causally after it.  Vector clocks: a step
-    comes after its task's previous step, the steps that woke or spawned its task,
-    the steps it conflicts with, and every step before a time advance."""
+    """Races of the execution: (step i, task p) where a step of task p depends on step i
+    (another task's) without being causally after it.
+
+    A step's *footprint* is the VM objects it touched (read off its journal records,
+    plus the reads that write none, which the VM reported while it ran), the tasks it
+    made ready or spawned, and the other tasks it cancelled.  Step j's records run from
+    its start to the next step's start, or to the moment time advanced, whichever comes
+    first (records of time advancing belong to no step).
+
+    Vector clocks (a list per step, indexed by task id: the last step of that task that
+    comes before): a step comes after its task's previous step, the steps that woke or
+    spawned its task, the steps it conflicts with, and every step before a time advance.
+
+    The later step of a race is an executed one, or one task p never got to take: a task
+    that is cancelled while it still had steps to run, or that could still run when the
+    execution ended (the root finished or failed, or ``cp.require`` pruned), may have
+    done anything next.  Its unknown next step is taken to depend on every step of every
+    other task that is not causally before it."""
     steps = recorder.steps
-    footprints = _footprints(journal, recorder)
-    starts = [position for _, position, _, _ in steps]
-    barriers = {
-        next((k for k, start in enumerate(starts) if start >= position), len(steps))
-        for position in recorder.advances
-    }
-    task_clock: dict[int, dict[int, int]] = {}
-    step_clock: list[dict[int, int]] = []
-    floor: dict[int, int] = {}  # what every step after the last time advance comes after
-    everything: dict[int, int] = {}
+    n = len(steps)
+    races: list[tuple[int, int]] = []
+    if not n:
+        return races
+    rows, vals, has_value = journal._rows, journal._vals, _HAS_VALUE
+    total = len(rows)
+    advances = recorder.advances
+    count = len(advances)
+    reads = recorder.reads
+    n_reads = len(reads)
+    r = 0
+    while r < n_reads and reads[r][0] < 0:
+        r += 1
+    next_read = reads[r][0] if r < n_reads else n
+    barriers: Any = ()
+    if count:
+        starts = [start for _, start, _ in steps]
+        barriers = {bisect_left(starts, position) for position in advances}
+    owner = [task for task, _, _ in steps]  # each step's task
+    named = _NAMED
+    nothing = [-1] * recorder.tasks  # a clock: indexed by task id
+    task_clock: dict[int, list[int]] = {}
+    step_clock: list[list[int]] = []
+    floor: list[int] | None = None  # what every step after the last time advance comes after
+    latest = nothing[:]  # each task's last step: the join of every clock so far
     last_access: dict[tuple, int] = {}
     last_step_of: dict[int, int] = {}
     last_wildcard_of: dict[int, int] = {}
+    last_touched: dict[int, Any] = {}
     uses_vm: set[int] = set()  # tasks that have touched a VM object
-    races: list[tuple[int, int]] = []
-    for j, (task, _, _, _) in enumerate(steps):
+    a = 0
+    index = steps[0][1]
+    v = journal._value_offset(index) if index else 0
+    for j in range(n):
+        task, start, _ = steps[j]
+        # -- the footprint of step j
+        while index < start:  # records of time advancing, between steps
+            v += has_value[rows[index] & _KIND_MASK]
+            index += 1
+        end = steps[j + 1][1] if j + 1 < n else total
+        while a < count and advances[a] <= start:
+            a += 1
+        if a < count and advances[a] < end:
+            end = advances[a]
+        touched: Any = ()
+        woken: Any = ()
+        cancelled: Any = ()
+        if index < end and rows[index] & _KIND_MASK == STEP:
+            index += 1  # the step's own record (no value): it touches nothing
+        while index < end:
+            row = rows[index]
+            index += 1
+            kind = row & _KIND_MASK
+            if has_value[kind]:
+                b = vals[v]
+                v += 1
+            other = (row >> TASK_SHIFT) & _TASK_MASK
+            a_ = row >> A_SHIFT
+            name = named[kind]
+            if name is not None:  # a channel, event, condition or scope, numbered a_
+                obj: Any = (name, a_)
+            elif kind in _TASK_KINDS:
+                if kind == CANCEL:
+                    if not a_:
+                        continue  # by the host, ending the run: no part of any step
+                    if other != task:
+                        if not cancelled:
+                            cancelled = set()
+                        cancelled.add(other)
+                obj = ("task", other)
+            elif kind == BLOCK:
+                if len(b) == 3:  # a select: every case it waits on
+                    if not touched:
+                        touched = set()
+                    touched.update(_object(item) for item in b[2])
+                    obj = None
+                else:
+                    obj = ("workers", None) if b[1] == "worker" else (b[1], a_)
+            elif kind == SPAWN:
+                if not woken:
+                    woken = set()
+                woken.add(a_)
+                obj = None
+            elif kind in (ACQUIRE, RELEASE):
+                obj = (b, a_)
+            elif kind == SLEEP:
+                obj = ("timer", b)
+            elif kind in _WORKER_KINDS:
+                obj = ("workers", None)
+            elif kind == EVENT:
+                obj = ("host events", None)
+            else:  # step, wake, timer, choose, create ...: only whom it woke
+                obj = None
+            if other != task and other:
+                if not woken:
+                    woken = set()
+                woken.add(other)
+            if obj is not None:
+                if not touched:
+                    touched = set()
+                touched.add(obj)
+        if next_read == j:
+            if not touched:
+                touched = set()
+            while r < n_reads and reads[r][0] == j:
+                touched.add(reads[r][1])
+                r += 1
+            next_read = reads[r][0] if r < n_reads else n
+        # -- its races
         if j in barriers:
-            floor = dict(everything)
-        clock = dict(task_clock.get(task, {}))
-        _join(clock, floor)
-        touched, woken = footprints[j]
+            floor = latest[:]
+        clock = task_clock.get(task, nothing)
+        clock = list(map(max, clock, floor)) if floor is not None else clock[:]
         # Python state: a step that touches no VM object, or ends a task that never
         # touched one, may share plain Python state with any task
-        wild = not touched or (touched == {("task", task)} and task not in uses_vm)
-        if not wild:
+        wild = not touched or (
+            task not in uses_vm and len(touched) == 1 and ("task", task) in touched
+        )
+        if cancelled:  # a cancel takes a task off what it waits on: it touches that too
+            touched = set(touched).union(*(last_touched.get(p, ()) for p in cancelled))
+        if wild:  # touches no VM object: it may share Python state with any task
+            racing = [i for t, i in last_step_of.items() if t != task and clock[t] < i]
+        else:
             uses_vm.add(task)
-            conflicts = {last_access[obj] for obj in touched if obj in last_access}
-            conflicts.update(i for t, i in last_wildcard_of.items() if t != task)
-        else:  # touches no VM object: it may share Python state with any task
-            conflicts = {i for t, i in last_step_of.items() if t != task}
-        for i in sorted(conflicts):
-            if steps[i][0] != task and clock.get(steps[i][0], -1) < i:
-                races.append((i, task))
-        for i in conflicts:
-            _join(clock, step_clock[i])
+            conflicts = [last_access[obj] for obj in touched if obj in last_access]
+            conflicts.extend(i for t, i in last_wildcard_of.items() if t != task)
+            racing = [i for i in conflicts if clock[owner[i]] < i and owner[i] != task]
+        for i in racing:
+            races.append((i, task))
+            clock = list(map(max, clock, step_clock[i]))
         clock[task] = j
+        latest[task] = j
         step_clock.append(clock)
         task_clock[task] = clock
-        _join(everything, clock)
         for obj in touched:
             last_access[obj] = j
         if wild:
             last_wildcard_of[task] = j
         last_step_of[task] = j
-        for other in woken:
-            merged = task_clock.setdefault(other, {})
-            _join(merged, clock)
+        last_touched[task] = touched
+        for p in cancelled:  # p's next step is not the one it would have taken
+            _unknown_next_step(p, task_clock.get(p, nothing), last_step_of, races)
+        for other in woken:  # (a new list: the old one is the clock of other's last step)
+            task_clock[other] = list(map(max, task_clock.get(other, nothing), clock))
+    for p in recorder.left_behind or ():
+        _unknown_next_step(p, task_clock.get(p, nothing), last_step_of, races)
     return races
+
+
+def _unknown_next_step(
+    p: int, clock: list[int], last_step_of: dict[int, int], races: list[tuple[int, int]]
+) -> None:
+    """Task p's next step is unknown: it races with the last step of every other task
+    that is not causally before it."""
+    for t, i in last_step_of.items():
+        if t != p and clock[t] < i:
+            races.append((i, p))
 
 
 # -- the explorer ---------------------------------------------------------------------------------
 
 
 def _execute(program: Callable, chooser: _Recorder, options: dict) -> tuple[str, Any, Any]:
-    """Run one execution; return (kind, outcome key, exception or value)."""
+    """Run one execution; return (kind, outcome key, (exception or value, vm))."""
     from ._vm import VM
 
     vm = VM(**options)
     vm._chooser = chooser
+    abandon = vm._abandon
+
+    def note_then_abandon(root: Any, reason: str) -> None:
+        # the run ended early: note which tasks could still run before they are cancelled
+        chooser.left_behind = [task.id for task in vm._ready]
+        abandon(root, reason)
+
+    vm._abandon = note_then_abandon
+    chooser.left_behind = None
     try:
         value = vm.run(program())
     except Pruned as pruned:
@@ -580,7 +797,13 @@ def _execute(program: Callable, chooser: _Recorder, options: dict) -> tuple[str,
         raise
     except Exception as error:
         return "failure", type(error).__name__, (error, vm)
+    except Cancelled as error:  # the root ended cancelled: an outcome like any other
+        return "failure", "Cancelled", (error, vm)
     finally:
+        if chooser.left_behind is None:  # the root ended: the tasks it left ready
+            chooser.left_behind = [task.id for task in vm._ready]
+        chooser.tasks = vm._next_task
+        del vm._abandon
         _dispose(vm)
     return "ok", _outcome_key(value), (value, vm)
 
@@ -672,24 +895,36 @@ def explore(
                 entry["best"] = (recorder.schedule(), recorder.preemptions, message)
 
     try:
-        if strategy == "dfs":
-            report.exhaustive = _dfs(program, options, max_schedules, preemption_bound, por, record)
-        else:
-            steps = 1
-            if strategy == "pct":
-                probe = _Recorder([], _Default())
-                kind, outcome, detail = _execute(program, probe, options)
-                steps = max(1, len(probe.steps))
-            for number in range(max_schedules):
-                rng = random.Random(f"counterpoint-explore/{seed}/{number}")
-                chosen = (
-                    _Random(rng, preemption_bound)
-                    if strategy == "random"
-                    else _PCT(rng, depth, steps)
-                )
-                recorder = _Recorder([], chosen)
-                kind, outcome, detail = _execute(program, recorder, options)
-                record(kind, outcome, detail, recorder)
+        # Ctrl-C is deferred to a safe point once for the whole search, not per execution
+        # (each vm.run keeps a SIGINT handler that is already there)
+        with DeferredInterrupts():
+            if strategy == "dfs":
+                search = _dfs(program, options, max_schedules, preemption_bound, por, record)
+                report.exhaustive = search.covered
+                if search.bounded:
+                    report.assumptions.append(_bounded(preemption_bound))
+                if search.reduced:
+                    report.assumptions.append(_REDUCED)
+            else:
+                steps = 1
+                if strategy == "pct":
+                    probe = _Recorder([], _Default())
+                    _execute(program, probe, options)
+                    steps = max(1, len(probe.steps))
+                for number in range(max_schedules):
+                    rng = random.Random(f"counterpoint-explore/{seed}/{number}")
+                    chosen = (
+                        _Random(rng, preemption_bound)
+                        if strategy == "random"
+                        else _PCT(rng, depth, steps)
+                    )
+                    recorder = _Recorder([], chosen)
+                    result = _execute(program, recorder, options)
+                    if number == 0:
+                        _check_rerun(program, options, recorder, result)
+                    record(*result, recorder)
+                if preemption_bound is not None:
+                    report.assumptions.append(_bounded(preemption_bound))
     finally:
         if bar is not None:
             bar.close()
@@ -725,6 +960,39 @@ def _progress_bar(total: int, strategy: str, progress: bool | None) -> Any:
     return tqdm(total=total, desc=f"exploring ({strategy})", unit="schedule", delay=1.0)
 
 
+class _Search(NamedTuple):
+    """How a dfs ended: whether it covered the tree, and what its verdict rests on."""
+
+    covered: bool  # the tree was covered (within the bound), no execution cut short
+    reduced: bool  # partial-order reduction left out a branch it judged equivalent
+    bounded: bool  # the preemption bound left out a branch
+
+
+class _Entry:
+    """A choice point on the dfs stack: what it offered, what was chosen, which options
+    are still to try (``backtrack`` - ``done``), and where the journal stood."""
+
+    __slots__ = ("backtrack", "chosen", "done", "kind", "options", "position", "previous", "rows")
+
+    def __init__(self, point: _Point, por: bool, position: int, rows: Any) -> None:
+        self.kind = point.kind
+        self.options = point.options
+        self.previous = point.previous
+        sched = point.kind == "sched"
+        self.chosen = point.options[point.chosen] if sched else point.chosen
+        if por and sched:
+            self.backtrack = {self.chosen}
+        else:
+            self.backtrack = set(point.options) if sched else set(range(len(point.options)))
+        self.done = {self.chosen}
+        self.position = position
+        self.rows = rows
+
+    def preempts(self, option: int) -> bool:
+        """Choosing ``option`` here switches away from a task that could have gone on."""
+        return self.kind == "sched" and self.previous in self.options and option != self.previous
+
+
 def _dfs(
     program: Callable,
     options: dict,
@@ -732,78 +1000,152 @@ def _dfs(
     bound: int | None,
     por: bool,
     record: Callable,
-) -> bool:
-    """Depth-first search over choice points; True if the tree was covered (which it
-    is not if an execution was cut short by ``max_steps``: its subtree is unknown)."""
-    stack: list[dict] = []  # per choice point: kind, options, chosen, backtrack, done, preempt
-    prefix: list[int] = []
+) -> _Search:
+    """Depth-first search over choice points.  The tree is covered unless
+    ``max_schedules`` stops it or an execution is cut short by ``max_steps`` (its
+    subtree is unknown)."""
+    stack: list[_Entry] = []
+    offers: list[tuple] = []  # (kind, options) of each entry: what a re-run must offer
+    choices: list[int] = []  # the index each entry takes: the next execution's prefix
     executions = 0
-    cut_short = False
+    cut_short = reduced = bounded = False
     while executions < max_schedules:
-        recorder = _Recorder(prefix, _Default(), [(e["kind"], e["options"]) for e in stack])
-        kind, outcome, detail = _execute(program, recorder, options)
+        prefix = choices[:]
+        recorder = _Recorder(prefix, _DEFAULT, offers)
+        result = _execute(program, recorder, options)
+        kind, outcome, detail = result
         recorder.check_prefix_used()
+        rows = detail[1]._rows
+        if prefix:
+            _check_prefix(stack[-1], recorder, rows, len(prefix))
+        else:
+            _check_rerun(program, options, recorder, result)
         executions += 1
         cut_short = cut_short or outcome == "StepLimitExceeded"
         record(kind, outcome, detail, recorder)
-        for k, point in enumerate(recorder.points):
-            if k < len(stack):
-                continue
-            options_ = point.options
-            chosen = options_[point.chosen] if point.kind == "sched" else point.chosen
-            everything = set(options_) if point.kind == "sched" else set(range(len(options_)))
-            stack.append(
-                {
-                    "kind": point.kind,
-                    "options": options_,
-                    "previous": point.previous,
-                    "chosen": chosen,
-                    "backtrack": {chosen} if (por and point.kind == "sched") else everything,
-                    "done": {chosen},
-                }
-            )
+        points, positions = recorder.points, recorder.positions
+        for k in range(len(stack), len(points)):
+            point = points[k]
+            stack.append(_Entry(point, por, positions[k], rows))
+            offers.append((point.kind, point.options))
+            choices.append(point.chosen)
         if por:
+            steps = recorder.steps
             for i, task in _races(recorder, detail[1].journal):
-                point_index = recorder.steps[i][3]
-                if point_index is None:
-                    continue
-                entry = stack[point_index]
-                if task in entry["options"]:
-                    entry["backtrack"].add(task)
-                else:
-                    entry["backtrack"].update(entry["options"])
+                _backtrack(stack, steps[i][2], task)
+                if bound is not None:
+                    # Bounded POR (Coons, Musuvathi and McKinley, OOPSLA 2013): the
+                    # reversal at step i may need a preemption the bound forbids while an
+                    # equivalent schedule does not, so also try the task where the run
+                    # of steps containing i began, a switch that costs no more.
+                    first = i
+                    while first > 0 and steps[first - 1][0] == steps[i][0]:
+                        first -= 1
+                    if first != i:
+                        _backtrack(stack, steps[first][2], task)
         # the next prefix: the deepest point with something left to try
         while stack:
             entry = stack[-1]
-            remaining = sorted(entry["backtrack"] - entry["done"])
-            if bound is not None and entry["kind"] == "sched":
-                spent = _preemptions(stack[:-1])
-                remaining = [
-                    r
-                    for r in remaining
-                    if spent + (entry["previous"] in entry["options"] and r != entry["previous"])
-                    <= bound
-                ]
+            remaining = entry.backtrack - entry.done
+            if bound is not None and entry.kind == "sched":
+                spent = sum(e.preempts(e.chosen) for e in stack[:-1])
+                over = {r for r in entry.options if spent + entry.preempts(r) > bound}
+                if over:
+                    bounded = True  # the bound leaves a branch out here
+                    remaining -= over
             if remaining:
-                entry["chosen"] = remaining[0]
-                entry["done"].add(remaining[0])
-                prefix = [
-                    e["options"].index(e["chosen"]) if e["kind"] == "sched" else e["chosen"]
-                    for e in stack
-                ]
+                chosen = min(remaining)
+                entry.chosen = chosen
+                entry.done.add(chosen)
+                choices[-1] = entry.options.index(chosen) if entry.kind == "sched" else chosen
                 break
+            reduced = reduced or len(entry.backtrack) < len(entry.options)
             stack.pop()
+            offers.pop()
+            choices.pop()
         else:
-            return not cut_short
-    return False
+            return _Search(not cut_short, reduced, bounded)
+    return _Search(False, reduced, bounded)
 
 
-def _preemptions(stack: list[dict]) -> int:
-    return sum(
-        1
-        for e in stack
-        if e["kind"] == "sched" and e["previous"] in e["options"] and e["chosen"] != e["previous"]
+def _backtrack(stack: list[_Entry], point_index: int | None, task: int) -> None:
+    """Try ``task`` at choice point ``point_index`` (every option if it was not ready)."""
+    if point_index is None:
+        return  # no other task was ready
+    entry = stack[point_index]
+    if task in entry.options:
+        entry.backtrack.add(task)
+    else:
+        entry.backtrack.update(entry.options)
+
+
+def _describe_row(row: int) -> str:
+    task = (row >> TASK_SHIFT) & _TASK_MASK
+    return f"a {KIND_NAMES.get(row & _KIND_MASK, '?')!r} record of task {task}"
+
+
+def _check_prefix(entry: _Entry, recorder: _Recorder, rows: Any, length: int) -> None:
+    """A re-run that follows an earlier execution's choices up to the choice point where
+    it branches must write the same journal up to there."""
+    position = entry.position
+    before = entry.rows
+    if recorder.positions[length - 1] == position and rows[:position] == before[:position]:
+        return
+    k = next(
+        (k for k in range(min(len(rows), position)) if rows[k] != before[k]),
+        min(len(rows), position),
     )
+    got = _describe_row(rows[k]) if k < len(rows) else "the end of the journal"
+    expected = _describe_row(before[k]) if k < len(before) else "the end of the journal"
+    raise NondeterminismError(
+        _NOT_DETERMINISTIC.format(
+            what=f"wrote {got} at event {k + 1}, where the earlier execution wrote {expected} "
+            f"(before choice point {length}, which both reached)"
+        )
+    )
+
+
+def _check_rerun(program: Callable, options: dict, first: _Recorder, result: tuple) -> None:
+    """Run the first schedule a second time: the same choices must give the same journal
+    (and so the same outcome).  Catches the host nondeterminism that changes no choice
+    point, such as ``random.random()`` in the result."""
+    again = _Recorder(
+        [point.chosen for point in first.points],
+        _Default(),
+        [(point.kind, point.options) for point in first.points],
+    )
+    second = _execute(program, again, options)
+    again.check_prefix_used()
+    if result[0] == second[0] and _same_journal(result[2][1].journal, second[2][1].journal):
+        return
+    raise NondeterminismError(
+        f"the program is not deterministic: run twice on the same schedule "
+        f"{first.schedule()!r}, it ended {_ending(result)} and then {_ending(second)}. " + _ADVICE
+    )
+
+
+def _same_journal(one: Any, two: Any) -> bool:
+    """The two journals have the same canonical encoding (and so the same digest): the
+    same records at the same ticks, with the same values as plain data."""
+    if (
+        one._rows != two._rows
+        or one._mark_index != two._mark_index
+        or one._mark_tick != two._mark_tick
+        or len(one._vals) != len(two._vals)
+    ):
+        return False
+    return all(a is b or plain(a) == plain(b) for a, b in zip(one._vals, two._vals, strict=True))
+
+
+def _ending(result: tuple) -> str:
+    kind, outcome, (detail, _) = result
+    if kind == "ok":
+        text = repr(detail)
+        return f"returning {text if len(text) <= 60 else text[:57] + '...'}"
+    if kind == "pruned":
+        return "pruned by cp.require()"
+    message = str(detail).splitlines()[0] if str(detail) else ""
+    return f"raising {outcome}" + (f" ({message[:60]})" if message else "")
 
 
 # -- choose and require ---------------------------------------------------------------------------
