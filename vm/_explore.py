@@ -68,7 +68,7 @@ from ._journal import (
     TIMEOUT,
     plain,
 )
-from ._traps import require_task
+from ._traps import discard, require_task
 
 _DIGITS = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
 _DIGIT_VALUES = {digit: value for value, digit in enumerate(_DIGITS)}
@@ -856,6 +856,7 @@ def explore(
     ([1, 2], True)
     """
     if not callable(program):
+        discard(program)  # (a refused coroutine must not warn "never awaited")
         raise TypeError(
             "cp.explore() needs a zero-argument callable that returns a fresh coroutine "
             "(such as `main`, not `main()`)"
