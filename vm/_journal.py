@@ -28,11 +28,19 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from ._errors import TickRangeError
+
 TASK_SHIFT = 6
 A_SHIFT = 34
 # A packed row is a signed 64-bit int: 6 bits of kind, 28 of task id, 29 of ``a``.
 MAX_TASK_ID = (1 << (A_SHIFT - TASK_SHIFT)) - 1
 MAX_OBJECT_ID = (1 << (63 - A_SHIFT)) - 1
+# Ticks are SQLite INTEGERs (signed 64-bit) in a journal file.  A deadline that enters
+# through the API (now + ticks: cp.sleep, scope and select timeouts, worker costs) may be
+# at most MAX_TICK, half of that, so that adding one more such count to a tick (a queued
+# worker starts at the due tick of another one) still fits; loading accepts INT64_MAX.
+MAX_TICK = (1 << 62) - 1
+INT64_MAX = (1 << 63) - 1
 _KIND_MASK = (1 << TASK_SHIFT) - 1
 _TASK_MASK = (1 << (A_SHIFT - TASK_SHIFT)) - 1
 
@@ -195,6 +203,15 @@ def plain(value: Any, _depth: int = 0) -> Any:
     if isinstance(value, BaseException):
         return f"<{cls.__name__}>"
     return f"<{cls.__qualname__}>"
+
+
+def tick_error(call: str, now: int, ticks: int, advice: str) -> TickRangeError:
+    """The error for a deadline ``now + ticks`` past ``MAX_TICK``."""
+    return TickRangeError(
+        f"{call} at tick {now:,} would reach tick {now + ticks:,}, past the last tick a "
+        f"journal can hold ({MAX_TICK:,}, which is 2**62 - 1: ticks are stored as signed "
+        f"64-bit integers, with room to add one more count of ticks); {advice}"
+    )
 
 
 def _key_text(key: Any) -> str:

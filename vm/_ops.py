@@ -12,7 +12,7 @@ from threading import get_ident
 from typing import Any
 
 from ._errors import WrongVMError
-from ._journal import SLEEP
+from ._journal import MAX_TICK, SLEEP, tick_error
 from ._task import BLOCKED, Task
 from ._traps import (
     PARK,
@@ -87,6 +87,8 @@ def _sleep(ticks):
     if task._cancelled:
         raise vm._cancelled_error(task)
     until = vm._now + ticks
+    if until > MAX_TICK:
+        raise tick_error(f"cp.sleep({ticks})", vm._now, ticks, "sleep fewer ticks")
     vm._rows.append(task._k | SLEEP)
     vm._vals.append(until)
     if ticks:
