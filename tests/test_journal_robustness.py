@@ -170,3 +170,59 @@ def test_a_run_at_the_last_tick_saves_and_loads_in_both_formats(tmp_path):
     assert vm.run(main()) == MAX_TICK
     loads_the_same(vm.journal, tmp_path)
     assert vm.journal.state_at(len(vm.journal)).tick == MAX_TICK
+
+
+# ---------------------------------------------------------------------------
+# A VM whose journal file is closed
+
+
+async def _short():
+    await cp.sleep(1)
+    return cp.now()
+
+
+def _closed_vm(tmp_path: Path) -> tuple[cp.VM, Path]:
+    path = tmp_path / "run.db"
+    vm = cp.VM(journal=path)
+    vm.run(_short())
+    vm.close()
+    return vm, path
+
+
+@pytest.mark.parametrize(
+    "action",
+    [
+        pytest.param(lambda vm: vm.run(_short()), id="vm.run"),
+        pytest.param(lambda vm: vm.step(), id="vm.step"),
+        pytest.param(lambda vm: vm.spawn(_short()), id="vm.spawn"),
+        pytest.param(lambda vm: vm.channel(), id="vm.channel"),
+    ],
+)
+def test_driving_a_vm_after_close_is_refused_and_no_record_is_lost(action, tmp_path):
+    """The defect: vm.run after vm.close() ran without streaming, silently."""
+    vm, path = _closed_vm(tmp_path)
+    before = vm.journal.digest()
+    with pytest.raises(cp.JournalError) as caught:
+        action(vm)
+    message = str(caught.value)
+    assert str(path) in message and "vm.close()" in message and "cp.VM(journal=" in message
+    assert vm.journal.digest() == before
+    assert cp.Journal.load(path).digest() == before
+    vm.close()  # still idempotent
+
+
+def test_host_actions_that_would_journal_after_close_are_refused(tmp_path):
+    path = tmp_path / "run.db"
+    vm = cp.VM(journal=path)
+    ch = vm.channel()
+    vm.close()
+    with pytest.raises(cp.JournalError, match=r"vm\.close\(\)"):
+        ch.close()
+    assert cp.Journal.load(path).digest() == vm.journal.digest()
+
+
+def test_a_vm_without_a_journal_file_runs_after_close():
+    vm = cp.VM()
+    vm.run(_short())
+    vm.close()
+    assert vm.run(_short()) == 2

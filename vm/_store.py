@@ -229,6 +229,31 @@ def save(journal: Journal, path: str | os.PathLike) -> Path:
     return writer.path
 
 
+class ClosedColumn:
+    """What a VM's record columns become when ``vm.close()`` completes its journal file:
+    writing a record raises (the file is finished), reading the count still works."""
+
+    __slots__ = ("column", "path")
+
+    def __init__(self, column: list, path: Path) -> None:
+        self.column = column
+        self.path = path
+
+    def __len__(self) -> int:
+        return len(self.column)
+
+    def append(self, item: Any) -> None:
+        raise closed_error(self.path, "this action")
+
+
+def closed_error(path: Path, what: str) -> JournalError:
+    return JournalError(
+        f"{what} would journal records after vm.close() finished this VM's journal file "
+        f"{path}, which cannot take more (its records, count and digest are final), so they "
+        f"would be lost; make a new cp.VM(journal=...) to run more"
+    )
+
+
 # -- JSON lines --------------------------------------------------------------------------------
 
 

@@ -266,6 +266,7 @@ class VM:
     def spawn(self, coro: Any, *, name: str | None = None) -> Task:
         """Create a task from the host without running anything (see :meth:`step`)."""
         self._check_host_call("vm.spawn()", coro)
+        self._check_open("vm.spawn()", coro)
         return self._spawn(coro, name, None, None, "vm.spawn()")
 
     def run(self, coro: Any) -> Any:
@@ -277,6 +278,7 @@ class VM:
         """
         __tracebackhide__ = True
         self._check_host_call("vm.run()", coro)
+        self._check_open("vm.run()", coro)
         root = self._spawn(coro, None, None, None, "vm.run()")
         with DeferredInterrupts():  # Ctrl-C: in user code, or at a safe point
             budget = self._max_steps if self._max_steps is not None else sys.maxsize
@@ -329,6 +331,7 @@ class VM:
         if not isinstance(n, int) or isinstance(n, bool) or n < 0:
             raise ValueError(f"vm.step(n) needs a non-negative int, got {n!r}")
         self._check_host_call("vm.step()")
+        self._check_open("vm.step()")
         self._active = True
         try:
             with DeferredInterrupts():
@@ -341,19 +344,36 @@ class VM:
         from ._channel import Channel
 
         self._check_host_call("vm.channel()")
+        self._check_open("vm.channel()")
         return Channel(self, capacity, None)
 
     def close(self) -> None:
         """Release host resources: finish the journal file (``VM(journal=path)``) and
         close a worker backend this VM created.  Idempotent.
 
-        ``with cp.VM(workers="process") as vm: ...`` closes on exit.
+        ``with cp.VM(workers="process") as vm: ...`` closes on exit.  A VM whose
+        journal file is closed refuses to go on (``cp.JournalError``): its records
+        would not reach the finished file.
         """
         self._workers.close()
         if self._stream is not None:
+            from ._store import ClosedColumn
+
             stream, self._stream = self._stream, None
             self._slice_hooks.remove(stream.flush)
+            self._closed_file = stream.path
+            self._rows = ClosedColumn(self._journal._rows, stream.path)  # any late record: refused
+            self._vals = ClosedColumn(self._journal._vals, stream.path)
             stream.finish()
+
+    _closed_file: Path | None = None  # the journal file vm.close() finished
+
+    def _check_open(self, what: str, coro: Any = None) -> None:
+        if self._closed_file is not None:
+            from ._store import closed_error
+
+            discard(coro)
+            raise closed_error(self._closed_file, what)
 
     def __enter__(self) -> VM:
         return self
