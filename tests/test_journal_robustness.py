@@ -512,6 +512,29 @@ def test_an_sqlite_meta_table_of_another_shape_is_refused(tmp_path):
     assert "not a Counterpoint journal" in load_error(path)
 
 
+@pytest.mark.parametrize(
+    "statements",
+    [
+        [
+            "DROP TABLE meta",
+            "CREATE VIEW meta AS WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n) "
+            "SELECT 'format' AS key, i AS value FROM n",
+        ],
+        [
+            "DROP TABLE chunks",
+            "CREATE TABLE chunks (first INTEGER, count INTEGER, rows BLOB, rows_format TEXT, "
+            "vals TEXT, vals_format TEXT, marks TEXT, "
+            "slow BLOB GENERATED ALWAYS AS (zeroblob(1000000000)))",
+        ],
+    ],
+    ids=["meta an endless view", "chunks with a generated column"],
+)
+def test_a_database_whose_reading_would_run_sql_is_refused_without_running_it(statements, tmp_path):
+    path = cp.Journal.load(_jsonl_with_value(tmp_path, "1")).save(tmp_path / "run.db")
+    modify(path, *statements)
+    assert "is not a plain table" in load_error(path)
+
+
 def test_a_journal_database_without_chunks_is_refused(tmp_path):
     path = cp.Journal.load(_jsonl_with_value(tmp_path, "1")).save(tmp_path / "run.db")
     modify(path, "DROP TABLE chunks")

@@ -199,7 +199,7 @@ class Writer:
             self.connection = _connect(self.path)
             self.connection.executescript(_SCHEMA)
             self._set_meta(meta)
-        except (OSError, sqlite3.Error) as error:
+        except (OSError, ValueError, sqlite3.Error) as error:  # (ValueError: NUL in the name)
             self._fail(error)
 
     def _fail(self, error: BaseException) -> None:
@@ -329,7 +329,7 @@ def export_jsonl(journal: Journal, path: str | os.PathLike) -> Path:
             for line in journal.iter_lines():
                 file.write(line)
                 file.write("\n")
-    except OSError as error:
+    except (OSError, ValueError) as error:  # (ValueError: a NUL in the name)
         raise JournalError(f"{out}: cannot write the journal: {error}") from error
     return out
 
@@ -551,11 +551,13 @@ def _load_sqlite(path: Path, head: bytes, journal: Journal) -> None:
     except (sqlite3.Error, ValueError) as error:
         raise JournalError(f"{path}: cannot open the journal: {error}") from error
     try:
-        try:
-            meta = dict(connection.execute("SELECT key, value FROM meta"))
-        except sqlite3.OperationalError as error:
-            if "locked" in str(error) or "busy" in str(error):
-                raise
+        tables = dict(
+            connection.execute(
+                "SELECT lower(name), type FROM sqlite_master WHERE lower(name) IN "
+                "('meta', 'chunks')"
+            )
+        )
+        if "meta" not in tables:
             if _wal_mode(head) and wal_missing:
                 raise JournalError(
                     f"{path}: this looks like a journal database copied without its -wal file "
@@ -563,8 +565,20 @@ def _load_sqlite(path: Path, head: bytes, journal: Journal) -> None:
                     f"it: a running VM keeps its newest records there); copy {path.name}-wal "
                     f"too, or close the VM (vm.close()) before copying"
                 ) from None
+            raise JournalError(f"{path}: not a Counterpoint journal (it has no meta table)")
+        for name, kind in sorted(tables.items()):  # (reading a view or a generated column
+            hidden = connection.execute(f"PRAGMA table_xinfo({name})").fetchall()  # runs SQL)
+            if kind != "table" or any(column[-1] for column in hidden):
+                raise JournalError(
+                    f"{path}: not a Counterpoint journal (its {name} is not a plain table)"
+                )
+        try:
+            meta = dict(connection.execute("SELECT key, value FROM meta"))
+        except sqlite3.OperationalError as error:
+            if "locked" in str(error) or "busy" in str(error):
+                raise
             raise JournalError(
-                f"{path}: not a Counterpoint journal (it has no meta table)"
+                f"{path}: not a Counterpoint journal (its meta table is another's: {error})"
             ) from None
         problems = [row[0] for row in connection.execute("PRAGMA quick_check")]
         if problems != ["ok"]:
