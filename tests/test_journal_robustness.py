@@ -559,6 +559,39 @@ def test_writing_a_journal_over_a_directory_is_a_journal_error(write, tmp_path):
         write(tmp_path / "run.db")
 
 
+@pytest.mark.parametrize(
+    "make",
+    [
+        pytest.param(lambda path: path.write_text("my notes\n"), id="a text file"),
+        pytest.param(os.mkfifo, id="a fifo"),
+        pytest.param(lambda path: path.symlink_to("/dev/null"), id="a symlink to /dev/null"),
+    ],
+)
+@pytest.mark.parametrize(
+    "write",
+    [
+        pytest.param(lambda path: cp.VM(journal=path).close(), id="VM(journal=path)"),
+        pytest.param(lambda path: cp.Journal().save(path), id="save"),
+    ],
+)
+def test_writing_a_journal_never_destroys_what_is_not_one(make, write, tmp_path):
+    """A journal file replaces an older journal, or a symlink (not its target); never a
+    device (saving to /dev/null used to delete /dev/null, as root), a pipe or a file of
+    something else."""
+    path = tmp_path / "run.db"
+    make(path)
+    if path.is_symlink():
+        write(path)
+        assert not path.is_symlink() and Path("/dev/null").is_char_device()
+        assert len(cp.Journal.load(path)) == 0
+        return
+    before = path.lstat()
+    with pytest.raises(cp.JournalError, match="refusing to replace it") as caught:
+        write(path)
+    assert str(path) in str(caught.value)
+    assert path.lstat().st_ino == before.st_ino and path.lstat().st_mode == before.st_mode
+
+
 def test_writing_meta_a_file_cannot_hold_is_a_journal_error(tmp_path):
     with pytest.raises(cp.JournalError, match="meta value 'seed' has an int of more than"):
         cp.VM(seed=10**5000, journal=tmp_path / "run.db")

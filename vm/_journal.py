@@ -911,7 +911,8 @@ class Journal:
     # -- files -------------------------------------------------------------------
 
     def save(self, path: str | os.PathLike) -> Path:
-        """Write the journal to an SQLite file (replacing it); see ``docs/journal.md``.
+        """Write the journal to an SQLite file (replacing an older journal; never a
+        directory, device, pipe or non-SQLite file); see ``docs/journal.md``.
 
         >>> # vm.journal.save("run.db");  cp.Journal.load("run.db").digest() == vm.journal.digest()
         """

@@ -181,6 +181,36 @@ def _meta_items(journal: Journal, path: Path) -> dict[str, str]:
     return items
 
 
+def _check_replaceable(path: Path, database: bool = True) -> None:
+    """Refuse to replace what is not a file of its own or not a journal: a directory, a
+    pipe, a socket, a device (``/dev/null`` ...) or (``database``) a file that is not an
+    SQLite database.  A symlink is replaced (not what it points to)."""
+    try:
+        info = os.lstat(path)
+    except (OSError, ValueError):
+        return  # (missing; or an error that writing reports)
+    if stat.S_ISLNK(info.st_mode) or (stat.S_ISREG(info.st_mode) and not info.st_size):
+        return
+    if stat.S_ISDIR(info.st_mode):
+        what = "a directory"
+    elif not stat.S_ISREG(info.st_mode):
+        what = "a pipe, socket or device, not a file of its own"
+    elif not database:
+        return
+    else:
+        try:
+            with open(path, "rb") as file:
+                if file.read(len(_SQLITE_MAGIC)) == _SQLITE_MAGIC:
+                    return
+        except OSError:
+            return
+        what = f"a file of {info.st_size:,} bytes that is not an SQLite journal"
+    raise JournalError(
+        f"{path}: cannot write the journal: it is {what}; refusing to replace it "
+        f"(remove it, or choose another path)"
+    )
+
+
 class Writer:
     """Writes a journal to an SQLite file in chunks: for ``save`` and streaming VMs."""
 
@@ -195,6 +225,7 @@ class Writer:
         meta.update(_meta_items(journal, self.path))
         try:
             for stale in (self.path, Path(f"{self.path}-wal"), Path(f"{self.path}-shm")):
+                _check_replaceable(stale, stale is self.path)
                 stale.unlink(missing_ok=True)
             self.connection = _connect(self.path)
             self.connection.executescript(_SCHEMA)
@@ -279,7 +310,7 @@ class Writer:
 
 
 def save(journal: Journal, path: str | os.PathLike) -> Path:
-    """Write ``journal`` to an SQLite file (replacing it) and return the path."""
+    """Write ``journal`` to an SQLite file (replacing an older one) and return the path."""
     writer = Writer(journal, path)
     writer.finish()
     return writer.path
