@@ -12,7 +12,7 @@ from threading import get_ident
 from typing import Any
 
 from ._errors import WrongVMError
-from ._journal import MAX_TICK, SLEEP, tick_error
+from ._journal import SLEEP, tick_error
 from ._task import BLOCKED, Task
 from ._traps import (
     PARK,
@@ -87,8 +87,8 @@ def _sleep(ticks):
     if task._cancelled:
         raise vm._cancelled_error(task)
     until = vm._now + ticks
-    if until > MAX_TICK:
-        raise tick_error(f"cp.sleep({ticks})", vm._now, ticks, "sleep fewer ticks")
+    if until > 4611686018427387903:  # MAX_TICK, 2**62 - 1 (a literal: this is a hot path)
+        raise tick_error("cp.sleep({})", vm._now, ticks, "sleep fewer ticks")
     vm._rows.append(task._k | SLEEP)
     vm._vals.append(until)
     if ticks:

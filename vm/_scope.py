@@ -184,7 +184,7 @@ class Scope:
         vm = task._vm
         timeout = self._timeout
         if timeout is not None and timeout > MAX_TICK - vm._now:
-            call = f"cp.scope(timeout={timeout})"
+            call = "cp.scope(timeout={})"
             raise tick_error(call, vm._now, timeout, "use a smaller timeout, or None")
         self._vm = vm
         self._owner_task = task

@@ -221,7 +221,7 @@ def select(*cases: Any, timeout: int | None = None, policy: str = "priority"):
         if timeout < 0:
             raise ValueError(f"select timeout must be >= 0 ticks, got {timeout}")
         if timeout > MAX_TICK - task._vm._now:
-            call = f"cp.select(timeout={timeout})"
+            call = "cp.select(timeout={})"
             raise tick_error(call, task._vm._now, timeout, "use a smaller timeout, or None")
     normalized = []
     for case in cases:

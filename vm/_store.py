@@ -258,7 +258,7 @@ class Writer:
         if end - first < (1 if force else CHUNK):
             return
         if self.connection is None:
-            raise JournalError(f"{self.path}: the journal file was not written (see above)")
+            raise JournalError(f"{self.path}: the journal file is closed; nothing more fits")
         journal._seal()
         values_end = len(journal._vals)
         try:
@@ -438,7 +438,6 @@ _FIELDS = frozenset({"data", "event_id", "kind", "lane", "task", "tick"})
 
 
 def _load_jsonl(path: Path, file: Any, journal: Journal) -> None:
-    tick = 0
     number = 0
     for number, raw in enumerate(file, 1):
         if not raw.strip():

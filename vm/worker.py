@@ -117,9 +117,7 @@ def start(name: str | Callable, payload: Any = None, *, cost: int = 1) -> int:
     if cost < 1:
         raise ValueError(f"cost must be at least 1 tick, got {cost}")
     if cost > MAX_TICK - current._vm._now:
-        raise tick_error(
-            f"cp.worker.start(cost={cost})", current._vm._now, cost, "use a lower cost"
-        )
+        raise tick_error("cp.worker.start(cost={})", current._vm._now, cost, "use a lower cost")
     return current._vm._workers.start(current, name, payload, cost)
 
 
