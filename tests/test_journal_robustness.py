@@ -115,6 +115,18 @@ def test_a_sleep_past_the_last_tick_is_a_tick_range_error_at_the_call(ticks, wri
     assert [r.kind for r in vm.journal].count("sleep") == 1  # the refused sleep wrote nothing
 
 
+def test_a_sleep_too_long_to_write_spawned_as_a_task_fails_that_task_with_a_tick_range_error():
+    async def main():
+        task = cp.spawn(cp.sleep(10**5000))  # (its name says what it does)
+        with pytest.raises(cp.TickRangeError, match=r"cp\.sleep\(an int of 16610 bits\)"):
+            await task
+        other = cp.spawn(cp.sleep(5000))
+        await other
+        return task.name, other.name
+
+    assert cp.VM().run(main()) == ("cp.sleep(an int of 16610 bits)", "cp.sleep(5000)")
+
+
 def test_a_tick_range_error_is_a_limit_exceeded_and_a_value_error():
     assert issubclass(cp.TickRangeError, cp.LimitExceeded)
     assert issubclass(cp.TickRangeError, ValueError)

@@ -232,15 +232,16 @@ def tick_error(call: str, now: int, ticks: int, advice: str) -> TickRangeError:
     """The error for a deadline ``now + ticks`` past ``MAX_TICK``; ``call`` has a ``{}``
     for ``ticks`` (written in full, or summarized if too long to write)."""
     return TickRangeError(
-        f"{call.format(_number(ticks))} at tick {now:,} would reach tick "
-        f"{_number(now + ticks)}, past the last tick a journal can hold ({MAX_TICK:,}, "
+        f"{call.format(tick_text(ticks))} at tick {now:,} would reach tick "
+        f"{tick_text(now + ticks)}, past the last tick a journal can hold ({MAX_TICK:,}, "
         f"which is 2**62 - 1: ticks are stored as signed 64-bit integers, with room to add "
         f"one more count of ticks); {advice}"
     )
 
 
-def _number(value: int) -> str:
-    return f"{value:,}" if value < 10**30 else f"an int of {value.bit_length()} bits"
+def tick_text(value: int) -> str:
+    """A number of ticks for a message: in full, or its size if too long to write."""
+    return f"{value:,}" if abs(value) < 10**30 else f"an int of {value.bit_length()} bits"
 
 
 def _has_big_int(value: Any) -> bool:

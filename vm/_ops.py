@@ -12,7 +12,7 @@ from threading import get_ident
 from typing import Any
 
 from ._errors import WrongVMError
-from ._journal import SLEEP, tick_error
+from ._journal import SLEEP, tick_error, tick_text
 from ._task import BLOCKED, Task
 from ._traps import (
     PARK,
@@ -79,7 +79,7 @@ def checkpoint():
     return new_op(here(_running.task, "cp.checkpoint()"), _checkpoint())
 
 
-@operation(lambda ticks: f"cp.sleep({ticks})")
+@operation(lambda ticks: f"cp.sleep({ticks if ticks < 10**30 else tick_text(ticks)})")
 def _sleep(ticks):
     task = _running.task
     task._fresh = None
