@@ -28,7 +28,8 @@ import counterpoint as cp
 from counterpoint import _store
 
 EXAMPLES = sorted((Path(__file__).resolve().parent.parent / "examples").glob("*.py"))
-BIG = 10**5000  # beyond the default int->str limit (4300 digits)
+BIG = 10**4299  # 4,300 digits: the longest int a journal holds, beyond the strictest int->str
+# limit a process may set (640 digits)
 TEXT = 'h\u00e9llo "w\u00f6rld" \\ \u2603 \U0001f600 \n\t \' \x00 \ud800 end'
 EXPECTED_META_KEYS = {"format", "schema_version", "complete", "records", "digest"}
 
@@ -331,12 +332,17 @@ def test_saving_replaces_an_existing_file(tmp_path):
     assert_same_journal(cp.Journal.load(path), small)
 
 
-def test_an_empty_journal_round_trips_through_both_formats(tmp_path):
+def test_an_empty_journal_round_trips_through_sqlite(tmp_path):
     empty = cp.Journal()
     assert_same_journal(cp.Journal.load(empty.save(tmp_path / "empty.db")), empty)
-    exported = empty.export_jsonl(tmp_path / "empty.jsonl")
-    assert exported.read_bytes() == b""
-    assert cp.Journal.load(exported).digest() == hashlib.sha256(b"").hexdigest()
+    assert empty.digest() == hashlib.sha256(b"").hexdigest()
+
+
+def test_an_empty_journal_is_not_exported_to_an_empty_jsonl_file_that_would_not_load(tmp_path):
+    with pytest.raises(cp.JournalError, match="no records") as caught:
+        cp.Journal().export_jsonl(tmp_path / "empty.jsonl")
+    assert "save()" in str(caught.value)
+    assert not (tmp_path / "empty.jsonl").exists()
 
 
 def test_load_accepts_str_and_path_objects(tmp_path):
@@ -1020,10 +1026,13 @@ def test_damaged_metadata_is_a_journal_error(statement, saved):
     load_error(path)
 
 
-def test_a_journal_saved_with_unlimited_int_digits_loads_with_the_default_limit(tmp_path):
+@pytest.mark.parametrize("writer_limit", [0, 640], ids=["unlimited", "strictest"])
+def test_a_journal_saved_with_any_int_digits_limit_loads_with_the_default_limit(
+    writer_limit, tmp_path
+):
     path = tmp_path / "big.db"
     limit = sys.get_int_max_str_digits()
-    sys.set_int_max_str_digits(0)
+    sys.set_int_max_str_digits(writer_limit)
     try:
         journal = journal_of(ping_pong(2, payload=BIG))  # type: ignore[arg-type]
         journal.save(path)
@@ -1031,6 +1040,8 @@ def test_a_journal_saved_with_unlimited_int_digits_loads_with_the_default_limit(
     finally:
         sys.set_int_max_str_digits(limit)
     assert cp.Journal.load(path).digest() == digest
+    values = [record.data["value"] for record in cp.Journal.load(path).filter(kind="send")]
+    assert [BIG, 1] in values
 
 
 # ---------------------------------------------------------------------------

@@ -45,6 +45,12 @@ class LimitExceeded(CounterpointError):
     """A resource bound (such as ``cp.scope(max_children=...)``) would be exceeded."""
 
 
+class TickRangeError(LimitExceeded, ValueError):
+    """A number of ticks (``cp.sleep``, a scope or select ``timeout``, a worker ``cost``)
+    would put a deadline past the last tick a journal can hold (2**62 - 1): the message
+    says the call, the tick it would reach and the bound."""
+
+
 class ChannelClosed(CounterpointError):
     """Send on a closed channel, or receive on a closed channel that has been drained."""
 
@@ -135,6 +141,7 @@ for _error in (
     Deadlock,
     StepLimitExceeded,
     LimitExceeded,
+    TickRangeError,
     ChannelClosed,
     ScopeClosed,
     NotInTaskError,

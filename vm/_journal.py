@@ -22,17 +22,37 @@ import hashlib
 import json
 import math
 import os
+import re
 from bisect import bisect_right
 from collections.abc import Iterator
 from decimal import Decimal
+from itertools import compress, repeat
+from operator import is_
 from pathlib import Path
 from typing import Any, NamedTuple
+
+from ._errors import TickRangeError
 
 TASK_SHIFT = 6
 A_SHIFT = 34
 # A packed row is a signed 64-bit int: 6 bits of kind, 28 of task id, 29 of ``a``.
 MAX_TASK_ID = (1 << (A_SHIFT - TASK_SHIFT)) - 1
 MAX_OBJECT_ID = (1 << (63 - A_SHIFT)) - 1
+# Ticks are SQLite INTEGERs (signed 64-bit) in a journal file.  A deadline that enters
+# through the API (now + ticks: cp.sleep, scope and select timeouts, worker costs) may be
+# at most MAX_TICK, half of that, so that adding one more such count to a tick (a queued
+# worker starts at the due tick of another one) still fits; loading accepts INT64_MAX.
+MAX_TICK = (1 << 62) - 1
+INT64_MAX = (1 << 63) - 1
+# Ints in record values have at most MAX_INT_DIGITS decimal digits (CPython's default
+# int<->str limit): reading a decimal int costs time quadratic in its length, so a bound
+# keeps every journal file fast to load.  Recording writes a larger int as "<int of N
+# bits>" (as it writes other things a record cannot hold); loading refuses one.
+MAX_INT_DIGITS = 4300
+_INT_LIMIT = 10**MAX_INT_DIGITS
+# How deeply a value read from a file may nest: plain() keeps 8 levels, and the wire form
+# of plain data (workers, host events: 101 levels, 3 per dict with non-str keys) fits.
+MAX_VALUE_DEPTH = 320
 _KIND_MASK = (1 << TASK_SHIFT) - 1
 _TASK_MASK = (1 << (A_SHIFT - TASK_SHIFT)) - 1
 
@@ -167,6 +187,8 @@ def plain(value: Any, _depth: int = 0) -> Any:
     [1, 'a', [2.5, None]]
     """
     cls = type(value)
+    if cls is int:
+        return value if -_INT_LIMIT < value < _INT_LIMIT else int_summary(value)
     if cls in _ATOMIC:
         return value
     if cls is float:
@@ -174,7 +196,7 @@ def plain(value: Any, _depth: int = 0) -> Any:
             return value
         return f"<float {value!r}>"
     if isinstance(value, int):  # IntEnum and friends: their number
-        return int(value)
+        return plain(int(value))
     if isinstance(value, str):
         return str(value)
     if _depth >= _MAX_DEPTH:
@@ -195,6 +217,54 @@ def plain(value: Any, _depth: int = 0) -> Any:
     if isinstance(value, BaseException):
         return f"<{cls.__name__}>"
     return f"<{cls.__qualname__}>"
+
+
+def int_summary(value: int) -> str:
+    """What a record holds for an int of more than ``MAX_INT_DIGITS`` digits.
+
+    >>> int_summary(10**5000)
+    '<int of 16610 bits>'
+    """
+    return f"<int of {value.bit_length()} bits>"
+
+
+def tick_error(call: str, now: int, ticks: int, advice: str) -> TickRangeError:
+    """The error for a deadline ``now + ticks`` past ``MAX_TICK``; ``call`` has a ``{}``
+    for ``ticks`` (written in full, or summarized if too long to write)."""
+    return TickRangeError(
+        f"{call.format(tick_text(ticks))} at tick {now:,} would reach tick "
+        f"{tick_text(now + ticks)}, past the last tick a journal can hold ({MAX_TICK:,}, "
+        f"which is 2**62 - 1: ticks are stored as signed 64-bit integers, with room to add "
+        f"one more count of ticks); {advice}"
+    )
+
+
+def tick_text(value: int) -> str:
+    """A number of ticks for a message: in full, or its size if too long to write."""
+    return f"{value:,}" if abs(value) < 10**30 else f"an int of {value.bit_length()} bits"
+
+
+def _has_big_int(value: Any) -> bool:
+    cls = type(value)
+    if cls is int:
+        return not -_INT_LIMIT < value < _INT_LIMIT
+    if cls is tuple or cls is list:
+        return any(_has_big_int(item) for item in value)
+    if cls is dict:
+        return any(_has_big_int(item) for item in value.values())
+    return False
+
+
+def _bound_ints(value: Any) -> Any:
+    """``value`` with every int beyond ``MAX_INT_DIGITS`` digits as its summary."""
+    cls = type(value)
+    if cls is int:
+        return value if -_INT_LIMIT < value < _INT_LIMIT else int_summary(value)
+    if cls is tuple or cls is list:
+        return cls(_bound_ints(item) for item in value)
+    if cls is dict:
+        return {key: _bound_ints(item) for key, item in value.items()}
+    return value
 
 
 def _key_text(key: Any) -> str:
@@ -394,9 +464,233 @@ def _pack(kind: int, task: int, data: dict[str, Any]) -> tuple[int, Any]:
         b = ("ok",) if outcome == "ok" else (outcome, data["error"], data["message"])
     elif kind not in (STEP, TIMER, CANCELLED):
         raise ValueError(f"unknown record kind {kind}")
-    if type(a) is not int or a < 0 or type(task) is not int or not 0 <= task <= _TASK_MASK:
-        raise ValueError("ids must be non-negative ints")
+    if type(task) is not int or not 0 <= task <= MAX_TASK_ID:
+        raise ValueError(f"the task must be an int from 0 to {MAX_TASK_ID:,}, not {task!r}")
+    if type(a) is not int or not 0 <= a <= MAX_OBJECT_ID:
+        raise ValueError(f"an id must be an int from 0 to {MAX_OBJECT_ID:,}, not {a!r}")
     return kind | task << TASK_SHIFT | a << A_SHIFT, b
+
+
+# ---------------------------------------------------------------------------
+# Validation of records read from a file: every record that loads must be one a VM
+# could have written, so that every operation on the journal (iteration, digest,
+# state_at, save, replay) works on it.  Values read from JSON are already plain,
+# with finite floats and bounded ints (``_store._parse_json``).
+
+_SEQUENCES = (list, tuple)
+_NAME = re.compile(r"[a-z][a-z_]{0,31}\Z")  # op and object names, written into JSON as is
+_CASE = re.compile(r"(channel|task) (0|[1-9][0-9]{0,8})\Z")  # a select case
+# kinds whose packed row has no id (a = 0)
+_NO_ID = frozenset({STEP, TIMER, CANCELLED, SLEEP, DONE, FAIL, SELECT, EVENT})
+_SUMMARY = re.compile(r"<int of [1-9][0-9]{0,15} bits>\Z")  # what int_summary writes
+
+
+def _count(value: Any, least: int = 0) -> bool:
+    """An int >= ``least`` given by a program, or the summary of one that was too long."""
+    if type(value) is int:
+        return value >= least
+    return type(value) is str and _SUMMARY.match(value) is not None
+
+
+_SCOPE_OPTIONS: dict[str, Any] = {
+    "par": lambda v: v is True,
+    "shield": lambda v: v is True,
+    "timeout": lambda v: type(v) is int and 0 <= v <= INT64_MAX,
+    "max_children": _count,
+}
+
+
+# the extra data of a create record, per object kind: name -> check
+_CREATE_EXTRAS: dict[str, dict[str, Any]] = {
+    "channel": {"capacity": _count},
+    "lock": {},
+    "semaphore": {"value": _count},
+    "event": {},
+    "condition": {"lock": lambda v: type(v) is int and 0 <= v <= MAX_OBJECT_ID},
+    "barrier": {"parties": lambda v: _count(v, 1)},
+}
+
+
+def _check_plain(value: Any, what: str, depth: int = 0) -> None:
+    """Raise ValueError unless ``value`` is plain data a record can hold."""
+    cls = type(value)
+    if cls is str or cls is int or cls is bool or value is None:
+        if cls is int and not -_INT_LIMIT < value < _INT_LIMIT:
+            raise ValueError(f"{what} has an int of more than {MAX_INT_DIGITS:,} digits")
+        return
+    if cls is float:
+        if not math.isfinite(value):
+            raise ValueError(f"{what} has a float {value!r}; records hold finite floats")
+        return
+    if cls is not list and cls is not dict:
+        raise ValueError(f"{what} has a {cls.__name__}, which is not plain data")
+    if depth >= MAX_VALUE_DEPTH:
+        raise ValueError(f"{what} is nested more than {MAX_VALUE_DEPTH} levels deep")
+    if cls is list:
+        for item in value:
+            _check_plain(item, what, depth + 1)
+    else:
+        for key, item in value.items():
+            if type(key) is not str:
+                raise ValueError(f"{what} has a dict key {key!r}; keys are strs")
+            _check_plain(item, what, depth + 1)
+
+
+def _check_wire(value: Any, what: str) -> None:
+    """Raise ValueError unless ``value`` is the canonical wire form of plain data."""
+    from ._plaindata import decode, encode
+
+    _check_plain(value, what)
+    try:
+        canonical = encode(decode(value)) == value
+    except (ValueError, TypeError, KeyError, AttributeError, RecursionError) as error:
+        raise ValueError(f"{what} is not a wire form of plain data ({error})") from None
+    if not canonical:
+        raise ValueError(f"{what} is not in the canonical wire form of plain data")
+
+
+def _is_str_pair(b: Any) -> bool:
+    return type(b) in _SEQUENCES and len(b) == 2 and type(b[0]) is str and type(b[1]) is str
+
+
+def _check_slot(kind: int, a: int, b: Any, tick: int) -> None:
+    """Raise ValueError unless id ``a`` and value slot ``b`` are what a VM writes for a
+    record of ``kind`` at ``tick`` (``kind`` is a known code, ``a`` a packable id)."""
+    if a and kind in _NO_ID:
+        raise ValueError(f"a {KIND_NAMES[kind]} record names no object, but has id {a}")
+    if not _HAS_VALUE[kind]:
+        return
+    if kind in (SEND, RECV, DONE):
+        _check_plain(b, "its value")
+    elif kind in (SPAWN, CANCEL, CELL):
+        if type(b) is not str:
+            raise ValueError(f"its {'reason' if kind == CANCEL else 'name'} must be a str")
+    elif kind == SLEEP:
+        if type(b) is not int or not tick <= b <= INT64_MAX:
+            raise ValueError(f"it sleeps until tick {b!r}, at tick {tick}")
+    elif kind == FAIL:
+        if not _is_str_pair(b):
+            raise ValueError("its error and message must be strs")
+    elif kind == SELECT:
+        if type(b) not in _SEQUENCES or len(b) != 2 or type(b[1]) is not str:
+            raise ValueError("it needs an index and a tag")
+        if type(b[0]) is not int or b[0] < -1:
+            raise ValueError(f"its index must be an int >= -1, not {b[0]!r}")
+    elif kind in (ACQUIRE, RELEASE):
+        if b != "lock" and b != "semaphore":
+            raise ValueError(f"it is about a lock or a semaphore, not {b!r}")
+    elif kind in (SET, CLEAR):
+        if b != "event":
+            raise ValueError(f"it is about an event, not {b!r}")
+    elif kind == NOTIFY:
+        if type(b) is not int or b < 0:
+            raise ValueError(f"the number woken must be an int >= 0, not {b!r}")
+    elif kind == BLOCK:
+        _check_block(a, b)
+    elif kind == CREATE:
+        _check_create(b)
+    elif kind == SCOPE:
+        _check_scope(b)
+    elif kind == QUEUE:
+        if not _is_str_pair(b):
+            raise ValueError("it needs a name and a payload digest (strs)")
+    elif kind == START:
+        if type(b) not in _SEQUENCES or len(b) != 4 or not _is_str_pair(b[:2]):
+            raise ValueError("it needs a name, a payload digest, a cost and a due tick")
+        cost, due = b[2], b[3]
+        if type(cost) is not int or type(due) is not int or cost < 1 or due != tick + cost:
+            raise ValueError(f"cost {cost!r} and due tick {due!r} do not fit tick {tick}")
+        if due > INT64_MAX:
+            raise ValueError(f"due tick {due} is past {INT64_MAX}")
+    elif kind == RECEIPT:
+        _check_receipt(b)
+    elif kind == EVENT:
+        if type(b) not in _SEQUENCES or len(b) != 2 or type(b[0]) is not str:
+            raise ValueError("it needs a source (a str) and a payload")
+        _check_wire(b[1], "its payload")
+    elif kind == CHOOSE:
+        if a < 1 or type(b) is not int or not 0 <= b < a:
+            raise ValueError(f"index {b!r} does not pick one of {a} options")
+    elif kind == CELL_DONE:
+        if type(b) not in _SEQUENCES or not b or any(type(part) is not str for part in b):
+            raise ValueError("its outcome must be strs")
+        if (b[0] == "ok") != (len(b) == 1) or len(b) not in (1, 3):
+            raise ValueError("an ok cell has no error; another has an error and a message")
+    else:
+        raise ValueError(f"unknown record kind {kind}")
+
+
+def _check_block(a: int, b: Any) -> None:
+    if type(b) not in _SEQUENCES or len(b) not in (2, 3):
+        raise ValueError("it needs an op and what it waits on")
+    op, key = b[0], b[1]
+    if type(op) is not str or type(key) is not str or not _NAME.match(op):
+        raise ValueError(f"op {op!r} is not a name")
+    if not _NAME.match(key) or key == "op":
+        raise ValueError(f"{key!r} is not a name of what a task waits on")
+    if len(b) == 3:
+        items = b[2]
+        if a or type(items) is not list:
+            raise ValueError("a wait on several things lists them, and names no one id")
+        if op == "select" and key == "cases":
+            if not all(type(case) is str and _CASE.match(case) for case in items):
+                raise ValueError("select cases are 'channel N' or 'task N'")
+        elif op == "wait_any" and key == "workers":
+            if not all(type(h) is int and 0 <= h <= MAX_OBJECT_ID for h in items):
+                raise ValueError("wait_any waits on worker handles (ints)")
+        else:
+            raise ValueError(f"{op!r} does not wait on a list of {key!r}")
+    elif key == "cases" or key == "workers" or op == "select" or op == "wait_any":
+        raise ValueError(f"{op!r} on {key!r} waits on a list")
+    elif key == "channel" and (op == "send" or op == "recv"):
+        raise ValueError("a channel send/recv block has a row kind of its own")
+
+
+def _check_create(b: Any) -> None:
+    if type(b) not in _SEQUENCES or len(b) != 2 or type(b[1]) is not dict:
+        raise ValueError("it needs an object kind and its options")
+    object_kind, extra = b
+    checks = _CREATE_EXTRAS.get(object_kind) if type(object_kind) is str else None
+    if checks is None:
+        raise ValueError(f"unknown object kind {object_kind!r}")
+    if set(extra) != set(checks):
+        raise ValueError(f"a {object_kind} is created with {sorted(checks)}, not {sorted(extra)}")
+    for key, check in checks.items():
+        if not check(extra[key]):
+            raise ValueError(f"a {object_kind}'s {key} cannot be {extra[key]!r}")
+
+
+def _check_scope(b: Any) -> None:
+    if type(b) not in _SEQUENCES or len(b) != 2 or type(b[1]) is not dict:
+        raise ValueError("it needs an event and its details")
+    event, details = b
+    if event == "open":
+        for key, value in details.items():
+            check = _SCOPE_OPTIONS.get(key)
+            if check is None or not check(value):
+                raise ValueError(f"a scope opens with no option {key!r} = {value!r}")
+    elif event == "close":
+        if list(details) != ["outcome"] or type(details["outcome"]) is not str:
+            raise ValueError("a scope closes with an outcome (a str)")
+    else:
+        raise ValueError(f"a scope has no event {event!r}")
+
+
+def _check_receipt(b: Any) -> None:
+    if type(b) not in _SEQUENCES or len(b) != 4:
+        raise ValueError("it needs a status, a result, its digest and an error")
+    status, result, result_digest, error = b
+    if status == 1 and type(status) is int:
+        if type(result_digest) is not str or error != "":
+            raise ValueError("a completed worker has a result digest and no error")
+        _check_wire(result, "its result")
+    elif status in (-1, -2) and type(status) is int:
+        if result is not None or result_digest is not None or type(error) is not str:
+            raise ValueError("a worker that did not complete has an error and no result")
+        if status == -2 and error:
+            raise ValueError("a cancelled worker has no error")
+    else:
+        raise ValueError(f"a worker's status is 1, -1 or -2, not {status!r}")
 
 
 def _encode_data(kind: int, a: int, b: Any, tick: int) -> str:
@@ -456,6 +750,7 @@ class Journal:
         "_mark_index",
         "_mark_tick",
         "_rows",
+        "_sealed",
         "_timetravel",
         "_vals",
         "_voffsets",
@@ -473,6 +768,7 @@ class Journal:
         self._mark_tick: list[int] = [0]
         self._hasher = hashlib.sha256()
         self._hashed = 0
+        self._sealed = 0  # values checked by _seal
         self.enabled = enabled
         self.meta: dict[str, Any] = {}  # how the run was made: seed, policy (for replay)
         self._timetravel: Any = None
@@ -488,6 +784,30 @@ class Journal:
             self._mark_index.append(index)
             self._mark_tick.append(tick)
 
+    def _seal(self) -> None:
+        """Bound the ints of the values recorded since the last call (``MAX_INT_DIGITS``).
+
+        Operations append values straight to ``_vals`` (the hot path checks nothing);
+        everything that reads the columns calls this first, so an int beyond the bound
+        is never seen: it reads as ``"<int of N bits>"``, as :func:`plain` writes it.
+        """
+        vals = self._vals
+        start, end = self._sealed, len(vals)
+        if start == end:
+            return
+        # (in C: which values are ints, and which are tuples; then only those are looked at)
+        chunk = vals[start:end]
+        types = list(map(type, chunk))
+        ints = list(compress(chunk, map(is_, types, repeat(int))))
+        if ints and (max(ints) >= _INT_LIMIT or min(ints) <= -_INT_LIMIT):
+            for index in compress(range(start, end), map(is_, types, repeat(int))):
+                if not -_INT_LIMIT < vals[index] < _INT_LIMIT:
+                    vals[index] = int_summary(vals[index])
+        for index in compress(range(start, end), map(is_, types, repeat(tuple))):
+            if _has_big_int(vals[index]):
+                vals[index] = _bound_ints(vals[index])
+        self._sealed = end
+
     def _mark(self, index: int, tick: int) -> None:
         """Note that records from ``index`` on happen at ``tick`` (loading)."""
         if tick < self._mark_tick[-1] or index < self._mark_index[-1]:
@@ -499,31 +819,67 @@ class Journal:
             self._mark_tick.append(tick)
 
     def _append_loaded(self, row: int, value: Any, tick: int) -> None:
+        """Append one record read from a file (packed by ``_pack``), after checking it."""
+        if type(tick) is not int or not 0 <= tick <= INT64_MAX:
+            raise ValueError(f"tick {tick!r} is not an int from 0 to {INT64_MAX}")
+        kind = row & _KIND_MASK
+        _check_slot(kind, row >> A_SHIFT, value, tick)
         self._mark(len(self._rows), tick)
         self._rows.append(row)
-        if _HAS_VALUE[row & _KIND_MASK]:
+        if _HAS_VALUE[kind]:
             self._vals.append(value)
+        self._sealed = len(self._vals)  # (values read from JSON are bounded)
 
     def _extend_loaded(self, rows: list[int], values: list, marks: list) -> None:
-        """Append a chunk read from a file, after checking that it hangs together."""
+        """Append a chunk read from a file, after checking that it hangs together and
+        that every record is one a VM could have written (see :func:`_check_slot`)."""
         start = len(self._rows)
-        for row in rows:
-            if type(row) is not int or row < 0 or (row & _KIND_MASK) not in KIND_NAMES:
-                raise ValueError(f"{row!r} is not a record")
-        needed = sum(_HAS_VALUE[row & _KIND_MASK] for row in rows)
-        if needed != len(values):
-            raise ValueError(f"{len(values)} values for {needed} records that carry one")
-        for index, tick in marks:
+        end = start + len(rows)
+        if type(marks) is not list or not marks:
+            raise ValueError("tick marks must be a list of [index, tick]")
+        for mark in marks:
+            if type(mark) is not list or len(mark) != 2:
+                raise ValueError("tick marks must be a list of [index, tick]")
+            index, tick = mark
             if type(index) is not int or type(tick) is not int:
                 raise ValueError("tick marks must be ints")
-            if not start <= index < start + len(rows):
+            if not start <= index < end:
                 raise ValueError("a tick mark points outside the chunk")
+            if not 0 <= tick <= INT64_MAX:
+                raise ValueError(f"tick {tick} is not from 0 to {INT64_MAX}")
             self._mark(index, tick)
+        if rows and min(rows) < 0:
+            raise ValueError("a record row is negative")
+        has_value, names, no_id, count = _HAS_VALUE, KIND_NAMES, _NO_ID, len(values)
+        v = 0
+        for index, row in enumerate(rows, start):
+            kind = row & _KIND_MASK
+            if not has_value[kind]:  # step, wake ...: the commonest records, checked here
+                if row >> A_SHIFT and kind in no_id:
+                    raise ValueError(f"record {index + 1}: a {names[kind]} record has an id")
+                continue
+            if kind not in names:
+                raise ValueError(f"record {index + 1} has no known kind ({kind})")
+            if v >= count:
+                raise ValueError(f"fewer values ({count}) than records that carry one")
+            value = values[v]
+            v += 1
+            if kind in (SEND, RECV) and (type(value) is int or type(value) is str):
+                continue  # (ints and strs read from JSON are plain and bounded)
+            tick = self._tick_at(index) if kind in (SLEEP, START) else 0
+            try:
+                _check_slot(kind, row >> A_SHIFT, value, tick)
+            except ValueError as error:
+                raise ValueError(f"record {index + 1} ({names[kind]}): {error}") from None
+        if v != count:
+            raise ValueError(f"{count} values for {v} records that carry one")
         self._rows.extend(rows)
         self._vals.extend(values)
+        self._sealed = len(self._vals)  # (values read from JSON are bounded)
 
     def _prefix(self, count: int) -> Journal:
         """A new journal of the first ``count`` records (and this one's meta)."""
+        self._seal()
         out = Journal()
         out.meta = dict(self.meta)
         rows = self._rows[:count]
@@ -562,7 +918,8 @@ class Journal:
     # -- files -------------------------------------------------------------------
 
     def save(self, path: str | os.PathLike) -> Path:
-        """Write the journal to an SQLite file (replacing it); see ``docs/journal.md``.
+        """Write the journal to an SQLite file (replacing an older journal; never a
+        directory, device, pipe or non-SQLite file); see ``docs/journal.md``.
 
         >>> # vm.journal.save("run.db");  cp.Journal.load("run.db").digest() == vm.journal.digest()
         """
@@ -611,6 +968,8 @@ class Journal:
         return offset
 
     def _record(self, index: int, tick: int) -> Record:
+        if self._sealed != len(self._vals):
+            self._seal()
         row = self._rows[index]
         kind = row & _KIND_MASK
         value = self._vals[self._value_offset(index)] if _HAS_VALUE[kind] else None
@@ -619,6 +978,8 @@ class Journal:
 
     def _iter_raw(self, start: int = 0, stop: int | None = None):
         """Yield (index, tick, task, kind, a, value) for records start..stop-1."""
+        if self._sealed != len(self._vals):
+            self._seal()
         rows, vals, has_value = self._rows, self._vals, _HAS_VALUE
         stop = len(rows) if stop is None else stop
         marks_i, marks_t = self._mark_index, self._mark_tick

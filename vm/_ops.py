@@ -11,7 +11,7 @@ import random
 from typing import Any
 
 from ._errors import WrongVMError
-from ._journal import SLEEP
+from ._journal import SLEEP, tick_error, tick_text
 from ._task import BLOCKED, Task
 from ._traps import (
     PARK,
@@ -81,7 +81,7 @@ def checkpoint():
     return new_op(task, _checkpoint())
 
 
-@operation(lambda ticks: f"cp.sleep({ticks})")
+@operation(lambda ticks: f"cp.sleep({ticks if ticks < 10**30 else tick_text(ticks)})")
 def _sleep(ticks):
     task = current().task
     task._fresh = None
@@ -89,6 +89,8 @@ def _sleep(ticks):
     if task._cancelled:
         return (yield from fail_after_step(task, vm._cancelled_error(task)))
     until = vm._now + ticks
+    if until > 4611686018427387903:  # MAX_TICK, 2**62 - 1 (a literal: this is a hot path)
+        raise tick_error("cp.sleep({})", vm._now, ticks, "sleep fewer ticks")
     vm._rows.append(task._k | SLEEP)
     vm._vals.append(until)
     if ticks:

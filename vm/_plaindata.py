@@ -7,6 +7,8 @@ worker cannot share state with the VM); :func:`encode` turns plain data into a
 JSON-safe *wire form* that a journal record can hold and :func:`decode` turns
 it back, exactly; :func:`digest` is the SHA-256 of the wire form.
 
+Ints have at most 4,300 decimal digits (``MAX_INT_DIGITS``, see ``docs/journal.md``).
+
 Wire form: JSON values stand for themselves, except
 ``{"$bytes": "<base64>"}`` for bytes, ``{"$float": "nan" | "inf" | "-inf"}``
 for non-finite floats, and ``{"$dict": [[key, value], ...]}`` for a dict with a
@@ -20,7 +22,7 @@ import hashlib
 import math
 from typing import Any
 
-from ._journal import _jv
+from ._journal import _INT_LIMIT, MAX_INT_DIGITS, _jv
 
 _SCALARS = (type(None), bool, int, float, str, bytes)
 _MAX_DEPTH = 100
@@ -45,6 +47,12 @@ def copy_plain(value: Any, what: str = "value") -> Any:
 def _copy(value: Any, where: str, depth: int) -> Any:
     cls = type(value)
     if cls in _SCALARS:
+        if cls is int and not -_INT_LIMIT < value < _INT_LIMIT:
+            raise NotPlainData(
+                f"{where} is an int of {value.bit_length():,} bits, more than the "
+                f"{MAX_INT_DIGITS:,} decimal digits a journal holds (reading longer ones takes "
+                f"quadratic time); pass it as a str or as bytes"
+            )
         return value
     if depth > _MAX_DEPTH:
         raise NotPlainData(f"{where} is nested more than {_MAX_DEPTH} levels deep")

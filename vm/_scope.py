@@ -15,7 +15,7 @@ from collections import deque
 from typing import Any
 
 from ._errors import Cancelled, InvalidStateError, LimitExceeded, ScopeClosed
-from ._journal import A_SHIFT, BLOCK, SCOPE, TIMEOUT
+from ._journal import A_SHIFT, BLOCK, MAX_TICK, SCOPE, TIMEOUT, tick_error
 from ._ops import same_vm
 from ._task import CANCELLED, FAILED, UNINTERRUPTIBLE, Task, cancelled_from, park
 from ._traps import (
@@ -183,6 +183,10 @@ class Scope:
         if self._state != "new":
             raise InvalidStateError(f"scope {self.id} was already entered; create a new cp.scope()")
         vm = task._vm
+        timeout = self._timeout
+        if timeout is not None and timeout > MAX_TICK - vm._now:
+            call = "cp.scope(timeout={})"
+            raise tick_error(call, vm._now, timeout, "use a smaller timeout, or None")
         self._vm = vm
         self._owner_task = task
         number = vm._next_id("scope")

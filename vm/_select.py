@@ -13,7 +13,7 @@ from enum import IntEnum
 from typing import Any, NamedTuple
 
 from ._channel import Channel
-from ._journal import BLOCK, RECV, SELECT
+from ._journal import BLOCK, MAX_TICK, RECV, SELECT, tick_error
 from ._ops import same_vm
 from ._scope import Slot
 from ._task import BLOCKED, CANCELLED, DONE, FAILED, Task
@@ -227,6 +227,9 @@ def select(*cases: Any, timeout: int | None = None, policy: str = "priority"):
             raise TypeError(f"select timeout must be an int (ticks) or None, got {timeout!r}")
         if timeout < 0:
             raise ValueError(f"select timeout must be >= 0 ticks, got {timeout}")
+        if timeout > MAX_TICK - task._vm._now:
+            call = "cp.select(timeout={})"
+            raise tick_error(call, task._vm._now, timeout, "use a smaller timeout, or None")
     normalized = []
     for case in cases:
         if type(case) is Slot:

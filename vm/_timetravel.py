@@ -276,6 +276,11 @@ class _Channel:
 _TERMINAL = {DONE: "done", FAIL: "failed", CANCELLED: "cancelled"}
 
 
+def _add(value: int | str, units: int) -> int | str:
+    """A semaphore's value changed by ``units`` (one too large to journal stays a summary)."""
+    return value + units if type(value) is int else value
+
+
 class _Model:
     """The mutable model the records are applied to.  Tasks: id -> (name, state, wait);
     the task that ran last is ``running`` and is stored as "ready" while it runs, so a
@@ -320,12 +325,15 @@ class _Model:
         self.tasks[task] = (entry[0], state, wait)
         op = wait[0]
         if op in ("recv", "send"):
-            channel = self.channels[wait[2]]
-            (channel.receivers if op == "recv" else channel.senders).append(task)
+            channel = self.channels.get(wait[2])
+            if channel is not None:  # (None: a loaded journal that never created it)
+                (channel.receivers if op == "recv" else channel.senders).append(task)
         elif op == "select":
             for case in wait[2]:
                 if case.startswith("channel "):
-                    self.channels[int(case[8:])].receivers.append(task)
+                    channel = self.channels.get(int(case[8:]))
+                    if channel is not None:
+                        channel.receivers.append(task)
         elif wait[:2] == ("wait", "condition") and wait[2] in self.conditions:
             self.conditions[wait[2]][1].append(task)
 
@@ -337,16 +345,22 @@ class _Model:
         if wait is not None:
             op = wait[0]
             if op in ("recv", "send"):
-                channel = self.channels[wait[2]]
-                waiters = channel.receivers if op == "recv" else channel.senders
+                channel = self.channels.get(wait[2])
+                waiters = (
+                    []
+                    if channel is None
+                    else channel.receivers
+                    if op == "recv"
+                    else channel.senders
+                )
                 if task in waiters:
                     waiters.remove(task)
             elif op == "select":
                 for case in wait[2]:
                     if case.startswith("channel "):
-                        receivers = self.channels[int(case[8:])].receivers
-                        if task in receivers:
-                            receivers.remove(task)
+                        channel = self.channels.get(int(case[8:]))
+                        if channel is not None and task in channel.receivers:
+                            channel.receivers.remove(task)
             elif wait[:2] == ("wait", "condition") and wait[2] in self.conditions:
                 waiters = self.conditions[wait[2]][1]
                 if task in waiters:
@@ -426,7 +440,7 @@ class _Model:
             if b == "lock":
                 self.locks[a] = task
             else:
-                self.semaphores[a] = self.semaphores.get(a, 0) - 1
+                self.semaphores[a] = _add(self.semaphores.get(a, 0), -1)
             entry = tasks.get(task)
             if entry is not None and entry[1] == "blocked":
                 self._unblock(task)
@@ -434,7 +448,7 @@ class _Model:
             if b == "lock":
                 self.locks[a] = None
             else:
-                self.semaphores[a] = self.semaphores.get(a, 0) + 1
+                self.semaphores[a] = _add(self.semaphores.get(a, 0), 1)
         elif kind in (SET, CLEAR):
             self.events[a] = kind == SET
         elif kind == CREATE:

@@ -88,8 +88,24 @@ class RunState:
 IDLE = RunState()  # what code outside any VM sees; never written
 IDLE.ident = 0
 _run_state: ContextVar[RunState] = ContextVar("counterpoint_run_state", default=IDLE)
-set_run_state = _run_state.set
-reset_run_state = _run_state.reset
+
+
+def enter_run_state(state: RunState) -> RunState:
+    """Make ``state`` this thread's run state; return the one it replaces (give it to
+    :func:`leave_run_state`).
+
+    Always ``set``, never ``reset``: on CPython 3.11 resetting a variable to "no
+    value" deletes it from the context, and if the garbage collector runs during
+    that deletion (our ``gc.callbacks`` hook reads the variable) the variable's cache
+    keeps a pointer to the deleted value, which may then be freed (a crash found by
+    the test suite).  ``set`` refreshes the cache after its change.
+    """
+    previous = _run_state.get()
+    _run_state.set(state)
+    return previous
+
+
+leave_run_state = _run_state.set
 
 if getattr(sys.flags, "thread_inherit_context", 0):  # (Python 3.14+ may give threads ours)
 
@@ -140,16 +156,16 @@ class in_worker:
     """``with in_worker(name):`` around a worker function: here there is no task, and
     every VM entry point raises ``WorkerIsolationError`` (docs/workers.md)."""
 
-    __slots__ = ("token", "what")
+    __slots__ = ("previous", "what")
 
     def __init__(self, name: str) -> None:
         self.what = f"worker function {name!r}"
 
     def __enter__(self) -> None:
-        self.token = set_run_state(RunState(self.what))
+        self.previous = enter_run_state(RunState(self.what))
 
     def __exit__(self, *exc_info: Any) -> None:
-        reset_run_state(self.token)
+        leave_run_state(self.previous)
 
 
 def refuse_worker(state: RunState, what: str) -> None:

@@ -65,10 +65,10 @@ from ._traps import (
     check_fresh,
     current,
     discard,
+    enter_run_state,
     is_operation,
+    leave_run_state,
     refuse_worker,
-    reset_run_state,
-    set_run_state,
 )
 from ._workers import Workers
 from .events import EventQueue
@@ -379,17 +379,36 @@ class VM:
         """Release host resources: finish the journal file (``VM(journal=path)``) and
         close a worker backend this VM created.  Idempotent.
 
-        ``with cp.VM(workers="process") as vm: ...`` closes on exit.
+        ``with cp.VM(workers="process") as vm: ...`` closes on exit.  A VM whose
+        journal file is closed refuses to go on (``cp.JournalError``): its records
+        would not reach the finished file.
         """
-        with self._as_host("vm.close()"):
+        self._claim("vm.close()", closing=True)
+        try:
             self._close()
+        finally:
+            self._release()
 
     def _close(self) -> None:
         self._workers.close()
         if self._stream is not None:
+            from ._store import ClosedColumn
+
             stream, self._stream = self._stream, None
             self._slice_hooks.remove(stream.flush)
+            self._closed_file = stream.path
+            self._rows = ClosedColumn(self._journal._rows, stream.path)  # any late record: refused
+            self._vals = ClosedColumn(self._journal._vals, stream.path)
             stream.finish()
+
+    _closed_file: Path | None = None  # the journal file vm.close() finished
+
+    def _check_open(self, what: str, coro: Any = None) -> None:
+        if self._closed_file is not None:
+            from ._store import closed_error
+
+            discard(coro)
+            raise closed_error(self._closed_file, what)
 
     def __enter__(self) -> VM:
         return self
@@ -405,11 +424,15 @@ class VM:
 
     # -- scheduler -------------------------------------------------------------------
 
-    def _claim(self, what: str, coro: Any = None) -> None:
+    def _claim(self, what: str, coro: Any = None, *, closing: bool = False) -> None:
         """Make this thread the one driving the VM, or raise ``VMBusyError`` (a VM runs
-        on one thread at a time; the claim is atomic).  A refused ``coro`` is closed."""
+        on one thread at a time; the claim is atomic) -- or ``JournalError`` if
+        ``vm.close()`` finished the VM's journal file.  A refused ``coro`` is closed."""
         state = current()
         if state.task is None and state.worker is None and self._lock.acquire(blocking=False):
+            if self._closed_file is not None and not closing:
+                self._lock.release()
+                self._check_open(what, coro)  # raises
             self._thread = get_ident()
             self._driver = threading.current_thread().name
             return
@@ -441,11 +464,11 @@ class VM:
     def _drive(self, root: Task | None, budget: int) -> int:
         """Run the loop; with slice hooks (a journal file, a replay), in slices of steps
         with the hooks called between them and at the end."""
-        token = set_run_state(RunState())  # tasks on this thread run for this VM now
+        previous = enter_run_state(RunState())  # tasks on this thread run for this VM now
         try:
             return self._drive_slices(root, budget)
         finally:
-            reset_run_state(token)
+            leave_run_state(previous)
 
     def _drive_slices(self, root: Task | None, budget: int) -> int:
         hooks = self._slice_hooks

@@ -29,7 +29,7 @@ from typing import Any
 
 from ._backends import Backend, DaskBackend, InlineBackend, ProcessBackend, ThreadBackend
 from ._errors import InvalidStateError, WorkerFailed
-from ._journal import A_SHIFT, BLOCK
+from ._journal import A_SHIFT, BLOCK, MAX_TICK, tick_error
 from ._plaindata import copy_plain
 from ._task import BLOCKED, Task, park
 from ._traps import PARK, RESCHEDULE, enter, fail_after_step, new_op, operation, require_task
@@ -116,6 +116,8 @@ def start(name: str | Callable, payload: Any = None, *, cost: int = 1) -> int:
         raise TypeError(f"cost must be a whole number of ticks (an int), got {cost!r}")
     if cost < 1:
         raise ValueError(f"cost must be at least 1 tick, got {cost}")
+    if cost > MAX_TICK - current._vm._now:
+        raise tick_error("cp.worker.start(cost={})", current._vm._now, cost, "use a lower cost")
     return current._vm._workers.start(current, name, payload, cost)
 
 
