@@ -420,3 +420,40 @@ def test_an_abandoned_thread_worker_cannot_write_after_the_run():
         assert vm.journal.digest() == digest and not SHARED["ch"].closed
     finally:
         vm.close()
+
+
+GC_AT_EVERY_ALLOCATION = """
+import contextvars, gc
+import counterpoint as cp
+from counterpoint import _traps
+
+others = [contextvars.ContextVar(f"v{i}") for i in range(20)]
+for var in others:  # (a context with several variables: changing it allocates)
+    var.set(object())
+
+async def main():
+    await cp.sleep(1)
+    return 1
+
+vm = cp.VM()
+gc.set_threshold(1, 1, 1)  # a collection (and our gc hook) at almost every allocation
+stale = sum(vm.run(main()) != 1 or _traps.current() is not _traps.IDLE for _ in range(2000))
+gc.set_threshold(700, 10, 10)
+print("stale", stale)
+"""
+
+
+def test_the_run_state_survives_a_garbage_collection_at_any_moment(tmp_path):
+    """A collection while the run state is being changed must leave no dangling value
+    behind (on CPython 3.11, deleting a context variable during a collection that reads
+    it did: a segfault at the next read)."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "gc_everywhere.py"
+    script.write_text(GC_AT_EVERY_ALLOCATION)
+    done = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "stale 0"
