@@ -76,6 +76,7 @@ async def idle() -> None:
 # -- the VM ---------------------------------------------------------------------------------------
 
 case("VM", "`cp.VM(seed='1')`", TypeError, "seed must be an int")(lambda: cp.VM(seed="1"))
+case("VM", "`cp.VM(seed=2**64)`", ValueError, "seed must fit in 64 bits")(lambda: cp.VM(seed=2**64))
 case("VM", "`cp.VM(policy='lifo')`", ValueError, "choose 'fifo' or 'random'")(
     lambda: cp.VM(policy="lifo")
 )
@@ -202,6 +203,9 @@ case("time", "`cp.sleep(-1)`", ValueError, "virtual time only moves forward")(
 )
 case("time", "`cp.sleep(0.5)`", TypeError, "a whole number of ticks")(
     lambda: in_task(lambda: cp.sleep(0.5))
+)
+case("time", "`cp.sleep(2**63)`", cp.TickRangeError, "past the last tick a journal can hold")(
+    lambda: in_task(lambda: cp.sleep(2**63))
 )
 case("time", "`cp.now()` outside a task", cp.NotInTaskError, "outside a Counterpoint task")(cp.now)
 
@@ -437,6 +441,9 @@ case("explore", "`cp.explore(main, strategy='bfs')`", ValueError, "strategy")(
 )
 case("explore", "`cp.choose([])`", ValueError, "at least one option")(
     lambda: in_task(lambda: cp.choose([]))
+)
+case("explore", "`cp.choose(range(2**30))`", cp.LimitExceeded, "choose in steps")(
+    lambda: in_task(lambda: cp.choose(range(2**30)))
 )
 case("explore", "`cp.require(x)` outside a task", cp.NotInTaskError, "outside")(
     lambda: cp.require(True)

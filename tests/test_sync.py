@@ -263,7 +263,7 @@ def test_a_bounded_semaphore_refuses_a_release_past_its_initial_value(vm):
     assert [r.kind for r in vm.journal].count("release") == 1  # refused releases left no record
 
 
-def test_a_bounded_semaphore_hands_over_to_a_waiter_and_counts_like_a_semaphore(vm):
+def test_a_bounded_semaphore_hands_over_to_a_waiter_and_counts_like_a_semaphore(vm, tmp_path):
     async def user(sem, log, name):
         async with sem:
             log.append((name, cp.now()))
@@ -277,6 +277,10 @@ def test_a_bounded_semaphore_hands_over_to_a_waiter_and_counts_like_a_semaphore(
     assert vm.run(main()) == ([("a", 0), ("b", 2)], 1)
     create = next(r for r in vm.journal if r.kind == "create")
     assert create.data == {"semaphore": 1, "value": 1, "bounded": True}
+    for name in ("bounded.db", "bounded.jsonl"):  # the journal files keep the option
+        loaded = cp.Journal.load(vm.journal.save(tmp_path / name))
+        assert loaded.digest() == vm.journal.digest()
+        assert loaded.state_at(len(loaded)).semaphores == {1: 1}
 
 
 def test_an_unbounded_semaphore_may_be_released_more_than_acquired(vm):

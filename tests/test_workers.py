@@ -1214,3 +1214,23 @@ def test_a_pending_worker_survives_the_end_of_the_run_that_started_it(vm):
         return cp.worker.poll(h), await cp.worker.wait(h), cp.worker.result(h), cp.now()
 
     assert vm.run(later()) == (0, 1, 36, 4)
+
+
+@cp.worker.task(name="tw_square_late")
+def tw_square_late(n):
+    return n * n
+
+
+def test_a_queued_worker_whose_due_tick_would_pass_the_last_tick_fails_when_it_starts(tmp_path):
+    from counterpoint._journal import MAX_TICK
+
+    async def main():
+        handles = [cp.worker.start("tw_square_late", i, cost=MAX_TICK - 1) for i in range(2)]
+        return [await cp.worker.wait(h) for h in handles], cp.worker.error(handles[1])
+
+    vm = cp.VM(max_workers=1)
+    statuses, error = vm.run(main())
+    assert statuses == [1, -1]  # the second could only start at MAX_TICK - 1: too late
+    assert error.startswith("TickRangeError: cp.worker.start(cost=")
+    saved = vm.journal.save(tmp_path / "late.db")  # every tick fits in the file
+    assert cp.Journal.load(saved).digest() == vm.journal.digest()

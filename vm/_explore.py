@@ -32,10 +32,17 @@ from __future__ import annotations
 import random
 import time
 from bisect import bisect_left
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
-from ._errors import Cancelled, Deadlock, NondeterminismError, ScheduleError, StepLimitExceeded
+from ._errors import (
+    Cancelled,
+    Deadlock,
+    LimitExceeded,
+    NondeterminismError,
+    ScheduleError,
+    StepLimitExceeded,
+)
 from ._interrupts import DeferredInterrupts
 from ._journal import (
     _HAS_VALUE,
@@ -1165,15 +1172,23 @@ def choose(options: Any) -> Any:
     >>> cp.VM().run(main()), sorted(cp.explore(main).outcomes)
     ('tea', ['coffee', 'tea'])
     """
-    task = require_task("cp.choose()")
-    options = list(options)
-    if not options:
-        raise ValueError("cp.choose() needs at least one option")
-    vm = task._vm
-    index = vm._choose(len(options))
-    from ._journal import A_SHIFT, CHOOSE
+    from ._journal import A_SHIFT, CHOOSE, MAX_OBJECT_ID
 
-    vm._rows.append(task._k | CHOOSE | len(options) << A_SHIFT)
+    task = require_task("cp.choose()")
+    if not isinstance(options, Sequence):  # (a range, list, tuple or str is used as it is)
+        options = list(options)
+    count = len(options)
+    if not count:
+        raise ValueError("cp.choose() needs at least one option")
+    if count > MAX_OBJECT_ID:
+        raise LimitExceeded(
+            f"cp.choose() of {count:,} options: a choice point can have at most "
+            f"{MAX_OBJECT_ID:,} (the most a journal record holds); choose in steps, e.g. "
+            f"a high part and a low part"
+        )
+    vm = task._vm
+    index = vm._choose(count)
+    vm._rows.append(task._k | CHOOSE | count << A_SHIFT)
     vm._vals.append(index)
     return options[index]
 

@@ -509,6 +509,10 @@ _CREATE_EXTRAS: dict[str, dict[str, Any]] = {
     "condition": {"lock": lambda v: type(v) is int and 0 <= v <= MAX_OBJECT_ID},
     "barrier": {"parties": lambda v: _count(v, 1)},
 }
+# options a create record may also carry
+_CREATE_OPTIONAL: dict[str, dict[str, Any]] = {
+    "semaphore": {"bounded": lambda v: v is True},  # cp.BoundedSemaphore
+}
 
 
 def _check_plain(value: Any, what: str, depth: int = 0) -> None:
@@ -653,11 +657,12 @@ def _check_create(b: Any) -> None:
     checks = _CREATE_EXTRAS.get(object_kind) if type(object_kind) is str else None
     if checks is None:
         raise ValueError(f"unknown object kind {object_kind!r}")
-    if set(extra) != set(checks):
+    optional = _CREATE_OPTIONAL.get(object_kind, {})
+    if not set(checks) <= set(extra) <= set(checks) | set(optional):
         raise ValueError(f"a {object_kind} is created with {sorted(checks)}, not {sorted(extra)}")
-    for key, check in checks.items():
-        if not check(extra[key]):
-            raise ValueError(f"a {object_kind}'s {key} cannot be {extra[key]!r}")
+    for key, value in extra.items():
+        if not (checks.get(key) or optional[key])(value):
+            raise ValueError(f"a {object_kind}'s {key} cannot be {value!r}")
 
 
 def _check_scope(b: Any) -> None:

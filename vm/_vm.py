@@ -178,6 +178,11 @@ class VM:
     ) -> None:
         if not isinstance(seed, int) or isinstance(seed, bool):
             raise TypeError(f"seed must be an int, got {type(seed).__name__}")
+        if not -(2**63) <= seed < 2**63:
+            raise ValueError(
+                f"seed must fit in 64 bits (from -2**63 to 2**63 - 1, as a journal stores it), "
+                f"got an int of {seed.bit_length()} bits; reduce it, e.g. seed % 2**63"
+            )
         if policy not in POLICIES:
             raise ValueError(f"unknown policy {policy!r}: choose 'fifo' or 'random'")
         if max_steps is not None:

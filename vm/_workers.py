@@ -29,7 +29,7 @@ from typing import Any
 
 from ._errors import NondeterminismError, PolicyError, UnknownWorkerTask
 from ._interrupts import noted_here, safe_to_interrupt, take_interrupt
-from ._journal import A_SHIFT, QUEUE, RECEIPT, START
+from ._journal import A_SHIFT, MAX_TICK, QUEUE, RECEIPT, START, tick_error
 from ._plaindata import copy_plain, digest, encode
 from ._task import Task
 from ._traps import observed
@@ -153,6 +153,10 @@ class Workers:
 
     def _launch(self, job: WorkerJob, task: Task | None) -> None:
         vm = self.vm
+        if vm._now + job.cost > MAX_TICK:  # a queued start, late: its due tick is past the end
+            error = tick_error("cp.worker.start(cost={})", vm._now, job.cost, "use a smaller cost")
+            self._settle(job, FAILED, None, describe(error), task)
+            return
         self._in_flight += 1
         job.due = vm._now + job.cost
         job.timer = vm._add_timer(job.due, job)
