@@ -614,7 +614,11 @@ def test_writing_a_journal_never_destroys_what_is_not_one(make, write, tmp_path)
 
 
 def test_writing_meta_a_file_cannot_hold_is_a_journal_error(tmp_path):
-    with pytest.raises(cp.JournalError, match="meta value 'seed' has an int of more than"):
+    vm = cp.VM()
+    vm.journal.meta["note"] = 10**5000
+    with pytest.raises(cp.JournalError, match="meta value 'note' has an int of more than"):
+        vm.journal.save(tmp_path / "run.db")
+    with pytest.raises(ValueError, match="seed must fit in 64 bits"):  # (refused before that)
         cp.VM(seed=10**5000, journal=tmp_path / "run.db")
 
 
