@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from fuzz.generator import BASE_WEIGHT, generate, render, uses, walk
 from fuzz.properties import (
-    PROPERTIES,
+    CI_PROPERTIES,
     PropertyFailure,
     Subject,
     check,
@@ -108,7 +108,7 @@ def test_digests_are_the_same_in_fresh_processes_with_other_hash_seeds():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("prop", [p for p in PROPERTIES if p != "backends"])
+@pytest.mark.parametrize("prop", [p for p in CI_PROPERTIES if p != "backends"])
 def test_more_generated_programs_keep_every_property(prop):
     assert_holds(prop, MORE_SEEDS)
 
@@ -119,6 +119,12 @@ def test_more_generated_programs_write_the_same_journal_on_every_worker_backend(
     report = fuzz(seeds, ["backends"], shrink_seconds=60)
     if report.failed:
         pytest.fail(summary(report), pytrace=False)
+
+
+@pytest.mark.slow
+def test_partial_order_reduction_reaches_every_outcome_of_the_full_search():
+    """(Small generated programs, with task-local logs: all shared state is VM objects.)"""
+    assert_holds("explore", range(0, 200))
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -141,10 +147,10 @@ def test_programs_drawn_by_hypothesis_keep_the_properties(rng):
     strict=False,  # a race: it shows on some runs only
 )
 def test_programs_that_cancel_workers_write_the_same_journal_on_processes():
-    seeds = [s for s in range(0, 1500) if cancels_workers(generate(s))]
-    report = fuzz(seeds, ["backends"], do_shrink=False)
-    if report.failed:
-        pytest.fail(summary(report), pytrace=False)
+    for seed in range(0, 1500):
+        program = generate(seed)
+        if cancels_workers(program):
+            check(Subject(program, seed), "backends")  # (stops at the first failure)
 
 
 @pytest.mark.xfail(
@@ -187,6 +193,7 @@ def test_generated_programs_use_every_feature():
     assert any(s[1] is not None for s in scopes)  # timeouts
     assert any(s[2] for s in scopes)  # shields
     assert {s[5] for s in scopes} >= {"cancel", "cancel_all", "wait_all"}
+    assert any(s[6] is not None for s in scopes)  # max_children
     assert {how for s in scopes for how, _ in s[3]} == {"start_soon", "spawn", "async_let"}
     selects = [s for p in programs for s in walk(p) if s[0] == "select"]
     assert {s[4] for s in selects} == {"priority", "round_robin"}
@@ -195,6 +202,8 @@ def test_generated_programs_use_every_feature():
     assert any(len(p["runs"]) > 1 for p in programs)
     assert any(run["events"] for p in programs for run in p["runs"])
     assert {p["vm"]["policy"] for p in programs} == {"fifo", "random"}
+    assert {p["vm"]["max_workers"] for p in programs} == {None, 1, 2}
+    assert any(p["vm"]["max_steps"] < 100 for p in programs)
 
 
 def test_generated_programs_end_in_every_kind_of_outcome():
@@ -205,7 +214,16 @@ def test_generated_programs_end_in_every_kind_of_outcome():
         outcomes.update(kind for kind, _ in run.outcomes)
         records += len(run.vm.journal)
         dispose(run.vm)
-    assert {"ok", "Deadlock", "TimeoutError", "ExceptionGroup", "ChannelClosed"} <= set(outcomes)
+    assert {
+        "ok",
+        "Deadlock",
+        "StepLimitExceeded",
+        "TimeoutError",
+        "ExceptionGroup",
+        "ChannelClosed",
+        "LimitExceeded",
+        "WorkerFailed",
+    } <= set(outcomes)
     assert outcomes["ok"] > sum(outcomes.values()) / 3  # most runs do finish
     assert records / 200 > 40  # and do something on the way
 
@@ -230,7 +248,7 @@ def test_the_command_line_fuzzes_and_checks_a_reproducer_file(tmp_path):
         timeout=600,
     )
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "12 seeds, 84 property checks" in done.stdout
+    assert "12 seeds, 96 property checks" in done.stdout  # (8 properties each)
     path = tmp_path / "repro.py"
     path.write_text(Subject.from_seed(40).source)
     done = subprocess.run(
@@ -270,7 +288,9 @@ def flaky_close(monkeypatch):
 
 
 def test_a_failure_is_shrunk_to_a_small_runnable_reproducer(flaky_close):
-    seed = next(s for s in range(100) if uses(generate(s), "close"))
+    seed = next(
+        s for s in range(200) if uses(generate(s), "close") and _fails("twice", range(s, s + 1))
+    )
     report = fuzz([seed], ["twice"], shrink_seconds=60)
     assert report.failed
     (found,) = report.classes.values()

@@ -100,6 +100,7 @@ class _Gen:
         self.rng = rng
         self.defects = defects
         self.weights: dict[str, int] = {}
+        self.long = 1
         self.program: dict[str, Any] = {}
 
     # -- small draws ------------------------------------------------------------------------
@@ -138,7 +139,11 @@ class _Gen:
             "vm": {
                 "seed": rng.randint(0, 2**31),
                 "policy": self.pick(("fifo", "fifo", "random")),
-                "max_steps": 4000,
+                # mostly ample; sometimes short, so that runs give up (StepLimitExceeded)
+                # and the next run cleans up after them
+                "max_steps": self.pick((4000, 4000, 4000, rng.randint(5, 60))),
+                # workers in flight (the rest queue): unbounded, or 1-2
+                "max_workers": self.pick((None, None, 1, 2)),
             },
             "channels": [rng.randint(0, 3) for _ in range(rng.randint(1, 3))],
             "locks": rng.randint(1, 2),
@@ -149,18 +154,19 @@ class _Gen:
             "tasks": [],
         }
         count = rng.randint(0, 8)
+        self.long = 2 if self.chance(0.3) else 1  # some programs are twice as long
         # generated last to first, so that a task knows how many instances each later one makes
         instances: list[int] = [0] * count
         bodies: list[list] = [[] for _ in range(count)]
         for index in reversed(range(count)):
-            body, made = self.body(index + 1, count, instances, 0, rng.randint(1, 9))
+            body, made = self.body(index + 1, count, instances, 0, rng.randint(1, 9) * self.long)
             bodies[index] = body
             instances[index] = 1 + made
         p["tasks"] = bodies
         runs = []
         for _ in range(1 if self.chance(0.7) else rng.randint(2, 3)):
             events = [[self.pick(SOURCES), self.payload()] for _ in range(rng.randint(0, 3))]
-            body, _ = self.body(0, count, instances, 0, rng.randint(2, 12))
+            body, _ = self.body(0, count, instances, 0, rng.randint(2, 12) * self.long)
             if self.chance(0.6):  # most mains stop waiting at a deadline: cancellation everywhere
                 body = [("deadline", rng.randint(2, 12), body)]
             if self.chance(0.8):  # and then let the other tasks run for a while
@@ -227,7 +233,8 @@ class _Gen:
             shield = self.chance(0.2)
             inner, made = self.body(first, count, instances, depth + 1, rng.randint(0, 3))
             end = self.pick((None, None, "cancel_all", "cancel", "wait_all"))
-            return ("scope", timeout, shield, children, inner, end), cost + made
+            limit = self.pick((None, None, None, 1, 2))  # max_children (LimitExceeded past it)
+            return ("scope", timeout, shield, children, inner, end, limit), cost + made
         if op == "join":
             return ("join",), 0
         if op == "cancel_kid":
@@ -246,9 +253,8 @@ class _Gen:
         if op == "iterate":
             return ("iterate", channel, rng.randint(1, 3)), 0
         if op == "select":
-            cases = sorted(
-                {rng.randint(0, len(p["channels"]) - 1) for _ in range(rng.randint(1, 3))}
-            )
+            last = len(p["channels"]) - 1
+            cases = [rng.randint(0, last) for _ in range(rng.randint(1, 3))]  # (repeats too)
             timeout = self.pick((None, None, 0, 1, 3))
             policy = self.pick(("priority", "round_robin"))
             return ("select", cases, self.chance(0.3), timeout, policy, rng.randint(1, 3)), 0
@@ -447,7 +453,7 @@ class _Writer:
             calls = ", ".join(f"t{j}()" for j in stmt[1])
             w(i, f"o.log.append(await cp.par({calls}))")
         elif op == "scope":
-            _, timeout, shield, children, inner, end = stmt
+            _, timeout, shield, children, inner, end, limit = stmt
             self.scopes += 1
             s = f"s{self.scopes}"
             args = []
@@ -455,6 +461,8 @@ class _Writer:
                 args.append(f"timeout={timeout}")
             if shield:
                 args.append("shield=True")
+            if limit is not None:
+                args.append(f"max_children={limit}")
             w(i, f"async with cp.scope({', '.join(args)}) as {s}:")
             for how, j in children:
                 if how == "start_soon":
@@ -571,8 +579,12 @@ class _Writer:
             raise ValueError(f"unknown op {op!r}")
 
 
-def render(program: dict[str, Any]) -> str:
-    """The program as a self-contained Python module (``build``, ``run``, ``VM_OPTIONS``)."""
+def render(program: dict[str, Any], *, local_logs: bool = False) -> str:
+    """The program as a self-contained Python module (``build``, ``run``, ``VM_OPTIONS``).
+
+    ``local_logs=True`` gives each task a log of its own instead of the shared ``o.log``:
+    then every state tasks share is a VM object, as ``cp.explore``'s partial-order
+    reduction assumes (see docs/explore.md)."""
     out = _Writer()
     p = program
     out.line(0, f"VM_OPTIONS = {p['vm']!r}")
@@ -602,7 +614,13 @@ def render(program: dict[str, Any]) -> str:
         out.line(2, "return o.log[-3:]")
     out.line(0, "")
     out.line(1, f"return [{', '.join(f'main{k}' for k in range(len(p['runs'])))}]")
-    return HEADER + "\n".join(out.lines) + "\n" + FOOTER
+    lines = out.lines
+    if local_logs:
+        lines = [
+            line.replace("kids, hs = [], []", "kids, hs, log = [], [], []").replace("o.log", "log")
+            for line in lines
+        ]
+    return HEADER + "\n".join(lines) + "\n" + FOOTER
 
 
 _COMPILED: dict[str, Any] = {}

@@ -31,6 +31,16 @@ KNOWN_DEFECTS: list[tuple[int, str, str]] = [
         r"^backends: (.*killed by signal|process pool manager died|workers='process' hangs)",
     ),
     (3, "a worker raising a BaseException breaks the VM", r"fz_bail|Bail"),
+    (
+        7,
+        "cp.explore aborts with Cancelled when the root ends cancelled",
+        r"^explore: raised Cancelled",
+    ),
+    (
+        0,  # (the issue's section "Exploration says exhaustive when it is not")
+        "partial-order reduction claims an exhaustive search when it is not",
+        r"^explore: por ",
+    ),
 ]
 
 
@@ -219,7 +229,10 @@ def summary(report: Report) -> str:
         )
         for found in classes:
             lines.append("")
-            tag = f" [issue 9 defect {found.defect[0]}: {found.defect[1]}]" if found.defect else ""
+            tag = ""
+            if found.defect is not None:
+                number, what = found.defect
+                tag = f" [issue 9{f' defect {number}' if number else ''}: {what}]"
             seeds = ", ".join(map(str, found.seeds[:10]))
             more = f" (+{len(found.seeds) - 10} more)" if len(found.seeds) > 10 else ""
             lines.append(f"--- {found.signature}{tag}")

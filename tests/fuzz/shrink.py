@@ -103,16 +103,18 @@ def _simpler_statements(stmt: tuple) -> list:
     if op == "par" and len(stmt[1]) > 1:
         out += [[("par", [j])] for j in stmt[1]]
     if op == "scope":
-        _, timeout, shield, children, body, end = stmt
+        _, timeout, shield, children, body, end, limit = stmt
         if timeout is not None:
-            out.append([("scope", None, shield, children, body, end)])
+            out.append([("scope", None, shield, children, body, end, limit)])
         if shield:
-            out.append([("scope", timeout, False, children, body, end)])
+            out.append([("scope", timeout, False, children, body, end, limit)])
         if end is not None:
-            out.append([("scope", timeout, shield, children, body, None)])
+            out.append([("scope", timeout, shield, children, body, None, limit)])
+        if limit is not None:
+            out.append([("scope", timeout, shield, children, body, end, None)])
         for index in range(len(children)):
             rest = children[:index] + children[index + 1 :]
-            out.append([("scope", timeout, shield, rest, body, end)])
+            out.append([("scope", timeout, shield, rest, body, end, limit)])
     if op == "select":
         _, cases, with_kid, timeout, policy, repeat = stmt
         if repeat > 1:
@@ -179,6 +181,11 @@ def candidates(program: dict) -> Iterator[dict]:
                 out = copy.deepcopy(program)
                 out[key][index] = simple
                 yield out
+    for key in ("locks", "events"):
+        if program[key] > 1:
+            out = copy.deepcopy(program)
+            out[key] = 1
+            yield out  # (a statement that used a later one makes it fail differently)
     if program["vm"]["policy"] != "fifo":
         out = copy.deepcopy(program)
         out["vm"]["policy"] = "fifo"
