@@ -311,6 +311,14 @@ def uses(program: dict[str, Any], op: str) -> bool:
     return any(stmt[0] == op for stmt in walk(program))
 
 
+def cancels_workers(program: dict[str, Any]) -> bool:
+    """Does the program cancel a worker (what issue 9 defect 1 needs to show)?"""
+    return any(
+        stmt[0] == "work_cancel" or (stmt[0] == "work" and stmt[4] == "cancel")
+        for stmt in walk(program)
+    )
+
+
 def walk(program: dict[str, Any]):
     """Every statement of the program, nested ones included."""
     stack = [stmt for body in program["tasks"] for stmt in body]
@@ -620,7 +628,10 @@ def render(program: dict[str, Any], *, local_logs: bool = False) -> str:
             line.replace("kids, hs = [], []", "kids, hs, log = [], [], []").replace("o.log", "log")
             for line in lines
         ]
-    return HEADER + "\n".join(lines) + "\n" + FOOTER
+    data = (
+        f"\n\n# the program as data (python -m tests.fuzz --file reads it back)\nPROGRAM = {p!r}\n"
+    )
+    return HEADER + "\n".join(lines) + "\n" + FOOTER + data
 
 
 _COMPILED: dict[str, Any] = {}

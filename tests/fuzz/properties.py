@@ -9,6 +9,7 @@ property (:func:`hashseed_digests`), run for many seeds per subprocess.
 
 from __future__ import annotations
 
+import ast
 import atexit
 import contextlib
 import gc
@@ -30,7 +31,7 @@ import counterpoint as cp
 from counterpoint._journal import CANCEL, plain
 from counterpoint._replay import _describe, first_difference, replaying_vm
 
-from .generator import PROGRAM_FILE, generate, load, render, uses
+from .generator import PROGRAM_FILE, cancels_workers, generate, load, render, uses
 
 TERMINAL = ("done", "failed", "cancelled")
 ABANDONED = ("vm.run() found a deadlock", "vm.run() exceeded max_steps")
@@ -60,8 +61,12 @@ class Subject:
 
     @classmethod
     def from_source(cls, source: str) -> Subject:
-        """A reproducer file's program (not shrinkable: its data is not kept)."""
-        return cls(None, None, source)
+        """A reproducer file's program (its data is the ``PROGRAM = ...`` line)."""
+        program = None
+        for line in source.splitlines():
+            if line.startswith("PROGRAM = "):
+                program = ast.literal_eval(line[len("PROGRAM = ") :])
+        return cls(program, None, source)
 
     def uses_workers(self) -> bool:
         if self.program is None:
@@ -676,27 +681,37 @@ def prop_backends(subject: Subject) -> None:
             raise PropertyFailure(
                 "backends", "workers='process' hangs", f"workers='process': {error}"
             ) from error
-        expected = list(base.vm.journal.iter_lines())
-        found = _lines_difference(expected, answer["lines"])
-        if found is not None:
-            raise PropertyFailure(
-                "backends", found[0], f"workers='process' against inline: {found[1]}"
-            )
-        if answer["outcomes"] != repr(base.outcomes):
-            raise PropertyFailure(
-                "backends",
-                "outcomes differ",
-                f"workers='process': {answer['outcomes']} != {base.outcomes!r}",
-            )
-        if answer["manager_died"]:
-            raise PropertyFailure(
-                "backends",
-                "process pool manager died",
-                "the process backend's manager thread died during the run (every later wait "
-                "for a process worker would hang)",
-            )
+        try:
+            _same_on_processes(base, answer)
+        except PropertyFailure:
+            HELPER.stop()  # its pool may be damaged: the next program gets a fresh one
+            raise
     finally:
         dispose(base.vm)
+        if subject.program is None or cancels_workers(subject.program):
+            # a cancel that raced a finished job can fail the *next* job (defect 1): so
+            # that a failure is charged to the program that caused it, start afresh
+            HELPER.stop()
+
+
+def _same_on_processes(base: Execution, answer: dict) -> None:
+    expected = list(base.vm.journal.iter_lines())
+    found = _lines_difference(expected, answer["lines"])
+    if found is not None:
+        raise PropertyFailure("backends", found[0], f"workers='process' against inline: {found[1]}")
+    if answer["outcomes"] != repr(base.outcomes):
+        raise PropertyFailure(
+            "backends",
+            "outcomes differ",
+            f"workers='process': {answer['outcomes']} != {base.outcomes!r}",
+        )
+    if answer["manager_died"]:
+        raise PropertyFailure(
+            "backends",
+            "process pool manager died",
+            "the process backend's manager thread died during the run (every later wait "
+            "for a process worker would hang)",
+        )
 
 
 EXPLORE_SCHEDULES = 200  # per search

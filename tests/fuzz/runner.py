@@ -109,7 +109,10 @@ def reproducer(subject: Subject, failure: PropertyFailure, seed: int | None) -> 
         f"# Check it:        python -m tests.fuzz --file repro.py --properties {failure.prop}",
         "",
     ]
-    return "\n".join(lines) + subject.source
+    source = subject.source
+    if failure.prop == "explore" and subject.program is not None:
+        source = render(subject.program, local_logs=True)  # what the property explores
+    return "\n".join(lines) + source
 
 
 class _Fuzzer:
