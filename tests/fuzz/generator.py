@@ -26,6 +26,8 @@ import copy
 import random
 from typing import Any
 
+from counterpoint._explore import encode_schedule
+
 MAX_INSTANCES = 40  # task instances one run may create (spawns, par, scope children)
 MAX_DEPTH = 2  # nesting of blocks (scopes, locks, try ...)
 WORKER_FUNCTIONS = ("fz_double", "fz_fail", "fz_slow")
@@ -153,6 +155,12 @@ class _Gen:
             "barriers": [rng.randint(1, 3)],
             "tasks": [],
         }
+        if self.chance(0.15):  # a schedule string decides the first choice points
+            choices = [self.pick((0, 0, 1, 1, 2)) for _ in range(rng.randint(1, 30))]
+            p["vm"]["schedule"] = encode_schedule(choices)
+            if not self.defects:
+                # (a schedule on a random-policy VM crashes at once: see docs/fuzzing.md)
+                p["vm"]["policy"] = "fifo"
         count = rng.randint(0, 8)
         self.long = 2 if self.chance(0.3) else 1  # some programs are twice as long
         # generated last to first, so that a task knows how many instances each later one makes

@@ -28,13 +28,17 @@ from types import SimpleNamespace
 from typing import Any
 
 import counterpoint as cp
-from counterpoint._journal import CANCEL, plain
+from counterpoint._journal import CANCEL, CANCELLED, DONE, FAIL, plain
 from counterpoint._replay import _describe, first_difference, replaying_vm
 
 from .generator import PROGRAM_FILE, cancels_workers, generate, load, render, uses
 
 TERMINAL = ("done", "failed", "cancelled")
-ABANDONED = ("vm.run() found a deadlock", "vm.run() exceeded max_steps")
+ABANDONED = (
+    "vm.run() found a deadlock",
+    "vm.run() exceeded max_steps",
+    "vm.run() was interrupted",  # (by an exception out of the scheduler: a schedule misfit)
+)
 STATE_AT_STEPS = 600  # steps compared one by one with state_at (it costs O(records) a call)
 
 
@@ -273,7 +277,9 @@ def prop_replay(subject: Subject) -> None:
                 with _keeping_replay_vms(made):
                     got = [("ok", cp.replay(mains[0], journal))]
             except cp.NondeterminismError as error:
-                raise PropertyFailure("replay", "NondeterminismError", str(error)) from error
+                if _outcome(error) != base.outcomes[0]:  # (else: the run's own schedule misfit)
+                    raise PropertyFailure("replay", "NondeterminismError", str(error)) from error
+                got = [_outcome(error)]
             except (Exception, cp.Cancelled) as error:
                 got = [_outcome(error)]
         else:
@@ -281,11 +287,13 @@ def prop_replay(subject: Subject) -> None:
             made.append(vm)
             got = []
             try:
-                for main in mains:
+                for number, main in enumerate(mains):
                     try:
                         got.append(("ok", vm.run(main())))
-                    except cp.NondeterminismError:
-                        raise
+                    except cp.NondeterminismError as error:
+                        if _outcome(error) != base.outcomes[number]:
+                            raise
+                        got.append(_outcome(error))  # the run's own schedule misfit
                     except (Exception, cp.Cancelled) as error:
                         got.append(_outcome(error))
                 checker()
@@ -305,6 +313,14 @@ def prop_replay(subject: Subject) -> None:
         dispose(base.vm)
         for made_vm in made:
             dispose(made_vm)
+
+
+def _root_ended(journal: cp.Journal) -> bool:
+    """Did the first run's root (task 1) end: a done, fail or cancelled record?"""
+    return any(
+        task == 1 and kind in (DONE, FAIL, CANCELLED)
+        for _, _, task, kind, _, _ in journal._iter_raw()
+    )
 
 
 def _first_run_cut(journal: cp.Journal) -> int:
@@ -333,7 +349,11 @@ def _stepped(subject: Subject, sizes: Callable[[], int], on_step: Callable | Non
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", cp.UnobservedTaskFailure)
             while not root.done() and total < limit:
-                ran = vm.step(min(sizes(), limit - total))
+                try:
+                    ran = vm.step(min(sizes(), limit - total))
+                except cp.NondeterminismError as error:  # the schedule does not fit
+                    vm.stepping_error = error
+                    break
                 if ran == 0:
                     break
                 total += ran
@@ -351,8 +371,9 @@ def prop_slices(subject: Subject) -> None:
     base = execute(subject, runs=1)
     expected = base.vm.journal
     cut = _first_run_cut(expected)
-    # (a run that gives up cancels its tasks, but those in shielded scopes write nothing)
-    abandoned = base.outcomes[0][0] in ("Deadlock", "StepLimitExceeded")
+    # did vm.run give up before its root ended (a deadlock, max_steps, a schedule that
+    # does not fit)?  (It then cancels its tasks, but those in shielded scopes write nothing.)
+    abandoned = not _root_ended(expected)
     draw = random.Random(subject.options["seed"])
     try:
         for label, sizes in (
@@ -376,6 +397,16 @@ def prop_slices(subject: Subject) -> None:
                         "root ends only in vm.run",
                         f"{label}: stepping stopped before the root ended; "
                         f"vm.run gave {base.outcomes[0]!r}",
+                    )
+                raised = getattr(vm, "stepping_error", None)
+                if root.done():
+                    raised = None  # (a step after the root's end: vm.run never got there)
+                misfit = abandoned and base.outcomes[0][0] == "NondeterminismError"
+                if (raised is not None) != misfit:
+                    raise PropertyFailure(
+                        "slices",
+                        "schedule misfit differs",
+                        f"{label}: vm.run gave {base.outcomes[0]!r}, stepping raised {raised!r}",
                     )
                 prefix = got._prefix(cut) if len(got) >= cut else got
                 want = expected._prefix(cut)
