@@ -407,11 +407,11 @@ def fz_bail(n):
 
 FOOTER = '''
 
-def run(vm, o=None):
-    """Run every run of the program on ``vm``; return each run's outcome."""
+def run(vm, o=None, runs=None):
+    """Run the program's runs (the first ``runs`` of them) on ``vm``; return their outcomes."""
     o = SimpleNamespace(log=[]) if o is None else o
     outcomes = []
-    for main, events in zip(build(o), HOST_EVENTS, strict=True):
+    for main, events in list(zip(build(o), HOST_EVENTS, strict=True))[:runs]:
         for source, payload in events:
             vm.events.enqueue(source, payload)
         try:

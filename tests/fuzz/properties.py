@@ -114,33 +114,14 @@ def execute(subject: Subject, *, runs: int | None = None, **override: Any) -> Ex
     options.update(override)
     vm = cp.VM(**options)
     o = SimpleNamespace(log=[])
-    namespace = subject.namespace
-    saved = namespace["HOST_EVENTS"]
-    if runs is not None:
-        namespace["HOST_EVENTS"] = saved[:runs]
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", cp.UnobservedTaskFailure)
-            if runs is not None:
-                outcomes = _run_some(namespace, vm, o, runs)
-            else:
-                outcomes = namespace["run"](vm, o)
+            outcomes = subject.namespace["run"](vm, o, runs)
     except BaseException:
         dispose(vm)
         raise
-    finally:
-        namespace["HOST_EVENTS"] = saved
     return Execution(vm=vm, outcomes=outcomes, o=o)
-
-
-def _run_some(namespace: dict, vm: cp.VM, o: Any, runs: int) -> list:
-    build, run = namespace["build"], namespace["run"]
-    mains = build(o)[:runs]
-    namespace["build"] = lambda _o: mains
-    try:
-        return run(vm, o)
-    finally:
-        namespace["build"] = build
 
 
 def difference(expected: cp.Journal, got: cp.Journal) -> tuple[str, str] | None:
@@ -609,27 +590,37 @@ class BackendHelper:
 
     def __init__(self) -> None:
         self.process: subprocess.Popen | None = None
+        self.errors: Any = None  # the helper's stderr (a file: a pipe could fill up)
 
     def _start(self) -> subprocess.Popen:
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
+        self.errors = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 - closed in stop()
         self.process = subprocess.Popen(
             [sys.executable, "-m", "tests.fuzz", "serve-backends"],
             cwd=ROOT,
             env=env,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
+            stderr=self.errors,
             text=True,
         )
         return self.process
 
-    def stop(self) -> None:
+    def stop(self) -> str:
+        """Stop the helper; return the end of what it wrote on stderr."""
         process, self.process = self.process, None
         if process is not None and process.poll() is None:
             process.kill()
         if process is not None:
             process.communicate()
+        errors, self.errors = self.errors, None
+        if errors is None:
+            return ""
+        errors.seek(0)
+        tail = errors.read()[-2000:]
+        errors.close()
+        return tail
 
     def run(self, source: str, backend: str, timeout: float = BACKEND_TIMEOUT) -> dict:
         """Run ``source`` on ``backend`` over there; {"outcomes", "lines", "manager_died"}.
@@ -640,10 +631,12 @@ class BackendHelper:
         process.stdin.write(json.dumps({"source": source, "backend": backend}) + "\n")
         process.stdin.flush()
         ready, _, _ = select.select([process.stdout], [], [], timeout)
-        line = process.stdout.readline() if ready else ""
-        if not line:
+        if not ready:
             self.stop()
             raise TimeoutError(f"no answer from the helper in {timeout:.0f} s")
+        line = process.stdout.readline()
+        if not line:  # it died
+            raise RuntimeError(f"the backend helper process died:\n{self.stop()}")
         return json.loads(line)
 
 
