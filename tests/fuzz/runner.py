@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .generator import render
+from .generator import DEFECT_WORKER, render, walk
 from .properties import (
     PROPERTIES,
     PropertyFailure,
@@ -22,34 +22,46 @@ from .properties import (
 )
 from .shrink import shrink, size
 
-# Failures that match a defect listed in issue 9, which another branch is fixing:
-# (defect number, what it is, pattern on "signature\nmessage").  Anything else is new.
-KNOWN_DEFECTS: list[tuple[int, str, str]] = [
+# Failures of defects listed in issue 9, which other branches are fixing, and of those
+# the fuzz found in code other branches own: (label, what it is, pattern on
+# "signature\nmessage").  Anything else is new.
+WORKER_BAIL = "a worker raising a BaseException breaks the VM"
+RANDOM_SCHEDULE = "a schedule on a policy='random' VM crashes at its first step"
+KNOWN_DEFECTS: list[tuple[str, str, str]] = [
     (
-        1,
+        "issue 9 defect 1",
         "process backend: cancel races a finished job",
         r"^backends: (.*killed by signal|process pool manager died|workers='process' hangs)",
     ),
-    (3, "a worker raising a BaseException breaks the VM", r"fz_bail|Bail"),
+    ("issue 9 defect 3", WORKER_BAIL, r"fz_bail|Bail"),
     (
-        7,
+        "issue 9 defect 7",
         "cp.explore aborts with Cancelled when the root ends cancelled",
         r"^explore: raised Cancelled",
     ),
     (
-        0,  # (the issue's section "Exploration says exhaustive when it is not")
+        "issue 9, exploration",
         "partial-order reduction claims an exhaustive search when it is not",
         r"^explore: por ",
     ),
 ]
 
 
-def known_defect(failure: PropertyFailure) -> tuple[int, str] | None:
+def classify(program: dict | None, failure: PropertyFailure) -> tuple[str, tuple[str, str] | None]:
+    """The failure's class (what groups it, and what shrinking keeps) and the known defect
+    it is, if any.  A program with a feature that hits a known defect (``--defects``) is
+    charged to that defect, however its failure shows."""
+    if program is not None:
+        if any(s[0] == "work" and s[1] == DEFECT_WORKER for s in walk(program)):
+            return f"{failure.prop}: {WORKER_BAIL}", ("issue 9 defect 3", WORKER_BAIL)
+        if program["vm"].get("schedule") and program["vm"]["policy"] == "random":
+            label = ("found by the fuzz (vm/_vm.py)", RANDOM_SCHEDULE)
+            return f"{failure.prop}: {RANDOM_SCHEDULE}", label
     text = f"{failure.signature}\n{failure.message}"
-    for number, what, pattern in KNOWN_DEFECTS:
+    for label, what, pattern in KNOWN_DEFECTS:
         if re.search(pattern, text, flags=re.S | re.M):
-            return number, what
-    return None
+            return failure.signature, (label, what)
+    return failure.signature, None
 
 
 @dataclass
@@ -59,7 +71,7 @@ class FailureClass:
     seeds: list[int] = field(default_factory=list)
     reproducer: str | None = None
     shrunk_failure: PropertyFailure | None = None
-    defect: tuple[int, str] | None = None
+    defect: tuple[str, str] | None = None
 
 
 @dataclass
@@ -74,17 +86,17 @@ class Report:
     def failed(self) -> bool:
         return bool(self.classes)
 
-    def add(self, seed: int, failure: PropertyFailure) -> FailureClass:
-        found = self.classes.get(failure.signature)
+    def add(self, seed: int, program: dict | None, failure: PropertyFailure) -> FailureClass:
+        key, defect = classify(program, failure)
+        found = self.classes.get(key)
         if found is None:
-            found = self.classes[failure.signature] = FailureClass(failure.signature, failure)
-            found.defect = known_defect(failure)
+            found = self.classes[key] = FailureClass(key, failure, defect=defect)
         found.seeds.append(seed)
         return found
 
 
-def still_fails(prop: str, signature: str, tries: int = 1) -> Callable[[dict], bool]:
-    """A predicate for the shrinker: the program fails ``prop`` with ``signature``."""
+def still_fails(prop: str, key: str, tries: int = 1) -> Callable[[dict], bool]:
+    """A predicate for the shrinker: the program still fails ``prop``, in class ``key``."""
 
     def fails(program: dict) -> bool:
         subject = Subject(program)
@@ -92,7 +104,7 @@ def still_fails(prop: str, signature: str, tries: int = 1) -> Callable[[dict], b
             try:
                 check(subject, prop)
             except PropertyFailure as failure:
-                if failure.signature == signature:
+                if classify(program, failure)[0] == key:
                     return True
         return False
 
@@ -141,8 +153,8 @@ class _Fuzzer:
             try:
                 check(subject, prop)
             except PropertyFailure as failure:
-                found = report.add(seed, failure)
-                self.say(f"seed {seed}: {failure.signature}")
+                found = report.add(seed, subject.program, failure)
+                self.say(f"seed {seed}: {found.signature}")
                 if found.reproducer is None:
                     self.shrink(found, subject, prop, failure, seed)
         if self.hashseed_every:
@@ -161,7 +173,7 @@ class _Fuzzer:
             tries = 3 if prop == "backends" else 1  # (host timing can hide a backend's fault)
             shrunk, _ = shrink(
                 subject.program,
-                still_fails(prop, failure.signature, tries),
+                still_fails(prop, found.signature, tries),
                 seconds=self.shrink_seconds,
             )
         small = Subject(shrunk)
@@ -190,7 +202,7 @@ class _Fuzzer:
                     f"seed {seed}: here {batch[seed]}, PYTHONHASHSEED={hash_seeds[0]}: "
                     f"{theirs[0]}, PYTHONHASHSEED={hash_seeds[1]}: {theirs[1]}",
                 )
-                found = self.report.add(seed, failure)
+                found = self.report.add(seed, None, failure)
                 if found.reproducer is None:
                     found.reproducer = reproducer(Subject.from_seed(seed), failure, seed)
         batch.clear()
@@ -228,14 +240,15 @@ def summary(report: Report) -> str:
             continue
         lines.append("")
         lines.append(
-            "== failures of known, listed defects (issue 9) ==" if known else "== new failures =="
+            "== failures of known defects (listed in issue 9, or reported) =="
+            if known
+            else "== new failures =="
         )
         for found in classes:
             lines.append("")
             tag = ""
             if found.defect is not None:
-                number, what = found.defect
-                tag = f" [issue 9{f' defect {number}' if number else ''}: {what}]"
+                tag = f" [{found.defect[0]}: {found.defect[1]}]"
             seeds = ", ".join(map(str, found.seeds[:10]))
             more = f" (+{len(found.seeds) - 10} more)" if len(found.seeds) > 10 else ""
             lines.append(f"--- {found.signature}{tag}")
@@ -254,7 +267,8 @@ def shrink_seed(seed: int, prop: str, *, defects: bool = False) -> tuple[Any, Pr
     try:
         check(subject, prop)
     except PropertyFailure as failure:
-        shrunk, _ = shrink(subject.program, still_fails(prop, failure.signature))
+        key, _ = classify(subject.program, failure)
+        shrunk, _ = shrink(subject.program, still_fails(prop, key))
         return shrunk, failure
     raise ValueError(f"seed {seed} does not fail {prop}")
 
