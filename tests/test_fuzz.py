@@ -142,7 +142,10 @@ def test_programs_drawn_by_hypothesis_keep_the_properties(rng):
     "(the next job fails 'killed by signal 9', or the pool's manager dies and waits hang)",
     strict=False,  # a race: it shows on some runs only
 )
-def test_programs_that_cancel_workers_write_the_same_journal_on_processes():
+def test_programs_that_cancel_workers_write_the_same_journal_on_processes(monkeypatch):
+    from fuzz import properties
+
+    monkeypatch.setattr(properties, "FRESH_POOL_AFTER_CANCELS", False)  # one pool for all
     try:
         for seed in range(0, 700):
             program = generate(seed)

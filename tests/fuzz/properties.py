@@ -641,6 +641,10 @@ class BackendHelper:
 
 
 HELPER = BackendHelper()
+# After a program that cancels workers, the next program gets a fresh process pool (so
+# that a failure of defect 1 is charged to the program that caused it).  Off: programs
+# share the pool, as a long-lived VM's jobs do, and defect 1 shows more often.
+FRESH_POOL_AFTER_CANCELS = True
 atexit.register(HELPER.stop)
 
 
@@ -712,7 +716,9 @@ def prop_backends(subject: Subject) -> None:
             raise
     finally:
         dispose(base.vm)
-        if subject.program is None or cancels_workers(subject.program):
+        if FRESH_POOL_AFTER_CANCELS and (
+            subject.program is None or cancels_workers(subject.program)
+        ):
             # a cancel that raced a finished job can fail the *next* job (defect 1): so
             # that a failure is charged to the program that caused it, start afresh
             HELPER.stop()
