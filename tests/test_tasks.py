@@ -551,3 +551,34 @@ def test_a_failed_root_task_is_not_reported_as_unobserved(vm):
 
 def test_unobserved_task_failure_is_a_runtime_warning():
     assert issubclass(cp.UnobservedTaskFailure, RuntimeWarning)
+
+
+def test_cancel_reads_the_tasks_state_and_tells_exploration_so():
+    """``task.cancel()`` of a task that has ended, or that is already cancelled, writes
+    no record but its answer depends on the task: like ``task.done()``, it reports the
+    read, so that partial-order reduction orders it against the task's own steps
+    (docs/design.md, "Determinism" 6).  Found by the fuzz harness."""
+    from counterpoint._explore import Chooser
+
+    class Reads(Chooser):
+        def __init__(self):
+            super().__init__()
+            self.reads = []
+
+        def observe(self, obj):
+            self.reads.append(obj)
+
+    async def child():
+        return 1
+
+    async def main():
+        ended, waiting = cp.spawn(child()), cp.spawn(cp.sleep(5))
+        await ended
+        waiting.cancel()
+        chooser.reads.clear()
+        return ended.cancel(), waiting.cancel()  # (ended; already cancelled)
+
+    vm, chooser = cp.VM(), Reads()
+    vm._chooser = chooser
+    assert vm.run(main()) == (False, True)
+    assert chooser.reads == [("task", 2), ("task", 3)]

@@ -278,6 +278,7 @@ class Task:
         await.  Cancellation is level-triggered: every later await of the task
         raises ``cp.Cancelled`` again (shield cleanup with ``cp.scope(shield=True)``).
         """
+        observed(self._vm, "task", self.id)  # the answer depends on the task's state
         if self._state >= DONE:
             return False
         if not self._cancel_called:
