@@ -51,8 +51,8 @@ def _collected_after_each_test():
     gc.collect()
 
 
-def assert_holds(prop: str, seeds: range, *, defects: bool = False) -> None:
-    report = fuzz(seeds, [prop], defects=defects, shrink_seconds=60)
+def assert_holds(prop: str, seeds: range) -> None:
+    report = fuzz(seeds, [prop], shrink_seconds=60)
     if report.failed:
         pytest.fail(summary(report), pytrace=False)
 
@@ -85,9 +85,7 @@ def test_state_at_every_step_equals_the_live_vm():
 
 
 def test_workers_inline_on_threads_and_on_processes_write_the_same_journal():
-    HELPER.stop()  # a fresh process pool (defect 1 can leave one that fails the next job)
-    seeds = [s for s in CI_SEEDS if not cancels_workers(generate(s))]
-    report = fuzz(seeds, ["backends"], shrink_seconds=60)
+    report = fuzz(CI_SEEDS, ["backends"], shrink_seconds=60)
     if report.failed:
         pytest.fail(summary(report), pytrace=False)
 
@@ -133,19 +131,13 @@ def test_programs_drawn_by_hypothesis_keep_the_properties(rng):
         check(subject, prop)
 
 
-# -- known defects of issue 9, gated until their fixes are merged --------------------------------
+# -- the defects of issue 9 the fuzz finds, as regression tests ------------------------------------
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    reason="issue 9 defect 1: cp.worker.cancel races a finished job on the process backend "
-    "(the next job fails 'killed by signal 9', or the pool's manager dies and waits hang)",
-    strict=False,  # a race: it shows on some runs only
-)
-def test_programs_that_cancel_workers_write_the_same_journal_on_processes(monkeypatch):
-    from fuzz import properties
-
-    monkeypatch.setattr(properties, "FRESH_POOL_AFTER_CANCELS", False)  # one pool for all
+def test_programs_that_cancel_workers_write_the_same_journal_on_processes():
+    """Issue 9's defect 1: a cancel racing a finished job failed the next job (one process
+    pool for all the programs, as for a long-lived VM)."""
     try:
         for seed in range(0, 700):
             program = generate(seed)
@@ -155,25 +147,15 @@ def test_programs_that_cancel_workers_write_the_same_journal_on_processes(monkey
         HELPER.stop()
 
 
-@pytest.mark.xfail(
-    reason="issue 9 defect 3: a worker raising a BaseException breaks the VM (inline, thread) "
-    "but fails like any worker on processes",
-    strict=True,
-)
 def test_a_worker_raising_a_base_exception_fails_alike_on_every_backend():
-    seeds = [s for s in range(0, 400) if uses_bail(generate(s, defects=True))][:15]
+    seeds = [s for s in range(0, 400) if uses_bail(generate(s))][:15]
     assert len(seeds) >= 5
-    assert_holds_for("backends", seeds, defects=True)
+    assert_holds_for("backends", seeds)
 
 
 # The two kinds of explore failure the fuzz finds, shrunk by hand from its reproducers.
 
 
-@pytest.mark.xfail(
-    reason="issue 9, 'Exploration says exhaustive when it is not': the reduction misses that "
-    "a task's last step races a select that polls that task (timeout=0)",
-    strict=True,
-)
 def test_partial_order_reduction_sees_a_task_ending_race_a_select_on_it():
     async def main():
         ch = cp.channel()
@@ -193,12 +175,6 @@ def test_partial_order_reduction_sees_a_task_ending_race_a_select_on_it():
     assert set(reduced.outcomes) == set(full.outcomes) or not reduced.exhaustive
 
 
-@pytest.mark.xfail(
-    reason="found while reducing a fuzz finding (vm/_explore.py, not in issue 9's list): a "
-    "cancel record of a task that was ready counts as waking it (a happens-before edge), "
-    "so the reduction never runs the task before the cancel, although no execution ends early",
-    strict=True,
-)
 def test_partial_order_reduction_tries_a_ready_task_before_its_cancel():
     async def main():
         async def child():
@@ -216,10 +192,6 @@ def test_partial_order_reduction_tries_a_ready_task_before_its_cancel():
     assert set(reduced.outcomes) == {True, False} or not reduced.exhaustive
 
 
-@pytest.mark.xfail(
-    reason="issue 9 defect 7: cp.explore aborts with Cancelled when the root ends cancelled",
-    strict=True,
-)
 def test_explore_counts_a_root_that_ends_cancelled_as_an_outcome():
     async def child():
         await cp.sleep(0)
@@ -233,15 +205,9 @@ def test_explore_counts_a_root_that_ends_cancelled_as_an_outcome():
     assert "Cancelled" in cp.explore(main).outcomes
 
 
-# -- found by the fuzz, in files another branch owns: gated until fixed ---------------------
+# -- found by the fuzz (fixed; they stay as regression tests) --------------------------------
 
 
-@pytest.mark.xfail(
-    reason="found by the fuzz (vm/_vm.py, not in issue 9's list): a schedule on a VM with "
-    "policy='random' fails at its first step: AttributeError: 'list' object has no "
-    "attribute 'popleft' (_pick_chosen assumes the fifo deque)",
-    strict=True,
-)
 def test_a_schedule_decides_the_choices_of_a_random_policy_vm_too():
     async def main():
         await cp.sleep(1)
@@ -254,12 +220,6 @@ def test_a_schedule_decides_the_choices_of_a_random_policy_vm_too():
         dispose(vm)
 
 
-@pytest.mark.xfail(
-    reason="found by the fuzz (vm/_vm.py, not in issue 9's list): with warnings as errors "
-    "(pytest -W error), the UnobservedTaskFailure warning raised in vm.run's `finally` "
-    "replaces the Deadlock and skips abandoning the run's tasks",
-    strict=True,
-)
 def test_a_deadlocked_run_is_abandoned_also_when_warnings_are_errors():
     async def boom():
         raise RuntimeError("nobody awaits me")
@@ -295,13 +255,6 @@ print(cp.VM().run(main()))
 """
 
 
-@pytest.mark.xfail(
-    reason="found while fuzzing (vm/_vm.py _warn_unobserved, not in issue 9's list): in code "
-    "run by `python -c`, from stdin or in the plain REPL (__main__'s loader is "
-    "BuiltinImporter), warnings.warn_explicit(module_globals=...) raises ImportError "
-    "('__main__' is not a built-in module), and vm.run raises it instead of returning",
-    strict=True,
-)
 def test_an_unobserved_failure_in_python_c_code_is_a_warning_not_an_error():
     done = subprocess.run(
         [sys.executable, "-c", UNOBSERVED], capture_output=True, text=True, timeout=120
@@ -314,8 +267,8 @@ def uses_bail(program: dict) -> bool:
     return any(stmt[0] == "work" and stmt[1] == "fz_bail" for stmt in walk(program))
 
 
-def assert_holds_for(prop: str, seeds: list[int], *, defects: bool) -> None:
-    report = fuzz(seeds, [prop], defects=defects, do_shrink=False)
+def assert_holds_for(prop: str, seeds: list[int]) -> None:
+    report = fuzz(seeds, [prop], do_shrink=False)
     if report.failed:
         pytest.fail(summary(report), pytrace=False)
 
@@ -413,7 +366,7 @@ def test_the_command_line_fuzzes_and_checks_a_reproducer_file(tmp_path):
 @pytest.fixture
 def flaky_close(monkeypatch):
     from counterpoint import _journal
-    from counterpoint._traps import running
+    from counterpoint._traps import this_task
 
     made = [0]
     original_init, original_close = cp.VM.__init__, cp.Channel.close
@@ -424,8 +377,9 @@ def flaky_close(monkeypatch):
         self._fuzz_odd = made[0] % 2
 
     def close(self):
-        if self._vm._fuzz_odd and running.task is not None:
-            self._vm._rows.append(running.task._k | _journal.STEP)
+        task = this_task()
+        if self._vm._fuzz_odd and task is not None:
+            self._vm._rows.append(task._k | _journal.STEP)
         return original_close(self)
 
     monkeypatch.setattr(cp.VM, "__slots__", (), raising=False)

@@ -20,9 +20,8 @@ from .runner import fuzz, summary
 
 
 def _digests(argv: list[str]) -> int:
-    defects = "--defects" in argv
-    for seed in (int(a) for a in argv if a != "--defects"):
-        print(seed, digest_of(seed, defects=defects), flush=True)
+    for seed in map(int, argv):
+        print(seed, digest_of(seed), flush=True)
     return 0
 
 
@@ -63,11 +62,6 @@ def main(argv: list[str] | None = None) -> int:
         help="compare digests with two fresh processes (other PYTHONHASHSEEDs) in batches "
         "of this many seeds; 0 turns it off (default 500)",
     )
-    parser.add_argument(
-        "--defects",
-        action="store_true",
-        help="also generate features that hit known, listed defects of issue 9",
-    )
     parser.add_argument("--no-shrink", action="store_true", help="print failures unshrunk")
     parser.add_argument("--file", type=Path, help="check the program in a reproducer file")
     parser.add_argument("--quiet", action="store_true", help="no progress lines")
@@ -86,7 +80,6 @@ def main(argv: list[str] | None = None) -> int:
     report = fuzz(
         range(args.seed, args.seed + args.n),
         properties,
-        defects=args.defects,
         do_shrink=not args.no_shrink,
         hashseed_every=args.hashseed_every,
         progress=progress,

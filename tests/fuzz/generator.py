@@ -31,8 +31,8 @@ from counterpoint._explore import encode_schedule
 MAX_INSTANCES = 40  # task instances one run may create (spawns, par, scope children)
 MAX_DEPTH = 2  # nesting of blocks (scopes, locks, try ...)
 WORKER_FUNCTIONS = ("fz_double", "fz_fail", "fz_slow")
-# a worker that raises a BaseException: issue 9 defect 3 (generated only when asked)
-DEFECT_WORKER = "fz_bail"
+# a worker that raises a BaseException (it must fail like any worker: issue 9, defect 3)
+BAIL_WORKER = "fz_bail"
 
 # op -> feature family; a program weights its families (some are off) so that
 # programs differ in what they stress
@@ -98,9 +98,8 @@ SOURCES = ("keys", "mouse", "net")
 
 
 class _Gen:
-    def __init__(self, rng: Any, defects: bool) -> None:
+    def __init__(self, rng: Any) -> None:
         self.rng = rng
-        self.defects = defects
         self.weights: dict[str, int] = {}
         self.long = 1
         self.program: dict[str, Any] = {}
@@ -158,9 +157,6 @@ class _Gen:
         if self.chance(0.15):  # a schedule string decides the first choice points
             choices = [self.pick((0, 0, 1, 1, 2)) for _ in range(rng.randint(1, 30))]
             p["vm"]["schedule"] = encode_schedule(choices)
-            if not self.defects:
-                # (a schedule on a random-policy VM crashes at once: see docs/fuzzing.md)
-                p["vm"]["policy"] = "fifo"
         count = rng.randint(0, 8)
         self.long = 2 if self.chance(0.3) else 1  # some programs are twice as long
         # generated last to first, so that a task knows how many instances each later one makes
@@ -279,7 +275,7 @@ class _Gen:
         if op == "barrier":
             return ("barrier", rng.randint(0, len(p["barriers"]) - 1)), 0
         if op == "work":
-            functions = WORKER_FUNCTIONS + ((DEFECT_WORKER,) if self.defects else ())
+            functions = (*WORKER_FUNCTIONS, BAIL_WORKER)
             then = self.pick((None, "wait", "wait", "result", "poll", "cancel"))
             return ("work", self.pick(functions), rng.randint(0, 9), rng.randint(1, 3), then), 0
         if op in ("work_any", "work_poll", "work_cancel"):
@@ -304,14 +300,10 @@ class _Gen:
         return (op, inner), made
 
 
-def generate(seed_or_rng: int | Any, *, defects: bool = False) -> dict[str, Any]:
-    """A random program from an int seed (or a ``random.Random``-like object).
-
-    ``defects=True`` also draws features that hit known, listed defects of issue 9
-    (a worker raising a ``BaseException``: defect 3).
-    """
+def generate(seed_or_rng: int | Any) -> dict[str, Any]:
+    """A random program from an int seed (or a ``random.Random``-like object)."""
     rng = random.Random(seed_or_rng) if isinstance(seed_or_rng, int) else seed_or_rng
-    return _Gen(rng, defects).generate()
+    return _Gen(rng).generate()
 
 
 def uses(program: dict[str, Any], op: str) -> bool:
@@ -320,7 +312,7 @@ def uses(program: dict[str, Any], op: str) -> bool:
 
 
 def cancels_workers(program: dict[str, Any]) -> bool:
-    """Does the program cancel a worker (what issue 9 defect 1 needs to show)?"""
+    """Does the program cancel a worker (what issue 9's defect 1 needed to show)?"""
     return any(
         stmt[0] == "work_cancel" or (stmt[0] == "work" and stmt[4] == "cancel")
         for stmt in walk(program)

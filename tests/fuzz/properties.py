@@ -31,7 +31,7 @@ import counterpoint as cp
 from counterpoint._journal import CANCEL, CANCELLED, DONE, FAIL, plain
 from counterpoint._replay import _describe, first_difference, replaying_vm
 
-from .generator import PROGRAM_FILE, cancels_workers, generate, load, render, uses
+from .generator import PROGRAM_FILE, generate, load, render, uses
 
 TERMINAL = ("done", "failed", "cancelled")
 ABANDONED = (
@@ -78,8 +78,8 @@ class Subject:
         return uses(self.program, "work")
 
     @classmethod
-    def from_seed(cls, seed: int, *, defects: bool = False) -> Subject:
-        return cls(generate(seed, defects=defects), seed)
+    def from_seed(cls, seed: int) -> Subject:
+        return cls(generate(seed), seed)
 
     @property
     def options(self) -> dict[str, Any]:
@@ -332,7 +332,7 @@ def _stepped(subject: Subject, sizes: Callable[[], int], on_step: Callable | Non
             while not root.done() and total < limit:
                 try:
                     ran = vm.step(min(sizes(), limit - total))
-                except cp.NondeterminismError as error:  # the schedule does not fit
+                except cp.ScheduleError as error:  # the schedule does not fit
                     vm.stepping_error = error
                     break
                 if ran == 0:
@@ -382,7 +382,7 @@ def prop_slices(subject: Subject) -> None:
                 raised = getattr(vm, "stepping_error", None)
                 if root.done():
                     raised = None  # (a step after the root's end: vm.run never got there)
-                misfit = abandoned and base.outcomes[0][0] == "NondeterminismError"
+                misfit = abandoned and base.outcomes[0][0] == "ScheduleError"
                 if (raised is not None) != misfit:
                     raise PropertyFailure(
                         "slices",
@@ -584,9 +584,9 @@ ROOT = Path(__file__).resolve().parents[2]
 class BackendHelper:
     """A long-lived helper process that runs programs with ``VM(workers=...)``.
 
-    The process backend runs there, not here: a run that hangs (issue 9 defect 1: the
-    pool's manager thread dies, and every later wait hangs) is killed with its helper
-    under a watchdog, and leaves no stuck VM thread in this process."""
+    The process backend runs there, not here: a run that hangs (as issue 9's defect 1
+    did: the pool's manager thread died, and every later wait hung) is killed with its
+    helper under a watchdog, and leaves no stuck VM thread in this process."""
 
     def __init__(self) -> None:
         self.process: subprocess.Popen | None = None
@@ -640,11 +640,7 @@ class BackendHelper:
         return json.loads(line)
 
 
-HELPER = BackendHelper()
-# After a program that cancels workers, the next program gets a fresh process pool (so
-# that a failure of defect 1 is charged to the program that caused it).  Off: programs
-# share the pool, as a long-lived VM's jobs do, and defect 1 shows more often.
-FRESH_POOL_AFTER_CANCELS = True
+HELPER = BackendHelper()  # programs share its process pool, as a long-lived VM's jobs do
 atexit.register(HELPER.stop)
 
 
@@ -716,12 +712,6 @@ def prop_backends(subject: Subject) -> None:
             raise
     finally:
         dispose(base.vm)
-        if FRESH_POOL_AFTER_CANCELS and (
-            subject.program is None or cancels_workers(subject.program)
-        ):
-            # a cancel that raced a finished job can fail the *next* job (defect 1): so
-            # that a failure is charged to the program that caused it, start afresh
-            HELPER.stop()
 
 
 def _same_on_processes(base: Execution, answer: dict) -> None:
@@ -857,8 +847,8 @@ def check(subject: Subject, prop: str) -> None:
 # -- the batch property: digests in fresh processes with other hash seeds -----------------------
 
 
-def digest_of(seed: int, *, defects: bool = False) -> str:
-    subject = Subject.from_seed(seed, defects=defects)
+def digest_of(seed: int) -> str:
+    subject = Subject.from_seed(seed)
     run = execute(subject)
     try:
         return run.vm.journal.digest()
@@ -866,15 +856,13 @@ def digest_of(seed: int, *, defects: bool = False) -> str:
         dispose(run.vm)
 
 
-def hashseed_digests(seeds: list[int], hash_seed: int, *, defects: bool = False) -> dict[int, str]:
+def hashseed_digests(seeds: list[int], hash_seed: int) -> dict[int, str]:
     """The digests of ``seeds``' programs, computed in a fresh interpreter with
     ``PYTHONHASHSEED=hash_seed`` (one process for the whole batch)."""
     root = Path(__file__).resolve().parents[2]
     env = dict(os.environ, PYTHONHASHSEED=str(hash_seed))
     env["PYTHONPATH"] = os.pathsep.join([str(root), env.get("PYTHONPATH", "")])
     command = [sys.executable, "-m", "tests.fuzz", "digests", *map(str, seeds)]
-    if defects:
-        command.append("--defects")
     done = subprocess.run(
         command, cwd=root, env=env, capture_output=True, text=True, check=False, timeout=1800
     )

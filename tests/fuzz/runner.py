@@ -4,13 +4,12 @@ reproducers."""
 from __future__ import annotations
 
 import random
-import re
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .generator import DEFECT_WORKER, render, walk
+from .generator import render
 from .properties import (
     PROPERTIES,
     PropertyFailure,
@@ -22,46 +21,10 @@ from .properties import (
 )
 from .shrink import shrink, size
 
-# Failures of defects listed in issue 9, which other branches are fixing, and of those
-# the fuzz found in code other branches own: (label, what it is, pattern on
-# "signature\nmessage").  Anything else is new.
-WORKER_BAIL = "a worker raising a BaseException breaks the VM"
-RANDOM_SCHEDULE = "a schedule on a policy='random' VM crashes at its first step"
-KNOWN_DEFECTS: list[tuple[str, str, str]] = [
-    (
-        "issue 9 defect 1",
-        "process backend: cancel races a finished job",
-        r"^backends: (.*killed by signal|process pool manager died|workers='process' hangs)",
-    ),
-    ("issue 9 defect 3", WORKER_BAIL, r"fz_bail|Bail"),
-    (
-        "issue 9 defect 7",
-        "cp.explore aborts with Cancelled when the root ends cancelled",
-        r"^explore: raised Cancelled",
-    ),
-    (
-        "issue 9, exploration",
-        "partial-order reduction claims an exhaustive search when it is not",
-        r"^explore: por ",
-    ),
-]
 
-
-def classify(program: dict | None, failure: PropertyFailure) -> tuple[str, tuple[str, str] | None]:
-    """The failure's class (what groups it, and what shrinking keeps) and the known defect
-    it is, if any.  A program with a feature that hits a known defect (``--defects``) is
-    charged to that defect, however its failure shows."""
-    if program is not None:
-        if any(s[0] == "work" and s[1] == DEFECT_WORKER for s in walk(program)):
-            return f"{failure.prop}: {WORKER_BAIL}", ("issue 9 defect 3", WORKER_BAIL)
-        if program["vm"].get("schedule") and program["vm"]["policy"] == "random":
-            label = ("found by the fuzz (vm/_vm.py)", RANDOM_SCHEDULE)
-            return f"{failure.prop}: {RANDOM_SCHEDULE}", label
-    text = f"{failure.signature}\n{failure.message}"
-    for label, what, pattern in KNOWN_DEFECTS:
-        if re.search(pattern, text, flags=re.S | re.M):
-            return failure.signature, (label, what)
-    return failure.signature, None
+def classify(program: dict | None, failure: PropertyFailure) -> str:
+    """The failure's class: what groups failures, and what shrinking keeps."""
+    return failure.signature
 
 
 @dataclass
@@ -71,7 +34,6 @@ class FailureClass:
     seeds: list[int] = field(default_factory=list)
     reproducer: str | None = None
     shrunk_failure: PropertyFailure | None = None
-    defect: tuple[str, str] | None = None
 
 
 @dataclass
@@ -87,10 +49,10 @@ class Report:
         return bool(self.classes)
 
     def add(self, seed: int, program: dict | None, failure: PropertyFailure) -> FailureClass:
-        key, defect = classify(program, failure)
+        key = classify(program, failure)
         found = self.classes.get(key)
         if found is None:
-            found = self.classes[key] = FailureClass(key, failure, defect=defect)
+            found = self.classes[key] = FailureClass(key, failure)
         found.seeds.append(seed)
         return found
 
@@ -104,7 +66,7 @@ def still_fails(prop: str, key: str, tries: int = 1) -> Callable[[dict], bool]:
             try:
                 check(subject, prop)
             except PropertyFailure as failure:
-                if classify(program, failure)[0] == key:
+                if classify(program, failure) == key:
                     return True
         return False
 
@@ -128,9 +90,8 @@ def reproducer(subject: Subject, failure: PropertyFailure, seed: int | None) -> 
 
 
 class _Fuzzer:
-    def __init__(self, properties, defects, do_shrink, hashseed_every, shrink_seconds, progress):
+    def __init__(self, properties, do_shrink, hashseed_every, shrink_seconds, progress):
         self.properties = properties
-        self.defects = defects
         self.do_shrink = do_shrink
         self.hashseed_every = hashseed_every
         self.shrink_seconds = shrink_seconds
@@ -147,7 +108,7 @@ class _Fuzzer:
     def seed(self, seed: int) -> None:
         report = self.report
         report.seeds += 1
-        subject = Subject.from_seed(seed, defects=self.defects)
+        subject = Subject.from_seed(seed)
         for prop in self.properties:
             report.checks += 1
             try:
@@ -158,7 +119,7 @@ class _Fuzzer:
                 if found.reproducer is None:
                     self.shrink(found, subject, prop, failure, seed)
         if self.hashseed_every:
-            self.batch[seed] = digest_of(seed, defects=self.defects)
+            self.batch[seed] = digest_of(seed)
             if len(self.batch) >= self.hashseed_every:
                 self.compare_hash_seeds()
         if report.seeds % 100 == 0:
@@ -192,7 +153,7 @@ class _Fuzzer:
             return
         seeds = sorted(batch)
         hash_seeds = self.picker.sample(range(1, 2**31), 2)
-        remote = [hashseed_digests(seeds, h, defects=self.defects) for h in hash_seeds]
+        remote = [hashseed_digests(seeds, h) for h in hash_seeds]
         for seed in seeds:
             theirs = [r.get(seed) for r in remote]
             if theirs[0] != batch[seed] or theirs[1] != batch[seed]:
@@ -212,7 +173,6 @@ def fuzz(
     seeds: Iterable[int],
     properties: list[str],
     *,
-    defects: bool = False,
     do_shrink: bool = True,
     hashseed_every: int = 0,
     shrink_seconds: float = 120.0,
@@ -220,7 +180,7 @@ def fuzz(
 ) -> Report:
     """Check ``properties`` on the program of every seed; ``hashseed_every`` > 0 also
     compares digests with two fresh processes (other hash seeds) every that many seeds."""
-    fuzzer = _Fuzzer(properties, defects, do_shrink, hashseed_every, shrink_seconds, progress)
+    fuzzer = _Fuzzer(properties, do_shrink, hashseed_every, shrink_seconds, progress)
     with finalizers_collected():
         for seed in seeds:
             fuzzer.seed(seed)
@@ -234,40 +194,27 @@ def summary(report: Report) -> str:
         f"{report.seeds} seeds, {report.checks} property checks, {report.seconds:.1f} s: "
         f"{len(report.classes)} failure classes"
     ]
-    for known in (False, True):
-        classes = [c for c in report.classes.values() if (c.defect is not None) == known]
-        if not classes:
-            continue
+    for found in report.classes.values():
         lines.append("")
-        lines.append(
-            "== failures of known defects (listed in issue 9, or reported) =="
-            if known
-            else "== new failures =="
-        )
-        for found in classes:
+        seeds = ", ".join(map(str, found.seeds[:10]))
+        more = f" (+{len(found.seeds) - 10} more)" if len(found.seeds) > 10 else ""
+        lines.append(f"--- {found.signature}")
+        lines.append(f"    {len(found.seeds)} seeds: {seeds}{more}")
+        lines.append(f"    {found.first.message.splitlines()[0][:300]}")
+        if found.reproducer is not None:
+            lines.append("    minimal reproducer:")
             lines.append("")
-            tag = ""
-            if found.defect is not None:
-                tag = f" [{found.defect[0]}: {found.defect[1]}]"
-            seeds = ", ".join(map(str, found.seeds[:10]))
-            more = f" (+{len(found.seeds) - 10} more)" if len(found.seeds) > 10 else ""
-            lines.append(f"--- {found.signature}{tag}")
-            lines.append(f"    {len(found.seeds)} seeds: {seeds}{more}")
-            lines.append(f"    {found.first.message.splitlines()[0][:300]}")
-            if found.reproducer is not None:
-                lines.append("    minimal reproducer:")
-                lines.append("")
-                lines.append(found.reproducer)
+            lines.append(found.reproducer)
     return "\n".join(lines)
 
 
-def shrink_seed(seed: int, prop: str, *, defects: bool = False) -> tuple[Any, PropertyFailure]:
+def shrink_seed(seed: int, prop: str) -> tuple[Any, PropertyFailure]:
     """Shrink one seed's failure of ``prop`` (for tests and the CLI)."""
-    subject = Subject.from_seed(seed, defects=defects)
+    subject = Subject.from_seed(seed)
     try:
         check(subject, prop)
     except PropertyFailure as failure:
-        key, _ = classify(subject.program, failure)
+        key = classify(subject.program, failure)
         shrunk, _ = shrink(subject.program, still_fails(prop, key))
         return shrunk, failure
     raise ValueError(f"seed {seed} does not fail {prop}")
