@@ -278,12 +278,12 @@ class Task:
         await.  Cancellation is level-triggered: every later await of the task
         raises ``cp.Cancelled`` again (shield cleanup with ``cp.scope(shield=True)``).
         """
+        what = f"task {self.id}.cancel()"
+        current = task_or_host(what)
         observed(self._vm, "task", self.id)  # the answer depends on the task's state
         if self._state >= DONE:
             return False
         if not self._cancel_called:
-            what = f"task {self.id}.cancel()"
-            current = task_or_host(what)
             if current is None:
                 with self._vm._as_host(what):
                     self._vm._cancel_node(self, by=0, reason="task.cancel() from the host")
