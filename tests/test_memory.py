@@ -16,9 +16,6 @@ The rules:
 
 from __future__ import annotations
 
-import gc
-import tracemalloc
-
 import pytest
 
 import counterpoint as cp
@@ -46,26 +43,6 @@ async def child():
 
 async def spawn_join():
     return await cp.spawn(child())
-
-
-def retained_bytes_per_run(vm: cp.VM, program, warm_up: int, runs: int) -> float:
-    """Bytes still allocated after ``runs`` more runs, per run (tracemalloc).
-
-    Tracing starts before the warm-up, so that memory freed during the measured runs
-    (old outcomes released) counts as well as memory allocated."""
-    tracemalloc.start()
-    try:
-        for _ in range(warm_up):
-            vm.run(program())
-        gc.collect()
-        before = tracemalloc.get_traced_memory()[0]
-        for _ in range(runs):
-            vm.run(program())
-        gc.collect()
-        after = tracemalloc.get_traced_memory()[0]
-    finally:
-        tracemalloc.stop()
-    return (after - before) / runs
 
 
 # -- workers: the retention rule ---------------------------------------------------------------
@@ -199,8 +176,9 @@ def test_every_timeout_and_sleep_fires_at_its_tick_while_emptied_timers_are_swep
     ],
 )
 def test_repeated_runs_retain_no_memory(program, warm_up):
-    vm = cp.VM(journal=False)
-    per_run = retained_bytes_per_run(vm, program, warm_up=warm_up, runs=5000)
+    from benchmarks.memory import traced_per_run  # (what the benchmark measures, shorter)
+
+    per_run = traced_per_run(program, runs=5000, warm_up=warm_up)
     assert per_run < 8, f"{per_run:.1f} bytes retained per run"
 
 
