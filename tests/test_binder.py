@@ -96,6 +96,12 @@ class Server:
             self.process.kill()
 
 
+def websocket_timeout() -> type[Exception]:
+    import websocket
+
+    return websocket.WebSocketTimeoutException
+
+
 def execute(ws, code: str) -> list[dict]:
     """Run ``code`` over the kernel's websocket; return its outputs as notebook outputs."""
     return collect(ws, send(ws, code))
@@ -126,22 +132,39 @@ def send(ws, code: str) -> str:
     return msg_id
 
 
-def collect(ws, msg_id: str, timeout: float = 60) -> list[dict]:
-    """The outputs of the request ``msg_id``, until the kernel is idle again."""
+def collect(ws, msg_id: str, timeout: float = 60, grace: float = 0.5) -> list[dict]:
+    """The outputs of the request ``msg_id``, until the kernel is idle again (and then for
+    ``grace`` seconds more: on a loaded machine ipykernel may flush a stream late).
+    Consecutive stream chunks are joined, as a notebook stores them."""
     outputs: list[dict] = []
     deadline = time.monotonic() + timeout
+    idle = None
+    blocking = ws.gettimeout()
     while True:
-        assert time.monotonic() < deadline, f"no reply within {timeout} s: {outputs}"
-        msg = json.loads(ws.recv())
+        now = time.monotonic()
+        if idle is not None and now >= idle + grace:
+            return outputs
+        assert now < deadline, f"no reply within {timeout} s: {outputs}"
+        ws.settimeout(max(0.05, (idle + grace - now) if idle is not None else deadline - now))
+        try:
+            msg = json.loads(ws.recv())
+        except websocket_timeout():
+            continue
+        finally:
+            ws.settimeout(blocking)
         if msg.get("parent_header", {}).get("msg_id") != msg_id or msg["channel"] != "iopub":
             continue
         kind, content = msg["msg_type"], msg["content"]
         if kind == "status" and content["execution_state"] == "idle":
-            return outputs
-        if kind == "stream":
-            outputs.append(
-                {"output_type": "stream", "name": content["name"], "text": content["text"]}
-            )
+            idle = time.monotonic()
+        elif kind == "stream":
+            last = outputs[-1] if outputs else None
+            if last and last["output_type"] == "stream" and last["name"] == content["name"]:
+                last["text"] += content["text"]
+            else:
+                outputs.append(
+                    {"output_type": "stream", "name": content["name"], "text": content["text"]}
+                )
         elif kind in ("execute_result", "display_data"):
             outputs.append({"output_type": kind, "data": content["data"]})
         elif kind == "error":
