@@ -1,4 +1,4 @@
-"""Running notebook cells on a VM (counterpoint._cells.run_cell): a cell's task is
+"""Running notebook cells on a VM (counterpoint.ipython.cells.run_cell): a cell's task is
 never abandoned; deadlocks, step limits and interrupts are raised inside it, at its
 await, and the VM is consistent for the next cell."""
 
@@ -11,7 +11,7 @@ import threading
 import pytest
 
 import counterpoint as cp
-from counterpoint._cells import run_cell
+from counterpoint.ipython.cells import run_cell
 
 
 async def like_ipython(body):

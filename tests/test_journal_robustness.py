@@ -750,6 +750,9 @@ async def rich():
     host = await cp.events.next()
     more = cp.events.drain(5)
     victim = cp.spawn(stubborn(), name="victim")
+    victim.suspend()
+    await cp.checkpoint()
+    victim.resume()
     await cp.checkpoint()
     victim.cancel()
     try:

@@ -17,7 +17,7 @@ from kernels import Kernel
 
 import counterpoint as cp
 
-VM_FILES = ("_vm.py", "_traps.py", "_scope.py", "_channel.py", "_cells.py", "_ops.py")
+VM_FILES = ("_vm.py", "_traps.py", "_scope.py", "_channel.py", "_roots.py", "_ops.py")
 
 
 @pytest.fixture(scope="module")

@@ -294,9 +294,7 @@ class Channel:
         receiver = self._recvq.popleft()
         self._record(sender, SEND, value)
         if type(receiver) is Task:
-            receiver._val = value
-            receiver._state = READY
-            self._vm._ready.append(receiver)
+            self._vm._reschedule(receiver, value)
             self._record(receiver, RECV, value)
         else:
             receiver._on_value(self, value, 0 if sender is None else sender.id)
@@ -321,9 +319,7 @@ class Channel:
     def _complete_sender(self, sender: Task) -> None:
         value = sender._payload
         sender._payload = None
-        sender._val = None
-        sender._state = READY
-        self._vm._ready.append(sender)
+        self._vm._reschedule(sender)
         self._record(sender, SEND, value)
 
     def _ready_for_select(self) -> bool:
@@ -356,7 +352,7 @@ def _send(ch, value):
         receiver = recvq.popleft()
         vm._rows.append(task._k | ch._send_code)
         vm._vals.append(logged)
-        if type(receiver) is Task:
+        if type(receiver) is Task:  # (inlines vm._reschedule: the hottest path)
             receiver._val = value
             receiver._state = READY
             vm._ready.append(receiver)

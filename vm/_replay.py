@@ -224,14 +224,18 @@ def replay(program: Any, journal: Journal | str | os.PathLike, **vm_options: Any
     outcome: BaseException | None = None
     result = None
     try:
-        result = vm.run(coro)
+        try:
+            result = vm.run(coro)
+        except NondeterminismError:
+            raise
+        except BaseException as error:  # the program's own failure: replayed too, if it matches
+            outcome = error
+        checker()
+        if len(vm.journal) < len(expected):
+            raise divergence(expected, vm.journal, len(vm.journal), "the replay ended early")
     except NondeterminismError:
+        vm._dispose()  # (the replay's own VM: its tasks go with it, unwarned)
         raise
-    except BaseException as error:  # the program's own failure: replayed too, if it matches
-        outcome = error
-    checker()
-    if len(vm.journal) < len(expected):
-        raise divergence(expected, vm.journal, len(vm.journal), "the replay ended early")
     if outcome is not None:
         raise outcome
     return result

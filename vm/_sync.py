@@ -14,7 +14,7 @@ from typing import Any
 from ._errors import Cancelled, LockError
 from ._journal import A_SHIFT, ACQUIRE, BLOCK, CLEAR, NOTIFY, RELEASE, SET
 from ._ops import same_vm
-from ._task import READY, UNINTERRUPTIBLE, Task, park
+from ._task import UNINTERRUPTIBLE, Task, park
 from ._traps import (
     PARK,
     RESCHEDULE,
@@ -70,9 +70,7 @@ class _Primitive:
         park(task, self._waiters, (op, self.KIND, self.id, self), BLOCK | self._a, (op, self.KIND))
 
     def _ready(self, task: Task, value: Any = None) -> None:
-        task._val = value
-        task._state = READY
-        self._vm._ready.append(task)
+        self._vm._reschedule(task, value)
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.id} waiters={len(self._waiters)}>"

@@ -15,6 +15,7 @@ from ._traps import (
     task_or_host,
     this_task,
 )
+from ._where import where_and_code
 
 if TYPE_CHECKING:
     from ._vm import VM
@@ -83,25 +84,32 @@ class TaskInfo(NamedTuple):
     ``state`` is one of ``"running"``, ``"ready"``, ``"blocked"``, ``"sleeping"``,
     ``"done"``, ``"failed"``, ``"cancelled"``.  ``waiting_on`` says what a blocked
     or sleeping task waits for, e.g. ``"to receive on channel 2"`` (else None).
+    ``where`` is ``"file.py:LINE"`` (a notebook cell: ``"Cell In[N]:LINE"``) and
+    ``code`` the stripped source line where the task is paused, in its innermost
+    frame that is not Counterpoint's; both None for a task not started or ended.
 
     >>> import counterpoint as cp
+    >>> async def nap():
+    ...     await cp.sleep(9)
     >>> async def main():
     ...     ch = cp.channel()
     ...     cp.spawn(ch.recv(), name="listener")
-    ...     cp.spawn(cp.sleep(9), name="napper")
+    ...     cp.spawn(nap(), name="napper")
     ...     await cp.sleep(1)
     >>> vm = cp.VM()
     >>> vm.run(main())
     >>> for info in vm.tasks():
-    ...     print(info)
-    TaskInfo(id=2, name='listener', state='blocked', waiting_on='to receive on channel 1')
-    TaskInfo(id=3, name='napper', state='sleeping', waiting_on='until tick 9')
+    ...     print(info.id, info.name, info.state, info.waiting_on, info.code)
+    2 listener blocked to receive on channel 1 None
+    3 napper sleeping until tick 9 await cp.sleep(9)
     """
 
     id: int
     name: str
     state: str
     waiting_on: str | None
+    where: str | None = None
+    code: str | None = None
 
 
 def describe_wait(waiting: tuple) -> str:
@@ -183,6 +191,7 @@ class Task:
         "_rr",
         "_state",
         "_subnodes",
+        "_suspended",
         "_val",
         "_vm",
         "_waiting",
@@ -216,6 +225,7 @@ class Task:
         self._observed = parent is not None
         self._rng = None
         self._rr = None
+        self._suspended = False
         self._cancelled = False if parent is None else parent._effective_cancelled()
 
     # -- the cancel-node protocol (shared with Scope) -----------------------------
@@ -292,6 +302,21 @@ class Task:
                 self._vm._cancel_node(self, by=current.id, reason=reason)
         return True
 
+    def suspend(self) -> bool:
+        """Stop scheduling this task until :meth:`resume` (from the host or a task).
+
+        A suspended task keeps its place in what it waits for; when it could run, it
+        waits for ``resume()`` instead.  Its state reads ``"suspended"``; a ``Deadlock``
+        lists it as such.  Journaled as a ``suspend`` record.  Returns False (and
+        records nothing) if the task has finished or is suspended already.
+        """
+        return self._vm._set_suspended(self, True, f"task {self.id}.suspend()")
+
+    def resume(self) -> bool:
+        """Schedule this task again after :meth:`suspend`; journaled as ``resume``.
+        Returns False (and records nothing) if it was not suspended."""
+        return self._vm._set_suspended(self, False, f"task {self.id}.resume()")
+
     def info(self) -> TaskInfo:
         """A snapshot of this task (see :class:`TaskInfo`)."""
         state = self._state
@@ -299,11 +324,18 @@ class Task:
         if state == BLOCKED:
             name = "sleeping" if self._waiting[0] == "sleep" else "blocked"
             waiting = describe_wait(self._waiting)
+            if self._suspended:
+                name = "suspended"
+                waiting += ", and is suspended (task.resume() schedules it again)"
+        elif self._suspended and state == READY and this_task() is not self:
+            name = "suspended"
+            waiting = "to be resumed: it is suspended (task.resume() schedules it again)"
         elif state == READY and this_task() is self:
             name = "running"
         else:
             name = _STATE_NAMES[state]
-        return TaskInfo(self.id, self.name, name, waiting)
+        where, code = where_and_code(self._coro) if self._coro is not None else (None, None)
+        return TaskInfo(self.id, self.name, name, waiting, where, code)
 
     def __repr__(self) -> str:
         info = self.info()

@@ -33,6 +33,8 @@ from ._errors import (
     Cancelled,
     Deadlock,
     ForeignAwaitableError,
+    InvalidStateError,
+    JournalError,
     LimitExceeded,
     StepLimitExceeded,
     UnobservedTaskFailure,
@@ -222,6 +224,8 @@ class VM:
         self._cancel_errors: dict[int, BaseException] = {}  # raised instead of Cancelled
         self._stranded: list[Any] = []  # coroutines of cells that could not unwind
         self._interrupted: Task | None = None  # the task a KeyboardInterrupt ended
+        self._held: dict[int, Task] = {}  # suspended tasks that could run: id -> task
+        self._suspensions = 0  # tasks suspended now
         self._next_task = 1
         self._counters: dict[str, int] = {}
         self._unobserved: list[Task] = []
@@ -347,6 +351,8 @@ class VM:
         """After records written outside the loop (abandoning a run): the file gets them."""
         if self._stream is not None:
             self._stream.flush(True)
+        if self._watchers is not None:
+            self._watchers()
 
     def _abandon(self, root: Task, reason: str) -> None:
         """Cancel every task the failed run started, so they do not haunt later runs.
@@ -359,11 +365,19 @@ class VM:
             if task.id >= root.id:
                 self._cancel_node(task, 0, reason)
 
-    def step(self, n: int = 1) -> int:
+    def step(self, n: int = 1, *, task: Any = None) -> int:
         """Perform up to ``n`` task resumptions; return how many ran (0: nothing can run).
 
         When no task is ready, virtual time first advances to the next timer.
+        ``vm.step(task=ID)`` makes the host the scheduler: it runs exactly one step of
+        that ready task (an id, a ``Task`` or a ``TaskInfo``) and returns 1; a task that
+        is not ready raises ``cp.InvalidStateError`` naming the ready ones.  The choice
+        is part of :attr:`schedule`.
         """
+        if task is not None:
+            if n != 1:
+                raise ValueError(f"vm.step(task=...) runs exactly one step; got n={n!r}")
+            return self._step_task(_task_id_of(task))
         if not isinstance(n, int) or isinstance(n, bool) or n < 0:
             raise ValueError(f"vm.step(n) needs a non-negative int, got {n!r}")
         self._claim("vm.step()")
@@ -372,6 +386,112 @@ class VM:
                 return self._drive(None, n)
         finally:
             self._release()
+
+    def _dispose(self) -> None:
+        """Close the coroutines of the tasks left behind, for a VM about to be dropped
+        (a replay that diverged, an exploration's run): Python would warn about each
+        one never awaited.  Their ``finally`` blocks run outside the VM, so an ``await``
+        there fails; that error is of no interest here."""
+        for task in list(self._live.values()):
+            try:
+                task._coro.close()
+            except Exception:  # its finally blocks awaited: see above
+                pass
+
+    def _step_task(self, task_id: int) -> int:
+        what = f"vm.step(task={task_id})"
+        self._claim(what)
+        try:
+            if self._ready:  # refuse before anything changes
+                self._ready_task(task_id, what)
+            with DeferredInterrupts():
+                # nothing ready: time advances first (not a choice), then the pick
+                return self._drive(None, 1, lambda: self._take_ready(task_id, what))
+        finally:
+            self._release()
+
+    def _ready_task(self, task_id: int, what: str) -> Task:
+        """The ready task ``task_id``, or raise ``InvalidStateError``."""
+        task = self._live.get(task_id)
+        if task is None or task._state != READY or task._suspended or task not in self._ready:
+            raise InvalidStateError(self._not_ready_message(task_id, task, what))
+        return task
+
+    def _take_ready(self, task_id: int, what: str) -> Task:
+        """Remove the ready task ``task_id`` from the ready queue, or raise."""
+        ready = self._ready
+        task = self._ready_task(task_id, what)
+        if ready[0] is task:
+            ready.popleft() if self._fifo else ready.pop(0)
+        else:
+            ready.remove(task)
+        return task
+
+    def _not_ready_message(self, task_id: int, task: Task | None, what: str) -> str:
+        if task is not None:
+            info = task.info()
+            state = f"{info.state}" + (f" {info.waiting_on}" if info.waiting_on else "")
+            about = f"task {task_id} {task.name!r} is not ready (it is {state})"
+        elif 0 < task_id < self._next_task:
+            about = f"task {task_id} has ended"
+        else:
+            about = f"this VM has no task {task_id}"
+        ready = self._ready_order()
+        if ready:
+            names = ", ".join(f"{t.id} {t.name!r}" for t in ready)
+            return f"{what}: {about}; the ready tasks are {names}"
+        return f"{what}: {about}, and no task is ready (nothing can run)"
+
+    def ready(self) -> TaskList:
+        """The ready tasks, in the order ``fifo`` would run them (``TaskInfo`` snapshots).
+
+        Under the ``random`` policy, whose ready set has no order, in ascending id.
+        Nothing changes: a VM with no ready task but a pending timer returns ``[]``
+        (``vm.step()`` advances the time).
+        """
+        refuse_worker(current(), "vm.ready()")
+        return TaskList(task.info() for task in self._ready_order())
+
+    def _ready_order(self) -> list[Task]:
+        ready = [task for task in self._ready if not task._suspended]
+        return ready if self._fifo else sorted(ready, key=_task_id)
+
+    @property
+    def schedule(self) -> str:
+        """The ``cp1:`` string of every choice made so far -- by the policy, a schedule,
+        or the host (``vm.step(task=...)``): ``cp.VM(schedule=vm.schedule)`` re-runs the
+        same program to the same journal.  Read from the journal (not kept while running,
+        so it costs nothing until asked); a VM made with ``journal=False`` has none."""
+        refuse_worker(current(), "vm.schedule")
+        if not self._journal.enabled:
+            raise JournalError(
+                "vm.schedule is read from the journal, and this VM records none "
+                "(journal=False); make the VM with a journal to get its schedule"
+            )
+        from ._steering import schedule_of
+
+        return schedule_of(self._journal)
+
+    def watch(self, callback: Callable[[VM, int, int], Any]) -> Callable[[], None]:
+        """Call ``callback(vm, first, last)`` after records ``first..last`` (event ids)
+        were written: at most every 1,000 steps while running, at the end of each
+        ``run``/``step`` and after host calls that write records; on the VM's thread,
+        never inside a task's step.  The callback cannot change the VM (calls that would
+        raise ``cp.VMBusyError``).  Returns ``unwatch()``, which stops the calls.
+        """
+        from ._steering import Watchers
+
+        if not callable(callback):
+            raise TypeError(f"vm.watch() needs a callable, got {type(callback).__name__}")
+        if not self._journal.enabled:
+            raise JournalError(
+                "vm.watch() follows the journal, and this VM records none (journal=False)"
+            )
+        if self._watchers is None:
+            self._watchers = Watchers(self)
+        return self._watchers.add(callback)
+
+    _watchers: Any = None
 
     def channel(self, capacity: int = 0):
         """Create a channel of this VM from the host (inside tasks use ``cp.channel``)."""
@@ -466,24 +586,25 @@ class VM:
         self._claim(what, coro)
         return _HostCall(self)
 
-    def _drive(self, root: Task | None, budget: int) -> int:
-        """Run the loop; with slice hooks (a journal file, a replay), in slices of steps
-        with the hooks called between them and at the end."""
+    def _drive(self, root: Task | None, budget: int, pick: Any = None) -> int:
+        """Run the loop; with slice hooks (a journal file, a replay, watchers), in slices
+        of steps with the hooks called between them and at the end.  ``pick``: who runs
+        next (the host's choice), else the policy or the chooser."""
         previous = enter_run_state(RunState())  # tasks on this thread run for this VM now
         try:
-            return self._drive_slices(root, budget)
+            return self._drive_slices(root, budget, pick)
         finally:
             leave_run_state(previous)
 
-    def _drive_slices(self, root: Task | None, budget: int) -> int:
+    def _drive_slices(self, root: Task | None, budget: int, pick: Any) -> int:
         hooks = self._slice_hooks
         if not hooks:
-            return self._loop(root, budget)
+            return self._loop(root, budget, pick)
         done = 0
         try:
             while done < budget:
                 size = min(budget - done, self._slice)
-                ran = self._loop(root, size)
+                ran = self._loop(root, size, pick)
                 done += ran
                 if ran < size or (root is not None and root._state >= S_DONE):
                     break
@@ -494,7 +615,7 @@ class VM:
                 hook(True)
         return done
 
-    def _loop(self, root: Task | None, budget: int) -> int:
+    def _loop(self, root: Task | None, budget: int, pick: Any = None) -> int:
         """Resume tasks until ``root`` finishes, ``budget`` steps ran, or nothing can run.
 
         Returns the number of resumptions.  This is the hot loop: one journal
@@ -503,7 +624,9 @@ class VM:
         length hint is the budget left.)
         """
         ready = self._ready
-        if self._chooser is not None:
+        if pick is not None:
+            pass  # the host chose
+        elif self._chooser is not None:
             pick = self._pick_chosen
         else:
             pick = ready.popleft if self._fifo else self._pick_random
@@ -522,6 +645,10 @@ class VM:
                     if not advance():
                         return budget - budget_left.__length_hint__() - 1
                 task = pick()
+                if task._suspended:  # (rare) held until resumed; pick again
+                    task = self._pick_unsuspended(task, pick)
+                    if task is None:
+                        return budget - budget_left.__length_hint__() - 1
                 running.task = task
                 ra(task._kstep)
                 try:
@@ -547,11 +674,58 @@ class VM:
             running.task = None
         return budget - budget_left.__length_hint__()
 
+    def _pick_unsuspended(self, task: Task, pick: Callable[[], Task]) -> Task | None:
+        """``task`` was picked but is suspended: hold it (``_held``) and pick another,
+        advancing time as the loop does; None if nothing can run."""
+        ready = self._ready
+        while task._suspended:
+            self._held[task.id] = task
+            while not ready:
+                if not self._advance_time():
+                    return None
+            task = pick()
+        return task
+
+    def _set_suspended(self, task: Task, suspend: bool, what: str) -> bool:
+        """``task.suspend()`` / ``task.resume()``: from the host or a task."""
+        from ._journal import RESUME, SUSPEND
+        from ._traps import task_or_host
+
+        current = task_or_host(what)
+        if current is not None and current._vm is not self:
+            from ._errors import WrongVMError
+
+            raise WrongVMError(f"{what}: the task belongs to another VM")
+        if task._state >= S_DONE or task._suspended == suspend:
+            return False
+        if current is None:
+            with self._as_host(what):
+                self._switch_suspended(task, suspend, 0, SUSPEND if suspend else RESUME)
+        else:
+            self._switch_suspended(task, suspend, current.id, SUSPEND if suspend else RESUME)
+        return True
+
+    def _switch_suspended(self, task: Task, suspend: bool, by: int, kind: int) -> None:
+        task._suspended = suspend
+        self._suspensions += 1 if suspend else -1
+        self._rows.append(task._k | kind | by << A_SHIFT)
+        if suspend:
+            if task._state == READY and task is not current().task and task in self._ready:
+                self._ready.remove(task)
+                self._held[task.id] = task
+        elif self._held.pop(task.id, None) is not None:
+            self._ready.append(task)
+
     def _pick_chosen(self) -> Task:
         """A schedule or an explorer picks (ready tasks offered in ascending id; the
         policy's ready list may be a deque (fifo) or a list (random))."""
         ready = self._ready
         chooser = self._chooser
+        if self._suspensions:  # never offer a suspended task: give it to the loop to hold
+            for task in ready:
+                if task._suspended:
+                    ready.remove(task)
+                    return task
         front = ready[0]
         if len(ready) == 1:
             ready.pop()
@@ -724,19 +898,41 @@ class VM:
         elif task._state == FAILED:
             self._unobserved.append(task)
 
+    # -- the scheduler calls (counterpoint.lowlevel; see "Who may change scheduler state"
+    # in docs/design.md).  The channel fast paths and the timer loop inline _reschedule.
+
+    def _reschedule(self, task: Task, value: Any = None) -> None:
+        """Make a parked task ready, to be resumed with ``value`` (journal nothing:
+        the caller journals the effect, such as the ``recv`` of a value handed over)."""
+        task._val = value
+        task._state = READY
+        self._ready.append(task)
+
     def _wake(self, task: Task, value: Any, by: int) -> None:
-        """Make a blocked task ready, to be resumed with ``value``."""
+        """Make a parked task ready, to be resumed with ``value``; journal ``wake``."""
         task._val = value
         task._state = READY
         self._ready.append(task)
         self._rows.append(task._k | WAKE | by << A_SHIFT)
 
-    def _throw(self, task: Task, error: BaseException, by: int) -> None:
-        """Make a blocked task ready, to be resumed by raising ``error`` at its await."""
+    def _throw(self, task: Task, error: BaseException, by: int = -1) -> None:
+        """Make a parked task ready, to raise ``error`` at its await; journal ``wake``
+        by ``by`` (-1: journal nothing, the caller did)."""
         task._exc = error
         task._state = READY
         self._ready.append(task)
-        self._rows.append(task._k | WAKE | by << A_SHIFT)
+        if by >= 0:
+            self._rows.append(task._k | WAKE | by << A_SHIFT)
+
+    def _unpark(self, task: Task) -> None:
+        """Take a parked task out of what it waits on (its queue; its cleanup runs),
+        leaving it to the caller to make it ready."""
+        queue = task._waitq
+        if queue is not None and task in queue:
+            queue.remove(task)
+        cleanup = task._cleanup
+        if cleanup is not None and cleanup is not UNINTERRUPTIBLE:
+            cleanup(task)
 
     def _foreign(self, task: Task, trap: Any) -> None:
         if trap is None:
@@ -833,15 +1029,8 @@ class VM:
         task._cancelled = True
         self._journal_cancel(task, by, reason)
         if task._state == BLOCKED and task._cleanup is not UNINTERRUPTIBLE:
-            queue = task._waitq
-            if queue is not None:
-                queue.remove(task)
-            cleanup = task._cleanup
-            if cleanup is not None:
-                cleanup(task)
-            task._exc = self._cancelled_error(task)
-            task._state = READY
-            self._ready.append(task)
+            self._unpark(task)
+            self._throw(task, self._cancelled_error(task))
 
     # -- objects -----------------------------------------------------------------------
 
@@ -908,6 +1097,18 @@ def _task_id(task: Task) -> int:
     return task.id
 
 
+def _task_id_of(task: Any) -> int:
+    """The id in ``vm.step(task=...)``: an int, a ``Task`` or a ``TaskInfo``."""
+    if isinstance(task, Task | TaskInfo):
+        return task.id
+    if isinstance(task, int) and not isinstance(task, bool):
+        return task
+    raise TypeError(
+        f"vm.step(task=...) takes a task id (an int), a Task or a TaskInfo, "
+        f"got {type(task).__name__}"
+    )
+
+
 def _warn_failure(task: Task) -> None:
     """The ``UnobservedTaskFailure`` warning of one task, shown at the user's line that
     raised (else at the caller of ``vm.run``: stack level 4 from here)."""
@@ -943,4 +1144,9 @@ class _HostCall:
         pass
 
     def __exit__(self, *exc_info: Any) -> None:
-        self.vm._release()
+        vm = self.vm
+        try:
+            if vm._watchers is not None:  # (still claimed: the callbacks cannot change it)
+                vm._watchers()
+        finally:
+            vm._release()

@@ -19,10 +19,11 @@ from pathlib import Path
 from typing import Any
 
 import counterpoint as cp
-from counterpoint._cells import run_cell
-from counterpoint._journal import A_SHIFT, CELL, CELL_DONE
-from counterpoint._traps import session as vm_session
-from counterpoint._vm import is_internal, source_dirs, user_traceback
+from counterpoint import lowlevel
+from counterpoint.lowlevel import CELL, CELL_DONE, is_internal, source_dirs, user_traceback
+from counterpoint.lowlevel import session as vm_session
+
+from .cells import run_cell
 
 #: the names a session preloads into the user namespace (besides ``cp`` and ``vm``)
 PRELOADED = tuple(cp.__all__)
@@ -115,7 +116,13 @@ class Session:
         atexit.register(self.close)  # a streamed journal file is completed at exit
         self._showwarning = warnings.showwarning
         warnings.showwarning = self._show_warning
+        self._unname = lowlevel.add_source_namer(self._cell_name)  # TaskInfo.where
         self._installed = True
+
+    def _cell_name(self, filename: str) -> str | None:
+        """How ``TaskInfo.where`` names a cell's code: ``Cell In[5]`` (as tracebacks)."""
+        label = self.shell.compile.format_code_name(filename)
+        return None if label is None else f"{label[0]} {label[1]}"
 
     def uninstall(self) -> None:
         """Undo :meth:`install` (``%unload_ext counterpoint``); the VM is closed."""
@@ -134,6 +141,7 @@ class Session:
         atexit.unregister(self.close)
         if warnings.showwarning == self._show_warning:
             warnings.showwarning = self._showwarning
+        self._unname()
         self.close()
         self._installed = False
 
@@ -190,16 +198,15 @@ class Session:
         vm = self.vm
         self.cells += 1
         number = self.cells
-        vm._rows.append(CELL | number << A_SHIFT)
-        vm._vals.append(raw_cell)
+        lowlevel.mark(vm, CELL, number, raw_cell)
         self.running_cell = number
         try:
             result = run(raw_cell, *args, **kwargs)
         finally:
             self.running_cell = None
         if self.vm is vm:  # (not after a `%vm reset` in this very cell)
-            vm._rows.append(CELL_DONE | number << A_SHIFT)
-            vm._vals.append(outcome_of(result.error_before_exec or result.error_in_exec))
+            outcome = outcome_of(result.error_before_exec or result.error_in_exec)
+            lowlevel.mark(vm, CELL_DONE, number, outcome)
         return result
 
     # -- warnings -----------------------------------------------------------------------------

@@ -178,6 +178,26 @@ def prop_random(subject: Subject) -> None:
         dispose(second.vm)
 
 
+def prop_schedule(subject: Subject) -> None:
+    """``vm.schedule`` of a run (fifo, and random) re-runs it to the same journal:
+    ``cp.VM(schedule=vm.schedule)``, with the same seed (``cp.rng()`` draws from it)
+    under either policy."""
+    seed = subject.options["seed"]
+    for policy, other in (("fifo", "random"), ("random", "fifo")):
+        first = execute(subject, policy=policy, seed=seed, schedule=None)  # (the policy's)
+        try:
+            schedule = first.vm.schedule
+            again = execute(subject, policy=other, seed=seed, schedule=schedule)
+        except BaseException:
+            dispose(first.vm)
+            raise
+        try:
+            _same_run("schedule", f"policy={policy!r} and its schedule {schedule}", first, again)
+        finally:
+            dispose(first.vm)
+            dispose(again.vm)
+
+
 def prop_files(subject: Subject) -> None:
     """Saved to SQLite, exported to JSON lines, streamed to a file: each loads back to
     the same journal."""
@@ -793,6 +813,7 @@ def prop_explore(subject: Subject) -> None:
 PROPERTIES: dict[str, Callable[[Subject], None]] = {
     "twice": prop_twice,
     "random": prop_random,
+    "schedule": prop_schedule,
     "files": prop_files,
     "replay": prop_replay,
     "slices": prop_slices,

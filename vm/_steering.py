@@ -1,0 +1,117 @@
+"""Steering and following a VM from the host: its schedule and its watchers.
+
+* :func:`schedule_of` reads the ``cp1:`` schedule of a journal: at every step where
+  more than one task was ready, the index of the task that ran among the ready ones
+  in ascending id (the choice points of ``cp.VM(schedule=...)`` and ``cp.explore``),
+  and at every ``cp.choose`` the option taken.  It replays the records through the
+  time-travel model, so the VM keeps nothing extra while it runs: the hot loop pays
+  nothing for a schedule nobody asks for.
+* :class:`Watchers` calls ``vm.watch`` callbacks with the event ids of new records,
+  between slices of a run (a VM slice hook) and after host calls.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from ._journal import CHOOSE, RESUME, STEP, SUSPEND
+
+if TYPE_CHECKING:
+    from ._journal import Journal
+    from ._vm import VM
+
+WATCH_EVERY = 1000  # steps between watcher calls while a run goes on
+
+
+def schedule_of(journal: Journal) -> str:
+    """The ``cp1:`` string of every choice recorded in ``journal``."""
+    from ._explore import encode_schedule
+    from ._timetravel import _Model
+
+    model = _Model()
+    ready: set[int] = set()  # ids of the ready tasks, kept beside the model
+    suspended: set[int] = set()  # (never offered while suspended)
+    choices: list[int] = []
+    scratch: dict = {}
+    tasks = model.tasks
+    for _, tick, task, kind, a, b in journal._iter_raw():
+        if kind == STEP:
+            offered = ready - suspended if suspended else ready
+            if len(offered) > 1:
+                choices.append(sum(1 for other in offered if other < task))
+        elif kind == CHOOSE:
+            choices.append(b)
+        elif kind == SUSPEND:
+            suspended.add(task)
+        elif kind == RESUME:
+            suspended.discard(task)
+        before = _touched(kind, task, a)
+        model.apply(tick, task, kind, a, b, scratch)
+        for touched in before:
+            entry = tasks.get(touched)
+            if entry is not None and entry[1] == "ready":
+                ready.add(touched)
+            else:
+                ready.discard(touched)
+    return encode_schedule(choices)
+
+
+def _touched(kind: int, task: int, a: int) -> tuple[int, ...]:
+    """The tasks whose readiness a record of ``kind`` may change: its own task, and for
+    a spawn the child (``a``).  (A step leaves the task that ran ready; a record of the
+    step that parks it says so.)"""
+    from ._journal import SPAWN
+
+    return (task, a) if kind == SPAWN else (task,)
+
+
+class Watchers:
+    """The callbacks of ``vm.watch``: a VM slice hook that reports new records."""
+
+    def __init__(self, vm: VM) -> None:
+        self.vm = vm
+        self.callbacks: list[Callable] = []
+        self.seen = len(vm._journal)  # records before the first watch are not news
+        self.slice = vm._slice
+
+    def add(self, callback: Callable) -> Callable[[], None]:
+        vm = self.vm
+        if not self.callbacks:
+            self.seen = len(vm._journal)
+            self.slice = vm._slice
+            vm._slice = min(vm._slice, WATCH_EVERY)
+            vm._slice_hooks.append(self)
+        entry = [callback]  # a list of its own: the same callback may be watched twice
+
+        def unwatch() -> None:
+            for i, other in enumerate(self.callbacks):
+                if other is entry:
+                    del self.callbacks[i]
+                    break
+            else:
+                return  # unwatched already
+            if not self.callbacks:
+                vm._slice = self.slice
+                if self in vm._slice_hooks:
+                    vm._slice_hooks.remove(self)
+
+        self.callbacks.append(entry)
+        return unwatch
+
+    def __call__(self, force: bool = False) -> None:
+        """Report the records written since the last call (a slice hook; also called
+        after host calls).  A callback's exception propagates to the VM's caller."""
+        total = len(self.vm._journal)
+        if total <= self.seen:
+            return
+        first, self.seen = self.seen + 1, total
+        for (callback,) in list(self.callbacks):
+            callback(self.vm, first, total)
+
+
+def notify(vm: Any) -> None:
+    """After a host call or an abandoned run wrote records outside the loop."""
+    watchers = vm._watchers
+    if watchers is not None and watchers.callbacks:
+        watchers()

@@ -1,0 +1,249 @@
+"""``counterpoint.lowlevel``: the seam that tools build on.
+
+The kernel extension, the widgets, exploration and recovery use this module and the
+public API (``import counterpoint as cp``), never ``counterpoint._*``.  It holds:
+
+* **Record kinds, declared once** (``KINDS``: code -> :class:`Kind`, with each kind's
+  fields and how it packs, decodes, encodes and is checked), the kind codes, and
+  :func:`raw_records` to read a journal's records undecoded, fast.
+* **Host markers**: :func:`mark` appends a record of a host-marker kind (a notebook
+  cell's ``cell`` / ``cell_done``) from host code.
+* **Kept roots**: :func:`run_root` runs a root task that is never abandoned -- a
+  deadlock, step limit or interrupt is raised *inside* it (a notebook cell).
+* **The scheduler calls operations use** (:func:`reschedule`, :func:`wake`,
+  :func:`throw`, :func:`park`, :func:`unpark`, :func:`add_timer`): the only ways a
+  task changes between ready and blocked, trio's discipline of "primitives only park
+  and reschedule".  See "Who may change scheduler state" in ``docs/design.md``.
+* **Places in user code**: :func:`add_source_namer` (``TaskInfo.where`` of a notebook
+  cell reads ``Cell In[3]:2``), :func:`is_internal`, :func:`user_traceback`.
+* **Replays** of a journal prefix: :func:`replaying_vm`, :func:`prefix`,
+  :func:`first_difference`, :func:`divergence`.
+* **Rich output** helpers shared by the CLI and the kernel (``display``).
+
+Everything here is used by Counterpoint's own tools and tested; names may still
+change between minor versions (the public API does not).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any, NamedTuple
+
+from . import _display as display
+from ._journal import Journal
+from ._kinds import (
+    A_SHIFT,
+    ACQUIRE,
+    BLOCK,
+    BLOCK_RECV,
+    BLOCK_SEND,
+    CANCEL,
+    CANCELLED,
+    CELL,
+    CELL_DONE,
+    CHOOSE,
+    CLEAR,
+    CLOSE,
+    CREATE,
+    DONE,
+    EVENT,
+    FAIL,
+    KIND_CODES,
+    KIND_NAMES,
+    KINDS,
+    NOTIFY,
+    QUEUE,
+    RECEIPT,
+    RECV,
+    RELEASE,
+    RESUME,
+    SCOPE,
+    SELECT,
+    SEND,
+    SET,
+    SLEEP,
+    SPAWN,
+    START,
+    STEP,
+    SUSPEND,
+    TASK_SHIFT,
+    TIMEOUT,
+    TIMER,
+    WAKE,
+    Kind,
+    decode,
+    encode,
+    row,
+)
+from ._replay import divergence, first_difference, replaying_vm
+from ._roots import RootRun, Words, run_root
+from ._traps import session, this_task
+from ._vm import POLICIES, VM, is_internal, source_dirs, user_traceback
+from ._where import add_source_namer, source_name
+
+__all__ = [
+    "A_SHIFT",
+    "ACQUIRE",
+    "BLOCK",
+    "BLOCK_RECV",
+    "BLOCK_SEND",
+    "CANCEL",
+    "CANCELLED",
+    "CELL",
+    "CELL_DONE",
+    "CHOOSE",
+    "CLEAR",
+    "CLOSE",
+    "CREATE",
+    "DONE",
+    "EVENT",
+    "FAIL",
+    "HOST_MARKERS",
+    "KIND_CODES",
+    "KIND_NAMES",
+    "KINDS",
+    "NOTIFY",
+    "POLICIES",
+    "QUEUE",
+    "RECEIPT",
+    "RECV",
+    "RELEASE",
+    "RESUME",
+    "SCOPE",
+    "SELECT",
+    "SEND",
+    "SET",
+    "SLEEP",
+    "SPAWN",
+    "START",
+    "STEP",
+    "SUSPEND",
+    "TASK_SHIFT",
+    "TIMEOUT",
+    "TIMER",
+    "WAKE",
+    "Kind",
+    "RawRecord",
+    "RootRun",
+    "Words",
+    "add_source_namer",
+    "add_timer",
+    "decode",
+    "display",
+    "divergence",
+    "encode",
+    "find",
+    "first_difference",
+    "is_internal",
+    "mark",
+    "park",
+    "prefix",
+    "raw_records",
+    "replaying_vm",
+    "reschedule",
+    "row",
+    "run_root",
+    "session",
+    "source_dirs",
+    "source_name",
+    "this_task",
+    "throw",
+    "unpark",
+    "user_traceback",
+    "wake",
+]
+
+# Kinds a host may append with :func:`mark` (markers between runs, never effects)
+HOST_MARKERS = frozenset({CELL, CELL_DONE})
+
+
+class RawRecord(NamedTuple):
+    """A record as stored: ``index`` (event id - 1), ``tick``, ``task``, ``kind`` (a
+    code, see ``KINDS``), ``a`` (its id) and ``value`` (its value slot, or None)."""
+
+    index: int
+    tick: int
+    task: int
+    kind: int
+    a: int
+    value: Any
+
+
+def raw_records(journal: Journal, start: int = 0, stop: int | None = None) -> Iterator[RawRecord]:
+    """The records with indexes ``start..stop-1`` (event ids ``start+1..stop``),
+    undecoded: for tools that scan big journals (``KINDS[kind].decode`` gives
+    ``data``)."""
+    for raw in journal._iter_raw(start, stop):
+        yield RawRecord._make(raw)
+
+
+def find(journal: Journal, kind: int) -> list[int]:
+    """The indexes of the records of ``kind`` (a code), in order; fast (no decoding)."""
+    mask = (1 << TASK_SHIFT) - 1
+    return [index for index, packed in enumerate(journal._rows) if packed & mask == kind]
+
+
+def prefix(journal: Journal, count: int) -> Journal:
+    """A new journal of the first ``count`` records of ``journal`` (and its meta)."""
+    return journal._prefix(count)
+
+
+def mark(vm: VM, kind: int, number: int, value: Any) -> None:
+    """Append a host marker (a kind of :data:`HOST_MARKERS`: ``CELL`` with the cell's
+    source, ``CELL_DONE`` with its outcome tuple) about ``number`` (the cell), from
+    host code while the VM is not running.  The value is checked as a record loaded
+    from a file would be (``ValueError`` if no VM writes it)."""
+    if kind not in HOST_MARKERS:
+        markers = ", ".join(KIND_NAMES[k] for k in sorted(HOST_MARKERS))
+        raise ValueError(
+            f"lowlevel.mark() appends host markers ({markers}), not "
+            f"{KIND_NAMES.get(kind, kind)!r} records: effects are written by operations"
+        )
+    with vm._as_host(f"lowlevel.mark({KIND_NAMES[kind]})"):
+        KINDS[kind].check(number, value, vm._now)
+        vm._rows.append(row(kind, 0, number))
+        vm._vals.append(value)
+
+
+# -- the scheduler calls ------------------------------------------------------------------------
+
+
+def reschedule(task: Any, value: Any = None) -> None:
+    """Make a parked ``task`` ready, to be resumed with ``value``; journal nothing (the
+    operation journals its effect: the ``recv`` of a handed-over value ...)."""
+    task._vm._reschedule(task, value)
+
+
+def wake(task: Any, value: Any, by: int) -> None:
+    """Make a parked ``task`` ready, resumed with ``value``, and journal ``wake`` by
+    task ``by`` (0: the host)."""
+    task._vm._wake(task, value, by)
+
+
+def throw(task: Any, error: BaseException, by: int) -> None:
+    """Make a parked ``task`` ready, to raise ``error`` at its ``await``; journal
+    ``wake`` by ``by``."""
+    task._vm._throw(task, error, by)
+
+
+def park(task: Any, queue: Any, waiting: tuple, kind_row: int, value: Any, cleanup: Any = None):
+    """Queue ``task`` at the end of ``queue`` (FIFO) and journal its ``block`` record
+    (``kind_row``: the row's kind and id bits, ``value``: the op descriptor); the
+    operation then yields ``PARK``.  ``waiting`` says what it waits for (``vm.tasks()``);
+    ``cleanup(task)`` runs if the wait is interrupted (cancelled)."""
+    from ._task import park as _park
+
+    _park(task, queue, waiting, kind_row, value, cleanup)
+
+
+def unpark(task: Any) -> None:
+    """Take a parked ``task`` out of what it waits on (its queue, its cleanup), without
+    making it ready: the caller then wakes or throws into it."""
+    task._vm._unpark(task)
+
+
+def add_timer(vm: VM, deadline: int, target: Any) -> list:
+    """Fire ``target`` at tick ``deadline``: a task is made ready (journaled ``timer``),
+    any other object gets ``target._timer_fired()``.  Returns the timer's bucket; remove
+    ``target`` from it to cancel."""
+    return vm._add_timer(deadline, target)
