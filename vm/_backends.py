@@ -25,13 +25,13 @@ import os
 import pickle
 import subprocess
 import sys
-import sysconfig
 import threading
 import weakref
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
+from ._shipping import function_bytes
 from ._workerjob import FAILED, run_job
 
 
@@ -82,39 +82,6 @@ class ThreadBackend(Backend):
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
-
-
-def function_bytes(function: Any) -> bytes:
-    """Serialize a worker function *by value* when it is the user's own code.
-
-    Functions from ``__main__``, a notebook cell, a script run by
-    ``counterpoint run`` or a test module cannot be imported by name in a worker
-    process, so cloudpickle ships their code; library functions go by reference.
-    """
-    import cloudpickle
-
-    module = sys.modules.get(getattr(function, "__module__", None) or "")
-    by_value = module is not None and _is_user_module(module)
-    if by_value:
-        cloudpickle.register_pickle_by_value(module)
-    try:
-        return cloudpickle.dumps(function)
-    finally:
-        if by_value:
-            cloudpickle.unregister_pickle_by_value(module)
-
-
-_LIBRARY_PATHS = tuple(
-    {sysconfig.get_paths()[key] for key in ("stdlib", "platstdlib", "purelib", "platlib")}
-)
-
-
-def _is_user_module(module: Any) -> bool:
-    name = module.__name__
-    if name == "__main__" or name.split(".")[0] == "counterpoint":
-        return False  # __main__ goes by value anyway; counterpoint is importable
-    path = getattr(module, "__file__", None)
-    return path is not None and not path.startswith(_LIBRARY_PATHS)
 
 
 class _Process:

@@ -240,10 +240,11 @@ def replay(program: Any, journal: Journal | str | os.PathLike, **vm_options: Any
 # -- check_determinism -----------------------------------------------------------------------
 
 _CHILD = """
-import sys, cloudpickle
+import sys
 import counterpoint as cp
+from counterpoint._shipping import load_program
 with open(sys.argv[1], "rb") as file:
-    program, options = cloudpickle.load(file)
+    program, options = load_program(file.read())
 vm = cp.VM(**options)
 try:
     vm.run(program())
@@ -314,21 +315,12 @@ def check_determinism(
         raise ValueError(f"runs must be an int >= 2 (it compares runs), got {runs!r}")
     options = {"seed": seed, "policy": policy}
     if processes:
-        import cloudpickle
+        from ._shipping import program_bytes
 
-        from ._backends import _is_user_module
-
-        module = sys.modules.get(getattr(program, "__module__", None) or "")
-        by_value = module is not None and _is_user_module(module)
+        data = program_bytes(program, options)
         with tempfile.TemporaryDirectory(prefix="counterpoint-") as folder:
             program_file = Path(folder) / "program.pickle"
-            if by_value:
-                cloudpickle.register_pickle_by_value(module)
-            try:
-                program_file.write_bytes(cloudpickle.dumps((program, options)))
-            finally:
-                if by_value:
-                    cloudpickle.unregister_pickle_by_value(module)
+            program_file.write_bytes(data)
             hash_seeds = random.Random().sample(range(1, 2**31), runs)
             journals = [
                 _run_in_process(program_file, options, Path(folder) / f"run{i}.db", hash_seed)

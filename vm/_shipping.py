@@ -1,0 +1,101 @@
+"""Shipping code to another process: what goes by value, and how.
+
+Two things cross to a fresh Python process, both with cloudpickle:
+
+* a **worker function**, to a worker process (``ProcessBackend``) or a Dask
+  worker: ``function_bytes(function)``; the receiver calls ``cloudpickle.loads``;
+* a **program** (a zero-argument callable returning a coroutine), to a fresh
+  interpreter, by ``cp.check_determinism(processes=True)``:
+  ``program_bytes(program, options)``; the receiver calls ``load_program(data)``.
+
+**By value or by reference.**  Code of a *user module* goes by value: cloudpickle
+ships the function's code and the module-level objects it uses, so the receiver
+needs no copy of the file.  A user module is ``__main__``, a notebook cell, a
+script run by ``counterpoint run``, a test module, or any module whose file is
+outside the standard library and site-packages.  Everything else (the standard
+library, installed packages, ``counterpoint`` itself) goes by reference: the
+receiver imports it, so it must be importable there (worker processes get the
+parent's ``sys.path``; Dask workers need the same packages installed).  A module
+the user registered with ``cloudpickle.register_pickle_by_value`` stays registered.
+
+What cannot be pickled at all (a function that closes over a lock, an open file,
+a socket ...) cannot be shipped: its worker fails ("... could not start the
+worker"), and ``program_bytes`` raises cloudpickle's error for the program itself.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+import sysconfig
+import threading
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+_LIBRARY_PATHS = tuple(
+    sorted({sysconfig.get_paths()[key] for key in ("stdlib", "platstdlib", "purelib", "platlib")})
+)
+
+# cloudpickle's by-value registry is global: one shipment at a time changes it
+_LOCK = threading.RLock()
+
+
+def is_user_module(module: Any) -> bool:
+    """True for a module whose code must travel by value (see the module docstring)."""
+    name = module.__name__
+    if name == "__main__" or name.split(".")[0] == "counterpoint":
+        return False  # __main__ goes by value anyway; counterpoint is importable
+    path = getattr(module, "__file__", None)
+    return path is not None and not path.startswith(_LIBRARY_PATHS)
+
+
+def _user_modules(objects: Iterable[Any]) -> list[Any]:
+    """The user modules the objects come from, in name order."""
+    found: dict[str, Any] = {}
+    for obj in objects:
+        module = sys.modules.get(getattr(obj, "__module__", None) or "")
+        if module is not None and is_user_module(module):
+            found[module.__name__] = module
+    return [found[name] for name in sorted(found)]
+
+
+@contextlib.contextmanager
+def by_value(objects: Iterable[Any]) -> Iterator[None]:
+    """Pickle the user modules of ``objects`` by value inside the ``with`` block."""
+    import cloudpickle
+
+    with _LOCK:
+        already = cloudpickle.list_registry_pickle_by_value()
+        added = []
+        for module in _user_modules(objects):
+            if module.__name__ not in already:
+                cloudpickle.register_pickle_by_value(module)
+                added.append(module)
+        try:
+            yield
+        finally:
+            for module in added:
+                cloudpickle.unregister_pickle_by_value(module)
+
+
+def function_bytes(function: Any) -> bytes:
+    """A worker function, pickled: by value if it is the user's own code."""
+    import cloudpickle
+
+    with by_value([function]):
+        return cloudpickle.dumps(function)
+
+
+def program_bytes(program: Any, options: dict) -> bytes:
+    """A program and its VM options, pickled for ``load_program`` in a fresh process."""
+    import cloudpickle
+
+    with by_value([program]):
+        return cloudpickle.dumps((program, options))
+
+
+def load_program(data: bytes) -> tuple[Any, dict]:
+    """The receiving side of ``program_bytes``: ``(program, options)``."""
+    import cloudpickle
+
+    return cloudpickle.loads(data)
