@@ -87,15 +87,65 @@ def function_bytes(function: Any) -> bytes:
 
 
 def program_bytes(program: Any, options: dict) -> bytes:
-    """A program and its VM options, pickled for ``load_program`` in a fresh process."""
+    """A program, its VM options and the worker registry, pickled for ``load_program``.
+
+    The program travels with every registered worker task (in name order), so that
+    ``cp.worker.start("name")`` finds the task in the fresh process, which never
+    imports the module that registered it.  A registered function that cannot be
+    pickled is left behind, with the reason: starting it there raises
+    ``cp.UnknownWorkerTask`` saying so.  A program that cannot be pickled raises
+    cloudpickle's error.
+    """
     import cloudpickle
 
-    with by_value([program]):
-        return cloudpickle.dumps((program, options))
+    from ._workerjob import describe
+    from ._workers import REGISTRY
+
+    registry = {name: REGISTRY[name] for name in sorted(REGISTRY)}
+    left_behind: dict[str, str] = {}
+    inner = getattr(program, "func", None)  # a functools.partial's function
+    with by_value([program, inner, *registry.values()]):
+        try:
+            return cloudpickle.dumps((program, options, registry, left_behind))
+        except Exception:
+            pass  # find what cannot go; the program itself may be the culprit
+        for name in list(registry):
+            try:
+                cloudpickle.dumps(registry[name])
+            except Exception as error:
+                left_behind[name] = describe(error)
+                del registry[name]
+        return cloudpickle.dumps((program, options, registry, left_behind))
+
+
+# worker names registered where the program came from that could not be shipped
+# (name -> why), and those of them the program then tried to start, in order
+LEFT_BEHIND: dict[str, str] = {}
+MISSED: list[str] = []
 
 
 def load_program(data: bytes) -> tuple[Any, dict]:
-    """The receiving side of ``program_bytes``: ``(program, options)``."""
+    """The receiving side of ``program_bytes``: register the shipped worker tasks
+    (replacing any that importing the program's modules registered), then return
+    ``(program, options)``."""
     import cloudpickle
 
-    return cloudpickle.loads(data)
+    from ._workers import REGISTRY
+
+    program, options, registry, left_behind = cloudpickle.loads(data)
+    REGISTRY.update(registry)
+    LEFT_BEHIND.update(left_behind)
+    return program, options
+
+
+def left_behind_message(name: str) -> str | None:
+    """Why worker task ``name`` is not here, if it was left behind; None otherwise."""
+    why = LEFT_BEHIND.get(name)
+    if why is None:
+        return None
+    return (
+        f"worker task {name!r} is registered where the program comes from, but could not be "
+        f"shipped with it to a fresh process ({why}); make the function picklable by cloudpickle: "
+        f"create locks, open files, sockets and the like inside the function, not in what it "
+        f"closes over or in the module-level names it uses"
+    )
