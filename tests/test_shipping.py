@@ -259,3 +259,64 @@ def test_a_program_arrives_with_the_worker_registry_in_name_order():
     assert list(registry) == sorted(registry)
     assert set(registry) | set(left_behind) == set(cp.worker.REGISTRY)
     assert registry["ship_renamed"](2) == 8 and "ship_renamed" not in left_behind
+
+
+# ---------------------------------------------------------------------------
+# A worker function is shipped with the globals it uses as they are at its start,
+# as the inline backend reads them: rebinding one (a notebook cell run again) is seen.
+
+SHIP_OFFSET = 1
+
+
+@cp.worker.task
+def ship_add_offset(n):
+    return n + SHIP_OFFSET
+
+
+def ship_helper(n):
+    return n * SHIP_OFFSET
+
+
+@cp.worker.task
+def ship_uses_a_helper(n):
+    return ship_helper(n) + 1
+
+
+@pytest.fixture(scope="module")
+def process_pool():
+    backend = cp.worker.ProcessBackend(processes=1)
+    yield backend
+    backend.close()
+
+
+def run_one(workers, name, payload):
+    async def main():
+        handle = cp.worker.start(name, payload)
+        await cp.worker.wait(handle)
+        return cp.worker.result(handle)
+
+    return cp.VM(workers=workers).run(main())
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["ship_add_offset", "ship_uses_a_helper"])
+def test_the_process_backend_sees_a_global_rebound_after_the_first_start(
+    process_pool, monkeypatch, name
+):
+    assert run_one(process_pool, name, 10) == run_one("inline", name, 10)
+    monkeypatch.setattr(sys.modules[__name__], "SHIP_OFFSET", 100)
+    assert run_one(process_pool, name, 10) == run_one("inline", name, 10)
+    monkeypatch.undo()
+    assert run_one(process_pool, name, 10) == run_one("inline", name, 10)
+
+
+@pytest.mark.slow
+def test_the_process_backend_sees_new_defaults_of_a_worker_function(process_pool, monkeypatch):
+    def ship_with_default(n, step=1):
+        return n + step
+
+    monkeypatch.setitem(cp.worker.REGISTRY, "ship_with_default", None)  # (removed after)
+    cp.worker.task(ship_with_default)
+    assert run_one(process_pool, "ship_with_default", 1) == 2
+    ship_with_default.__defaults__ = (5,)
+    assert run_one(process_pool, "ship_with_default", 1) == 6

@@ -26,10 +26,12 @@ worker"), and ``program_bytes`` raises cloudpickle's error for the program itsel
 from __future__ import annotations
 
 import contextlib
+import operator
 import sys
 import sysconfig
 import threading
 from collections.abc import Iterable, Iterator
+from types import CodeType, FunctionType
 from typing import Any
 
 _LIBRARY_PATHS = tuple(
@@ -84,6 +86,90 @@ def function_bytes(function: Any) -> bytes:
 
     with by_value([function]):
         return cloudpickle.dumps(function)
+
+
+_MISSING = object()  # a global name that is not bound (a builtin, or not yet defined)
+# code -> the names it may read as globals (the cache of FunctionBytes holds the
+# functions, and so their code, anyway)
+_NAMES: dict[CodeType, tuple[str, ...]] = {}
+
+
+def _global_names(code: CodeType) -> tuple[str, ...]:
+    """The names the code (and the functions defined in it) may read as globals."""
+    names = _NAMES.get(code)
+    if names is None:
+        found = dict.fromkeys(code.co_names)
+        for const in code.co_consts:
+            if isinstance(const, CodeType):
+                found.update(dict.fromkeys(_global_names(const)))
+        names = _NAMES[code] = tuple(found)
+    return names
+
+
+_USER: dict[str, bool] = {}  # module name -> is_user_module (a module's file stays put)
+
+
+def _goes_by_value(obj: Any) -> bool:
+    if type(obj) is not FunctionType:
+        return False
+    name = obj.__module__ or ""
+    user = _USER.get(name)
+    if user is None:
+        module = sys.modules.get(name)
+        if module is None or name == "__main__":
+            return True  # not importable by name: cloudpickle ships it by value
+        user = _USER[name] = is_user_module(module)
+    return user
+
+
+def _uses(function: Any) -> list:
+    """What the bytes of a function shipped by value depend on besides the function
+    object: the values of the globals its code names, its defaults, closure cells and
+    attributes, and the same for the by-value functions among them (a helper)."""
+    used: list = []
+    stack, seen = [function], []
+    while stack:
+        current = stack.pop()
+        if not _goes_by_value(current) or any(current is done for done in seen):
+            continue
+        seen.append(current)
+        start = len(used)
+        scope = current.__globals__
+        used += [scope.get(name, _MISSING) for name in _global_names(current.__code__)]
+        if current.__defaults__:
+            used += current.__defaults__
+        if current.__kwdefaults__:
+            used += current.__kwdefaults__.values()
+        for cell in current.__closure__ or ():
+            try:
+                used.append(cell.cell_contents)
+            except ValueError:  # a cell not filled yet
+                used.append(_MISSING)
+        used += current.__dict__.values()
+        stack += used[start:]
+    return used
+
+
+class FunctionBytes:
+    """``function_bytes`` with a cache: a function is pickled again only when a value it
+    uses has been rebound (see ``_uses``), so a worker process runs what the inline
+    backend would run at the same start.  An object it uses that is changed in place
+    (a list appended to) is not noticed: pass such data in the payload."""
+
+    def __init__(self) -> None:
+        self._cache: dict[int, tuple[Any, list, bytes]] = {}
+
+    def __call__(self, function: Any) -> bytes:
+        used = _uses(function)
+        cached = self._cache.get(id(function))  # (the entry holds the function: no reuse)
+        if (
+            cached is None
+            or cached[0] is not function
+            or len(cached[1]) != len(used)
+            or not all(map(operator.is_, cached[1], used))
+        ):
+            cached = self._cache[id(function)] = (function, used, function_bytes(function))
+        return cached[2]
 
 
 def program_bytes(program: Any, options: dict) -> bytes:
