@@ -3,10 +3,17 @@
 Two things cross to a fresh Python process, both with cloudpickle:
 
 * a **worker function**, to a worker process (``ProcessBackend``) or a Dask
-  worker: ``function_bytes(function)``; the receiver calls ``cloudpickle.loads``;
+  worker: ``function_bytes(function)``; the receiver calls ``cloudpickle.loads``.
+  It goes with the values of the globals it uses at its start, as the inline
+  backend reads them; ``FunctionBytes`` (the process backend's cache) pickles a
+  function again when one of them has been rebound;
 * a **program** (a zero-argument callable returning a coroutine), to a fresh
   interpreter, by ``cp.check_determinism(processes=True)``:
   ``program_bytes(program, options)``; the receiver calls ``load_program(data)``.
+  The program travels with the **worker registry** (every registered name and its
+  function), because the fresh process never imports the module whose
+  ``@cp.worker.task`` decorators registered them: there ``cp.worker.start("name")``
+  finds what it finds here, and the journal digest is the same.
 
 **By value or by reference.**  Code of a *user module* goes by value: cloudpickle
 ships the function's code and the module-level objects it uses, so the receiver
@@ -20,7 +27,10 @@ the user registered with ``cloudpickle.register_pickle_by_value`` stays register
 
 What cannot be pickled at all (a function that closes over a lock, an open file,
 a socket ...) cannot be shipped: its worker fails ("... could not start the
-worker"), and ``program_bytes`` raises cloudpickle's error for the program itself.
+worker"); a registered task is left behind by ``program_bytes``, and starting it in
+the fresh process raises ``cp.UnknownWorkerTask`` saying why; ``program_bytes``
+raises cloudpickle's error for the program itself.  Nothing shipped depends on
+``id()`` or hash order: modules are registered and tasks shipped in name order.
 """
 
 from __future__ import annotations
@@ -55,7 +65,8 @@ def _user_modules(objects: Iterable[Any]) -> list[Any]:
     """The user modules the objects come from, in name order."""
     found: dict[str, Any] = {}
     for obj in objects:
-        module = sys.modules.get(getattr(obj, "__module__", None) or "")
+        name = getattr(obj, "__module__", None)
+        module = sys.modules.get(name) if isinstance(name, str) else None
         if module is not None and is_user_module(module):
             found[module.__name__] = module
     return [found[name] for name in sorted(found)]
@@ -89,20 +100,18 @@ def function_bytes(function: Any) -> bytes:
 
 
 _MISSING = object()  # a global name that is not bound (a builtin, or not yet defined)
-# code -> the names it may read as globals (the cache of FunctionBytes holds the
-# functions, and so their code, anyway)
-_NAMES: dict[CodeType, tuple[str, ...]] = {}
 
 
-def _global_names(code: CodeType) -> tuple[str, ...]:
-    """The names the code (and the functions defined in it) may read as globals."""
-    names = _NAMES.get(code)
+def _global_names(code: CodeType, known: dict[CodeType, tuple[str, ...]]) -> tuple[str, ...]:
+    """The names the code (and the functions defined in it) may read as globals;
+    ``known`` caches them by code object."""
+    names = known.get(code)
     if names is None:
         found = dict.fromkeys(code.co_names)
         for const in code.co_consts:
             if isinstance(const, CodeType):
-                found.update(dict.fromkeys(_global_names(const)))
-        names = _NAMES[code] = tuple(found)
+                found.update(dict.fromkeys(_global_names(const, known)))
+        names = known[code] = tuple(found)
     return names
 
 
@@ -122,7 +131,7 @@ def _goes_by_value(obj: Any) -> bool:
     return user
 
 
-def _uses(function: Any) -> list:
+def _uses(function: Any, known: dict[CodeType, tuple[str, ...]]) -> list:
     """What the bytes of a function shipped by value depend on besides the function
     object: the values of the globals its code names, its defaults, closure cells and
     attributes, and the same for the by-value functions among them (a helper)."""
@@ -135,7 +144,7 @@ def _uses(function: Any) -> list:
         seen.append(current)
         start = len(used)
         scope = current.__globals__
-        used += [scope.get(name, _MISSING) for name in _global_names(current.__code__)]
+        used += [scope.get(name, _MISSING) for name in _global_names(current.__code__, known)]
         if current.__defaults__:
             used += current.__defaults__
         if current.__kwdefaults__:
@@ -158,9 +167,10 @@ class FunctionBytes:
 
     def __init__(self) -> None:
         self._cache: dict[int, tuple[Any, list, bytes]] = {}
+        self._names: dict[CodeType, tuple[str, ...]] = {}  # (of functions the cache holds)
 
     def __call__(self, function: Any) -> bytes:
-        used = _uses(function)
+        used = _uses(function, self._names)
         cached = self._cache.get(id(function))  # (the entry holds the function: no reuse)
         if (
             cached is None
