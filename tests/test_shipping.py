@@ -12,10 +12,13 @@ from __future__ import annotations
 
 import os
 import runpy
+import site
 import subprocess
 import sys
+import sysconfig
 import textwrap
 import threading
+import types
 
 import cloudpickle
 import pytest
@@ -320,3 +323,20 @@ def test_the_process_backend_sees_new_defaults_of_a_worker_function(process_pool
     assert run_one(process_pool, "ship_with_default", 1) == 2
     ship_with_default.__defaults__ = (5,)
     assert run_one(process_pool, "ship_with_default", 1) == 6
+
+
+@pytest.mark.parametrize(
+    "folder",
+    [site.getusersitepackages(), *site.getsitepackages(), sysconfig.get_paths()["stdlib"]],
+)
+def test_a_module_installed_in_a_site_packages_folder_goes_by_reference(folder):
+    module = types.ModuleType("ship_installed_library")
+    module.__file__ = os.path.join(folder, "ship_installed_library", "__init__.py")
+    assert not _shipping.is_user_module(module)
+
+
+def test_a_module_of_the_users_own_goes_by_value(tmp_path):
+    module = types.ModuleType("ship_my_module")
+    module.__file__ = str(tmp_path / "ship_my_module.py")
+    assert _shipping.is_user_module(module)
+    assert _shipping.is_user_module(sys.modules[__name__])

@@ -37,6 +37,8 @@ from __future__ import annotations
 
 import contextlib
 import operator
+import os
+import site
 import sys
 import sysconfig
 import threading
@@ -44,9 +46,17 @@ from collections.abc import Iterable, Iterator
 from types import CodeType, FunctionType
 from typing import Any
 
-_LIBRARY_PATHS = tuple(
-    sorted({sysconfig.get_paths()[key] for key in ("stdlib", "platstdlib", "purelib", "platlib")})
-)
+
+def _library_paths() -> tuple[str, ...]:
+    """Where installed code lives: the standard library and every site-packages folder
+    (the user's ``pip install --user`` one included), each ending in a separator."""
+    paths = {sysconfig.get_paths()[key] for key in ("stdlib", "platstdlib", "purelib", "platlib")}
+    paths.update(getattr(site, "getsitepackages", list)())  # (absent in old virtualenvs)
+    paths.add(site.getusersitepackages())
+    return tuple(sorted(os.path.join(path, "") for path in paths if path))
+
+
+_LIBRARY_PATHS = _library_paths()
 
 # cloudpickle's by-value registry is global: one shipment at a time changes it
 _LOCK = threading.RLock()
