@@ -25,13 +25,13 @@ import os
 import pickle
 import subprocess
 import sys
-import sysconfig
 import threading
 import weakref
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
+from ._shipping import FunctionBytes, function_bytes
 from ._workerjob import FAILED, run_job
 
 
@@ -82,39 +82,6 @@ class ThreadBackend(Backend):
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
-
-
-def function_bytes(function: Any) -> bytes:
-    """Serialize a worker function *by value* when it is the user's own code.
-
-    Functions from ``__main__``, a notebook cell, a script run by
-    ``counterpoint run`` or a test module cannot be imported by name in a worker
-    process, so cloudpickle ships their code; library functions go by reference.
-    """
-    import cloudpickle
-
-    module = sys.modules.get(getattr(function, "__module__", None) or "")
-    by_value = module is not None and _is_user_module(module)
-    if by_value:
-        cloudpickle.register_pickle_by_value(module)
-    try:
-        return cloudpickle.dumps(function)
-    finally:
-        if by_value:
-            cloudpickle.unregister_pickle_by_value(module)
-
-
-_LIBRARY_PATHS = tuple(
-    {sysconfig.get_paths()[key] for key in ("stdlib", "platstdlib", "purelib", "platlib")}
-)
-
-
-def _is_user_module(module: Any) -> bool:
-    name = module.__name__
-    if name == "__main__" or name.split(".")[0] == "counterpoint":
-        return False  # __main__ goes by value anyway; counterpoint is importable
-    path = getattr(module, "__file__", None)
-    return path is not None and not path.startswith(_LIBRARY_PATHS)
 
 
 class _Process:
@@ -215,7 +182,8 @@ class ProcessBackend(Backend):
     Processes are fresh interpreters (``python -c``, importing only this package,
     never the user's ``__main__``), started when jobs come and reused; a process
     that dies is replaced.  Worker functions defined in ``__main__`` or a notebook
-    cell are shipped by value (cloudpickle).
+    cell are shipped by value (cloudpickle), again whenever a global they use has
+    been rebound since (``_shipping.FunctionBytes``).
 
     One manager thread moves jobs to idle processes and outcomes back; it survives
     any pipe error: a process found dead (or not reading) when a job is sent to it
@@ -232,7 +200,7 @@ class ProcessBackend(Backend):
         self._lock = threading.Lock()
         self._queue: deque[_Job] = deque()
         self._pool: list[_Process] = []
-        self._functions: dict[int, tuple[Any, bytes]] = {}
+        self._functions = FunctionBytes()  # pickled again when a global it uses is rebound
         self._closed = False
         self._manager: threading.Thread | None = None
         self._wake_reader, self._wake_writer = Pipe(duplex=False)
@@ -242,11 +210,7 @@ class ProcessBackend(Backend):
         if self._closed:
             raise RuntimeError("this process backend is closed; make a new one")
         future = _ProcessFuture(self)
-        key = id(function)
-        cached = self._functions.get(key)
-        if cached is None or cached[0] is not function:
-            cached = self._functions[key] = (function, function_bytes(function))
-        message = pickle.dumps((cached[1], payload), pickle.HIGHEST_PROTOCOL)
+        message = pickle.dumps((self._functions(function), payload), pickle.HIGHEST_PROTOCOL)
         job = future._job = _Job(message, future)
         with self._lock:
             if self._closed:  # closed meanwhile, by another thread

@@ -24,7 +24,7 @@ from pathlib import Path
 from types import CoroutineType
 from typing import Any
 
-from ._errors import NondeterminismError
+from ._errors import NondeterminismError, UnknownWorkerTask
 from ._journal import (
     _TASK_MASK,
     EVENT,
@@ -244,17 +244,24 @@ def replay(program: Any, journal: Journal | str | os.PathLike, **vm_options: Any
 # -- check_determinism -----------------------------------------------------------------------
 
 _CHILD = """
-import sys, cloudpickle
+import sys
 import counterpoint as cp
+from counterpoint._shipping import MISSED, left_behind_message, load_program
 with open(sys.argv[1], "rb") as file:
-    program, options = cloudpickle.load(file)
+    program, options = load_program(file.read())
 vm = cp.VM(**options)
 try:
     vm.run(program())
 except Exception:
     pass
+if MISSED:  # a worker task the parent has, and could not ship: not the program's doing
+    print(left_behind_message(MISSED[0]), file=sys.stderr)
+    sys.exit(3)  # _LEFT_BEHIND
 vm.journal.save(sys.argv[2])
 """
+
+# _CHILD's exit status when its program started a worker task that could not be shipped
+_LEFT_BEHIND = 3
 
 
 def _run_here(program: Any, options: dict) -> Journal:
@@ -278,6 +285,8 @@ def _run_in_process(program_file: Path, options: dict, out: Path, hash_seed: int
         text=True,
         check=False,
     )
+    if done.returncode == _LEFT_BEHIND:
+        raise UnknownWorkerTask(f"cp.check_determinism(): {done.stderr.strip().splitlines()[-1]}")
     if done.returncode != 0 or not out.exists():
         raise RuntimeError(
             f"cp.check_determinism(): the run in a fresh process failed:\n{done.stderr.strip()}"
@@ -298,8 +307,10 @@ def check_determinism(
     ``program`` is a zero-argument callable returning a fresh coroutine.  With
     ``processes=True`` each run happens in a fresh Python process with its own
     ``PYTHONHASHSEED`` (so hash-order dependence shows up); the program is shipped
-    there with cloudpickle.  Returns the common digest; raises
-    ``cp.NondeterminismError`` naming the first record where two runs differ.
+    there with cloudpickle, with the worker tasks registered here (``_shipping.py``).
+    Returns the common digest; raises ``cp.NondeterminismError`` naming the first
+    record where two runs differ, and ``cp.UnknownWorkerTask`` if the program starts
+    a registered worker task that could not be shipped.
 
     >>> import counterpoint as cp
     >>> async def main():
@@ -318,21 +329,12 @@ def check_determinism(
         raise ValueError(f"runs must be an int >= 2 (it compares runs), got {runs!r}")
     options = {"seed": seed, "policy": policy}
     if processes:
-        import cloudpickle
+        from ._shipping import program_bytes
 
-        from ._backends import _is_user_module
-
-        module = sys.modules.get(getattr(program, "__module__", None) or "")
-        by_value = module is not None and _is_user_module(module)
+        data = program_bytes(program, options)
         with tempfile.TemporaryDirectory(prefix="counterpoint-") as folder:
             program_file = Path(folder) / "program.pickle"
-            if by_value:
-                cloudpickle.register_pickle_by_value(module)
-            try:
-                program_file.write_bytes(cloudpickle.dumps((program, options)))
-            finally:
-                if by_value:
-                    cloudpickle.unregister_pickle_by_value(module)
+            program_file.write_bytes(data)
             hash_seeds = random.Random().sample(range(1, 2**31), runs)
             journals = [
                 _run_in_process(program_file, options, Path(folder) / f"run{i}.db", hash_seed)

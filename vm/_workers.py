@@ -27,6 +27,7 @@ from collections import deque
 from concurrent.futures import CancelledError, Future
 from typing import Any
 
+from . import _shipping
 from ._errors import NondeterminismError, PolicyError, UnknownWorkerTask
 from ._interrupts import noted_here, safe_to_interrupt, take_interrupt
 from ._journal import A_SHIFT, MAX_TICK, QUEUE, RECEIPT, START, tick_error
@@ -42,6 +43,20 @@ REGISTRY: dict[str, Any] = {}
 
 # how many settled outcomes a VM keeps (the most recent ones, in settle order)
 KEPT_OUTCOMES = 10_000
+
+
+def _unknown(name: str) -> str:
+    """Why ``cp.worker.start(name)`` found no task: the same in any process that got the
+    program with its registry (``_shipping.program_bytes``)."""
+    left_behind = _shipping.left_behind_message(name)
+    if left_behind is not None:
+        _shipping.MISSED.append(name)
+        return left_behind
+    known = ", ".join(sorted(set(REGISTRY) | set(_shipping.LEFT_BEHIND))) or "none yet"
+    return (
+        f"no worker task named {name!r} is registered (registered: {known}); "
+        f"decorate a plain function with @cp.worker.task"
+    )
 
 
 def _recorded(receipt: tuple | None, job: WorkerJob) -> Future:
@@ -134,11 +149,7 @@ class Workers:
                 "create the VM with max_workers=None or a positive bound to use workers"
             )
         if name not in REGISTRY:
-            known = ", ".join(sorted(REGISTRY)) or "none yet"
-            raise UnknownWorkerTask(
-                f"no worker task named {name!r} is registered (registered: {known}); "
-                f"decorate a plain function with @cp.worker.task"
-            )
+            raise UnknownWorkerTask(_unknown(name))
         payload = copy_plain(payload, "the worker payload")
         job = WorkerJob(self, self.vm._next_id("worker"), name, payload, cost)
         if task is not None:
