@@ -134,8 +134,12 @@ CELLS = """(area) => Array.from(document.getElementById(area).querySelectorAll('
             numbers: column.length > 0 && column.every((text) => /^-?[0-9]+$/.test(text)),
             align: getComputedStyle(cell).textAlign,
             text: cell.innerText,
-            lines: Math.round(cell.getBoundingClientRect().height
-                / parseFloat(getComputedStyle(cell).lineHeight)),
+            lines: (() => {  // the lines the cell's text takes, whatever the row's height
+                const range = document.createRange();
+                range.selectNodeContents(cell);
+                return new Set(Array.from(range.getClientRects())
+                    .filter((box) => box.width > 0).map((box) => Math.round(box.top))).size;
+            })(),
         };
     })"""
 
@@ -170,4 +174,31 @@ def test_multi_line_values_show_as_line_breaks_never_a_literal_backslash_n(brows
     assert sent, "the send of the two-line order is among the shown records"
     for c in sent:
         assert "soup,\nno salt" in c["text"] and c["lines"] >= 2, c
+    view.close()
+
+
+def test_the_notebooks_stored_tables_look_right_in_jupyterlab(browser):
+    """What a reader of notebooks/*.ipynb sees, stored outputs as they are."""
+    import nbformat
+
+    outputs = {}
+    for path in sorted((Path(__file__).parent.parent / "notebooks").glob("*.ipynb")):
+        for number, nb_cell in enumerate(nbformat.read(path, as_version=4).cells):
+            for output in nb_cell.get("outputs", []):
+                html = output.get("data", {}).get("text/html")
+                if html:
+                    outputs[f"{path.stem}-cell-{number}"] = html
+    assert outputs, "the notebooks store HTML tables"
+    view = browser.new_page(viewport={"width": 1100, "height": 900})
+    view.set_content(page(outputs))
+    ARTIFACTS.mkdir(exist_ok=True)
+    view.screenshot(path=str(ARTIFACTS / "notebook-tables.png"), full_page=True)
+    assert "\\n" not in view.inner_text("body")
+    for area in outputs:
+        cells = view.evaluate(CELLS, area)
+        assert cells, area
+        for c in cells:
+            assert c["align"] == ("right" if c["numbers"] else "left"), (area, c)
+            if c["column"] in ("kind", "name", "state"):  # a word is never broken
+                assert c["lines"] == 1, (area, c)
     view.close()

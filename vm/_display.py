@@ -117,7 +117,7 @@ _STYLE = (
     "line-height:1.35;max-width:none;border:none;"
     "border-bottom:1px solid var(--jp-border-color2,#ddd)}"
     "table.counterpoint td{font-family:var(--jp-code-font-family,monospace);"
-    "overflow-wrap:anywhere}"
+    "overflow-wrap:break-word}"
     "table.counterpoint caption{font-weight:bold;padding:2px 0}</style>"
 )
 _LEFT = ' style="text-align:left;white-space:pre-wrap"'
