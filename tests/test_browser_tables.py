@@ -106,7 +106,7 @@ def session_outputs() -> dict[str, str]:
     journal = vm.journal
     return {
         "journal": JournalTail(journal, 12)._repr_html_(),
-        "journal-all": JournalTail(journal, 6, all=True)._repr_html_(),
+        "journal-all": JournalTail(journal, 6, steps=True)._repr_html_(),
         "tasks": vm.tasks()._repr_html_(),
         "state": journal.state_at(len(journal) - 1)._repr_html_(),
     }

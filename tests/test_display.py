@@ -120,7 +120,7 @@ def test_journal_magic_caption_says_how_many_steps_it_hid_and_how_to_show_them()
         f"{hidden} step records among them hidden (%journal --all shows them)"
     )
     assert tail.caption in repr(tail) and "step" not in repr(tail).split("\n", 1)[1]
-    everything = JournalTail(journal, 5, all=True)
+    everything = JournalTail(journal, 5, steps=True)
     assert everything.caption.endswith("; the last 5 shown") and "step" in repr(everything)
 
 

@@ -37,12 +37,12 @@ class Text:
 
 
 class JournalTail:
-    """``%journal``: the last records of the session journal (steps hidden unless ``all``)."""
+    """``%journal``: the last records of the session journal (steps hidden unless ``steps``)."""
 
-    def __init__(self, journal: cp.Journal, last: int, all: bool = False) -> None:
+    def __init__(self, journal: cp.Journal, last: int, steps: bool = False) -> None:
         from counterpoint._display import journal_caption, last_records
 
-        self.records, hidden = last_records(journal, last, steps=all)
+        self.records, hidden = last_records(journal, last, steps=steps)
         self.caption = journal_caption(
             len(journal), journal.digest(), len(self.records), hidden, "%journal --all"
         )
@@ -267,7 +267,7 @@ class CounterpointMagics(Magics):
             else:
                 journal.save(path)
             return Text(f"saved {len(journal)} records to {path} (digest {journal.digest()})")
-        return JournalTail(journal, args.last, args.all)
+        return JournalTail(journal, args.last, steps=args.all)
 
     # -- %replay -----------------------------------------------------------------------
 
