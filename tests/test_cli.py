@@ -4,6 +4,7 @@ test_lab.py, run's report in test_packaging.py)."""
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -43,15 +44,64 @@ def test_install_takes_one_place_only(tmp_path):
 
 def test_run_saves_a_journal_that_replay_reproduces(tmp_path):
     journal = tmp_path / "pipeline.db"
-    done = counterpoint("run", ROOT / "examples/pipeline.py", "--journal", journal)
+    done = counterpoint("run", ROOT / "examples/pipeline.py", "--journal", journal, cwd=ROOT)
     assert done.returncode == 0, done.stderr
     assert f"saved to:     {journal}" in done.stdout
-    program = (ROOT / "examples/pipeline.py").resolve()
-    assert cp.Journal.load(journal).meta["program"] == str(program)
-    replayed = counterpoint("replay", journal, "--trust")
+    assert cp.Journal.load(journal).meta["program"] == "examples/pipeline.py"
+    replayed = counterpoint("replay", journal, "--trust", cwd=ROOT)
     assert replayed.returncode == 0, replayed.stderr
     assert "pipeline.py: the same 193 records" in replayed.stdout
     assert "result [0, 1, 4, 9, 16, 25, 36, 49, 64, 81]" in replayed.stdout
+
+
+SLEEPER = (
+    "import counterpoint as cp\nasync def main():\n    await cp.sleep(3)\n    return 'slept'\n"
+)
+
+
+def test_a_run_journal_names_its_program_relative_to_the_working_directory(tmp_path):
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub/sleeper.py").write_text(SLEEPER)
+    done = counterpoint("run", "sub/sleeper.py", "--journal", "sleeper.db", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert cp.Journal.load(tmp_path / "sleeper.db").meta["program"] == "sub/sleeper.py"
+
+
+def test_a_run_journal_replays_from_another_clone_after_the_original_is_gone(tmp_path):
+    original, clone = tmp_path / "original", tmp_path / "clone"
+    (original / "examples").mkdir(parents=True)
+    (original / "examples/sleeper.py").write_text(SLEEPER)
+    done = counterpoint("run", "examples/sleeper.py", "--journal", "run.db", cwd=original)
+    assert done.returncode == 0, done.stderr
+    shutil.copytree(original, clone)
+    shutil.rmtree(original)
+    replayed = counterpoint("replay", "run.db", "--trust", cwd=clone)
+    assert replayed.returncode == 0, replayed.stderr
+    assert "replayed examples/sleeper.py: the same" in replayed.stdout
+    assert "(result 'slept')" in replayed.stdout
+
+
+def test_a_run_journal_moved_with_its_program_finds_it_next_to_it_from_any_folder(tmp_path):
+    (tmp_path / "made").mkdir()
+    (tmp_path / "made/sleeper.py").write_text(SLEEPER)
+    done = counterpoint("run", "sleeper.py", "--journal", "run.db", cwd=tmp_path / "made")
+    assert done.returncode == 0, done.stderr
+    (tmp_path / "made").rename(tmp_path / "moved")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    replayed = counterpoint("replay", tmp_path / "moved/run.db", "--trust", cwd=elsewhere)
+    assert replayed.returncode == 0, replayed.stderr
+    assert "result 'slept'" in replayed.stdout
+
+
+def test_replay_says_where_it_looked_for_a_recorded_program_it_cannot_find(tmp_path):
+    (tmp_path / "sleeper.py").write_text(SLEEPER)
+    assert counterpoint("run", "sleeper.py", "--journal", "run.db", cwd=tmp_path).returncode == 0
+    (tmp_path / "sleeper.py").unlink()
+    replayed = counterpoint("replay", tmp_path / "run.db", "--trust", cwd=ROOT)
+    assert replayed.returncode == 2
+    assert "names the program 'sleeper.py', which is neither under the working" in (replayed.stderr)
+    assert f"counterpoint replay {tmp_path / 'run.db'} PROGRAM.py" in replayed.stderr
 
 
 def test_replay_of_a_failing_program_reproduces_its_failure(tmp_path):

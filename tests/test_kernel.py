@@ -367,7 +367,7 @@ def test_journal_magic_shows_the_last_records_and_saves_the_journal(fresh, tmp_p
     ok(fresh, "await sleep(2)")
     lines = ok(fresh, "%journal --last 3").result["text/plain"].splitlines()
     assert lines[0].startswith("journal: ") and len(lines) == 4
-    assert "cell      cell=2, source='%journal --last 3'" in lines[-1]
+    assert "cell      cell=2 source='%journal --last 3'" in lines[-1]
     path = tmp_path / "session.db"
     assert "saved" in ok(fresh, f"%journal --save {path}").result["text/plain"]
     saved = cp.Journal.load(path)
@@ -378,6 +378,31 @@ def test_journal_magic_shows_the_last_records_and_saves_the_journal(fresh, tmp_p
     ]
     ok(fresh, f"%journal --save {tmp_path / 'session.jsonl'}")
     assert json.loads((tmp_path / "session.jsonl").read_text().splitlines()[0])["kind"] == "cell"
+    shown, digest = fresh.value("tail = %journal --last 3\nrepr(tail), vm.journal.digest()")
+    assert re.match(f"journal: [0-9]+ records, digest {digest}; the last 3 shown", shown)
+
+
+def test_journal_magic_hides_step_records_unless_asked_for_all(fresh):
+    def kinds(text: str) -> set[str]:  # a record line: "#7  t=0  task 2  send  ..."
+        return {line.split()[4] for line in text.splitlines()[1:] if line.startswith("  #")}
+
+    ok(fresh, "await par(sleep(1), sleep(2))")
+    shown = ok(fresh, "%journal --last 50").result
+    assert "step" not in kinds(shown["text/plain"]) and ">step<" not in shown["text/html"]
+    assert {"sleep", "timer", "cell"} <= kinds(shown["text/plain"])
+    assert "step records among them hidden (%journal --all shows them)" in shown["text/plain"]
+    everything = ok(fresh, "%journal --all --last 50").result
+    assert "step" in kinds(everything["text/plain"]) and ">step<" in everything["text/html"]
+    assert "hidden" not in everything["text/plain"].splitlines()[0]
+
+
+def test_magic_help_is_plain_text_without_rest_marks(fresh):
+    for name in ("%vm", "%tasks", "%journal", "%replay", "%%explore"):
+        text = fresh.value(f"get_ipython().object_inspect_text({name!r})")
+        doc = re.sub(r"\x1b\[[0-9;]*m", "", text).split("Docstring:", 1)[1]
+        assert doc.split()[0] == name, doc
+        for mark in ("``", ":func:", ":class:", ":meth:", "::"):
+            assert mark not in doc, (name, mark)
 
 
 def test_replay_magic_reruns_the_session_in_a_fresh_process(fresh):

@@ -5,6 +5,7 @@ these tests check that the check really compares."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -53,3 +54,17 @@ def test_the_unchanged_copy_passes_nbval(tmp_path):
     copy.write_bytes(NOTEBOOKS[0].read_bytes())
     done = run_nbval(copy)
     assert done.returncode == 0, done.stdout
+
+
+def test_every_digest_a_notebook_shows_is_spelled_as_journal_digest_returns_it():
+    """One spelling: 64 hex digits, as ``vm.journal.digest()`` returns, never a prefix
+    that a reader would compare with the full one and find different."""
+    shown = []
+    for path in NOTEBOOKS:
+        for cell in nbformat.read(path, as_version=4).cells:
+            for output in cell.get("outputs", []):
+                texts = [output.get("text", ""), *output.get("data", {}).values()]
+                for text in texts:
+                    shown += re.findall(r"digest\W+([0-9a-f]{8,})", str(text))
+    assert shown, "the first notebook shows the journal's digest"
+    assert {len(digest) for digest in shown} == {64}

@@ -3,7 +3,7 @@
     counterpoint lab [DIR] [--no-browser] [--port N]   JupyterLab with the kernel
     counterpoint install [--user | --sys-prefix | --prefix P]   the kernelspec
     counterpoint run PROGRAM.py [--seed N] [--policy P] [--max-steps N]
-                                [--journal OUT] [--journal-tail N]
+                                [--journal OUT] [--journal-tail N [--journal-steps]]
     counterpoint nbrun NOTEBOOK.ipynb [--output OUT] [--timeout S]
     counterpoint replay JOURNAL [PROGRAM.py] [--trust]
 
@@ -16,6 +16,11 @@ status 0 if it does, 1 if not).  Since that runs code named by the file, it
 refuses (exit status 3, after showing what it would run) unless ``--trust`` is
 given or the program is named on the command line.  This module imports Jupyter only for the
 commands that need it.
+
+A journal written by ``run --journal`` names its program by a path relative to the
+working directory (when the program is under it), so the journal and the program
+replay from another clone or folder: ``replay`` looks the name up in the working
+directory, then next to the journal file.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ import sys
 import traceback
 from pathlib import Path
 
+from ._display import journal_caption, last_records, records_text
 from ._errors import JournalError, NondeterminismError
 from ._journal import _KIND_MASK, CELL, STEP, Journal
 from ._vm import POLICIES, VM, user_traceback
@@ -56,6 +62,27 @@ def _error_text(error: BaseException) -> str:
     return "".join(traceback.format_exception_only(error)).rstrip()
 
 
+def program_name(path: Path) -> str:
+    """How a journal names its program: relative to the working directory (in POSIX
+    form) when the program is under it, so the journal stays valid in another clone;
+    else the absolute path, the only name that finds it again."""
+    absolute = path.resolve()
+    try:
+        return absolute.relative_to(Path.cwd().resolve()).as_posix()
+    except ValueError:
+        return str(absolute)
+
+
+def recorded_program(name: str, journal_path: Path) -> Path:
+    """The file a journal's recorded program name means: absolute as it is; relative
+    in the working directory, else next to the journal file."""
+    recorded = Path(name)
+    if recorded.is_absolute() or recorded.is_file():
+        return recorded
+    beside = journal_path.parent / recorded
+    return beside if beside.is_file() else recorded
+
+
 def run_program(
     path: Path,
     *,
@@ -64,10 +91,11 @@ def run_program(
     max_steps: int | None,
     journal_tail: int,
     journal: Path | None = None,
+    journal_steps: bool = False,
 ) -> int:
     main = _load_main(path)
     vm = VM(seed=seed, policy=policy, max_steps=max_steps)
-    vm.journal.meta["program"] = str(path.resolve())
+    vm.journal.meta["program"] = program_name(path)
     status = 0
     try:
         result = vm.run(main())
@@ -84,13 +112,10 @@ def run_program(
     if journal is not None:
         vm.journal.save(journal)
         print(f"saved to:     {journal}  (counterpoint replay {journal} {path})")
-    if journal_tail:
-        print(f"last {min(journal_tail, len(vm.journal))} records:")
-        for record in vm.journal[-journal_tail:]:
-            print(
-                f"  #{record.event_id:<6} t={record.tick:<5} task {record.task:<4} "
-                f"{record.kind:<9} {record.data}"
-            )
+    if journal_tail > 0:
+        records, hidden = last_records(vm.journal, journal_tail, steps=journal_steps)
+        caption = journal_caption(len(vm.journal), None, len(records), hidden, "--journal-steps")
+        print(records_text(records, caption))
     vm.close()
     return status
 
@@ -170,7 +195,15 @@ def replay_file(path: Path, program: Path | None = None, *, trust: bool = False)
         return 0
     from ._replay import replay
 
-    source = program if program is not None else Path(recorded)
+    source = program if program is not None else recorded_program(recorded, path)
+    if program is None and not source.is_file():
+        print(
+            f"counterpoint replay: {path} names the program {recorded!r}, which is neither "
+            f"under the working directory ({Path.cwd()}) nor next to {path}; name it: "
+            f"`counterpoint replay {path} PROGRAM.py`",
+            file=sys.stderr,
+        )
+        return 2
     main = _load_main(source, "replay")
     try:
         result = replay(main, journal)
@@ -182,8 +215,7 @@ def replay_file(path: Path, program: Path | None = None, *, trust: bool = False)
         first = str(error).splitlines()[0] if str(error) else ""
         outcome = f"error {type(error).__name__}: {first}"
     print(
-        f"replayed {source}: the same {len(journal)} records, digest {journal.digest()[:16]} "
-        f"({outcome})"
+        f"replayed {source}: the same {len(journal)} records, digest {journal.digest()} ({outcome})"
     )
     return 0
 
@@ -213,7 +245,14 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--max-steps", type=int, default=None, help="step limit for the run")
     run.add_argument("--journal", type=Path, metavar="OUT", help="save the journal (SQLite)")
     run.add_argument(
-        "--journal-tail", type=int, default=0, metavar="N", help="also print the last N records"
+        "--journal-tail",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also print the last N records, step records left out",
+    )
+    run.add_argument(
+        "--journal-steps", action="store_true", help="--journal-tail shows step records too"
     )
 
     nbrun = commands.add_parser("nbrun", help="execute a notebook headless, saving its outputs")
@@ -251,6 +290,7 @@ def main(argv: list[str] | None = None) -> int:
             max_steps=args.max_steps,
             journal_tail=args.journal_tail,
             journal=args.journal,
+            journal_steps=args.journal_steps,
         )
     if args.command == "replay":
         return replay_file(args.journal, args.program, trust=args.trust)

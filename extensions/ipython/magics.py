@@ -1,5 +1,8 @@
 """The magics of a Counterpoint session: ``%vm``, ``%tasks``, ``%journal``,
-``%replay`` and ``%%explore`` (see ``docs/kernel.md``)."""
+``%replay`` and ``%%explore`` (see ``docs/kernel.md``).
+
+Their docstrings are what ``%name?`` prints, so they are plain text: no reST marks.
+"""
 
 from __future__ import annotations
 
@@ -34,26 +37,25 @@ class Text:
 
 
 class JournalTail:
-    """``%journal``: the last records of the session journal."""
+    """``%journal``: the last records of the session journal (steps hidden unless ``steps``)."""
 
-    def __init__(self, journal: cp.Journal, last: int) -> None:
-        total = len(journal)
-        self.total = total
-        self.records = journal[max(0, total - last) :]
-        self.digest = journal.digest()
+    def __init__(self, journal: cp.Journal, last: int, steps: bool = False) -> None:
+        from counterpoint._display import journal_caption, last_records
+
+        self.records, hidden = last_records(journal, last, steps=steps)
+        self.caption = journal_caption(
+            len(journal), journal.digest(), len(self.records), hidden, "%journal --all"
+        )
 
     def __repr__(self) -> str:
-        lines = [f"journal: {self.total} records, digest {self.digest[:16]}"]
-        for r in self.records:
-            data = ", ".join(f"{k}={v!r}" for k, v in r.data.items())
-            lines.append(f"  #{r.event_id:<5} t={r.tick:<4} task {r.task:<3} {r.kind:<9} {data}")
-        return "\n".join(lines)
+        from counterpoint._display import records_text
+
+        return records_text(self.records, self.caption)
 
     def _repr_html_(self) -> str:
         from counterpoint._display import records_table
 
-        caption = f"journal: {self.total} records, digest {self.digest[:16]}"
-        return records_table(self.records, caption)
+        return records_table(self.records, self.caption)
 
 
 def program_from_cell(source: str, namespace: dict, name: str) -> Any:
@@ -94,6 +96,27 @@ def _steps(text: str) -> int | None:
     return int(text)
 
 
+def _plain_help(magic: Any) -> Any:
+    """Make a magic's ``?`` text plain: IPython's magic_arguments starts it with a reST
+    literal-block mark (``::``) and names a cell magic with a single ``%``."""
+    doc = magic.__doc__ or ""
+    if doc.startswith("::"):
+        usage, _, rest = doc[2:].strip("\n").partition("\n\n")
+        first, *more = (line.strip() for line in usage.splitlines())
+        if getattr(magic, "_cell_magic", False):
+            first = "%" + first
+        indent = " " * (len(first.split(" ", 1)[0]) + 1)  # under the first option
+        usage = "\n".join([first, *(indent + line for line in more)])
+        doc = f"{usage}\n\n{rest}"
+    magic.__doc__ = doc.rstrip() + "\n"
+    return magic
+
+
+def _cell(magic: Any) -> Any:
+    magic._cell_magic = True
+    return magic
+
+
 @magics_class
 class CounterpointMagics(Magics):
     def __init__(self, shell: Any, session: Any) -> None:
@@ -102,9 +125,10 @@ class CounterpointMagics(Magics):
 
     # -- %vm ---------------------------------------------------------------------------
 
+    @_plain_help
     @magic_arguments()
     @argument("action", nargs="?", choices=["status", "reset"], default="status")
-    @argument("--seed", type=int, default=_UNSET, help="the new VM's seed (reset)")
+    @argument("--seed", type=int, default=_UNSET, metavar="N", help="the new VM's seed (reset)")
     @argument(
         "--policy", choices=POLICIES, default=_UNSET, help="the new VM's scheduling policy (reset)"
     )
@@ -112,15 +136,23 @@ class CounterpointMagics(Magics):
         "--max-steps",
         type=_steps,
         default=_UNSET,
+        metavar="N",
         help="the new VM's max_steps per cell, or none (reset)",
     )
     @argument(
         "--workers",
         default=_UNSET,
+        metavar="W",
         help="where worker functions run: inline, thread, process, dask or a Dask "
         "scheduler address (reset)",
     )
-    @argument("--max-workers", type=int, default=_UNSET, help="how many workers at once (reset)")
+    @argument(
+        "--max-workers",
+        type=int,
+        default=_UNSET,
+        metavar="N",
+        help="how many workers at once (reset)",
+    )
     @argument(
         "--journal",
         metavar="PATH",
@@ -129,10 +161,13 @@ class CounterpointMagics(Magics):
     )
     @line_magic
     def vm(self, line: str) -> Text:
-        """``%vm``: the session VM's status.  ``%vm reset [--seed N] [--policy P]
-        [--max-steps N|none] [--workers W] [--max-workers N] [--journal PATH]``: a fresh
-        VM (and journal) bound to ``vm``; tasks and time start over.  Options not
-        given keep their values, except ``--journal`` (one file per VM)."""
+        """Show the session VM: policy, seed, max_steps, workers, virtual time, live
+        tasks, cells journaled, and the journal's size and digest.
+
+        %vm reset [options] replaces the session VM (and its journal) with a fresh
+        one, bound to vm; tasks and time start over. Options not given keep their
+        values, except --journal (one file per VM).
+        """
         args = parse_argstring(self.vm, line)
         changes = {
             key: value
@@ -168,7 +203,7 @@ class CounterpointMagics(Magics):
             ["virtual time", vm.now],
             ["live tasks", live],
             ["cells journaled", self.session.cells],
-            ["journal", f"{len(vm.journal)} records, digest {vm.journal.digest()[:16]}"],
+            ["journal", f"{len(vm.journal)} records, digest {vm.journal.digest()}"],
         ]
         if self.session.journal_path is not None:
             rows.append(["streamed to", str(self.session.journal_path)])
@@ -179,9 +214,14 @@ class CounterpointMagics(Magics):
 
     # -- %tasks ------------------------------------------------------------------------
 
+    @_plain_help
     @line_magic
     def tasks(self, line: str) -> Any:
-        """``%tasks``: every live task of the session VM and what it waits on."""
+        """%tasks
+
+        Show every live task of the session VM: its number, name, state and what
+        it waits on.
+        """
         if line.strip():
             raise UsageError("%tasks takes no arguments")
         tasks = self.session.vm.tasks()
@@ -198,14 +238,22 @@ class CounterpointMagics(Magics):
 
     # -- %journal ----------------------------------------------------------------------
 
+    @_plain_help
     @magic_arguments()
-    @argument("--last", type=int, default=20, help="how many records to show (default 20)")
+    @argument(
+        "--last", type=int, default=20, metavar="N", help="how many records to show (default 20)"
+    )
+    @argument("--all", action="store_true", help="show step records too")
     @argument("--save", metavar="PATH", help="save the journal (SQLite, or .jsonl)")
     @line_magic
     def journal(self, line: str) -> Any:
-        """``%journal [--last N] [--save PATH]``: the last records of the session
-        journal; ``--save`` writes it to a file (``counterpoint replay PATH`` replays
-        the session)."""
+        """Show the last records of the session journal and its digest (the same 64
+        hex digits as vm.journal.digest()). Step records (which task ran next) are
+        hidden unless --all is given; the caption says how many were.
+
+        --save PATH writes the whole journal to a file: SQLite, or JSON lines if PATH
+        ends in .jsonl. "counterpoint replay PATH --trust" replays the session.
+        """
         args = parse_argstring(self.journal, line)
         if args.last < 0:
             raise UsageError("--last needs a number of records >= 0")
@@ -218,15 +266,20 @@ class CounterpointMagics(Magics):
                 journal.export_jsonl(path)
             else:
                 journal.save(path)
-            return Text(f"saved {len(journal)} records to {path} (digest {journal.digest()[:16]})")
-        return JournalTail(journal, args.last)
+            return Text(f"saved {len(journal)} records to {path} (digest {journal.digest()})")
+        return JournalTail(journal, args.last, steps=args.all)
 
     # -- %replay -----------------------------------------------------------------------
 
+    @_plain_help
     @line_magic
     def replay(self, line: str) -> Text:
-        """``%replay``: re-run this session's cells (before this one) on a fresh VM in a
-        fresh process, and check that the journal comes out the same."""
+        """%replay
+
+        Re-run this session's cells (the ones before this cell) on a fresh VM in a
+        fresh process, and check that the journal comes out the same, record by
+        record.
+        """
         if line.strip():
             raise UsageError("%replay takes no arguments")
         if self.session.replaying:
@@ -256,19 +309,22 @@ class CounterpointMagics(Magics):
 
     # -- %%explore -----------------------------------------------------------------------
 
+    @_plain_help
     @magic_arguments()
-    @argument("--max", type=int, default=1000, help="max_schedules (default 1000)")
+    @argument("--max", type=int, default=1000, metavar="N", help="max_schedules (default 1000)")
     @argument("--strategy", choices=["dfs", "random", "pct"], default="dfs")
-    @argument("--seed", type=int, default=0)
-    @argument("--preemption-bound", type=int, default=None)
-    @argument("--max-steps", type=int, default=100_000)
+    @argument("--seed", type=int, default=0, metavar="N", help="(default 0)")
+    @argument("--preemption-bound", type=int, default=None, metavar="K", help="(default: no bound)")
+    @argument("--max-steps", type=int, default=100_000, metavar="N", help="(default 100000)")
     @argument("--name", default="explored", help="bind the program to this name")
+    @_cell
     @cell_magic
     def explore(self, line: str, cell: str) -> Any:
-        """``%%explore [--max N] [--strategy S] [--seed N] [--preemption-bound K]``: run
-        the cell's code as a program under many schedules (``cp.explore``); its last
-        expression is the outcome.  The program is bound to ``explored`` (``--name``),
-        so a finding's replay line runs in the next cell."""
+        """Run the cell's code as a program under many schedules (cp.explore) and show
+        the report; the cell's last expression is the outcome. The program is bound
+        to the name explored (or --name NAME), so a finding's replay line runs in the
+        next cell.
+        """
         args = parse_argstring(self.explore, line)
         if not args.name.isidentifier():
             raise UsageError(f"--name needs a Python name, got {args.name!r}")

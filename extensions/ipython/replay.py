@@ -56,11 +56,11 @@ class Plan:
         if not self.why:
             return (
                 f"replayed {self.replayed} cells on a fresh VM: the same {records} records, "
-                f"digest {digest[:16]}"
+                f"digest {digest}"
             )
         return (
             f"replayed {self.replayed} of {len(self.cells)} cells on a fresh VM: the same "
-            f"{records} records, digest {digest[:16]} ({self.why})"
+            f"{records} records, digest {digest} ({self.why})"
         )
 
 
