@@ -18,8 +18,8 @@ from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 
 import counterpoint as cp
-from counterpoint._traps import this_task
-from counterpoint._vm import POLICIES
+from counterpoint import lowlevel
+from counterpoint.lowlevel import POLICIES, display, this_task
 
 
 class Text:
@@ -40,22 +40,19 @@ class JournalTail:
     """``%journal``: the last records of the session journal (steps hidden unless ``steps``)."""
 
     def __init__(self, journal: cp.Journal, last: int, steps: bool = False) -> None:
-        from counterpoint._display import journal_caption, last_records
 
-        self.records, hidden = last_records(journal, last, steps=steps)
-        self.caption = journal_caption(
+        self.records, hidden = display.last_records(journal, last, steps=steps)
+        self.caption = display.journal_caption(
             len(journal), journal.digest(), len(self.records), hidden, "%journal --all"
         )
 
     def __repr__(self) -> str:
-        from counterpoint._display import records_text
 
-        return records_text(self.records, self.caption)
+        return display.records_text(self.records, self.caption)
 
     def _repr_html_(self) -> str:
-        from counterpoint._display import records_table
 
-        return records_table(self.records, self.caption)
+        return display.records_table(self.records, self.caption)
 
 
 def program_from_cell(source: str, namespace: dict, name: str) -> Any:
@@ -207,10 +204,9 @@ class CounterpointMagics(Magics):
         ]
         if self.session.journal_path is not None:
             rows.append(["streamed to", str(self.session.journal_path)])
-        from counterpoint._display import table
 
         text = "\n".join(f"{key + ':':<16} {value}" for key, value in rows)
-        return Text(text, table(["session VM", ""], rows))
+        return Text(text, display.table(["session VM", ""], rows))
 
     # -- %tasks ------------------------------------------------------------------------
 
@@ -232,9 +228,8 @@ class CounterpointMagics(Magics):
         for info in tasks:
             name = repr(info.name)
             lines.append(f"{info.id:>4}  {name:<{width}}{info.state:<9} {info.waiting_on or '-'}")
-        from counterpoint._display import tasks_table
 
-        return Text("\n".join(lines), tasks_table(tasks))
+        return Text("\n".join(lines), display.tasks_table(tasks))
 
     # -- %journal ----------------------------------------------------------------------
 
@@ -290,7 +285,7 @@ class CounterpointMagics(Magics):
         covered = plan(journal, _start_of_current_cell(journal))
         if not covered.cells:
             return Text("nothing to replay yet: no cell ran on this VM before this one")
-        expected = journal._prefix(covered.end)  # (the part that replay checks)
+        expected = lowlevel.prefix(journal, covered.end)  # (the part that replay checks)
         if not covered.replayed:
             return Text(covered.report(0, expected.digest()))
         with tempfile.TemporaryDirectory() as folder:
@@ -342,13 +337,8 @@ class CounterpointMagics(Magics):
 
 def _start_of_current_cell(journal: cp.Journal) -> int:
     """The number of records before the last ``cell`` record (the running cell's)."""
-    from counterpoint._journal import _KIND_MASK, CELL
-
-    rows = journal._rows
-    for index in range(len(rows) - 1, -1, -1):
-        if rows[index] & _KIND_MASK == CELL:
-            return index
-    return len(rows)
+    cells = lowlevel.find(journal, lowlevel.CELL)
+    return cells[-1] if cells else len(journal)
 
 
 def _child_env() -> dict[str, str]:

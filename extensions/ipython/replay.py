@@ -18,27 +18,25 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from counterpoint._errors import NondeterminismError
-from counterpoint._journal import _KIND_MASK, CELL, CELL_DONE, Journal
-from counterpoint._replay import divergence, first_difference, replaying_vm
+from counterpoint import Journal, NondeterminismError, lowlevel
+from counterpoint.lowlevel import CELL, CELL_DONE, divergence, first_difference, replaying_vm
 
 
 def cells_of(journal: Journal, stop: int | None = None) -> list[tuple[int, int, str, Any]]:
     """(index of its ``cell`` record, cell number, source, outcome or None) of each
     cell journaled before record ``stop``; a cell's own records follow its ``cell``
     record."""
-    rows = journal._rows
-    stop = len(rows) if stop is None else stop
+    stop = len(journal) if stop is None else stop
+    markers = sorted(lowlevel.find(journal, CELL) + lowlevel.find(journal, CELL_DONE))
     cells: list[list] = []
-    for index in range(stop):
-        kind = rows[index] & _KIND_MASK
-        if kind != CELL and kind != CELL_DONE:
-            continue
-        _, _, _, _, number, value = next(journal._iter_raw(index, index + 1))
-        if kind == CELL:
-            cells.append([index, number, value, None])
-        elif cells and cells[-1][1] == number:
-            cells[-1][3] = tuple(value)
+    for index in markers:
+        if index >= stop:
+            break
+        record = next(lowlevel.raw_records(journal, index, index + 1))
+        if record.kind == CELL:
+            cells.append([index, record.a, record.value, None])
+        elif cells and cells[-1][1] == record.a:
+            cells[-1][3] = tuple(record.value)
     return [tuple(cell) for cell in cells]  # type: ignore[misc]
 
 
@@ -101,7 +99,7 @@ def replay_session(journal: Journal) -> str:
     covered = plan(journal)
     if not covered.cells:
         raise ValueError("this journal holds no notebook cells")
-    expected = journal if covered.end == len(journal) else journal._prefix(covered.end)
+    expected = journal if covered.end == len(journal) else lowlevel.prefix(journal, covered.end)
     vm, checker = replaying_vm(expected)
     shell = _shell()
     session = Session(shell, vm=vm, **vm_options(expected))

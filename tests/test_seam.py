@@ -1,0 +1,90 @@
+"""The seam (``counterpoint.lowlevel``): tools use it and the public API only, and a
+record kind is declared in one place."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+import counterpoint as cp
+from counterpoint import lowlevel
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def private_imports(folder: Path) -> list[str]:
+    found = []
+    for path in sorted(folder.rglob("*.py")):
+        tree = ast.parse(path.read_text(), str(path))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+            elif isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            else:
+                continue
+            for name in names:
+                parts = name.split(".")
+                if parts[0] == "counterpoint" and any(p.startswith("_") for p in parts[1:]):
+                    found.append(f"{path.relative_to(ROOT)}:{node.lineno} {name}")
+    return found
+
+
+@pytest.mark.parametrize("folder", ["extensions", "kernel"])
+def test_the_kernel_and_the_extension_import_no_private_counterpoint_module(folder):
+    assert private_imports(ROOT / folder) == []
+
+
+def test_every_kind_is_declared_once_with_all_it_needs():
+    codes = [kind.code for kind in lowlevel.KINDS.values()]
+    assert len(codes) == len(set(codes))
+    for code, kind in lowlevel.KINDS.items():
+        assert code == kind.code and kind.name == lowlevel.KIND_NAMES[code]
+        assert callable(kind.decode) and callable(kind.pack)
+        assert kind.value or kind.check is None  # (only value slots are checked)
+    assert {"suspend", "resume"} <= set(lowlevel.KIND_CODES)
+
+
+def test_each_kind_round_trips_through_its_declaration():
+    """pack(decode(x)) == x for every record of a program that writes every kind."""
+    from test_journal_robustness import run_rich
+
+    journal = run_rich().journal
+    for record in lowlevel.raw_records(journal):
+        kind = lowlevel.KINDS[record.kind]
+        data = kind.decode(record.a, record.value, record.tick)
+        public = lowlevel.KIND_CODES[kind.name]  # (block_send/recv are spelled block)
+        packed, value = cp_pack(public, record.task, data)
+        assert packed == lowlevel.row(record.kind, record.task, record.a)
+        assert value == record.value or list(value or ()) == list(record.value or ())
+        assert kind.name == journal[record.index].kind
+
+
+def cp_pack(kind: int, task: int, data: dict):
+    from counterpoint._kinds import pack  # (what a file loader calls)
+
+    return pack(kind, task, data)
+
+
+def test_host_markers_are_checked_and_only_markers_may_be_marked():
+    vm = cp.VM()
+    lowlevel.mark(vm, lowlevel.CELL, 1, "x = 1")
+    lowlevel.mark(vm, lowlevel.CELL_DONE, 1, ("ok",))
+    assert [r.kind for r in vm.journal] == ["cell", "cell_done"]
+    with pytest.raises(ValueError, match="host markers"):
+        lowlevel.mark(vm, lowlevel.SEND, 1, 42)
+    with pytest.raises(ValueError):
+        lowlevel.mark(vm, lowlevel.CELL, 2, 42)  # a cell's source is a str
+    assert len(vm.journal) == 2
+
+
+def test_a_marker_cannot_be_written_while_the_vm_runs():
+    vm = cp.VM()
+
+    async def main():
+        lowlevel.mark(vm, lowlevel.CELL, 1, "inside")
+
+    with pytest.raises(cp.VMBusyError):
+        vm.run(main())
