@@ -273,6 +273,15 @@ def test_a_session_vm_has_a_step_limit_per_cell_that_can_be_lifted(own_kernel):
 # -- rich output --------------------------------------------------------------------------------
 
 
+def test_a_task_in_a_cell_says_where_it_is_paused_as_cell_in_n(fresh):
+    ok(fresh, "async def nap():\n    x = 1\n    await sleep(5)")
+    ok(fresh, "t = spawn(nap(), name='napper')\nawait sleep(1)")
+    cell = fresh.value("get_ipython().compile.format_code_name(nap.__code__.co_filename)")
+    assert cell[0] == "Cell" and cell[1].startswith("In[")  # (as a traceback names it)
+    assert fresh.value("t.info().where") == f"Cell {cell[1]}:3"
+    assert fresh.value("t.info().code") == "await sleep(5)"
+
+
 def test_tasks_channels_and_journals_show_as_text_and_html_tables(fresh):
     ok(
         fresh,
@@ -281,7 +290,8 @@ def test_tasks_channels_and_journals_show_as_text_and_html_tables(fresh):
     for expression, text in [
         (
             "vm.tasks()",
-            "TaskInfo(id=2, name='napper', state='sleeping', waiting_on='until tick 9')",
+            "TaskInfo(id=2, name='napper', state='sleeping', waiting_on='until tick 9', "
+            "where=None, code=None)",
         ),
         ("ch", "<Channel 1 capacity=2 buffered=1>"),
         ("t", "<Task 2 'napper' sleeping>"),

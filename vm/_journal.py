@@ -765,9 +765,9 @@ class Journal:
         return f"<Journal of {len(self._rows)} records{state}>"
 
     def _repr_html_(self, last: int = 10) -> str:
-        from ._display import records_table
+        from ._display import journal_caption, last_records, records_table
 
-        total = len(self._rows)
-        shown = self[max(0, total - last) :]
-        caption = f"journal: {total} records" + (f", the last {len(shown)}" if total > last else "")
+        shown, hidden = last_records(self, last)  # (effects first, as %journal shows)
+        digest = self.digest() if self.enabled else None
+        caption = journal_caption(len(self), digest, len(shown), hidden, "journal.records()")
         return records_table(shown, caption)

@@ -28,7 +28,6 @@ from ._errors import NondeterminismError, UnknownWorkerTask
 from ._journal import (
     _TASK_MASK,
     EVENT,
-    RECEIPT,
     SPAWN,
     STEP,
     TASK_SHIFT,
@@ -38,6 +37,7 @@ from ._journal import (
     _line,
 )
 from ._plaindata import decode
+from ._sources import from_journal
 from ._traps import discard
 from .events import EventQueue, HostEvent
 
@@ -104,7 +104,7 @@ def divergence(expected: Journal, got: Journal, index: int, how: str) -> Nondete
     )
 
 
-class _ReplayEvents(EventQueue):
+class ReplayEvents(EventQueue):
     """Host events from a journal: each is offered exactly where the original took it."""
 
     def __init__(self, vm: Any, expected: Journal) -> None:
@@ -118,14 +118,12 @@ class _ReplayEvents(EventQueue):
     def enqueue(self, source: str, payload: Any = None) -> None:  # host events are replayed
         return None
 
-    @property
-    def _count(self) -> int:  # type: ignore[override]
-        script = self._script
-        return 1 if script and script[0][0] == len(self._vm._rows) else 0
+    def pending(self) -> int:
+        return 1 if self._available() else 0
 
-    @_count.setter
-    def _count(self, value: int) -> None:
-        pass
+    def _available(self) -> bool:  # the next event was taken at this very record
+        script = self._script
+        return bool(script) and script[0][0] == len(self._vm._rows)
 
     def _take(self, limit: int) -> list[HostEvent]:
         taken: list[HostEvent] = []
@@ -147,6 +145,9 @@ class _Checker:
     @property
     def failed(self) -> bool:
         return self.error is not None
+
+    def watch(self, vm: Any, first: int, last: int) -> None:  # (a vm.watch callback)
+        self()
 
     def __call__(self, final: bool = False) -> None:
         if self.error is not None:
@@ -177,16 +178,9 @@ def replaying_vm(expected: Journal, **vm_options: Any) -> tuple[Any, _Checker]:
         if key in expected.meta
     }
     options.update(vm_options)
-    vm = VM(**options)
-    vm._workers.receipts = {
-        a: (b[0], decode(b[1]) if b[0] == 1 else None, b[3])
-        for _, _, _, kind, a, b in expected._iter_raw()
-        if kind == RECEIPT
-    }
-    vm.events = _ReplayEvents(vm, expected)
+    vm = VM(**options, sources=from_journal(expected))
     checker = _Checker(expected, vm.journal)
-    vm._slice_hooks.append(checker)
-    vm._slice = 256  # compare often, so a divergence stops the replay early
+    vm.watch(checker.watch)  # compare every batch: a divergence stops the replay early
     return vm, checker
 
 

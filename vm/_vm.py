@@ -57,6 +57,7 @@ from ._journal import (
     exception_data,
     plain,
 )
+from ._sources import Sources
 from ._task import BLOCKED, FAILED, READY, UNINTERRUPTIBLE, Task, TaskInfo, TaskList
 from ._task import CANCELLED as S_CANCELLED
 from ._task import DONE as S_DONE
@@ -89,6 +90,7 @@ _ATOMIC = frozenset({type(None), bool, int, str})
 POLICIES = ("fifo", "random")
 _SLICE = 16384  # steps between slice hooks (journal file flushes, replay checks)
 _TIMER_SWEEP_MIN = 64  # timer buckets below which emptied ones are never swept
+_NO_SOURCES = Sources()
 _FOREIGN_LOOP_MESSAGES = ("no running event loop", "must be called from async context")
 
 
@@ -177,6 +179,7 @@ class VM:
         max_steps: int | None = None,
         schedule: str | None = None,
         journal: str | PathLike | Literal[False] | None = None,
+        sources: Sources | None = None,
     ) -> None:
         if not isinstance(seed, int) or isinstance(seed, bool):
             raise TypeError(f"seed must be an int, got {type(seed).__name__}")
@@ -235,8 +238,14 @@ class VM:
         self._driver = ""
         self._journal = Journal(enabled=journal is not False)
         self._journal.meta.update(seed=seed, policy=policy, max_workers=max_workers)
+        if sources is None:
+            sources = _NO_SOURCES
+        elif not isinstance(sources, Sources):
+            raise TypeError(f"sources must be a lowlevel.Sources, got {type(sources).__name__}")
+        if sources.chooser is not None and schedule is not None:
+            raise ValueError("give a schedule or a chooser in sources, not both")
         # who decides at choice points: None (the policy), a schedule, or an explorer
-        self._chooser: Any = None
+        self._chooser: Any = sources.chooser
         if schedule is not None:
             from ._explore import ScheduleChooser
 
@@ -253,7 +262,8 @@ class VM:
             self._rows = deque(maxlen=0)
             self._vals = deque(maxlen=0)
         self._workers = Workers(self, workers, max_workers)
-        self.events = EventQueue(self)
+        self._workers.receipts = sources.receipts  # (None: the workers run)
+        self.events = EventQueue(self) if sources.events is None else sources.events(self)
         # called between slices of a run (streaming to a file, replay checks)
         self._slice_hooks: list = []
         self._slice = _SLICE
@@ -765,7 +775,7 @@ class VM:
         if self._chooser is not None:
             self._chooser.advancing(self)
         events = self.events
-        if events._waiters and events._count and events._deliver():
+        if events._waiters and events._available() and events._deliver():
             return True
         deadlines = self._deadlines
         timers = self._timers

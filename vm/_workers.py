@@ -278,7 +278,7 @@ class Workers:
             if type(waiter) is Task:
                 self.vm._wake(waiter, status, by)
             else:
-                waiter.ready(by)
+                waiter._worker_done(status, by)
 
     def _start_queued(self) -> None:
         while self._queued and (self.max_workers is None or self._in_flight < self.max_workers):

@@ -97,6 +97,10 @@ class EventQueue:
         """How many events are queued and not yet taken by a task."""
         return self._count
 
+    def _available(self) -> bool:
+        """Can a task take an event now?  (A replay's queue answers from its journal.)"""
+        return self._count > 0
+
     def _take(self, limit: int) -> list[HostEvent]:
         taken: list[HostEvent] = []
         with self._lock:
@@ -119,7 +123,7 @@ class EventQueue:
     def _deliver(self) -> bool:
         """Hand queued events to waiting tasks (FIFO); True if any task woke."""
         woke = False
-        while self._waiters and self._count:
+        while self._waiters and self._available():
             (event,) = self._take(1)
             task = self._waiters.popleft()
             self._record(task, event)
@@ -137,7 +141,7 @@ def _next():
     if task._cancelled:
         return (yield from fail_after_step(task, task._vm._cancelled_error(task)))
     queue = task._vm.events
-    if queue._count and not queue._waiters:  # tasks already waiting are served first
+    if not queue._waiters and queue._available():  # tasks already waiting are served first
         (event,) = queue._take(1)
         queue._record(task, event)
         yield RESCHEDULE

@@ -16,6 +16,9 @@ public API (``import counterpoint as cp``), never ``counterpoint._*``.  It holds
   and reschedule".  See "Who may change scheduler state" in ``docs/design.md``.
 * **Places in user code**: :func:`add_source_namer` (``TaskInfo.where`` of a notebook
   cell reads ``Cell In[3]:2``), :func:`is_internal`, :func:`user_traceback`.
+* **Sources of nondeterminism**: :class:`Sources` (choices, worker outcomes, host
+  events) given to ``cp.VM(sources=...)``; :func:`from_journal` takes them from a
+  journal (replay, recovery).
 * **Replays** of a journal prefix: :func:`replaying_vm`, :func:`prefix`,
   :func:`first_difference`, :func:`divergence`.
 * **Rich output** helpers shared by the CLI and the kernel (``display``).
@@ -77,6 +80,7 @@ from ._kinds import (
 )
 from ._replay import divergence, first_difference, replaying_vm
 from ._roots import RootRun, Words, run_root
+from ._sources import Sources, from_journal
 from ._traps import session, this_task
 from ._vm import POLICIES, VM, is_internal, source_dirs, user_traceback
 from ._where import add_source_namer, source_name
@@ -125,6 +129,7 @@ __all__ = [
     "Kind",
     "RawRecord",
     "RootRun",
+    "Sources",
     "Words",
     "add_source_namer",
     "add_timer",
@@ -134,6 +139,7 @@ __all__ = [
     "encode",
     "find",
     "first_difference",
+    "from_journal",
     "is_internal",
     "mark",
     "park",

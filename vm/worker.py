@@ -212,7 +212,7 @@ class _AnyWaiter:
             while self in job.waiters:
                 job.waiters.remove(self)
 
-    def ready(self, by: int) -> None:
+    def _worker_done(self, status: int, by: int) -> None:  # (the waiter protocol)
         self.unregister()
         self.task._vm._wake(self.task, None, by)
 
