@@ -626,7 +626,10 @@ class Journal:
 
     def __getitem__(self, item: int | slice) -> Record | list[Record]:
         if isinstance(item, slice):
-            return [self[i] for i in range(*item.indices(len(self._rows)))]
+            start, stop, step = item.indices(len(self._rows))
+            if step == 1:
+                return self._decode_range(start, max(start, stop))  # (in bulk)
+            return [self[i] for i in range(start, stop, step)]
         index = item.__index__()
         if index < 0:
             index += len(self._rows)

@@ -388,7 +388,7 @@ def _exit(scope: Scope, error: BaseException | None):
         scope._close(task, "cancelled")
         return not task._cancelled  # swallow our own cancellation, pass on an outer one
     if task._cancelled and task.id in scope._vm._cancel_errors:
-        # a notebook cell told to stop while it waited here (see _cells.py): say so here
+        # a kept root (a notebook cell) told to stop while it waited here (_roots.py): say so
         scope._close(task, "raised")
         raise scope._vm._cancelled_error(task)
     scope._close(task, "ok")

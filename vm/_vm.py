@@ -956,7 +956,7 @@ class VM:
             f"loop. Counterpoint tasks can only await VM operations: use cp.sleep / "
             f"cp.channel (and cp.spawn, cp.par, cp.Lock ...) instead of asyncio or trio."
         )
-        self._ready.append(task)
+        self._ready.append(task)  # (still ready: it raises at its next step)
 
     def _explain_foreign(self, task: Task, error: Exception) -> Exception:
         """A task that called into asyncio or trio fails with ``ForeignAwaitableError``:
