@@ -33,6 +33,7 @@ import pytest
 import counterpoint as cp
 from counterpoint import _timetravel
 from counterpoint._channel import Channel
+from counterpoint._names import Wait
 from counterpoint._scope import Scope
 from counterpoint._sync import Barrier, BoundedSemaphore, Condition, Event, Lock, Semaphore
 from counterpoint._task import BLOCKED, Task, wait_of
@@ -1118,3 +1119,97 @@ def test_many_tasks_give_the_live_states_at_random_events(made):
         assert (state.events[1], state.locks[1]) == (flag, owner)
     final = journal.state_at(len(journal))
     assert {task.state for task in final.tasks.values()} == {"done"}
+
+
+# ---------------------------------------------------------------------------
+# A picture from state_at alone (issue 10): the queue, timers, waiters, scopes, waits
+
+
+def test_ready_lists_the_tasks_in_the_order_fifo_would_run_them():
+    async def noop():
+        await cp.checkpoint()
+
+    async def main():
+        for name in ("a", "b", "c"):
+            cp.spawn(noop(), name=name)
+        await cp.checkpoint()
+
+    vm = cp.VM()
+    vm.spawn(main())
+    vm.step(2)  # main spawned a, b, c and yielded (behind them); a took its first step
+    state = vm.journal.state_at(len(vm.journal))
+    assert state.ready == [task.id for task in vm._ready] == [3, 4, 1, 2]
+    assert [state.tasks[i].name for i in state.ready] == ["b", "c", "main", "a"]
+    while vm.step():  # (finish them all)
+        pass
+
+
+def test_timers_list_sleeps_and_scope_timeouts_by_due_tick(vm):
+    async def main():
+        cp.spawn(cp.sleep(9), name="late")
+        async with cp.scope(timeout=5):
+            await cp.sleep(3)
+
+    vm.run(main())
+    during = vm.journal.state_at(event_of(vm.journal, "sleep", nth=1))
+    assert during.timers == [(3, "task", 1), (5, "scope", 1), (9, "task", 2)]
+    assert during.waits[1] == Wait("sleep", until=3)
+    after = vm.journal.state_at(last_event_before_tick(vm.journal, 9))
+    assert after.timers == [(9, "task", 2)]  # the scope closed: its timeout is gone
+
+
+def test_parents_say_which_task_spawned_each_task(vm):
+    async def grandchild():
+        await cp.checkpoint()
+
+    async def child():
+        await cp.spawn(grandchild(), name="grandchild")
+
+    async def main():
+        await cp.par(child(), cp.sleep(1))
+
+    vm.run(main())
+    final = vm.journal.state_at(len(vm.journal))
+    assert final.parents == {1: None, 2: 1, 3: 1, 4: 2}  # main came from the host
+
+
+def test_scopes_form_a_tree_with_the_branches_of_a_par(vm):
+    async def branch(ticks):
+        await cp.sleep(ticks)
+
+    async def main():
+        async with cp.scope(timeout=50) as outer:
+            outer.spawn(branch(10))
+            async with cp.scope():
+                await cp.par(branch(1), branch(2))
+
+    vm.run(main())
+    one_branch_left = vm.journal.state_at(last_event_before_tick(vm.journal, 2))
+    assert one_branch_left.scopes == {
+        1: (1, 1, None, False, 50, False, None),  # other scopes: children are not journaled
+        2: (2, 1, 1, False, None, False, None),
+        3: (3, 1, 2, True, None, True, [4]),  # the par: main waits for branch 4
+    }
+    assert one_branch_left.waits[1] == Wait("par", "scope", 3, tasks=(4,))
+    assert one_branch_left.tasks[1].waiting_on == "for its cp.par() branches (tasks 4) to finish"
+    leaving = vm.journal.state_at(last_event_before_tick(vm.journal, 10))
+    assert list(leaving.scopes) == [1]
+    assert leaving.scopes[1].exiting
+    assert leaving.tasks[1].waiting_on == "for the children of scope 1 to finish"
+
+
+def test_lock_waiters_are_listed_in_the_order_they_get_the_lock(vm):
+    async def user(lock):
+        async with lock:
+            await cp.sleep(1)
+
+    async def main():
+        lock = cp.Lock(name="door")
+        await cp.par(user(lock), user(lock), user(lock))
+
+    vm.run(main())
+    state = vm.journal.state_at(last_event_before_tick(vm.journal, 1))
+    assert state.lock_states[1] == (1, "door", 2, [3, 4])
+    assert state.locks == {1: 2}
+    assert state.waits[4] == Wait("acquire", "lock", 1, "door", 2, "user")
+    assert state.tasks[4].waiting_on == "to acquire lock 'door' (held by task 2 'user')"
