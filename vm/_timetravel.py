@@ -220,9 +220,11 @@ class JournalState:
         self.workers = workers
         self.host_events_taken = host_events_taken
         self.ready: list[int] = more.pop("ready", [])
-        self.timers: list[TimerState] = more.pop("timers", [])
-        self.waits: dict[int, Wait] = more.pop("waits", {})
-        self.parents: dict[int, int | None] = more.pop("parents", {})
+        # timers, waits and parents grow with the tasks: derived on first use
+        self._derive = more.pop("derive", None)
+        self._derived: dict[str, Any] = {
+            key: more.pop(key) for key in ("timers", "waits", "parents") if key in more
+        }
         self.scopes: dict[int, ScopeState] = more.pop("scopes", {})
         self.lock_states: dict[int, LockState] = more.pop("lock_states", {})
         self.semaphore_states: dict[int, SemaphoreState] = more.pop("semaphore_states", {})
@@ -231,6 +233,27 @@ class JournalState:
         self.barriers: dict[int, BarrierState] = more.pop("barriers", {})
         if more:
             raise TypeError(f"JournalState() got unexpected fields {sorted(more)}")
+
+    def _lazy(self, key: str) -> Any:
+        derived = self._derived
+        if key not in derived:
+            if self._derive is None:
+                return [] if key == "timers" else {}
+            derived.update(self._derive())
+            self._derive = None
+        return derived[key]
+
+    @property
+    def timers(self) -> list[TimerState]:
+        return self._lazy("timers")
+
+    @property
+    def waits(self) -> dict[int, Wait]:
+        return self._lazy("waits")
+
+    @property
+    def parents(self) -> dict[int, int | None]:
+        return self._lazy("parents")
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data (string keys), for widgets and JSON."""
@@ -414,6 +437,10 @@ _TERMINAL = {DONE: "done", FAIL: "failed", CANCELLED: "cancelled"}
 _QUEUED = frozenset({"lock", "semaphore", "event", "condition", "barrier"})  # FIFO waiters
 
 
+# a cancel or wake record with ``by`` 0 is made by the host (or the clock), not a step
+_HOST = frozenset({CANCEL, WAKE})
+
+
 def _add(value: int | str, units: int) -> int | str:
     """A semaphore's value changed by ``units`` (one too large to journal stays a summary)."""
     return value + units if type(value) is int else value
@@ -453,14 +480,16 @@ class _Model:
         self.names: dict[tuple[str, int], str] = {}  # (kind, id) -> name, if it has one
         # scope id -> [task, enclosing scope, par, due, exiting, children (par only)]
         self.scopes: dict[int, list] = {}
-        self.collecting = (0, 0)  # (task, par scope) while cp.par spawns its branches
+        self.collector = 0  # while cp.par spawns its branches: its task ...
+        self.collecting = 0  # ... and its scope
         self.workers: dict[int, tuple] = {}
         self.host_events = 0
 
     def copy(self) -> _Model:
         twin = _Model(self.swap_remove)
         twin.index, twin.tick, twin.running = self.index, self.tick, self.running
-        twin.stepping, twin.collecting = self.stepping, self.collecting
+        twin.stepping, twin.collector = self.stepping, self.collector
+        twin.collecting = self.collecting
         twin.tasks = self.tasks.copy()
         twin.ready = deque(self.ready)
         twin.channels = {i: c.copy() for i, c in self.channels.items()}
@@ -482,12 +511,10 @@ class _Model:
     # -- the ready queue ---------------------------------------------------------------
 
     def _rejoin(self) -> None:
-        """The last step has ended: its task, if still ready, is at the end of the queue."""
-        task = self.stepping
+        """The last step has ended with its task ready: it is at the end of the queue.
+        (``stepping`` is cleared when its task blocks or ends, so it is still ready.)"""
+        self.ready.append(self.stepping)
         self.stepping = 0
-        entry = self.tasks.get(task)
-        if entry is not None and entry[1] == "ready" and entry[2] is None:
-            self.ready.append(task)
 
     def _picked(self, task: int) -> None:
         """``task`` takes a step: it leaves the queue as the live policy takes it out."""
@@ -577,23 +604,29 @@ class _Model:
         self.index += 1
         self.tick = tick
         tasks = self.tasks
-        if self.collecting[0] and (task != self.collecting[0] or kind != SPAWN):
-            self.collecting = (0, 0)  # cp.par has spawned all its branches
         if kind == STEP:  # (the running task is stored as "ready": see TaskTable.get)
+            ready = self.ready
             if self.stepping:
-                self._rejoin()
-            self._picked(task)
+                ready.append(self.stepping)  # (see _rejoin)
+            if ready and ready[0] == task and not self.swap_remove:
+                ready.popleft()  # fifo
+            else:
+                self._picked(task)
             self.running = self.stepping = task
+            self.collector = 0
             entry = tasks.get(task)
             if entry is not None and (entry[1] != "ready" or entry[2] is not None):
                 tasks[task] = (entry[0], "ready", None, entry[3])
             return
-        if self.stepping and (
-            task == 0
-            or kind == TIMER
-            or (kind in (CANCEL, WAKE) and a == 0 and task != self.stepping)
+        stepping = self.stepping
+        if (
+            stepping
+            and task != stepping
+            and (task == 0 or kind == TIMER or (a == 0 and kind in _HOST))
         ):
             self._rejoin()  # the host (or the clock) acts: the step has ended
+        if self.collector and (task != self.collector or kind != SPAWN):
+            self.collector = 0  # cp.par has spawned all its branches
         if kind == SEND:
             channel = self.channels.get(a)
             if channel is not None:
@@ -630,8 +663,8 @@ class _Model:
         elif kind == SPAWN:
             tasks[a] = (b, "ready", None, task or None)
             self.ready.append(a)
-            if self.collecting[1] and self.collecting[0] == task:
-                self.scopes[self.collecting[1]][5].append(a)
+            if task and self.collector == task:
+                self.scopes[self.collecting][5].append(a)
         elif kind in _TERMINAL:
             entry = tasks.get(task)
             if entry is not None:
@@ -726,7 +759,7 @@ class _Model:
             parent = max(enclosing) if enclosing else None
             self.scopes[ident] = [task, parent, par, due, False, [] if par else None]
             if par:
-                self.collecting = (task, ident)
+                self.collector, self.collecting = task, ident
         elif event == "close":
             self.scopes.pop(ident, None)
 
@@ -744,21 +777,8 @@ class _Model:
     def view(self, ended: dict[int, tuple]) -> JournalState:
         names, queues = self.names, self.queues
         ready = list(self.ready)
-        stepping = self.tasks.get(self.stepping) if self.stepping else None
-        if stepping is not None and stepping[1] == "ready" and self.stepping not in ready:
+        if self.stepping:
             ready.append(self.stepping)  # its step ended ready: it is last in the queue
-        timers = [TimerState(scope[3], "scope", i) for i, scope in self.scopes.items() if scope[3]]
-        waits: dict[int, Wait] = {}
-        parents: dict[int, int | None] = {}
-        for task, (_, state, wait, parent) in self.tasks.items():
-            parents[task] = parent
-            if wait is not None:
-                waits[task] = self._wait(wait, ended)
-                if state == "sleeping":
-                    timers.append(TimerState(wait[1], "task", task))
-        for task, end in ended.items():
-            if end[0] <= self.index:
-                parents[task] = end[3]
         return JournalState(
             self.index,
             self.tick,
@@ -781,9 +801,7 @@ class _Model:
             {h: WorkerState(h, *w) for h, w in sorted(self.workers.items())},
             self.host_events,
             ready=ready,
-            timers=sorted(timers),
-            waits=dict(sorted(waits.items())),
-            parents=dict(sorted(parents.items())),
+            derive=lambda: self._per_task(ended),
             scopes={
                 i: ScopeState(i, s[0] or 0, s[1], s[2], s[3], s[4], self._alive(s[5]))
                 for i, s in sorted(self.scopes.items())
@@ -815,6 +833,26 @@ class _Model:
                 for i, parties in sorted(self.barriers.items())
             },
         )
+
+    def _per_task(self, ended: dict[int, tuple]) -> dict[str, Any]:
+        """The view's fields that grow with the number of tasks (made when first read)."""
+        timers = [TimerState(scope[3], "scope", i) for i, scope in self.scopes.items() if scope[3]]
+        waits: dict[int, Wait] = {}
+        parents: dict[int, int | None] = {}
+        for task, (_, state, wait, parent) in self.tasks.items():
+            parents[task] = parent
+            if wait is not None:
+                waits[task] = self._wait(wait, ended)
+                if state == "sleeping":
+                    timers.append(TimerState(wait[1], "task", task))
+        for task, end in ended.items():
+            if end[0] <= self.index:
+                parents[task] = end[3]
+        return {
+            "timers": sorted(timers),
+            "waits": waits,
+            "parents": dict(sorted(parents.items())),
+        }
 
     def _alive(self, children: list[int] | None) -> list[int] | None:
         """The branches of a par scope that have not ended (None: not a par scope)."""
