@@ -70,6 +70,13 @@ class Wait(NamedTuple):
         return out
 
 
+def worker_wait(handles: tuple[int, ...]) -> Wait:
+    """Waiting for one worker (``cp.worker.wait``) or the first of several (``wait_any``)."""
+    if len(handles) == 1:
+        return Wait("worker", "worker", handles[0])
+    return Wait("worker", "worker", cases=tuple(("worker", handle, None) for handle in handles))
+
+
 _VERBS = {"recv": "to receive on", "send": "to send on", "acquire": "to acquire"}
 
 

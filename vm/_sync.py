@@ -4,6 +4,11 @@ All wake-ups are first come, first served.  Locks and semaphores hand over
 directly to the longest waiter on release (no barging), as in trio.  Acquiring
 and waiting are checkpoints (schedule and cancel points) even when they could
 complete at once; releasing, setting and notifying are synchronous.
+
+Each takes a keyword-only ``name=`` (1 to 100 printable characters): it is journaled
+in the object's ``create`` record and spells the object in its repr, in every message,
+in ``cp.Deadlock`` and in ``journal.state_at`` -- ``lock 'fork 1'`` -- while an
+unnamed object stays ``lock 2`` (and its run journals exactly what it did before).
 """
 
 from __future__ import annotations
@@ -139,7 +144,8 @@ _IMMEDIATE_FALSE = _Immediate()
 
 
 class Lock(_AcquireContext, _Primitive):
-    """A mutual-exclusion lock with FIFO hand-over; not re-entrant.
+    """A mutual-exclusion lock with FIFO hand-over; not re-entrant.  ``cp.Lock(name="door")``
+    names it in messages and reports (``lock 'door'``).
 
     >>> import counterpoint as cp
     >>> async def main():
@@ -208,7 +214,7 @@ class Lock(_AcquireContext, _Primitive):
 
 
 class Semaphore(_AcquireContext, _Primitive):
-    """A counting semaphore with FIFO hand-over: ``cp.Semaphore(n)``, ``n >= 0``.
+    """A counting semaphore with FIFO hand-over: ``cp.Semaphore(n, name=None)``, ``n >= 0``.
 
     >>> import counterpoint as cp
     >>> async def main():
@@ -296,6 +302,7 @@ class BoundedSemaphore(Semaphore):
 
 class Event(_Primitive):
     """A flag tasks can wait for: ``set()`` wakes every waiter (FIFO); ``clear()`` resets.
+    ``cp.Event(name="ready")`` names it in messages and reports.
 
     >>> import counterpoint as cp
     >>> async def main():
@@ -366,7 +373,8 @@ class Event(_Primitive):
 
 
 class Condition(_Primitive):
-    """A condition variable over a ``cp.Lock`` (its own unless one is given).
+    """A condition variable over a ``cp.Lock`` (its own, unnamed, unless one is given):
+    ``cp.Condition(lock=None, *, name=None)``.
 
     ``async with cond:`` holds the lock; ``await cond.wait()`` releases it, waits for
     ``notify``, and re-acquires it before returning (also when cancelled).
@@ -479,7 +487,7 @@ class Condition(_Primitive):
 
 
 class Barrier(_Primitive):
-    """``cp.Barrier(n)``: ``await b.wait()`` blocks until ``n`` tasks have arrived.
+    """``cp.Barrier(n, *, name=None)``: ``await b.wait()`` blocks until ``n`` tasks have arrived.
 
     The n-th arrival releases everyone (FIFO); ``wait`` returns the arrival index
     (0 .. n-1) and the barrier is ready for the next round.

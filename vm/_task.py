@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ._errors import Cancelled, InvalidStateError, WrongVMError
 from ._journal import A_SHIFT, BLOCK, STEP, TASK_SHIFT
-from ._names import Wait, wait_words
+from ._names import Wait, wait_words, worker_wait
 from ._traps import (
     PARK,
     RESCHEDULE,
@@ -133,10 +133,7 @@ def wait_of(waiting: tuple) -> Wait:
         )
         return Wait(op, "cases", cases=cases)
     if op == "worker":
-        handles = waiting[1]
-        if len(handles) == 1:
-            return Wait(op, "worker", handles[0])
-        return Wait(op, "worker", cases=tuple(("worker", handle, None) for handle in handles))
+        return worker_wait(waiting[1])
     return Wait(op)  # ("events",)
 
 

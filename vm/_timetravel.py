@@ -42,7 +42,7 @@ from ._journal import (
     TIMER,
     WAKE,
 )
-from ._names import Wait, label, wait_words
+from ._names import Wait, label, wait_words, worker_wait
 
 if TYPE_CHECKING:
     from ._journal import Journal
@@ -155,20 +155,6 @@ class TimerState(NamedTuple):
     due: int
     object: str
     id: int
-
-
-_VIEW_FIELDS = (
-    "ready",
-    "timers",
-    "waits",
-    "parents",
-    "scopes",
-    "lock_states",
-    "semaphore_states",
-    "event_states",
-    "conditions",
-    "barriers",
-)
 
 
 class JournalState:
@@ -775,7 +761,7 @@ class _Model:
     # -- the public view ----------------------------------------------------------------
 
     def view(self, ended: dict[int, tuple]) -> JournalState:
-        names, queues = self.names, self.queues
+        names = self.names
         ready = list(self.ready)
         if self.stepping:
             ready.append(self.stepping)  # its step ended ready: it is last in the queue
@@ -806,33 +792,20 @@ class _Model:
                 i: ScopeState(i, s[0] or 0, s[1], s[2], s[3], s[4], self._alive(s[5]))
                 for i, s in sorted(self.scopes.items())
             },
-            lock_states={
-                i: LockState(i, names.get(("lock", i)), holder, list(queues.get(("lock", i), ())))
-                for i, holder in sorted(self.locks.items())
-            },
-            semaphore_states={
-                i: SemaphoreState(
-                    i, names.get(("semaphore", i)), value, list(queues.get(("semaphore", i), ()))
-                )
-                for i, value in sorted(self.semaphores.items())
-            },
-            event_states={
-                i: EventState(i, names.get(("event", i)), flag, list(queues.get(("event", i), ())))
-                for i, flag in sorted(self.events.items())
-            },
-            conditions={
-                i: ConditionState(
-                    i, names.get(("condition", i)), lock, list(queues.get(("condition", i), ()))
-                )
-                for i, lock in sorted(self.conditions.items())
-            },
-            barriers={
-                i: BarrierState(
-                    i, names.get(("barrier", i)), parties, list(queues.get(("barrier", i), ()))
-                )
-                for i, parties in sorted(self.barriers.items())
-            },
+            lock_states=self._queued("lock", LockState, self.locks),
+            semaphore_states=self._queued("semaphore", SemaphoreState, self.semaphores),
+            event_states=self._queued("event", EventState, self.events),
+            conditions=self._queued("condition", ConditionState, self.conditions),
+            barriers=self._queued("barrier", BarrierState, self.barriers),
         )
+
+    def _queued(self, kind: str, row: Any, table: dict[int, Any]) -> dict[int, Any]:
+        """``row(id, name, value, waiters)`` for every object of ``kind``, by id."""
+        names, queues = self.names, self.queues
+        return {
+            i: row(i, names.get((kind, i)), value, list(queues.get((kind, i), ())))
+            for i, value in sorted(table.items())
+        }
 
     def _per_task(self, ended: dict[int, tuple]) -> dict[str, Any]:
         """The view's fields that grow with the number of tasks (made when first read)."""
@@ -891,10 +864,7 @@ class _Model:
                 cases.append((kind, ident, names.get((kind, ident))))
             return Wait(op, "cases", cases=tuple(cases))
         if op == "worker":
-            handles = wait[1]
-            if len(handles) == 1:
-                return Wait(op, "worker", handles[0])
-            return Wait(op, "worker", cases=tuple(("worker", h, None) for h in handles))
+            return worker_wait(wait[1])
         return Wait(op)  # ("events",)
 
 
