@@ -263,6 +263,12 @@ case("channels", "`cp.channel('2')`", TypeError, "capacity must be an int")(
     lambda: in_task(lambda: cp.channel("2"))
 )
 case("channels", "`cp.channel()` outside a task", cp.NotInTaskError, "vm.run(main())")(cp.channel)
+case("channels", "`cp.channel(name=3)`", TypeError, "name must be a str (or None)")(
+    lambda: in_task(lambda: cp.channel(name=3))
+)
+case("channels", "`cp.channel(name='')` (or over 100 characters)", ValueError, "1 to 100")(
+    lambda: in_task(lambda: cp.channel(name=""))
+)
 
 
 @case("channels", "send on a closed channel", cp.ChannelClosed, "the value was not delivered")
@@ -313,6 +319,9 @@ case("sync", "`cp.Semaphore('1')`", TypeError, "needs an int")(
     lambda: in_task(lambda: cp.Semaphore("1"))
 )
 case("sync", "`cp.Barrier(0)`", ValueError, "parties >= 1")(lambda: in_task(lambda: cp.Barrier(0)))
+case("sync", "`cp.Lock(name='a\\nb')`", ValueError, "control character")(
+    lambda: in_task(lambda: cp.Lock(name="a\nb"))
+)
 case("sync", "`cp.Condition(cp.Semaphore())`", TypeError, "needs a cp.Lock")(
     lambda: in_task(lambda: cp.Condition(cp.Semaphore()))
 )

@@ -6,17 +6,19 @@ The oracle: drive a VM one step at a time from the host and, after every step, c
 events, workers and clock).  The other tests pin down single facts, the independence of
 the answer from snapshots and caches, loaded journals, and plain-data output.
 
+The oracle also compares what a picture is drawn from (issue 10): the ready queue in
+order, pending timers, the waiters of every lock, semaphore, event, condition and barrier,
+the open scopes, and each wait as data and as words -- the same words, since the live VM
+and the model both word a wait with ``_names.wait_words``.
+
 Where the model and the live VM legitimately differ, the oracle normalizes:
 
 * "running": between host steps no task runs, so the live view never says "running";
   the journal has no record for "the step ended", so the model keeps the task of the
   last ``step`` record "running" while it has neither blocked nor finished.  The oracle
   reads the model's "running" as "ready" and checks that it is that task only.
-* scopes: the live text names the children ("for the children of scope 3 (tasks 4, 5)
-  to finish", or "for its cp.par() branches (tasks 4, 5) to finish"); a spawn record
-  does not say into which scope, so the model says "for the children of scope 3 to
-  finish".  The oracle drops the task list (and, for par, the scope number the live
-  text does not give).
+* timers: a select's timeout is not in its block record, so the oracle leaves select
+  timers out of the live list (worker dues are in ``workers``).
 """
 
 from __future__ import annotations
@@ -24,7 +26,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import random
-import re
 from pathlib import Path
 
 import pytest
@@ -32,8 +33,10 @@ import pytest
 import counterpoint as cp
 from counterpoint import _timetravel
 from counterpoint._channel import Channel
-from counterpoint._sync import Event, Lock, Semaphore
-from counterpoint._task import Task
+from counterpoint._names import Wait
+from counterpoint._scope import Scope
+from counterpoint._sync import Barrier, BoundedSemaphore, Condition, Event, Lock, Semaphore
+from counterpoint._task import BLOCKED, Task, wait_of
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
@@ -52,8 +55,9 @@ def time_travel_square(n):
 
 @pytest.fixture
 def made(monkeypatch):
-    """Every Task, Channel, Lock, Semaphore and Event created during the test, in order
-    (so the oracle can compare with objects that the programs keep to themselves)."""
+    """Every Task, Channel, Lock, Semaphore, Event, Condition, Barrier and Scope created
+    during the test, in order (so the oracle can compare with objects that the programs
+    keep to themselves)."""
     objects: list = []
 
     def recording(original):
@@ -63,26 +67,9 @@ def made(monkeypatch):
 
         return __init__
 
-    for cls in (Task, Channel, Lock, Semaphore, Event):
+    for cls in (Task, Channel, Lock, Semaphore, BoundedSemaphore, Event, Condition, Barrier, Scope):
         monkeypatch.setattr(cls, "__init__", recording(cls.__init__))
     return objects
-
-
-_SCOPE_CHILDREN = re.compile(r"for the children of scope (\d+) \(tasks [\d, ]+\) to finish")
-_PAR_BRANCHES = re.compile(r"for its cp\.par\(\) branches \(tasks [\d, ]+\) to finish")
-_MODEL_CHILDREN = re.compile(r"for the children of scope \d+ to finish")
-
-
-def expected_wait(live: str | None, model: str | None) -> str | None:
-    """What the model should say for a live ``waiting_on`` (see the module docstring)."""
-    if live is None:
-        return None
-    found = _SCOPE_CHILDREN.fullmatch(live)
-    if found:
-        return f"for the children of scope {found[1]} to finish"
-    if _PAR_BRANCHES.fullmatch(live) and model is not None and _MODEL_CHILDREN.fullmatch(model):
-        return model  # par: the live text has no scope number to compare
-    return live
 
 
 def ending(task: Task) -> str:
@@ -124,17 +111,31 @@ def assert_matches_live(vm: cp.VM, made: list) -> None:
         assert (model.name, model_state, model.waiting_on) == (
             info.name,
             info.state,
-            expected_wait(info.waiting_on, model.waiting_on),
+            info.waiting_on,
         ), f"task {task.id} {where}"
+        live_wait = wait_of(task._waiting) if task._state == BLOCKED else None
+        assert state.waits.get(task.id) == live_wait, f"task {task.id} {where}"
+    assert sorted(state.waits) == [t.id for t in tasks if t._state == BLOCKED], where
+    assert state.ready == [task.id for task in vm._ready], where
+    assert state.timers == live_timers(vm), where
 
-    # every object made so far, and no other (the model ignores conditions and barriers)
-    for kind, table in (
-        (Channel, state.channels),
-        (Lock, state.locks),
-        (Semaphore, state.semaphores),
-        (Event, state.events),
+    # every object made so far, and no other
+    for kinds, table in (
+        ((Channel,), state.channels),
+        ((Lock,), state.locks),
+        ((Semaphore, BoundedSemaphore), state.semaphores),
+        ((Event,), state.events),
+        ((Condition,), state.conditions),
+        ((Barrier,), state.barriers),
     ):
-        assert list(table) == [obj.id for obj in made if type(obj) is kind], where
+        assert list(table) == [obj.id for obj in made if type(obj) in kinds], where
+    assert list(state.lock_states) == list(state.locks), where
+    assert list(state.semaphore_states) == list(state.semaphores), where
+    assert list(state.event_states) == list(state.events), where
+    open_scopes = [obj for obj in made if type(obj) is Scope and obj._state == "open"]
+    assert list(state.scopes) == [scope.id for scope in open_scopes], where
+    for scope in open_scopes:
+        assert state.scopes[scope.id] == live_scope(scope, state.scopes[scope.id].due), where
     # the live wait queues are private: the oracle reads them to check order exactly
     for obj in made:
         if type(obj) is Channel:
@@ -147,19 +148,55 @@ def assert_matches_live(vm: cp.VM, made: list) -> None:
                 receivers,
                 [sender.id for sender in obj._sendq],
                 obj.closed,
+                obj.name,
             ), f"channel {obj.id} {where}"
             assert len(channel.contents) == len(obj)
         elif type(obj) is Lock:
             owner = None if obj.owner is None else obj.owner.id
             assert state.locks[obj.id] == owner, f"lock {obj.id} {where}"
-        elif type(obj) is Semaphore:
+            assert state.lock_states[obj.id] == (obj.id, obj.name, owner, waiters(obj)), where
+        elif type(obj) in (Semaphore, BoundedSemaphore):
             assert state.semaphores[obj.id] == obj.value, f"semaphore {obj.id} {where}"
+            assert state.semaphore_states[obj.id] == (obj.id, obj.name, obj.value, waiters(obj))
         elif type(obj) is Event:
             assert state.events[obj.id] == obj.is_set(), f"event {obj.id} {where}"
+            assert state.event_states[obj.id] == (obj.id, obj.name, obj.is_set(), waiters(obj))
+        elif type(obj) is Condition:
+            expected = (obj.id, obj.name, obj.lock.id, waiters(obj))
+            assert state.conditions[obj.id] == expected, f"condition {obj.id} {where}"
+        elif type(obj) is Barrier:
+            expected = (obj.id, obj.name, obj.parties, waiters(obj))
+            assert state.barriers[obj.id] == expected, f"barrier {obj.id} {where}"
     jobs = vm._workers._jobs  # the worker table (cp.worker.poll works only inside tasks)
     assert sorted(state.workers) == sorted(jobs), where
     for handle, job in jobs.items():
         assert state.workers[handle] == (handle, job.name, job.status, job.due), where
+
+
+def waiters(obj) -> list[int]:
+    """The tasks queued on a lock, semaphore, event, condition or barrier, in order."""
+    return [task.id for task in obj._waiters]
+
+
+def live_timers(vm: cp.VM) -> list:
+    """The live VM's pending sleeps and scope timeouts, as ``state_at(...).timers``."""
+    timers = []
+    for due, bucket in vm._timers.items():
+        for target in bucket:
+            if type(target) is Task:
+                timers.append((due, "task", target.id))
+            elif type(target) is Scope:
+                timers.append((due, "scope", target.id))
+    return sorted(timers)
+
+
+def live_scope(scope: Scope, due: int | None) -> tuple:
+    """An open live scope, as a ``ScopeState`` (the due tick checked by ``live_timers``)."""
+    owner = scope._owner_task
+    parent = scope._parent.id if type(scope._parent) is Scope else None
+    exiting = owner._state == BLOCKED and owner._waiting == ("children", scope)
+    children = [child.id for child in scope._children.values()] if scope._par else None
+    return (scope.id, owner.id, parent, scope._par, due, exiting, children)
 
 
 def run_with_oracle(made, program, host=None, **vm_options) -> cp.VM:
@@ -655,6 +692,16 @@ def test_to_dict_is_plain_json_data_with_string_keys():
         "events",
         "workers",
         "host_events_taken",
+        "ready",
+        "timers",
+        "waits",
+        "parents",
+        "scopes",
+        "lock_states",
+        "semaphore_states",
+        "event_states",
+        "conditions",
+        "barriers",
     }
     for i in range(len(vm.journal) + 1):
         data = vm.journal.state_at(i).to_dict()
@@ -670,6 +717,7 @@ def test_to_dict_is_plain_json_data_with_string_keys():
         "receivers",
         "senders",
         "closed",
+        "name",
     }
     assert set(final["workers"]["1"]) == {"handle", "name", "status", "due"}
     assert final["host_events_taken"] == 3
@@ -702,6 +750,16 @@ def test_state_at_zero_is_the_empty_start_at_tick_zero(vm):
         "events": {},
         "workers": {},
         "host_events_taken": 0,
+        "ready": [],
+        "timers": [],
+        "waits": {},
+        "parents": {},
+        "scopes": {},
+        "lock_states": {},
+        "semaphore_states": {},
+        "event_states": {},
+        "conditions": {},
+        "barriers": {},
     }
     vm.run(failure_program())
     start = vm.journal.state_at(0)
@@ -761,24 +819,24 @@ def test_channel_contents_waiters_fifo_and_closed_flag(vm):
 
     phase1 = journal.state_at(last_event_before_tick(journal, 1))
     assert phase1.channels == {
-        1: (1, 2, ["a", "b"], [], [2, 3], False),
-        2: (2, 0, [], [4, 5, 6], [], False),
+        1: (1, 2, ["a", "b"], [], [2, 3], False, None),
+        2: (2, 0, [], [4, 5, 6], [], False, None),
     }
     assert phase1.tasks[2] == (2, "s1", "blocked", "to send on channel 1")
     assert phase1.tasks[5] == (5, "r1", "blocked", "to receive on channel 2")
     assert phase1.tasks[1] == (1, "channel_scene", "sleeping", "until tick 1")
 
     phase2 = journal.state_at(last_event_before_tick(journal, 2))
-    assert phase2.channels[1] == (1, 2, ["b", "c"], [], [3], False)
+    assert phase2.channels[1] == (1, 2, ["b", "c"], [], [3], False, None)
     assert phase2.tasks[2].state == "done" and phase2.tasks[3].state == "blocked"
 
     closed_at = event_of(journal, "close", channel=2)
     assert journal.state_at(closed_at - 1).channels[2].closed is False
     assert journal.state_at(closed_at).channels[2].closed is True
     phase3 = journal.state_at(last_event_before_tick(journal, 3))
-    assert phase3.channels[2] == (2, 0, [], [], [], True)
+    assert phase3.channels[2] == (2, 0, [], [], [], True, None)
     assert [phase3.tasks[i].state for i in (4, 5, 6)] == ["done"] * 3
-    assert journal.state_at(len(journal)).channels[1] == (1, 2, [], [], [], False)
+    assert journal.state_at(len(journal)).channels[1] == (1, 2, [], [], [], False, None)
 
 
 async def lock_scene():
@@ -1061,3 +1119,97 @@ def test_many_tasks_give_the_live_states_at_random_events(made):
         assert (state.events[1], state.locks[1]) == (flag, owner)
     final = journal.state_at(len(journal))
     assert {task.state for task in final.tasks.values()} == {"done"}
+
+
+# ---------------------------------------------------------------------------
+# A picture from state_at alone (issue 10): the queue, timers, waiters, scopes, waits
+
+
+def test_ready_lists_the_tasks_in_the_order_fifo_would_run_them():
+    async def noop():
+        await cp.checkpoint()
+
+    async def main():
+        for name in ("a", "b", "c"):
+            cp.spawn(noop(), name=name)
+        await cp.checkpoint()
+
+    vm = cp.VM()
+    vm.spawn(main())
+    vm.step(2)  # main spawned a, b, c and yielded (behind them); a took its first step
+    state = vm.journal.state_at(len(vm.journal))
+    assert state.ready == [task.id for task in vm._ready] == [3, 4, 1, 2]
+    assert [state.tasks[i].name for i in state.ready] == ["b", "c", "main", "a"]
+    while vm.step():  # (finish them all)
+        pass
+
+
+def test_timers_list_sleeps_and_scope_timeouts_by_due_tick(vm):
+    async def main():
+        cp.spawn(cp.sleep(9), name="late")
+        async with cp.scope(timeout=5):
+            await cp.sleep(3)
+
+    vm.run(main())
+    during = vm.journal.state_at(event_of(vm.journal, "sleep", nth=1))
+    assert during.timers == [(3, "task", 1), (5, "scope", 1), (9, "task", 2)]
+    assert during.waits[1] == Wait("sleep", until=3)
+    after = vm.journal.state_at(last_event_before_tick(vm.journal, 9))
+    assert after.timers == [(9, "task", 2)]  # the scope closed: its timeout is gone
+
+
+def test_parents_say_which_task_spawned_each_task(vm):
+    async def grandchild():
+        await cp.checkpoint()
+
+    async def child():
+        await cp.spawn(grandchild(), name="grandchild")
+
+    async def main():
+        await cp.par(child(), cp.sleep(1))
+
+    vm.run(main())
+    final = vm.journal.state_at(len(vm.journal))
+    assert final.parents == {1: None, 2: 1, 3: 1, 4: 2}  # main came from the host
+
+
+def test_scopes_form_a_tree_with_the_branches_of_a_par(vm):
+    async def branch(ticks):
+        await cp.sleep(ticks)
+
+    async def main():
+        async with cp.scope(timeout=50) as outer:
+            outer.spawn(branch(10))
+            async with cp.scope():
+                await cp.par(branch(1), branch(2))
+
+    vm.run(main())
+    one_branch_left = vm.journal.state_at(last_event_before_tick(vm.journal, 2))
+    assert one_branch_left.scopes == {
+        1: (1, 1, None, False, 50, False, None),  # other scopes: children are not journaled
+        2: (2, 1, 1, False, None, False, None),
+        3: (3, 1, 2, True, None, True, [4]),  # the par: main waits for branch 4
+    }
+    assert one_branch_left.waits[1] == Wait("par", "scope", 3, tasks=(4,))
+    assert one_branch_left.tasks[1].waiting_on == "for its cp.par() branches (tasks 4) to finish"
+    leaving = vm.journal.state_at(last_event_before_tick(vm.journal, 10))
+    assert list(leaving.scopes) == [1]
+    assert leaving.scopes[1].exiting
+    assert leaving.tasks[1].waiting_on == "for the children of scope 1 to finish"
+
+
+def test_lock_waiters_are_listed_in_the_order_they_get_the_lock(vm):
+    async def user(lock):
+        async with lock:
+            await cp.sleep(1)
+
+    async def main():
+        lock = cp.Lock(name="door")
+        await cp.par(user(lock), user(lock), user(lock))
+
+    vm.run(main())
+    state = vm.journal.state_at(last_event_before_tick(vm.journal, 1))
+    assert state.lock_states[1] == (1, "door", 2, [3, 4])
+    assert state.locks == {1: 2}
+    assert state.waits[4] == Wait("acquire", "lock", 1, "door", 2, "user")
+    assert state.tasks[4].waiting_on == "to acquire lock 'door' (held by task 2 'user')"

@@ -20,6 +20,7 @@ from typing import Any
 
 from ._errors import ChannelClosed
 from ._journal import _ATOMIC, A_SHIFT, BLOCK_RECV, BLOCK_SEND, CLOSE, RECV, SEND, plain
+from ._names import check_name, label
 from ._ops import same_vm
 from ._task import BLOCKED, READY, Task
 from ._traps import (
@@ -95,6 +96,7 @@ class Channel:
         "_block_send",
         "_buf",
         "_closed",
+        "_label",
         "_recv_code",
         "_recv_wait",
         "_recvq",
@@ -104,28 +106,37 @@ class Channel:
         "_vm",
         "capacity",
         "id",
+        "name",
     )
+    KIND = "channel"
 
-    def __init__(self, vm: Any, capacity: int, creator: Task | None) -> None:
+    def __init__(
+        self, vm: Any, capacity: int, creator: Task | None, name: str | None = None
+    ) -> None:
         if not isinstance(capacity, int) or isinstance(capacity, bool):
             raise TypeError(f"channel capacity must be an int, got {type(capacity).__name__}")
         if capacity < 0:
             raise ValueError(f"channel capacity must be >= 0 (0 means rendezvous), got {capacity}")
+        self.name = check_name(name, "a channel")
         self.capacity = capacity
         self._vm = vm
         self._buf: deque = deque()
         self._recvq: deque = deque()
         self._sendq: deque[Task] = deque()
         self._closed = False
-        self.id = vm._new_object("channel", creator, {"capacity": capacity})
+        extra: dict[str, Any] = {"capacity": capacity}
+        if name is not None:
+            extra["name"] = name
+        self.id = vm._new_object("channel", creator, extra)
+        self._label = label("channel", self.id, name)
         self._a = self.id << A_SHIFT
         # precomputed for the hot paths: record codes and wait descriptors
         self._send_code = SEND | self._a
         self._recv_code = RECV | self._a
         self._block_send = BLOCK_SEND | self._a
         self._block_recv = BLOCK_RECV | self._a
-        self._send_wait = ("send", "channel", self.id)
-        self._recv_wait = ("recv", "channel", self.id)
+        self._send_wait = ("send", "channel", self.id, name)
+        self._recv_wait = ("recv", "channel", self.id, name)
 
     # -- awaitable operations ---------------------------------------------------------
 
@@ -174,7 +185,7 @@ class Channel:
         """Send without waiting: ``SENT``, ``FULL`` (would block) or ``CLOSED``."""
         task = self._task_or_host("try_send()")
         if task is None:
-            with self._vm._as_host(f"channel {self.id}.try_send()"):
+            with self._vm._as_host(f"{self._label}.try_send()"):
                 return self._try_send(None, value)
         return self._try_send(task, value)
 
@@ -196,7 +207,7 @@ class Channel:
         """Receive without waiting: ``(OK, value)``, ``(EMPTY, None)`` or ``(CLOSED, None)``."""
         task = self._task_or_host("try_recv()")
         if task is None:
-            with self._vm._as_host(f"channel {self.id}.try_recv()"):
+            with self._vm._as_host(f"{self._label}.try_recv()"):
                 return self._try_recv(None)
         return self._try_recv(task)
 
@@ -212,7 +223,7 @@ class Channel:
         """Close the channel (idempotent).  Blocked receivers and senders get ``ChannelClosed``."""
         task = self._task_or_host("close()")
         if task is None:
-            with self._vm._as_host(f"channel {self.id}.close()"):
+            with self._vm._as_host(f"{self._label}.close()"):
                 return self._close(None)
         return self._close(task)
 
@@ -249,7 +260,10 @@ class Channel:
 
     def __repr__(self) -> str:
         state = " closed" if self._closed else ""
-        return f"<Channel {self.id} capacity={self.capacity} buffered={len(self._buf)}{state}>"
+        named = "" if self.name is None else f" {self.name!r}"
+        return (
+            f"<Channel {self.id}{named} capacity={self.capacity} buffered={len(self._buf)}{state}>"
+        )
 
     def _repr_html_(self) -> str:
         from ._display import table
@@ -266,23 +280,23 @@ class Channel:
             ["receivers waiting", waiting(self._recvq) or None],
             ["senders waiting", waiting(self._sendq) or None],
         ]
-        return table(["channel", str(self.id)], rows)
+        return table(["channel", str(self.id) if self.name is None else repr(self.name)], rows)
 
     # -- internals -----------------------------------------------------------------------
 
     def _task_or_host(self, what: str) -> Task | None:
-        task = task_or_host(f"channel {self.id}.{what}")
+        task = task_or_host(f"{self._label}.{what}")
         if task is not None:
-            same_vm(task, self._vm, f"channel {self.id}")
+            same_vm(task, self._vm, self._label)
         return task
 
     def _closed_error(self, verb: str) -> ChannelClosed:
         if verb == "send on":
             return ChannelClosed(
-                f"send on closed channel {self.id}: the value was not delivered. Close a "
+                f"send on closed {self._label}: the value was not delivered. Close a "
                 f"channel only when no task will send on it any more."
             )
-        return ChannelClosed(f"receive on closed channel {self.id}: it is closed and drained")
+        return ChannelClosed(f"receive on closed {self._label}: it is closed and drained")
 
     def _record(self, task: Task | None, kind: int, value: Any) -> None:
         vm = self._vm
@@ -330,7 +344,7 @@ def _refuse(task: Task, ch: Channel, verb: str):
     """An operation that may not go ahead (cancelled, closed): it fails after a step.
     (An object of another VM is a programming error, raised at once.)"""
     if task._vm is not ch._vm:
-        same_vm(task, ch._vm, f"channel {ch.id}")
+        same_vm(task, ch._vm, ch._label)
     if task._cancelled:
         error = task._vm._cancelled_error(task)
     else:
@@ -339,7 +353,7 @@ def _refuse(task: Task, ch: Channel, verb: str):
     return (yield from fail_after_step(task, error))
 
 
-@operation(lambda ch, value: f"channel {ch.id}.send({plain(value)!r})")
+@operation(lambda ch, value: f"{ch._label}.send({plain(value)!r})")
 def _send(ch, value):
     task = current().task
     task._fresh = None
@@ -380,7 +394,7 @@ def _send(ch, value):
     yield PARK
 
 
-@operation(lambda ch, iterating: f"channel {ch.id}.recv()")
+@operation(lambda ch, iterating: f"{ch._label}.recv()")
 def _recv(ch, iterating):
     task = current().task
     task._fresh = None
@@ -418,10 +432,12 @@ def _recv(ch, iterating):
     return value
 
 
-def channel(capacity: int = 0) -> Channel:
+def channel(capacity: int = 0, *, name: str | None = None) -> Channel:
     """Create a channel: ``capacity=0`` is a rendezvous, ``n > 0`` buffers ``n`` values.
 
-    Must be called inside a task (on the host, use ``vm.channel(capacity)``).
+    Must be called inside a task (on the host, use ``vm.channel(capacity)``).  ``name``
+    (1 to 100 printable characters) is journaled with the channel and used in its repr
+    and in every message about it: ``channel 'jobs'`` instead of ``channel 2``.
 
     >>> import counterpoint as cp
     >>> async def main():
@@ -433,4 +449,4 @@ def channel(capacity: int = 0) -> Channel:
     (2, 'to')
     """
     task, vm = task_or_session("cp.channel()")
-    return Channel(vm, capacity, task)
+    return Channel(vm, capacity, task, name)

@@ -126,10 +126,12 @@ _CREATE_EXTRAS: dict[str, dict[str, Any]] = {
     "condition": {"lock": lambda v: type(v) is int and 0 <= v <= MAX_OBJECT_ID},
     "barrier": {"parties": lambda v: _count(v, 1)},
 }
-# options a create record may also carry
+# options a create record may also carry: every object may have a name (name=...)
 _CREATE_OPTIONAL: dict[str, dict[str, Any]] = {
-    "semaphore": {"bounded": lambda v: v is True},  # cp.BoundedSemaphore
+    kind: {"name": lambda v: type(v) is str and 1 <= len(v) <= 100 and v.isprintable()}
+    for kind in _CREATE_EXTRAS
 }
+_CREATE_OPTIONAL["semaphore"]["bounded"] = lambda v: v is True  # cp.BoundedSemaphore
 
 
 def _check_plain(value: Any, what: str, depth: int = 0) -> None:

@@ -66,7 +66,13 @@ class SelectResult(NamedTuple):
 
 
 def _describe(case: Channel | Task) -> str:
+    """A case as the journal records it (numbers only: names do not change a record)."""
     return f"channel {case.id}" if type(case) is Channel else f"task {case.id}"
+
+
+def _spell(case: Channel | Task) -> str:
+    """A case as messages say it (``channel 'jobs'`` for a named channel)."""
+    return case._label if type(case) is Channel else f"task {case.id}"
 
 
 class _Selector:
@@ -160,12 +166,12 @@ def _finish(cases: tuple, policy: str, task: Task, result: SelectResult) -> Sele
     return result
 
 
-@operation(lambda cases, timeout, policy: "cp.select(" + ", ".join(map(_describe, cases)) + ")")
+@operation(lambda cases, timeout, policy: "cp.select(" + ", ".join(map(_spell, cases)) + ")")
 def _select(cases: tuple, timeout: int | None, policy: str):
     task = enter()
     vm = task._vm
     for case in cases:
-        same_vm(task, case._vm, _describe(case))
+        same_vm(task, case._vm, _spell(case))
     if task._cancelled:
         return (yield from fail_after_step(task, vm._cancelled_error(task)))
     if vm._chooser is not None:  # exploring: reading the cases is part of the footprint
@@ -192,7 +198,7 @@ def _select(cases: tuple, timeout: int | None, policy: str):
     task._state = BLOCKED
     task._waitq = None
     task._cleanup = selector._unregister
-    task._waiting = ("select", "cases", descriptions)
+    task._waiting = ("select", "cases", descriptions, cases)
     vm._rows.append(task._k | BLOCK)
     vm._vals.append(("select", "cases", descriptions))
     result = yield PARK

@@ -4,6 +4,11 @@ All wake-ups are first come, first served.  Locks and semaphores hand over
 directly to the longest waiter on release (no barging), as in trio.  Acquiring
 and waiting are checkpoints (schedule and cancel points) even when they could
 complete at once; releasing, setting and notifying are synchronous.
+
+Each takes a keyword-only ``name=`` (1 to 100 printable characters): it is journaled
+in the object's ``create`` record and spells the object in its repr, in every message,
+in ``cp.Deadlock`` and in ``journal.state_at`` -- ``lock 'fork 1'`` -- while an
+unnamed object stays ``lock 2`` (and its run journals exactly what it did before).
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from typing import Any
 
 from ._errors import Cancelled, LockError
 from ._journal import A_SHIFT, ACQUIRE, BLOCK, CLEAR, NOTIFY, RELEASE, SET
+from ._names import check_name, label
 from ._ops import same_vm
 from ._task import UNINTERRUPTIBLE, Task, park
 from ._traps import (
@@ -40,25 +46,29 @@ def _check_value(value: Any, what: str) -> None:
 class _Primitive:
     """Common part: a numbered object of one VM with a FIFO queue of waiting tasks."""
 
-    __slots__ = ("_a", "_vm", "_waiters", "id")
+    __slots__ = ("_a", "_label", "_vm", "_waiters", "id", "name")
     KIND = "object"
 
-    def __init__(self, extra: dict | None = None) -> None:
+    def __init__(self, extra: dict | None = None, name: str | None = None) -> None:
         what = f"cp.{type(self).__name__}()"
+        self.name = check_name(name, f"a {self.KIND}")
         task, vm = task_or_session(what)
         self._vm = vm
         self._waiters: deque[Task] = deque()
+        if name is not None:
+            extra = {**(extra or {}), "name": name}
         if task is None:  # host code of a notebook session
             with vm._as_host(what):
                 self.id = vm._new_object(self.KIND, None, extra)
         else:
             self.id = vm._new_object(self.KIND, task, extra)
+        self._label = label(self.KIND, self.id, name)
         self._a = self.id << A_SHIFT
 
     def _actor(self, what: str) -> Task:
-        task = require_task(f"{self.KIND} {self.id}.{what}")
+        task = require_task(f"{self._label}.{what}")
         if task._vm is not self._vm:
-            same_vm(task, self._vm, f"{self.KIND} {self.id}")
+            same_vm(task, self._vm, self._label)
         return task
 
     def _record(self, task: Task, kind: int) -> None:
@@ -73,17 +83,18 @@ class _Primitive:
         self._vm._reschedule(task, value)
 
     def __repr__(self) -> str:
-        return f"<{type(self).__name__} {self.id} waiters={len(self._waiters)}>"
+        named = "" if self.name is None else f" {self.name!r}"
+        return f"<{type(self).__name__} {self.id}{named} waiters={len(self._waiters)}>"
 
 
-@operation(lambda target, verb: f"{target.KIND} {target.id}.{verb}()")
+@operation(lambda target, verb: f"{target._label}.{verb}()")
 def _checkpointed(target: _Primitive, verb: str):
     """``await lock.acquire()``, ``await event.wait()`` ...: a checkpoint, then
     ``target._acquire(task)`` or ``target._wait(task)`` (generators that end by
     yielding RESCHEDULE or PARK)."""
     task = enter()
     if task._vm is not target._vm:
-        same_vm(task, target._vm, f"{target.KIND} {target.id}")
+        same_vm(task, target._vm, target._label)
     if task._cancelled:
         return (yield from fail_after_step(task, task._vm._cancelled_error(task)))
     if verb == "acquire":
@@ -131,7 +142,8 @@ _IMMEDIATE_FALSE = _Immediate()
 
 
 class Lock(_AcquireContext, _Primitive):
-    """A mutual-exclusion lock with FIFO hand-over; not re-entrant.
+    """A mutual-exclusion lock with FIFO hand-over; not re-entrant.  ``cp.Lock(name="door")``
+    names it in messages and reports (``lock 'door'``).
 
     >>> import counterpoint as cp
     >>> async def main():
@@ -149,8 +161,8 @@ class Lock(_AcquireContext, _Primitive):
     __slots__ = ("_owner",)
     KIND = "lock"
 
-    def __init__(self) -> None:
-        super().__init__()
+    def __init__(self, *, name: str | None = None) -> None:
+        super().__init__(None, name)
         self._owner: Task | None = None
 
     def _try_take(self, task: Task) -> bool:
@@ -160,7 +172,7 @@ class Lock(_AcquireContext, _Primitive):
             return True
         if owner is task:
             raise LockError(
-                f"task {task.id} {task.name!r} already holds lock {self.id}; cp.Lock is not "
+                f"task {task.id} {task.name!r} already holds {self._label}; cp.Lock is not "
                 f"re-entrant, so acquiring it again would wait forever. Release it first, or "
                 f"restructure the code so that the lock is taken once"
             )
@@ -172,7 +184,7 @@ class Lock(_AcquireContext, _Primitive):
         if self._owner is not task:
             holder = "nobody" if self._owner is None else f"task {self._owner.id}"
             raise LockError(
-                f"task {task.id} {task.name!r} released lock {self.id}, which is held by "
+                f"task {task.id} {task.name!r} released {self._label}, which is held by "
                 f"{holder}; only the task that acquired a lock may release it (use "
                 f"`async with lock:` so that acquire and release pair up; to signal between "
                 f"tasks use cp.Event or cp.Semaphore)"
@@ -200,7 +212,7 @@ class Lock(_AcquireContext, _Primitive):
 
 
 class Semaphore(_AcquireContext, _Primitive):
-    """A counting semaphore with FIFO hand-over: ``cp.Semaphore(n)``, ``n >= 0``.
+    """A counting semaphore with FIFO hand-over: ``cp.Semaphore(n, name=None)``, ``n >= 0``.
 
     >>> import counterpoint as cp
     >>> async def main():
@@ -218,9 +230,9 @@ class Semaphore(_AcquireContext, _Primitive):
     __slots__ = ("_value",)
     KIND = "semaphore"
 
-    def __init__(self, value: int = 1) -> None:
+    def __init__(self, value: int = 1, *, name: str | None = None) -> None:
         _check_value(value, "cp.Semaphore(value)")
-        super().__init__({"value": value})
+        super().__init__({"value": value}, name)
         self._value = value
 
     def _try_take(self, task: Task) -> bool:
@@ -268,9 +280,9 @@ class BoundedSemaphore(Semaphore):
 
     __slots__ = ("_bound",)
 
-    def __init__(self, value: int = 1) -> None:
+    def __init__(self, value: int = 1, *, name: str | None = None) -> None:
         _check_value(value, "cp.BoundedSemaphore(value)")
-        _Primitive.__init__(self, {"value": value, "bounded": True})
+        _Primitive.__init__(self, {"value": value, "bounded": True}, name)
         self._value = value
         self._bound = value
 
@@ -279,7 +291,7 @@ class BoundedSemaphore(Semaphore):
         if not self._waiters and self._value >= self._bound:
             task = self._actor("release()")
             raise ValueError(
-                f"semaphore {self.id} released too many times; task {task.id} {task.name!r} "
+                f"{self._label} released too many times; task {task.id} {task.name!r} "
                 f"released it while all {self._bound} units were free (release only what "
                 f"you acquired: use `async with sem:`)"
             )
@@ -288,6 +300,7 @@ class BoundedSemaphore(Semaphore):
 
 class Event(_Primitive):
     """A flag tasks can wait for: ``set()`` wakes every waiter (FIFO); ``clear()`` resets.
+    ``cp.Event(name="ready")`` names it in messages and reports.
 
     >>> import counterpoint as cp
     >>> async def main():
@@ -306,8 +319,8 @@ class Event(_Primitive):
     __slots__ = ("_flag",)
     KIND = "event"
 
-    def __init__(self) -> None:
-        super().__init__()
+    def __init__(self, *, name: str | None = None) -> None:
+        super().__init__(None, name)
         self._flag = False
 
     def is_set(self) -> bool:
@@ -316,12 +329,12 @@ class Event(_Primitive):
 
     def set(self) -> None:
         """Set the flag and wake every waiter (FIFO); tasks and host code may call it."""
-        what = f"event {self.id}.set()"
+        what = f"{self._label}.set()"
         setter = task_or_host(what)
         if setter is None:
             with self._vm._as_host(what):
                 return self._set(None)
-        same_vm(setter, self._vm, f"event {self.id}")
+        same_vm(setter, self._vm, self._label)
         return self._set(setter)
 
     def _set(self, setter: Task | None) -> None:
@@ -358,7 +371,8 @@ class Event(_Primitive):
 
 
 class Condition(_Primitive):
-    """A condition variable over a ``cp.Lock`` (its own unless one is given).
+    """A condition variable over a ``cp.Lock`` (its own, unnamed, unless one is given):
+    ``cp.Condition(lock=None, *, name=None)``.
 
     ``async with cond:`` holds the lock; ``await cond.wait()`` releases it, waits for
     ``notify``, and re-acquires it before returning (also when cancelled).
@@ -384,11 +398,12 @@ class Condition(_Primitive):
     __slots__ = ("_lock",)
     KIND = "condition"
 
-    def __init__(self, lock: Lock | None = None) -> None:
+    def __init__(self, lock: Lock | None = None, *, name: str | None = None) -> None:
         if lock is not None and not isinstance(lock, Lock):
             raise TypeError(f"cp.Condition(lock) needs a cp.Lock, got {type(lock).__name__}")
+        check_name(name, "a condition")  # before the lock is made: bad input makes nothing
         self._lock = lock if lock is not None else Lock()
-        super().__init__({"lock": self._lock.id})
+        super().__init__({"lock": self._lock.id}, name)
 
     @property
     def lock(self) -> Lock:
@@ -414,7 +429,7 @@ class Condition(_Primitive):
     def _check_holder(self, task: Task, what: str) -> None:
         if self._lock._owner is not task:
             raise LockError(
-                f"condition {self.id}.{what} needs the condition's lock, which task "
+                f"{self._label}.{what} needs the condition's lock, which task "
                 f"{task.id} {task.name!r} does not hold: use it inside `async with cond:`"
             )
 
@@ -470,7 +485,7 @@ class Condition(_Primitive):
 
 
 class Barrier(_Primitive):
-    """``cp.Barrier(n)``: ``await b.wait()`` blocks until ``n`` tasks have arrived.
+    """``cp.Barrier(n, *, name=None)``: ``await b.wait()`` blocks until ``n`` tasks have arrived.
 
     The n-th arrival releases everyone (FIFO); ``wait`` returns the arrival index
     (0 .. n-1) and the barrier is ready for the next round.
@@ -489,12 +504,12 @@ class Barrier(_Primitive):
     __slots__ = ("_parties",)
     KIND = "barrier"
 
-    def __init__(self, parties: int) -> None:
+    def __init__(self, parties: int, *, name: str | None = None) -> None:
         if not isinstance(parties, int) or isinstance(parties, bool):
             raise TypeError(f"cp.Barrier(parties) needs an int, got {type(parties).__name__}")
         if parties < 1:
             raise ValueError(f"cp.Barrier(parties) needs parties >= 1, got {parties}")
-        super().__init__({"parties": parties})
+        super().__init__({"parties": parties}, name)
         self._parties = parties
 
     @property

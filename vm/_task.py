@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ._errors import Cancelled, InvalidStateError, WrongVMError
 from ._journal import A_SHIFT, BLOCK, STEP, TASK_SHIFT
+from ._names import Wait, wait_words, worker_wait
 from ._traps import (
     PARK,
     RESCHEDULE,
@@ -112,45 +113,41 @@ class TaskInfo(NamedTuple):
     code: str | None = None
 
 
-def describe_wait(waiting: tuple) -> str:
-    """Words for a wait descriptor, completing "task 3 'x' waits ..."."""
+def wait_of(waiting: tuple) -> Wait:
+    """A live wait descriptor (``task._waiting``) as a structured :class:`Wait`."""
     op = waiting[0]
-    if op == "recv":
-        return f"to receive on channel {waiting[2]}"
-    if op == "send":
-        return f"to send on channel {waiting[2]}"
+    if op == "recv" or op == "send":  # (op, "channel", id, name)
+        return Wait(op, "channel", waiting[2], waiting[3] if len(waiting) > 3 else None)
+    if op == "acquire" or op == "wait":  # (op, kind, id, object); a scope's wait_all: no object
+        target = waiting[3] if len(waiting) > 3 else None
+        name = getattr(target, "name", None)
+        holder = getattr(target, "_owner", None) if op == "acquire" else None
+        if holder is not None:
+            return Wait(op, waiting[1], waiting[2], name, holder.id, holder.name)
+        return Wait(op, waiting[1], waiting[2], name)
     if op == "join":
-        return f"for task {waiting[2]} to finish"
-    if op == "acquire":
-        holder = getattr(waiting[3], "owner", None) if len(waiting) > 3 else None
-        held = f" (held by task {holder.id} {holder.name!r})" if holder is not None else ""
-        return f"to acquire {waiting[1]} {waiting[2]}{held}"
-    if op == "wait":
-        if waiting[1] == "scope":
-            return f"for the children of scope {waiting[2]} to finish (wait_all)"
-        return (
-            f"at {waiting[1]} {waiting[2]}"
-            if waiting[1] == "barrier"
-            else (f"for {waiting[1]} {waiting[2]}")
-        )
+        return Wait(op, "task", waiting[2])
     if op == "sleep":
-        return f"until tick {waiting[1]}"
-    if op == "worker":
-        handles = waiting[1]
-        if len(handles) == 1:
-            return f"for worker {handles[0]}"
-        return "for any of workers " + ", ".join(map(str, handles))
-    if op == "events":
-        return "for host events (none are queued: enqueue with vm.events.enqueue)"
+        return Wait(op, until=waiting[1])
     if op == "children":
         scope = waiting[1]
-        ids = ", ".join(str(child_id) for child_id in scope._children)
         if scope._par:
-            return f"for its cp.par() branches (tasks {ids}) to finish"
-        return f"for the children of scope {scope.id} (tasks {ids}) to finish"
-    if op == "select":
-        return "in select on " + ", ".join(waiting[2])
-    return " ".join(str(part) for part in waiting)
+            return Wait("par", "scope", scope.id, tasks=tuple(scope._children))
+        return Wait("exit", "scope", scope.id)
+    if op == "select":  # ("select", "cases", descriptions, case objects)
+        cases = tuple(
+            (case.KIND, case.id, case.name) if hasattr(case, "KIND") else ("task", case.id, None)
+            for case in waiting[3]
+        )
+        return Wait(op, "cases", cases=cases)
+    if op == "worker":
+        return worker_wait(waiting[1])
+    return Wait(op)  # ("events",)
+
+
+def describe_wait(waiting: tuple) -> str:
+    """Words for a wait descriptor, completing "task 3 'x' waits ..."."""
+    return wait_words(wait_of(waiting))
 
 
 class Task:

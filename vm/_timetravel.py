@@ -31,16 +31,18 @@ from ._journal import (
     RECEIPT,
     RECV,
     RELEASE,
+    SCOPE,
     SEND,
     SET,
     SLEEP,
     SPAWN,
     START,
     STEP,
+    TIMEOUT,
     TIMER,
     WAKE,
 )
-from ._task import describe_wait
+from ._names import Wait, label, wait_words, worker_wait
 
 if TYPE_CHECKING:
     from ._journal import Journal
@@ -50,7 +52,8 @@ SNAPSHOT_EVERY = 4096
 
 class TaskState(NamedTuple):
     """A task at some event: ``state`` is ready, running, blocked, sleeping, done,
-    failed or cancelled; ``waiting_on`` says what a blocked task waits for."""
+    failed or cancelled; ``waiting_on`` says what a blocked task waits for (the same
+    words as ``vm.tasks()``; the same wait as data: ``JournalState.waits``)."""
 
     id: int
     name: str
@@ -60,7 +63,8 @@ class TaskState(NamedTuple):
 
 class ChannelState(NamedTuple):
     """A channel at some event: buffered ``contents`` (oldest first), the tasks blocked
-    receiving / sending on it (first come first), and whether it is closed."""
+    receiving / sending on it (first come first), whether it is closed, and its name
+    (None if it was created without one)."""
 
     id: int
     capacity: int
@@ -68,6 +72,7 @@ class ChannelState(NamedTuple):
     receivers: list[int]
     senders: list[int]
     closed: bool
+    name: str | None = None
 
 
 class WorkerState(NamedTuple):
@@ -79,12 +84,94 @@ class WorkerState(NamedTuple):
     due: int | None
 
 
+class LockState(NamedTuple):
+    """A lock at some event: the holder (a task id, or None) and the tasks waiting to
+    acquire it, in the order they will get it."""
+
+    id: int
+    name: str | None
+    holder: int | None
+    waiters: list[int]
+
+
+class SemaphoreState(NamedTuple):
+    """A semaphore at some event: its value (free units) and its waiters, in order."""
+
+    id: int
+    name: str | None
+    value: int | str
+    waiters: list[int]
+
+
+class EventState(NamedTuple):
+    """An event at some event id: whether it is set, and the tasks waiting for it."""
+
+    id: int
+    name: str | None
+    set: bool
+    waiters: list[int]
+
+
+class ConditionState(NamedTuple):
+    """A condition at some event: its lock's id and the tasks waiting for a notify."""
+
+    id: int
+    name: str | None
+    lock: int
+    waiters: list[int]
+
+
+class BarrierState(NamedTuple):
+    """A barrier at some event: how many parties it needs and who has arrived (in order)."""
+
+    id: int
+    name: str | None
+    parties: int
+    waiters: list[int]
+
+
+class ScopeState(NamedTuple):
+    """A scope open at some event: the task whose ``async with`` opened it, the scope it
+    was opened in (None: the task's top level), whether it is a ``cp.par``, its timeout
+    deadline (a tick, or None), ``exiting`` while its task is blocked at the end of the
+    block until the children have finished, and ``children``: the branches of a
+    ``cp.par`` still running (None for other scopes: a spawn record does not say into
+    which scope the task went)."""
+
+    id: int
+    task: int
+    parent: int | None
+    par: bool
+    due: int | None
+    exiting: bool
+    children: list[int] | None
+
+
+class TimerState(NamedTuple):
+    """A pending timer: at tick ``due``, ``object`` (``"task"``: a sleep ends;
+    ``"scope"``: a scope times out) number ``id``.  Select timeouts and worker dues are
+    not here: a select's block record has no timeout, and workers carry their ``due``."""
+
+    due: int
+    object: str
+    id: int
+
+
 class JournalState:
     """What ``journal.state_at(event_id)`` returns: the run just after that event.
 
+    Besides ``tasks``, ``channels``, ``locks`` (id -> holder), ``semaphores`` (id ->
+    value), ``events`` (id -> set), ``workers`` and ``tick``, a picture can be drawn
+    from it alone: ``ready`` (task ids, in the order ``fifo`` would run them),
+    ``timers``, ``waits`` (task id -> :class:`Wait`, the wait of each blocked or
+    sleeping task as data), ``parents`` (task id -> the task that spawned it, None for
+    the host), ``scopes`` (the open scopes), and ``lock_states``,
+    ``semaphore_states``, ``event_states``, ``conditions``, ``barriers`` (each with
+    its name and waiters, in the order they will be served).
+
     >>> import counterpoint as cp
     >>> async def main():
-    ...     ch = cp.channel(2)
+    ...     ch = cp.channel(2, name="mail")
     ...     await ch.send("a")
     ...     await ch.send("b")
     ...     await ch.recv()
@@ -92,6 +179,8 @@ class JournalState:
     >>> vm.run(main())
     >>> vm.journal.state_at(6).channels[1].contents
     ['a', 'b']
+    >>> vm.journal.state_at(6).channels[1].name
+    'mail'
     """
 
     def __init__(
@@ -105,6 +194,7 @@ class JournalState:
         events: dict[int, bool],
         workers: dict[int, WorkerState],
         host_events_taken: int,
+        **more: Any,
     ) -> None:
         self.event_id = event_id
         self.tick = tick
@@ -115,26 +205,82 @@ class JournalState:
         self.events = events
         self.workers = workers
         self.host_events_taken = host_events_taken
+        self.ready: list[int] = more.pop("ready", [])
+        # timers, waits and parents grow with the tasks: derived on first use
+        self._derive = more.pop("derive", None)
+        self._derived: dict[str, Any] = {
+            key: more.pop(key) for key in ("timers", "waits", "parents") if key in more
+        }
+        self.scopes: dict[int, ScopeState] = more.pop("scopes", {})
+        self.lock_states: dict[int, LockState] = more.pop("lock_states", {})
+        self.semaphore_states: dict[int, SemaphoreState] = more.pop("semaphore_states", {})
+        self.event_states: dict[int, EventState] = more.pop("event_states", {})
+        self.conditions: dict[int, ConditionState] = more.pop("conditions", {})
+        self.barriers: dict[int, BarrierState] = more.pop("barriers", {})
+        if more:
+            raise TypeError(f"JournalState() got unexpected fields {sorted(more)}")
+
+    def _lazy(self, key: str) -> Any:
+        derived = self._derived
+        if key not in derived:
+            if self._derive is None:
+                return [] if key == "timers" else {}
+            derived.update(self._derive())
+            self._derive = None
+        return derived[key]
+
+    @property
+    def timers(self) -> list[TimerState]:
+        return self._lazy("timers")
+
+    @property
+    def waits(self) -> dict[int, Wait]:
+        return self._lazy("waits")
+
+    @property
+    def parents(self) -> dict[int, int | None]:
+        return self._lazy("parents")
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data (string keys), for widgets and JSON."""
+
+        def table(rows: dict) -> dict[str, Any]:
+            return {str(i): row._asdict() for i, row in rows.items()}
+
         return {
             "event_id": self.event_id,
             "tick": self.tick,
             "tasks": {str(i): t._asdict() for i, t in self.tasks.items()},
-            "channels": {str(i): c._asdict() for i, c in self.channels.items()},
+            "channels": table(self.channels),
             "locks": {str(i): owner for i, owner in self.locks.items()},
             "semaphores": {str(i): value for i, value in self.semaphores.items()},
             "events": {str(i): flag for i, flag in self.events.items()},
-            "workers": {str(h): w._asdict() for h, w in self.workers.items()},
+            "workers": table(self.workers),
             "host_events_taken": self.host_events_taken,
+            "ready": list(self.ready),
+            "timers": [timer._asdict() for timer in self.timers],
+            "waits": {str(i): wait.plain() for i, wait in self.waits.items()},
+            "parents": {str(i): parent for i, parent in self.parents.items()},
+            "scopes": table(self.scopes),
+            "lock_states": table(self.lock_states),
+            "semaphore_states": table(self.semaphore_states),
+            "event_states": table(self.event_states),
+            "conditions": table(self.conditions),
+            "barriers": table(self.barriers),
         }
 
     def _repr_html_(self) -> str:
         from ._display import table, tasks_table
 
         channels = [
-            [c.id, c.capacity, c.contents, c.receivers or None, c.senders or None, c.closed]
+            [
+                label("channel", c.id, c.name),
+                c.capacity,
+                c.contents,
+                c.receivers or None,
+                c.senders or None,
+                c.closed,
+            ]
             for c in self.channels.values()
         ]
         heading = ["channel", "capacity", "contents", "receivers", "senders", "closed"]
@@ -211,10 +357,10 @@ class TaskTable:
     def get(self, task: int, default: Any = None) -> TaskState | None:
         entry = self._model.tasks.get(task)
         if entry is not None:
-            name, state, wait = entry
+            name, state, wait, _ = entry
             if state == "ready" and task == self._model.running:
                 state = "running"
-            words = None if wait is None else self._model._words(wait, self._ended)
+            words = None if wait is None else wait_words(self._model._wait(wait, self._ended))
             return TaskState(task, name, state, words)
         end = self._ended.get(task)
         if end is not None and end[0] <= self._event_id:
@@ -274,6 +420,11 @@ class _Channel:
 
 
 _TERMINAL = {DONE: "done", FAIL: "failed", CANCELLED: "cancelled"}
+_QUEUED = frozenset({"lock", "semaphore", "event", "condition", "barrier"})  # FIFO waiters
+
+
+# a cancel or wake record with ``by`` 0 is made by the host (or the clock), not a step
+_HOST = frozenset({CANCEL, WAKE})
 
 
 def _add(value: int | str, units: int) -> int | str:
@@ -281,48 +432,99 @@ def _add(value: int | str, units: int) -> int | str:
     return value + units if type(value) is int else value
 
 
-class _Model:
-    """The mutable model the records are applied to.  Tasks: id -> (name, state, wait);
-    the task that ran last is ``running`` and is stored as "ready" while it runs, so a
-    step record (the commonest) writes nothing."""
+def _case(case: str) -> tuple[str, int]:
+    """A select case as journaled ("channel 3", "task 4") -> ("channel", 3)."""
+    kind, _, number = case.partition(" ")
+    return kind, int(number)
 
-    def __init__(self) -> None:
+
+class _Model:
+    """The mutable model the records are applied to.  Tasks: id -> (name, state, wait,
+    spawner); the task that ran last is ``running`` and is stored as "ready" while it
+    runs, so a step record (the commonest) writes nothing.
+
+    The ready queue: tasks join it as the live VM appends them (spawned, woken, handed
+    a value); the task of the last step leaves it and, if its step ends ready, rejoins
+    at the end -- which the journal shows only by the next step or host action, so
+    until then it is ``stepping`` and the view puts it last."""
+
+    def __init__(self, swap_remove: bool = False) -> None:
         self.index = 0  # records applied
         self.tick = 0
         self.running = 0
+        self.stepping = 0  # the task of the last step, until it has rejoined the queue
+        self.swap_remove = swap_remove  # policy "random": the live VM swaps with the last
         self.tasks = _Tasks()
+        self.ready: deque[int] = deque()
         self.channels: dict[int, _Channel] = {}
         self.locks: dict[int, int | None] = {}
         self.semaphores: dict[int, int] = {}
         self.events: dict[int, bool] = {}
-        self.conditions: dict[int, tuple[int, list[int]]] = {}  # id -> (lock id, waiters)
+        self.conditions: dict[int, int] = {}  # id -> its lock's id
+        self.barriers: dict[int, int] = {}  # id -> parties
+        self.queues: dict[tuple[str, int], list[int]] = {}  # (kind, id) -> waiters
+        self.names: dict[tuple[str, int], str] = {}  # (kind, id) -> name, if it has one
+        # scope id -> [task, enclosing scope, par, due, exiting, children (par only)]
+        self.scopes: dict[int, list] = {}
+        self.collector = 0  # while cp.par spawns its branches: its task ...
+        self.collecting = 0  # ... and its scope
         self.workers: dict[int, tuple] = {}
         self.host_events = 0
 
     def copy(self) -> _Model:
-        twin = _Model()
+        twin = _Model(self.swap_remove)
         twin.index, twin.tick, twin.running = self.index, self.tick, self.running
+        twin.stepping, twin.collector = self.stepping, self.collector
+        twin.collecting = self.collecting
         twin.tasks = self.tasks.copy()
+        twin.ready = deque(self.ready)
         twin.channels = {i: c.copy() for i, c in self.channels.items()}
         twin.locks = dict(self.locks)
         twin.semaphores = dict(self.semaphores)
         twin.events = dict(self.events)
-        twin.conditions = {
-            i: (lock, list(waiters)) for i, (lock, waiters) in self.conditions.items()
+        twin.conditions = dict(self.conditions)
+        twin.barriers = dict(self.barriers)
+        twin.queues = {key: list(waiters) for key, waiters in self.queues.items()}
+        twin.names = dict(self.names)
+        twin.scopes = {
+            i: [*scope[:5], None if scope[5] is None else list(scope[5])]
+            for i, scope in self.scopes.items()
         }
         twin.workers = dict(self.workers)
         twin.host_events = self.host_events
         return twin
+
+    # -- the ready queue ---------------------------------------------------------------
+
+    def _rejoin(self) -> None:
+        """The last step has ended with its task ready: it is at the end of the queue.
+        (``stepping`` is cleared when its task blocks or ends, so it is still ready.)"""
+        self.ready.append(self.stepping)
+        self.stepping = 0
+
+    def _picked(self, task: int) -> None:
+        """``task`` takes a step: it leaves the queue as the live policy takes it out."""
+        ready = self.ready
+        if self.swap_remove:  # policy "random" moves the last task into the gap
+            if task in ready:
+                ready[ready.index(task)] = ready[-1]
+                ready.pop()
+        elif ready and ready[0] == task:
+            ready.popleft()  # fifo
+        elif task in ready:  # a schedule, an explorer, the host's vm.step(task=...)
+            ready.remove(task)
 
     # -- waiting ---------------------------------------------------------------------
 
     def _block(self, task: int, wait: tuple, state: str = "blocked") -> None:
         if task == self.running:  # it has stopped running
             self.running = 0
+        if task == self.stepping:
+            self.stepping = 0
         entry = self.tasks.get(task)
         if entry is None:
             return
-        self.tasks[task] = (entry[0], state, wait)
+        self.tasks[task] = (entry[0], state, wait, entry[3])
         op = wait[0]
         if op in ("recv", "send"):
             channel = self.channels.get(wait[2])
@@ -334,8 +536,14 @@ class _Model:
                     channel = self.channels.get(int(case[8:]))
                     if channel is not None:
                         channel.receivers.append(task)
-        elif wait[:2] == ("wait", "condition") and wait[2] in self.conditions:
-            self.conditions[wait[2]][1].append(task)
+        elif op == "exit":
+            scope = self.scopes.get(wait[2])
+            if scope is not None:
+                scope[4] = True
+        elif len(wait) == 3 and wait[1] in _QUEUED:
+            waiters = self.queues.get((wait[1], wait[2]))
+            if waiters is not None:
+                waiters.append(task)
 
     def _unblock(self, task: int, state: str = "ready") -> None:
         entry = self.tasks.get(task)
@@ -361,24 +569,51 @@ class _Model:
                         channel = self.channels.get(int(case[8:]))
                         if channel is not None and task in channel.receivers:
                             channel.receivers.remove(task)
-            elif wait[:2] == ("wait", "condition") and wait[2] in self.conditions:
-                waiters = self.conditions[wait[2]][1]
+            elif len(wait) == 3 and wait[1] in _QUEUED:
+                waiters = self.queues.get((wait[1], wait[2]), [])
                 if task in waiters:
                     waiters.remove(task)
-        self.tasks[task] = (entry[0], state, None)
+            elif op == "exit":
+                scope = self.scopes.get(wait[2])
+                if scope is not None:
+                    scope[4] = False
+        self.tasks[task] = (entry[0], state, None, entry[3])
+        if state == "ready":
+            if wait is not None:  # (a blocked task is never in the queue)
+                self.ready.append(task)
+        elif task != self.stepping and task in self.ready:  # ended by the host (a cell)
+            self.ready.remove(task)
 
     # -- applying records ------------------------------------------------------------------
 
-    def apply(self, tick: int, task: int, kind: int, a: int, b: Any, ended: list) -> None:
+    def apply(self, tick: int, task: int, kind: int, a: int, b: Any, ended: dict) -> None:
         self.index += 1
         self.tick = tick
         tasks = self.tasks
         if kind == STEP:  # (the running task is stored as "ready": see TaskTable.get)
-            self.running = task
+            ready = self.ready
+            if self.stepping:
+                ready.append(self.stepping)  # (see _rejoin)
+            if ready and ready[0] == task and not self.swap_remove:
+                ready.popleft()  # fifo
+            else:
+                self._picked(task)
+            self.running = self.stepping = task
+            self.collector = 0
             entry = tasks.get(task)
             if entry is not None and (entry[1] != "ready" or entry[2] is not None):
-                tasks[task] = (entry[0], "ready", None)
-        elif kind == SEND:
+                tasks[task] = (entry[0], "ready", None, entry[3])
+            return
+        stepping = self.stepping
+        if (
+            stepping
+            and task != stepping
+            and (task == 0 or kind == TIMER or (a == 0 and kind in _HOST))
+        ):
+            self._rejoin()  # the host (or the clock) acts: the step has ended
+        if self.collector and (task != self.collector or kind != SPAWN):
+            self.collector = 0  # cp.par has spawned all its branches
+        if kind == SEND:
             channel = self.channels.get(a)
             if channel is not None:
                 channel.contents.append(b)
@@ -412,26 +647,34 @@ class _Model:
         elif kind in (TIMER, WAKE):
             self._unblock(task)
         elif kind == SPAWN:
-            tasks[a] = (b, "ready", None)
+            tasks[a] = (b, "ready", None, task or None)
+            self.ready.append(a)
+            if task and self.collector == task:
+                self.scopes[self.collecting][5].append(a)
         elif kind in _TERMINAL:
             entry = tasks.get(task)
             if entry is not None:
                 self._unblock(task, _TERMINAL[kind])
                 del tasks[task]
-                ended[task] = (self.index, entry[0], _TERMINAL[kind])
+                ended[task] = (self.index, entry[0], _TERMINAL[kind], entry[3])
             if self.running == task:
                 self.running = 0
+            if self.stepping == task:
+                self.stepping = 0
         elif kind == CANCEL:
             entry = tasks.get(task)
             wait = entry[2] if entry is not None else None
             if wait is not None and wait[0] != "exit":  # leaving a scope is not cancellable
                 self._unblock(task)
         elif kind == NOTIFY:
-            lock, waiters = self.conditions.get(a, (None, []))
+            lock = self.conditions.get(a)
+            waiters = self.queues.get(("condition", a), [])
+            queue = self.queues.setdefault(("lock", lock), [])
             for waiter in waiters[:b]:  # they now queue for the condition's lock
                 entry = tasks.get(waiter)
                 if entry is not None:
-                    tasks[waiter] = (entry[0], entry[1], ("acquire", "lock", lock))
+                    tasks[waiter] = (entry[0], entry[1], ("acquire", "lock", lock), entry[3])
+                queue.append(waiter)
             del waiters[:b]
         elif kind == CLOSE:
             if a in self.channels:
@@ -452,17 +695,13 @@ class _Model:
         elif kind in (SET, CLEAR):
             self.events[a] = kind == SET
         elif kind == CREATE:
-            object_kind, extra = b
-            if object_kind == "channel":
-                self.channels[a] = _Channel(extra["capacity"])
-            elif object_kind == "lock":
-                self.locks[a] = None
-            elif object_kind == "semaphore":
-                self.semaphores[a] = extra["value"]
-            elif object_kind == "event":
-                self.events[a] = False
-            elif object_kind == "condition":
-                self.conditions[a] = (extra.get("lock"), [])
+            self._create(a, b)
+        elif kind == SCOPE:
+            self._scope(task, a, b, tick)
+        elif kind == TIMEOUT:
+            scope = self.scopes.get(a)
+            if scope is not None:
+                scope[3] = None
         elif kind == QUEUE:
             self.workers[a] = (b[0], 0, None)
         elif kind == START:
@@ -476,6 +715,40 @@ class _Model:
             if entry is not None and entry[2] == ("events",):
                 self._unblock(task)
 
+    def _create(self, ident: int, b: Any) -> None:
+        object_kind, extra = b
+        name = extra.get("name")
+        if name is not None:
+            self.names[object_kind, ident] = name
+        if object_kind in _QUEUED:
+            self.queues[object_kind, ident] = []
+        if object_kind == "channel":
+            self.channels[ident] = _Channel(extra["capacity"])
+        elif object_kind == "lock":
+            self.locks[ident] = None
+        elif object_kind == "semaphore":
+            self.semaphores[ident] = extra["value"]
+        elif object_kind == "event":
+            self.events[ident] = False
+        elif object_kind == "condition":
+            self.conditions[ident] = extra.get("lock")
+        elif object_kind == "barrier":
+            self.barriers[ident] = extra.get("parties")
+
+    def _scope(self, task: int, ident: int, b: Any, tick: int) -> None:
+        event, details = b
+        if event == "open":
+            enclosing = [i for i, s in self.scopes.items() if s[0] == task and not s[4]]
+            timeout = details.get("timeout")
+            par = details.get("par", False)
+            due = None if not timeout else tick + timeout  # (0: it times out at once)
+            parent = max(enclosing) if enclosing else None
+            self.scopes[ident] = [task, parent, par, due, False, [] if par else None]
+            if par:
+                self.collector, self.collecting = task, ident
+        elif event == "close":
+            self.scopes.pop(ident, None)
+
     def _waits_on(self, task: int, channel: int) -> bool:
         entry = self.tasks.get(task)
         wait = entry[2] if entry is not None else None
@@ -488,13 +761,23 @@ class _Model:
     # -- the public view ----------------------------------------------------------------
 
     def view(self, ended: dict[int, tuple]) -> JournalState:
+        names = self.names
+        ready = list(self.ready)
+        if self.stepping:
+            ready.append(self.stepping)  # its step ended ready: it is last in the queue
         return JournalState(
             self.index,
             self.tick,
             TaskTable(self, ended, self.index),
             {
                 i: ChannelState(
-                    i, c.capacity, list(c.contents), list(c.receivers), list(c.senders), c.closed
+                    i,
+                    c.capacity,
+                    list(c.contents),
+                    list(c.receivers),
+                    list(c.senders),
+                    c.closed,
+                    names.get(("channel", i)),
                 )
                 for i, c in sorted(self.channels.items())
             },
@@ -503,18 +786,86 @@ class _Model:
             dict(sorted(self.events.items())),
             {h: WorkerState(h, *w) for h, w in sorted(self.workers.items())},
             self.host_events,
+            ready=ready,
+            derive=lambda: self._per_task(ended),
+            scopes={
+                i: ScopeState(i, s[0] or 0, s[1], s[2], s[3], s[4], self._alive(s[5]))
+                for i, s in sorted(self.scopes.items())
+            },
+            lock_states=self._queued("lock", LockState, self.locks),
+            semaphore_states=self._queued("semaphore", SemaphoreState, self.semaphores),
+            event_states=self._queued("event", EventState, self.events),
+            conditions=self._queued("condition", ConditionState, self.conditions),
+            barriers=self._queued("barrier", BarrierState, self.barriers),
         )
 
-    def _words(self, wait: tuple, ended: dict[int, tuple]) -> str:
-        if wait[0] == "acquire" and wait[1] == "lock":
-            holder = self.locks.get(wait[2])
+    def _queued(self, kind: str, row: Any, table: dict[int, Any]) -> dict[int, Any]:
+        """``row(id, name, value, waiters)`` for every object of ``kind``, by id."""
+        names, queues = self.names, self.queues
+        return {
+            i: row(i, names.get((kind, i)), value, list(queues.get((kind, i), ())))
+            for i, value in sorted(table.items())
+        }
+
+    def _per_task(self, ended: dict[int, tuple]) -> dict[str, Any]:
+        """The view's fields that grow with the number of tasks (made when first read)."""
+        timers = [TimerState(scope[3], "scope", i) for i, scope in self.scopes.items() if scope[3]]
+        waits: dict[int, Wait] = {}
+        parents: dict[int, int | None] = {}
+        for task, (_, state, wait, parent) in self.tasks.items():
+            parents[task] = parent
+            if wait is not None:
+                waits[task] = self._wait(wait, ended)
+                if state == "sleeping":
+                    timers.append(TimerState(wait[1], "task", task))
+        for task, end in ended.items():
+            if end[0] <= self.index:
+                parents[task] = end[3]
+        return {
+            "timers": sorted(timers),
+            "waits": waits,
+            "parents": dict(sorted(parents.items())),
+        }
+
+    def _alive(self, children: list[int] | None) -> list[int] | None:
+        """The branches of a par scope that have not ended (None: not a par scope)."""
+        return None if children is None else [child for child in children if child in self.tasks]
+
+    def _holder_name(self, holder: int, ended: dict[int, tuple]) -> str:
+        entry = self.tasks.get(holder)
+        return entry[0] if entry is not None else ended.get(holder, (0, "?"))[1]
+
+    def _wait(self, wait: tuple, ended: dict[int, tuple]) -> Wait:
+        """A model wait descriptor as a structured :class:`Wait` (the live VM's shape)."""
+        op = wait[0]
+        names = self.names
+        if op in ("recv", "send", "acquire") or (op == "wait" and wait[1] != "scope"):
+            kind, ident = wait[1], wait[2]
+            name = names.get((kind, ident))
+            holder = self.locks.get(ident) if op == "acquire" and kind == "lock" else None
             if holder is not None:
-                entry = self.tasks.get(holder)
-                name = entry[0] if entry is not None else ended.get(holder, (0, "?"))[1]
-                return f"to acquire lock {wait[2]} (held by task {holder} {name!r})"
-        if wait[0] == "exit":
-            return f"for the children of scope {wait[2]} to finish"
-        return describe_wait(wait)
+                return Wait(op, kind, ident, name, holder, self._holder_name(holder, ended))
+            return Wait(op, kind, ident, name)
+        if op == "wait":  # a scope's wait_all
+            return Wait(op, "scope", wait[2])
+        if op == "join":
+            return Wait(op, "task", wait[2])
+        if op == "sleep":
+            return Wait(op, until=wait[1])
+        if op == "exit":
+            scope = self.scopes.get(wait[2])
+            if scope is not None and scope[2]:
+                return Wait("par", "scope", wait[2], tasks=tuple(self._alive(scope[5])))
+            return Wait("exit", "scope", wait[2])
+        if op == "select":
+            cases = []
+            for case in wait[2]:
+                kind, ident = _case(case)
+                cases.append((kind, ident, names.get((kind, ident))))
+            return Wait(op, "cases", cases=tuple(cases))
+        if op == "worker":
+            return worker_wait(wait[1])
+        return Wait(op)  # ("events",)
 
 
 class TimeTravel:
@@ -522,9 +873,12 @@ class TimeTravel:
 
     def __init__(self, journal: Journal) -> None:
         self.journal = journal
-        self.model = _Model()  # advanced through the journal as far as asked
+        meta = journal.meta
+        swap = meta.get("policy") == "random" and meta.get("schedule") is None
+        self.model = _Model(swap)  # advanced through the journal as far as asked
         self.snapshots: list[_Model] = [self.model.copy()]
-        self.ended: dict[int, tuple[int, str, str]] = {}  # task -> (event, name, how)
+        # task -> (event, name, how, spawner)
+        self.ended: dict[int, tuple[int, str, str, int | None]] = {}
 
     def _advance(self, upto: int) -> None:
         model, ended = self.model, self.ended

@@ -503,12 +503,12 @@ class VM:
 
     _watchers: Any = None
 
-    def channel(self, capacity: int = 0):
+    def channel(self, capacity: int = 0, *, name: str | None = None):
         """Create a channel of this VM from the host (inside tasks use ``cp.channel``)."""
         from ._channel import Channel
 
         with self._as_host("vm.channel()"):
-            return Channel(self, capacity, None)
+            return Channel(self, capacity, None, name)
 
     def close(self) -> None:
         """Release host resources: finish the journal file (``VM(journal=path)``) and

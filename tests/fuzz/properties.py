@@ -30,6 +30,7 @@ from typing import Any
 import counterpoint as cp
 from counterpoint._journal import CANCEL, CANCELLED, DONE, FAIL, plain
 from counterpoint._replay import _describe, first_difference, replaying_vm
+from counterpoint._task import BLOCKED, wait_of
 
 from .generator import PROGRAM_FILE, generate, load, render, uses
 
@@ -428,22 +429,17 @@ def prop_slices(subject: Subject) -> None:
 # -- state_at against the live VM ------------------------------------------------------------
 
 
-def _live_waiting(task: Any) -> str | None:
-    info = task.info()
-    waiting = task._waiting
-    if info.waiting_on is not None and waiting[0] == "children":
-        # leaving a scope: the journal names the scope, not its children (see docs/fuzzing.md)
-        return f"for the children of scope {waiting[1].id} to finish"
-    return info.waiting_on
-
-
 def live_state(vm: cp.VM, o: Any, root: cp.Task | None, enqueued: int) -> dict[str, Any]:
     """What the live VM shows, in the shape of ``JournalState`` (see docs/fuzzing.md)."""
     tasks = {}
     for task in vm._live.values():
         info = task.info()
-        tasks[task.id] = (info.name, info.state, _live_waiting(task))
+        tasks[task.id] = (info.name, info.state, info.waiting_on)  # the very same words
     state: dict[str, Any] = {"tick": vm.now, "tasks": tasks}
+    state["ready"] = [task.id for task in vm._ready]
+    state["waits"] = {
+        task.id: wait_of(task._waiting) for task in vm._live.values() if task._state == BLOCKED
+    }
     if root is not None and root.done():
         state["root"] = root.info().state
     if hasattr(o, "barriers"):  # main0 has made the objects
@@ -461,6 +457,17 @@ def live_state(vm: cp.VM, o: Any, root: cp.Task | None, enqueued: int) -> dict[s
         state["locks"] = {lock.id: lock.owner.id if lock.owner else None for lock in locks}
         state["semaphores"] = {sem.id: sem.value for sem in o.sems}
         state["events"] = {event.id: event.is_set() for event in o.events}
+
+        def queued(primitives: list) -> dict[int, list[int]]:
+            return {obj.id: [task.id for task in obj._waiters] for obj in primitives}
+
+        state["waiters"] = {
+            "lock": queued(locks),
+            "semaphore": queued(o.sems),
+            "event": queued(o.events),
+            "condition": queued(o.conds),
+            "barrier": queued(o.barriers),
+        }
     state["workers"] = {
         handle: (job.name, job.status, job.due) for handle, job in vm._workers._jobs.items()
     }
@@ -477,6 +484,8 @@ def journal_state(view: Any, root: cp.Task | None, objects: bool) -> dict[str, A
             state = "ready" if task.state == "running" else task.state
             tasks[task_id] = (task.name, state, task.waiting_on)
     state: dict[str, Any] = {"tick": view.tick, "tasks": tasks}
+    state["ready"] = list(view.ready)
+    state["waits"] = dict(view.waits)
     if root is not None and root.done():
         ended = view.tasks.get(root.id)
         state["root"] = ended.state if ended is not None else None
@@ -488,6 +497,16 @@ def journal_state(view: Any, root: cp.Task | None, objects: bool) -> dict[str, A
         state["locks"] = dict(view.locks)
         state["semaphores"] = dict(view.semaphores)
         state["events"] = dict(view.events)
+        state["waiters"] = {
+            kind: {i: list(row.waiters) for i, row in rows.items()}
+            for kind, rows in (
+                ("lock", view.lock_states),
+                ("semaphore", view.semaphore_states),
+                ("event", view.event_states),
+                ("condition", view.conditions),
+                ("barrier", view.barriers),
+            )
+        }
     state["workers"] = {h: (w.name, w.status, w.due) for h, w in view.workers.items()}
     state["host_events_taken"] = view.host_events_taken
     return state
