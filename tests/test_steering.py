@@ -359,3 +359,21 @@ def test_records_returns_the_records_of_an_event_range():
         journal.records(0)
     with pytest.raises(TypeError):
         journal.records("1")
+
+
+def test_state_at_agrees_with_the_live_vm_about_suspended_tasks(new_vm):
+    for policy in ("fifo", "random"):
+        vm = new_vm(policy=policy, seed=3)
+        vm.spawn(fan_in(6))
+        vm.step(task=1)
+        vm._live[4].suspend()
+        vm.step(2)
+        view = vm.journal.state_at(len(vm.journal))
+        live = {info.id: info for info in vm.tasks()}
+        assert view.ready == [info.id for info in vm.ready()] or policy == "random"
+        assert sorted(view.ready) == sorted(info.id for info in vm.ready())
+        assert view.tasks[4].state == live[4].state == "suspended"
+        assert view.tasks[4].waiting_on == live[4].waiting_on
+        vm._live[4].resume()
+        view = vm.journal.state_at(len(vm.journal))
+        assert 4 in view.ready and view.tasks[4].state == "ready"

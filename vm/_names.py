@@ -14,6 +14,10 @@ from typing import Any, NamedTuple
 
 MAX_NAME = 100  # characters in an object name
 
+# what a suspended task waits for (the live VM and state_at say the same)
+SUSPENDED = "to be resumed: it is suspended (task.resume() schedules it again)"
+AND_SUSPENDED = ", and is suspended (task.resume() schedules it again)"
+
 
 def check_name(name: Any, what: str) -> str | None:
     """``name`` if it is a valid object name (or None); else TypeError/ValueError."""

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ._errors import Cancelled, InvalidStateError, WrongVMError
 from ._journal import A_SHIFT, BLOCK, STEP, TASK_SHIFT
-from ._names import Wait, wait_words, worker_wait
+from ._names import AND_SUSPENDED, SUSPENDED, Wait, wait_words, worker_wait
 from ._traps import (
     PARK,
     RESCHEDULE,
@@ -323,10 +323,10 @@ class Task:
             waiting = describe_wait(self._waiting)
             if self._suspended:
                 name = "suspended"
-                waiting += ", and is suspended (task.resume() schedules it again)"
+                waiting += AND_SUSPENDED
         elif self._suspended and state == READY and this_task() is not self:
             name = "suspended"
-            waiting = "to be resumed: it is suspended (task.resume() schedules it again)"
+            waiting = SUSPENDED
         elif state == READY and this_task() is self:
             name = "running"
         else:

@@ -31,6 +31,7 @@ from ._journal import (
     RECEIPT,
     RECV,
     RELEASE,
+    RESUME,
     SCOPE,
     SEND,
     SET,
@@ -38,11 +39,12 @@ from ._journal import (
     SPAWN,
     START,
     STEP,
+    SUSPEND,
     TIMEOUT,
     TIMER,
     WAKE,
 )
-from ._names import Wait, label, wait_words, worker_wait
+from ._names import AND_SUSPENDED, SUSPENDED, Wait, label, wait_words, worker_wait
 
 if TYPE_CHECKING:
     from ._journal import Journal
@@ -361,6 +363,9 @@ class TaskTable:
             if state == "ready" and task == self._model.running:
                 state = "running"
             words = None if wait is None else wait_words(self._model._wait(wait, self._ended))
+            if task in self._model.suspended and state != "running":  # (as TaskInfo says)
+                state = "suspended"
+                words = SUSPENDED if words is None else words + AND_SUSPENDED
             return TaskState(task, name, state, words)
         end = self._ended.get(task)
         if end is not None and end[0] <= self._event_id:
@@ -424,7 +429,7 @@ _QUEUED = frozenset({"lock", "semaphore", "event", "condition", "barrier"})  # F
 
 
 # a cancel or wake record with ``by`` 0 is made by the host (or the clock), not a step
-_HOST = frozenset({CANCEL, WAKE})
+_HOST = frozenset({CANCEL, WAKE, SUSPEND, RESUME})  # (by the host when ``a`` is 0)
 
 
 def _add(value: int | str, units: int) -> int | str:
@@ -470,6 +475,7 @@ class _Model:
         self.collecting = 0  # ... and its scope
         self.workers: dict[int, tuple] = {}
         self.host_events = 0
+        self.suspended: set[int] = set()  # task.suspend(): not ready, whatever it waits for
 
     def copy(self) -> _Model:
         twin = _Model(self.swap_remove)
@@ -492,6 +498,7 @@ class _Model:
         }
         twin.workers = dict(self.workers)
         twin.host_events = self.host_events
+        twin.suspended = set(self.suspended)
         return twin
 
     # -- the ready queue ---------------------------------------------------------------
@@ -613,6 +620,12 @@ class _Model:
             self._rejoin()  # the host (or the clock) acts: the step has ended
         if self.collector and (task != self.collector or kind != SPAWN):
             self.collector = 0  # cp.par has spawned all its branches
+        if kind == SUSPEND:
+            self.suspended.add(task)
+            return
+        if kind == RESUME:
+            self.suspended.discard(task)
+            return
         if kind == SEND:
             channel = self.channels.get(a)
             if channel is not None:
@@ -765,6 +778,8 @@ class _Model:
         ready = list(self.ready)
         if self.stepping:
             ready.append(self.stepping)  # its step ended ready: it is last in the queue
+        if self.suspended:  # (held aside by the live VM, as vm.ready() leaves them out)
+            ready = [task for task in ready if task not in self.suspended]
         return JournalState(
             self.index,
             self.tick,

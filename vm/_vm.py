@@ -429,13 +429,24 @@ class VM:
 
     def _take_ready(self, task_id: int, what: str) -> Task:
         """Remove the ready task ``task_id`` from the ready queue, or raise."""
-        ready = self._ready
         task = self._ready_task(task_id, what)
-        if ready[0] is task:
-            ready.popleft() if self._fifo else ready.pop(0)
-        else:
-            ready.remove(task)
+        self._unready(task)
         return task
+
+    def _unready(self, task: Task) -> None:
+        """Take a ready task out of the ready queue, as the policy's own pick would:
+        fifo keeps the others' order, random swaps the last one into its place (so
+        ``state_at`` can follow the order)."""
+        ready = self._ready
+        if self._fifo:
+            if ready[0] is task:
+                ready.popleft()
+            else:
+                ready.remove(task)
+        else:
+            index = ready.index(task)
+            ready[index] = ready[-1]
+            ready.pop()
 
     def _not_ready_message(self, task_id: int, task: Task | None, what: str) -> str:
         if task is not None:
@@ -721,7 +732,7 @@ class VM:
         self._rows.append(task._k | kind | by << A_SHIFT)
         if suspend:
             if task._state == READY and task is not current().task and task in self._ready:
-                self._ready.remove(task)
+                self._unready(task)
                 self._held[task.id] = task
         elif self._held.pop(task.id, None) is not None:
             self._ready.append(task)
@@ -734,7 +745,7 @@ class VM:
         if self._suspensions:  # never offer a suspended task: give it to the loop to hold
             for task in ready:
                 if task._suspended:
-                    ready.remove(task)
+                    self._unready(task)
                     return task
         front = ready[0]
         if len(ready) == 1:
@@ -743,7 +754,7 @@ class VM:
             return front
         candidates = sorted(ready, key=_task_id)
         task = candidates[chooser.pick(self, candidates, front)]
-        ready.remove(task)
+        self._unready(task)
         chooser.ran(self, task, candidates)
         return task
 
