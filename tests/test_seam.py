@@ -88,3 +88,30 @@ def test_a_marker_cannot_be_written_while_the_vm_runs():
 
     with pytest.raises(cp.VMBusyError):
         vm.run(main())
+
+
+def test_a_live_wait_as_data_is_the_wait_state_at_reads_from_the_journal():
+    async def main():
+        jobs = cp.channel(name="jobs")
+        lock = cp.Lock(name="fork 1")
+        cp.spawn(jobs.recv(), name="reader")
+
+        async def holder():
+            async with lock:
+                await cp.sleep(5)
+
+        cp.spawn(holder(), name="holder")
+        cp.spawn(lock.acquire(), name="waiter")
+        await cp.sleep(1)
+
+    vm = cp.VM(max_steps=20)
+    root = vm.spawn(main())
+    vm.step(8)
+    view = vm.journal.state_at(len(vm.journal))
+    for task in list(vm._live.values()):
+        assert lowlevel.wait_of(task) == view.waits.get(task.id), task.name
+    assert lowlevel.wait_of(vm._live[2]).name == "jobs"
+    waiting = lowlevel.wait_of(vm._live[4])
+    assert (waiting.op, waiting.name, waiting.holder_name) == ("acquire", "fork 1", "holder")
+    assert lowlevel.wait_of(root) is None  # (it has finished)
+    vm._dispose()

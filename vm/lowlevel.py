@@ -78,6 +78,7 @@ from ._kinds import (
     encode,
     row,
 )
+from ._names import Wait
 from ._replay import divergence, first_difference, replaying_vm
 from ._roots import RootRun, Words, run_root
 from ._sources import Sources, from_journal
@@ -156,6 +157,8 @@ __all__ = [
     "throw",
     "unpark",
     "user_traceback",
+    "wait_of",
+    "Wait",
     "wake",
 ]
 
@@ -253,3 +256,17 @@ def add_timer(vm: VM, deadline: int, target: Any) -> list:
     any other object gets ``target._timer_fired()``.  Returns the timer's bucket; remove
     ``target`` from it to cancel."""
     return vm._add_timer(deadline, target)
+
+
+# -- inspecting ---------------------------------------------------------------------------------
+
+
+def wait_of(task: Any) -> Wait | None:
+    """What a live blocked or sleeping ``task`` waits for, as data: the same
+    :class:`Wait` as ``journal.state_at(e).waits[task.id]`` (None if it does not wait)."""
+    from ._task import BLOCKED
+    from ._task import wait_of as _wait_of
+
+    if task._state != BLOCKED or task._waiting is None:
+        return None
+    return _wait_of(task._waiting)
