@@ -373,6 +373,15 @@ def test_tasks_magic_lists_live_tasks_and_what_they_wait_on(fresh):
     assert "gatekeeper" in data["text/html"]
 
 
+def test_tasks_magic_shows_the_cell_line_each_task_is_paused_at(fresh):
+    ok(fresh, "async def napper():\n    await sleep(10)")
+    ok(fresh, "spawn(napper(), name='napper')\nawait sleep(1)")
+    text = ok(fresh, "%tasks").result["text/plain"]
+    header, row = text.splitlines()
+    assert header.endswith("at") and "napper" in row
+    assert row.endswith(":2  await sleep(10)") and "Cell In[" in row
+
+
 def test_journal_magic_shows_the_last_records_and_saves_the_journal(fresh, tmp_path):
     ok(fresh, "await sleep(2)")
     lines = ok(fresh, "%journal --last 3").result["text/plain"].splitlines()

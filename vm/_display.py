@@ -160,7 +160,12 @@ def tasks_table(infos: Any, caption: str = "") -> str:
     if not infos:
         return f"<p><b>{escape(caption)}</b> no tasks</p>" if caption else "<p>no tasks</p>"
     rows = [[i.id, i.name, i.state, i.waiting_on] for i in infos]
-    return table(["task", "name", "state", "waiting on"], rows, caption)
+    headers = ["task", "name", "state", "waiting on"]
+    if any(getattr(i, "where", None) for i in infos):  # (TaskInfo: the line it is paused at)
+        headers.append("at")
+        for row, info in zip(rows, infos, strict=True):
+            row.append(f"{info.where}  {info.code}" if info.where else None)
+    return table(headers, rows, caption)
 
 
 def records_table(records: list[Any], caption: str = "") -> str:

@@ -215,8 +215,8 @@ class CounterpointMagics(Magics):
     def tasks(self, line: str) -> Any:
         """%tasks
 
-        Show every live task of the session VM: its number, name, state and what
-        it waits on.
+        Show every live task of the session VM: its number, name, state, what it
+        waits on, and the line of your code it is paused at.
         """
         if line.strip():
             raise UsageError("%tasks takes no arguments")
@@ -224,10 +224,16 @@ class CounterpointMagics(Magics):
         if not tasks:
             return Text("no live tasks")
         width = max(len(repr(info.name)) for info in tasks) + 2
-        lines = [f"{'task':>4}  {'name':<{width}}{'state':<9} waiting on"]
+        waits = max(len("waiting on"), *(len(info.waiting_on or "-") for info in tasks))
+        at = any(info.where for info in tasks)  # the line of the user's code, if any
+        lines = [f"{'task':>4}  {'name':<{width}}{'state':<9} {'waiting on':<{waits}}  at"]
         for info in tasks:
-            name = repr(info.name)
-            lines.append(f"{info.id:>4}  {name:<{width}}{info.state:<9} {info.waiting_on or '-'}")
+            waiting = info.waiting_on or "-"
+            row = f"{info.id:>4}  {info.name!r:<{width}}{info.state:<9} {waiting:<{waits}}"
+            where = f"{info.where}  {info.code}" if info.where else "-"
+            lines.append(f"{row}  {where}" if at else row.rstrip())
+        if not at:
+            lines[0] = lines[0][: -len("  at")].rstrip()
 
         return Text("\n".join(lines), display.tasks_table(tasks))
 
