@@ -14,6 +14,7 @@ import pytest
 from fuzz.properties import Subject, check  # generated programs: every primitive
 
 import counterpoint as cp
+from counterpoint._steering import schedule_of
 
 
 async def worker(ch, i):
@@ -125,6 +126,7 @@ def test_a_host_driven_run_has_a_schedule_that_reproduces_it(new_vm):
             vm.step(task=ready[-1].id)  # always the newest ready task
         else:
             vm.step()  # (time passes, and fifo picks)
+        assert vm.schedule == schedule_of(vm.journal)  # (read on from where it was)
     again = cp.VM(schedule=vm.schedule)
     assert again.run(fan_in()) == root.result()
     assert list(again.journal) == list(vm.journal)

@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from ._journal import CHOOSE, RESUME, STEP, SUSPEND
+from ._journal import CHOOSE, RESUME, SPAWN, STEP, SUSPEND
 
 if TYPE_CHECKING:
     from ._journal import Journal
@@ -26,44 +26,51 @@ WATCH_EVERY = 1000  # steps between watcher calls while a run goes on
 
 def schedule_of(journal: Journal) -> str:
     """The ``cp1:`` string of every choice recorded in ``journal``."""
-    from ._explore import encode_schedule
-    from ._timetravel import _Model
-
-    model = _Model()
-    ready: set[int] = set()  # ids of the ready tasks, kept beside the model
-    suspended: set[int] = set()  # (never offered while suspended)
-    choices: list[int] = []
-    scratch: dict = {}
-    tasks = model.tasks
-    for _, tick, task, kind, a, b in journal._iter_raw():
-        if kind == STEP:
-            offered = ready - suspended if suspended else ready
-            if len(offered) > 1:
-                choices.append(sum(1 for other in offered if other < task))
-        elif kind == CHOOSE:
-            choices.append(b)
-        elif kind == SUSPEND:
-            suspended.add(task)
-        elif kind == RESUME:
-            suspended.discard(task)
-        before = _touched(kind, task, a)
-        model.apply(tick, task, kind, a, b, scratch)
-        for touched in before:
-            entry = tasks.get(touched)
-            if entry is not None and entry[1] == "ready":
-                ready.add(touched)
-            else:
-                ready.discard(touched)
-    return encode_schedule(choices)
+    return ScheduleReader(journal).read()
 
 
-def _touched(kind: int, task: int, a: int) -> tuple[int, ...]:
-    """The tasks whose readiness a record of ``kind`` may change: its own task, and for
-    a spawn the child (``a``).  (A step leaves the task that ran ready; a record of the
-    step that parks it says so.)"""
-    from ._journal import SPAWN
+class ScheduleReader:
+    """Reads the choices of a journal as it grows: each :meth:`read` goes on from the
+    records it has seen (a VM keeps one, so ``vm.schedule`` after each host step costs
+    only the new records)."""
 
-    return (task, a) if kind == SPAWN else (task,)
+    def __init__(self, journal: Journal) -> None:
+        from ._timetravel import _Model
+
+        self.journal = journal
+        self.model = _Model()
+        self.ready: set[int] = set()  # ids of the ready tasks, kept beside the model
+        self.suspended: set[int] = set()  # (never offered while suspended)
+        self.choices: list[int] = []
+        self.seen = 0
+
+    def read(self) -> str:
+        from ._explore import encode_schedule
+
+        model, ready, suspended, choices = self.model, self.ready, self.suspended, self.choices
+        tasks = model.tasks
+        scratch: dict = {}
+        for _, tick, task, kind, a, b in self.journal._iter_raw(self.seen):
+            if kind == STEP:
+                offered = ready - suspended if suspended else ready
+                if len(offered) > 1:
+                    choices.append(sum(1 for other in offered if other < task))
+            elif kind == CHOOSE:
+                choices.append(b)
+            elif kind == SUSPEND:
+                suspended.add(task)
+            elif kind == RESUME:
+                suspended.discard(task)
+            touched = (task, a) if kind == SPAWN else (task,)
+            model.apply(tick, task, kind, a, b, scratch)
+            for one in touched:
+                entry = tasks.get(one)
+                if entry is not None and entry[1] == "ready":
+                    ready.add(one)
+                else:
+                    ready.discard(one)
+        self.seen = len(self.journal)
+        return encode_schedule(choices)
 
 
 class Watchers:

@@ -889,7 +889,7 @@ class TimeTravel:
     def __init__(self, journal: Journal) -> None:
         self.journal = journal
         meta = journal.meta
-        swap = meta.get("policy") == "random" and meta.get("schedule") is None
+        swap = meta.get("policy") == "random"  # (its picks swap, chosen ones too: _unready)
         self.model = _Model(swap)  # advanced through the journal as far as asked
         self.snapshots: list[_Model] = [self.model.copy()]
         # task -> (event, name, how, spawner)

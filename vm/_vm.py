@@ -489,9 +489,13 @@ class VM:
                 "vm.schedule is read from the journal, and this VM records none "
                 "(journal=False); make the VM with a journal to get its schedule"
             )
-        from ._steering import schedule_of
+        if self._schedule_reader is None:
+            from ._steering import ScheduleReader
 
-        return schedule_of(self._journal)
+            self._schedule_reader = ScheduleReader(self._journal)
+        return self._schedule_reader.read()
+
+    _schedule_reader: Any = None
 
     def watch(self, callback: Callable[[VM, int, int], Any]) -> Callable[[], None]:
         """Call ``callback(vm, first, last)`` after records ``first..last`` (event ids)
