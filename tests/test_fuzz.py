@@ -469,7 +469,7 @@ def test_files_catches_a_loader_that_loses_the_last_record(monkeypatch):
 def test_replay_catches_host_events_offered_at_the_wrong_moment(monkeypatch):
     from counterpoint import _replay
 
-    monkeypatch.setattr(_replay._ReplayEvents, "_take", lambda self, limit: [])
+    monkeypatch.setattr(_replay.ReplayEvents, "_take", lambda self, limit: [])
     assert _fails("replay", range(100), lambda p: any(r["events"] for r in p["runs"]))
 
 
