@@ -89,8 +89,8 @@ class RunOptions(NamedTuple):
 
 
 class RunSummary(NamedTuple):
-    """One execution, as plain data that pickles and is equal in any process: the
-    ``schedule`` it took, its choice ``points``, how many ``steps`` it took and (when
+    """One execution, as plain data that pickles and is equal in any process: its choice
+    ``points`` (and so its ``schedule``), how many ``steps`` it took and (when
     asked for) the ``footprints`` of each (:class:`~._reduction.Step`), how it ended
     (``kind``: ``"ok"``, ``"failure"``, ``"deadlock"`` or ``"pruned"``;
     ``outcome``: the return value, its repr if unhashable, or the exception's type
@@ -105,7 +105,6 @@ class RunSummary(NamedTuple):
     The return value is the outcome itself when it is hashable (a report counts
     outcomes by it), so a summary pickles when the program's results do."""
 
-    schedule: str
     points: tuple[Point, ...]
     steps: int
     footprints: tuple[Step, ...] | None
@@ -121,6 +120,13 @@ class RunSummary(NamedTuple):
     tasks: int
     journal: tuple | None
 
+    @property
+    def schedule(self) -> str:
+        """The choices this run made, as a schedule string (``cp1:...``)."""
+        return encode_schedule([point.chosen for point in self.points])
+
+
+_new_point = tuple.__new__  # (Point(...) without a Python call: one per choice point)
 
 _ADVICE = (
     "Exploring re-runs the program once per schedule, so it must do the same thing "
@@ -196,7 +202,8 @@ class _Recorder(Chooser):
             choice = self.strategy.pick(self, candidates, default)
         if went_on and candidates[choice] is not previous:
             self.preemptions += 1
-        self.points.append(Point("sched", ids, choice, previous.id if previous else 0))
+        point = ("sched", ids, choice, previous.id if previous else 0)
+        self.points.append(_new_point(Point, point))
         return choice
 
     def choose(self, vm: Any, count: int) -> int:
@@ -205,7 +212,7 @@ class _Recorder(Chooser):
         choice = self._replay("data", options) if len(self.points) < self.known else None
         if choice is None:
             choice = self.strategy.choose(self, count)
-        self.points.append(Point("data", options, choice, 0))
+        self.points.append(_new_point(Point, ("data", options, choice, 0)))
         return choice
 
     def check_prefix_used(self) -> None:
@@ -274,8 +281,7 @@ def run_prefix(
     else:
         message = str(detail)
         blocked = tuple(map(tuple, detail.blocked)) if kind == "deadlock" else ()
-    return RunSummary(
-        encode_schedule([point.chosen for point in recorder.points]),
+    fields = (
         tuple(recorder.points),
         len(recorder.steps),
         steps,
@@ -291,6 +297,7 @@ def run_prefix(
         recorder.tasks,
         _plain_journal(journal) if options.journal else None,
     )
+    return _new_summary(RunSummary, fields)  # (RunSummary(*fields), without a Python call)
 
 
 def _plain_journal(journal: Any) -> tuple:
@@ -299,6 +306,9 @@ def _plain_journal(journal: Any) -> tuple:
     journal._seal()
     values = tuple([plain(value) for value in journal._vals])
     return tuple(journal._mark_index), tuple(journal._mark_tick), values
+
+
+_new_summary = tuple.__new__
 
 
 def _execute(program: Callable, chooser: _Recorder, options: RunOptions) -> tuple:

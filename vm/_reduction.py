@@ -78,14 +78,38 @@ def _object(item: Any) -> tuple:
     return "workers", None
 
 
-_NAMED: list[str | None] = [None] * 64  # kinds whose object is (name, a)
-for _kind in (SEND, RECV, CLOSE, BLOCK_SEND, BLOCK_RECV):
-    _NAMED[_kind] = "channel"
-_NAMED[SET] = _NAMED[CLEAR] = "event"
-_NAMED[NOTIFY] = "condition"
-_NAMED[SCOPE] = _NAMED[TIMEOUT] = "scope"
-_TASK_KINDS = frozenset({DONE, FAIL, CANCELLED, CANCEL})
-_WORKER_KINDS = frozenset({QUEUE, START, RECEIPT})
+# How each record kind touches VM objects (the footprint of a record):
+_NOTHING = 0  # step, wake, timer, choose, create ...: only whom it woke
+_NAMED = 1  # a channel, event, condition or scope, numbered a: (name, a)
+_TASK = 2  # a task ending or being cancelled: ("task", its id)
+_BLOCK = 3  # waiting: the object waited on (every case of a select)
+_SPAWN = 4  # a new task, numbered a: woken, touches nothing
+_LOCKING = 5  # acquire or release: (lock kind, a)
+_SLEEP = 6  # a timer deadline: ("timer", deadline)
+_WORKERS = 7  # the worker pool
+_HOST = 8  # the host-event queue
+_HOW = [_NOTHING] * 64
+_NAME = [""] * 64
+for _kind, _name in (
+    (SEND, "channel"),
+    (RECV, "channel"),
+    (CLOSE, "channel"),
+    (BLOCK_SEND, "channel"),
+    (BLOCK_RECV, "channel"),
+    (SET, "event"),
+    (CLEAR, "event"),
+    (NOTIFY, "condition"),
+    (SCOPE, "scope"),
+    (TIMEOUT, "scope"),
+):
+    _HOW[_kind], _NAME[_kind] = _NAMED, _name
+for _kind in (DONE, FAIL, CANCELLED, CANCEL):
+    _HOW[_kind] = _TASK
+for _kind in (QUEUE, START, RECEIPT):
+    _HOW[_kind] = _WORKERS
+_HOW[BLOCK], _HOW[SPAWN], _HOW[SLEEP], _HOW[EVENT] = _BLOCK, _SPAWN, _SLEEP, _HOST
+_HOW[ACQUIRE] = _HOW[RELEASE] = _LOCKING
+_new_step = tuple.__new__  # Step(...) without the Python-level __new__ (a hot path)
 
 
 def footprint(
@@ -99,57 +123,55 @@ def footprint(
     touched: set = set(reads)
     woke: set | None = None
     cancelled: set | None = None
-    named, has_value = _NAMED, _HAS_VALUE
+    how_of, has_value = _HOW, _HAS_VALUE
     for row in rows:
         kind = row & _KIND_MASK
+        how = how_of[kind]
         b = next(values) if has_value[kind] else None
         other = (row >> TASK_SHIFT) & _TASK_MASK
-        a = row >> A_SHIFT
-        name = named[kind]
-        if name is not None:  # a channel, event, condition or scope, numbered a
-            obj: Any = (name, a)
-        elif kind in _TASK_KINDS:
-            if kind == CANCEL:
-                if not a:
-                    continue  # by the host, ending the run: no part of any step
-                if other != task:
-                    if cancelled is None:
-                        cancelled = set()
-                    cancelled.add(other)
-            obj = ("task", other)
-        elif kind == BLOCK:
-            if len(b) == 3:  # a select: every case it waits on
-                touched.update(_object(item) for item in b[2])
-                obj = None
+        if how:
+            a = row >> A_SHIFT
+            if how == _NAMED:
+                touched.add((_NAME[kind], a))
+            elif how == _TASK:
+                if kind == CANCEL:
+                    if not a:
+                        continue  # by the host, ending the run: no part of any step
+                    if other != task:
+                        if cancelled is None:
+                            cancelled = set()
+                        cancelled.add(other)
+                touched.add(("task", other))
+            elif how == _BLOCK:
+                if len(b) == 3:  # a select: every case it waits on
+                    touched.update(_object(item) for item in b[2])
+                else:
+                    touched.add(("workers", None) if b[1] == "worker" else (b[1], a))
+            elif how == _SPAWN:
+                if woke is None:
+                    woke = set()
+                woke.add(a)
+            elif how == _LOCKING:
+                touched.add((b, a))
+            elif how == _SLEEP:
+                touched.add(("timer", b))
+            elif how == _WORKERS:
+                touched.add(("workers", None))
             else:
-                obj = ("workers", None) if b[1] == "worker" else (b[1], a)
-        elif kind == SPAWN:
-            if woke is None:
-                woke = set()
-            woke.add(a)
-            obj = None
-        elif kind in (ACQUIRE, RELEASE):
-            obj = (b, a)
-        elif kind == SLEEP:
-            obj = ("timer", b)
-        elif kind in _WORKER_KINDS:
-            obj = ("workers", None)
-        elif kind == EVENT:
-            obj = ("host events", None)
-        else:  # step, wake, timer, choose, create ...: only whom it woke
-            obj = None
+                touched.add(("host events", None))
         if other != task and other:
             if woke is None:
                 woke = set()
             woke.add(other)
-        if obj is not None:
-            touched.add(obj)
-    return Step(
-        task,
-        point,
-        frozenset(touched) if touched else _NONE,
-        frozenset(woke) if woke else _NONE,
-        frozenset(cancelled) if cancelled else _NONE,
+    return _new_step(
+        Step,
+        (
+            task,
+            point,
+            frozenset(touched) if touched else _NONE,
+            frozenset(woke) if woke else _NONE,
+            frozenset(cancelled) if cancelled else _NONE,
+        ),
     )
 
 
@@ -189,9 +211,10 @@ def footprints(
     index = first
     for j in range(n):
         task, start, point = steps[j]
-        for row in rows[index:start]:  # records of time advancing, between steps
-            if has_value[row & _KIND_MASK]:
-                next(values)
+        if index < start:  # records of time advancing, between steps
+            for row in rows[index:start]:
+                if has_value[row & _KIND_MASK]:
+                    next(values)
         end = steps[j + 1][1] if j + 1 < n else total
         while a < count and advances[a] <= start:
             a += 1

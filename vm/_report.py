@@ -124,7 +124,11 @@ class ExploreReport:
         n = len(self.outcomes)
         if not n:
             return "no outcomes"
-        names = [self._outcome_text(outcome) for outcome in self.outcomes]
+        try:  # in order when the outcomes compare (numbers, strings), else as found
+            found = sorted(self.outcomes)
+        except TypeError:
+            found = list(self.outcomes)
+        names = [self._outcome_text(outcome) for outcome in found]
         if listed is not None and n > listed:
             names = [*names[:listed], f"... ({n - listed} more)"]
         return f"{_outcomes(n)}: {', '.join(names)}"
