@@ -143,7 +143,9 @@ def test_a_deadlocks_summary_names_the_blocked_tasks_as_plain_tuples():
 def test_a_summary_has_a_footprint_per_step_only_when_asked():
     summary = run_prefix(program, [])
     assert len(summary.footprints) == summary.steps > 0
-    assert all(isinstance(step, Step) for step in summary.footprints)
+    tasks = [Step._make(step).task for step in summary.footprints]
+    assert set(tasks) == {1, 2, 3, 4}  # the root and its three children
+    assert Step._make(summary.footprints[0]).point is None  # the root was alone
     without = run_prefix(program, [], RunOptions(footprints=False))
     assert without.footprints is None and without.steps == summary.steps
     assert without.points == summary.points
@@ -157,8 +159,9 @@ def test_the_footprint_of_a_send_is_its_channel_and_of_a_spawn_the_new_task():
         return 0
 
     summary = run_prefix(main, [])
-    touched = set().union(*(step.touched for step in summary.footprints))
-    woke = set().union(*(step.woke for step in summary.footprints))
+    steps = [Step._make(step) for step in summary.footprints]
+    touched = set().union(*(step.touched for step in steps))
+    woke = set().union(*(step.woke for step in steps))
     channels = {obj for obj in touched if obj[0] == "channel"}
     assert len(channels) == 1
     assert 2 in woke  # the spawned task (the root is task 1)
@@ -172,7 +175,7 @@ def test_footprint_reads_one_steps_records_and_its_record_free_reads():
 
     vm.run(main())
     journal = vm.journal
-    step = footprint(1, None, journal._rows, iter(journal._vals), [("event", 9)])
+    step = Step._make(footprint(1, None, journal._rows, iter(journal._vals), [("event", 9)]))
     assert ("event", 9) in step.touched
     assert any(obj[0] == "channel" for obj in step.touched)
     assert step.cancelled == frozenset()

@@ -29,8 +29,8 @@ from ._errors import (
     StepLimitExceeded,
 )
 from ._interrupts import DeferredInterrupts
-from ._journal import plain
-from ._reduction import Step, describe_row, footprints
+from ._journal import _ATOMIC, plain
+from ._reduction import describe_row, footprints
 from ._report import ExploreReport, Finding, Tally
 from ._schedule import (
     Chooser,
@@ -91,7 +91,8 @@ class RunOptions(NamedTuple):
 class RunSummary(NamedTuple):
     """One execution, as plain data that pickles and is equal in any process: its choice
     ``points`` (and so its ``schedule``), how many ``steps`` it took and (when
-    asked for) the ``footprints`` of each (:class:`~._reduction.Step`), how it ended
+    asked for) the ``footprints`` of each (tuples of the fields of
+    :class:`~._reduction.Step`), how it ended
     (``kind``: ``"ok"``, ``"failure"``, ``"deadlock"`` or ``"pruned"``;
     ``outcome``: the return value, its repr if unhashable, or the exception's type
     name; ``message``: the exception's text; ``blocked``: a deadlock's blocked tasks),
@@ -107,7 +108,7 @@ class RunSummary(NamedTuple):
 
     points: tuple[Point, ...]
     steps: int
-    footprints: tuple[Step, ...] | None
+    footprints: tuple[tuple, ...] | None
     kind: str
     outcome: Any
     message: str
@@ -156,6 +157,7 @@ class _Recorder(Chooser):
         self.prefix = prefix
         self.expected = expected
         self.strategy = then
+        self.defaults = then is DEFAULT  # past the prefix, the default decisions
         self.points: list[Point] = []
         self.steps: list[tuple] = []  # (task id, journal position, choice point index)
         self.advances: list[int] = []
@@ -199,7 +201,7 @@ class _Recorder(Chooser):
         self.positions.append(len(vm._rows))
         choice = self._replay("sched", ids) if len(self.points) < self.known else None
         if choice is None:
-            choice = self.strategy.pick(self, candidates, default)
+            choice = default if self.defaults else self.strategy.pick(self, candidates, default)
         if went_on and candidates[choice] is not previous:
             self.preemptions += 1
         point = ("sched", ids, choice, previous.id if previous else 0)
@@ -264,10 +266,10 @@ def run_prefix(
     if options is None:
         options = RunOptions()
     expected = expect.offers if expect is not None else ()
-    recorder = _Recorder(prefix, then.chooser(), expected)
+    recorder = _Recorder(prefix, then if then is DEFAULT else then.chooser(), expected)
     kind, outcome, detail, vm = _execute(program, recorder, options)
     recorder.check_prefix_used()
-    journal = vm.journal
+    journal = vm._journal
     rows = tuple(journal._rows)
     if expect is not None and expect.position:
         _check_prefix(expect, recorder, rows, len(prefix))
@@ -303,8 +305,8 @@ def run_prefix(
 def _plain_journal(journal: Any) -> tuple:
     """A journal's ticks and values as plain data: with its rows, what its canonical
     encoding (and so its digest) is made of."""
-    journal._seal()
-    values = tuple([plain(value) for value in journal._vals])
+    atomic = _ATOMIC  # (kept as they are: a big int too, which is just as comparable)
+    values = tuple([v if type(v) in atomic else plain(v) for v in journal._vals])
     return tuple(journal._mark_index), tuple(journal._mark_tick), values
 
 
@@ -313,7 +315,7 @@ _new_summary = tuple.__new__
 
 def _execute(program: Callable, chooser: _Recorder, options: RunOptions) -> tuple:
     """Run one execution; return (kind, outcome key, exception or value, vm)."""
-    from ._vm import VM
+    from ._vm import VM  # (here: _vm imports this module)
 
     vm = VM(seed=options.seed, max_steps=options.max_steps)
     vm._chooser = chooser
@@ -415,7 +417,7 @@ class _Checked:
         again = run_prefix(
             self.program,
             [point.chosen for point in first.points],
-            options,
+            options._replace(footprints=False),  # (only compared: no search goes on from it)
             Expected(tuple((point.kind, point.options) for point in first.points)),
         )
         if (first.kind, first.rows, first.journal) != (again.kind, again.rows, again.journal):

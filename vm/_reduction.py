@@ -2,7 +2,8 @@
 backtrack.
 
 Everything here reads plain data: :func:`footprint` turns one step's journal records
-into a :class:`Step` (the VM objects it touched, the tasks it woke or cancelled), and
+into its footprint, a plain tuple with the fields of :class:`Step` (the VM objects it
+touched, the tasks it woke or cancelled), and
 :func:`races` and :func:`backtrack_points` read a run's steps (a
 :class:`~counterpoint._explore.RunSummary`), never a VM.
 
@@ -47,6 +48,7 @@ from ._journal import (
     SLEEP,
     SPAWN,
     START,
+    STEP,
     TASK_SHIFT,
     TIMEOUT,
 )
@@ -57,11 +59,14 @@ _NONE: frozenset = frozenset()
 
 
 class Step(NamedTuple):
-    """One step of an execution, as plain data: the task that took it, the index of the
-    choice point that picked it (None when no other task was ready), and its footprint:
-    the VM objects it ``touched`` (``("channel", 3)``, ``("lock", 2)``, ``("timer", 5)``
-    ...), the tasks it ``woke`` or spawned, and the other tasks it ``cancelled``.
-    """
+    """The fields of a step's footprint: the task that took it, the index of the choice
+    point that picked it (None when no other task was ready), the VM objects it
+    ``touched`` (``("channel", 3)``, ``("lock", 2)``, ``("timer", 5)`` ...), the tasks it
+    ``woke`` or spawned, and the other tasks it ``cancelled``.
+
+    Footprints are plain tuples in this order (``Step._make(t)`` names the fields): the
+    reduction reads one per step of every run, and Python unpacks an exact tuple
+    fastest."""
 
     task: int
     point: int | None
@@ -109,12 +114,11 @@ for _kind in (QUEUE, START, RECEIPT):
     _HOW[_kind] = _WORKERS
 _HOW[BLOCK], _HOW[SPAWN], _HOW[SLEEP], _HOW[EVENT] = _BLOCK, _SPAWN, _SLEEP, _HOST
 _HOW[ACQUIRE] = _HOW[RELEASE] = _LOCKING
-_new_step = tuple.__new__  # Step(...) without the Python-level __new__ (a hot path)
 
 
 def footprint(
     task: int, point: int | None, rows: Sequence[int], values: Iterator, reads: Sequence = ()
-) -> Step:
+) -> tuple:
     """The footprint of one step of ``task``: its journal ``rows`` (packed records, in
     order), ``values`` (an iterator over the values of the records that have one, which
     this consumes) and ``reads`` (VM objects the step read without writing a record).
@@ -163,23 +167,20 @@ def footprint(
             if woke is None:
                 woke = set()
             woke.add(other)
-    return _new_step(
-        Step,
-        (
-            task,
-            point,
-            frozenset(touched) if touched else _NONE,
-            frozenset(woke) if woke else _NONE,
-            frozenset(cancelled) if cancelled else _NONE,
-        ),
+    return (
+        task,
+        point,
+        frozenset(touched) if touched else _NONE,
+        frozenset(woke) if woke else _NONE,
+        frozenset(cancelled) if cancelled else _NONE,
     )
 
 
 def footprints(
     journal: Any, steps: list[tuple], advances: list[int], reads: list[tuple[int, tuple]]
-) -> tuple[tuple[Step, ...], frozenset[int]]:
-    """The :class:`Step` of every step of an execution, and the steps that begin after
-    virtual time advanced (global barriers).
+) -> tuple[tuple[tuple, ...], frozenset[int]]:
+    """The footprint (fields of :class:`Step`) of every step of an execution, and the
+    steps that begin after virtual time advanced (global barriers).
 
     ``steps`` holds (task, journal position where the step began, choice point),
     ``advances`` the journal positions where time advanced, ``reads`` (step index,
@@ -206,7 +207,8 @@ def footprints(
         if j >= 0:
             by_step.setdefault(j, []).append(obj)
     nothing: tuple = ()
-    out = []
+    out: list[tuple] = []
+    append = out.append
     a = 0
     index = first
     for j in range(n):
@@ -221,12 +223,17 @@ def footprints(
         if a < count and advances[a] < end:
             end = advances[a]
         read = by_step.get(j, nothing) if by_step else nothing
-        out.append(footprint(task, point, rows[start:end], values, read))
+        if start < end and rows[start] & _KIND_MASK == STEP:
+            start += 1  # its own step record (no value) touches nothing
+        if start == end and not read:  # (the usual step between two checkpoints)
+            append((task, point, _NONE, _NONE, _NONE))
+        else:
+            append(footprint(task, point, rows[start:end], values, read))
         index = end
     return tuple(out), barriers
 
 
-def races(steps: Sequence[Step], barriers: frozenset[int], left_behind: Sequence[int], tasks: int):
+def races(steps: Sequence[tuple], barriers: frozenset[int], left_behind: Sequence[int], tasks: int):
     """Races of an execution: (step i, task p) where a step of task p depends on step i
     (another task's) without being causally after it.
 
@@ -244,7 +251,7 @@ def races(steps: Sequence[Step], barriers: frozenset[int], left_behind: Sequence
     found: list[tuple[int, int]] = []
     if not steps:
         return found
-    owner = [step.task for step in steps]
+    owner = [step[0] for step in steps]
     nothing = [-1] * tasks  # a clock: indexed by task id
     task_clock: dict[int, list[int]] = {}
     step_clock: list[list[int]] = []
@@ -272,7 +279,8 @@ def races(steps: Sequence[Step], barriers: frozenset[int], left_behind: Sequence
         else:
             uses_vm.add(task)
             conflicts = [last_access[obj] for obj in touched if obj in last_access]
-            conflicts.extend(i for t, i in last_wildcard_of.items() if t != task)
+            if last_wildcard_of:
+                conflicts += [i for t, i in last_wildcard_of.items() if t != task]
             racing = [i for i in conflicts if clock[owner[i]] < i and owner[i] != task]
         for i in racing:
             found.append((i, task))
@@ -306,30 +314,29 @@ def _unknown_next_step(
             found.append((i, p))
 
 
-def backtrack_points(
-    steps: Sequence[Step],
-    barriers: frozenset[int],
-    left_behind: Sequence[int],
-    tasks: int,
-    bounded: bool,
-) -> list[tuple[int | None, int]]:
-    """(choice point, task): for each race, the choice point where trying ``task``
-    reverses it (None when no other task was ready there, so nothing can be tried).
+def backtrack_points(run: Any, bounded: bool) -> list[tuple[int | None, int]]:
+    """(choice point, task): for each race of ``run`` (a
+    :class:`~counterpoint._explore.RunSummary` with footprints), the choice point where
+    trying ``task`` reverses it (None when no other task was ready there, so nothing can
+    be tried).
 
     Under a preemption bound (Coons, Musuvathi and McKinley, "Bounded partial-order
     reduction", OOPSLA 2013) the reversal at step i may need a preemption the bound
     forbids while an equivalent schedule does not, so the task is also tried where the
     run of steps containing i began, a switch that costs no more."""
+    steps = run.footprints
+    found = races(steps, run.barriers, run.left_behind, run.tasks)
+    if not bounded:
+        return [(steps[i][1], task) for i, task in found]
     points = []
-    for i, task in races(steps, barriers, left_behind, tasks):
-        points.append((steps[i].point, task))
-        if bounded:
-            first = i
-            runner = steps[i].task
-            while first > 0 and steps[first - 1].task == runner:
-                first -= 1
-            if first != i:
-                points.append((steps[first].point, task))
+    for i, task in found:
+        runner, point = steps[i][0], steps[i][1]
+        points.append((point, task))
+        first = i
+        while first > 0 and steps[first - 1][0] == runner:
+            first -= 1
+        if first != i:
+            points.append((steps[first][1], task))
     return points
 
 

@@ -200,6 +200,9 @@ class Expected(NamedTuple):
     position: int = 0
 
 
+_new_expected = tuple.__new__  # (Expected(...) without a Python call: one per run)
+
+
 class DepthFirst:
     """Depth-first search over choice points.  The tree is covered unless
     ``max_schedules`` stops it or an execution is cut short by ``max_steps`` (its
@@ -229,8 +232,7 @@ class DepthFirst:
                 offers.append((point.kind, point.options))
                 choices.append(point.chosen)
             if por:
-                args = (summary.footprints, summary.barriers, summary.left_behind, summary.tasks)
-                for point, task in backtrack_points(*args, bound is not None):
+                for point, task in backtrack_points(summary, bound is not None):
                     if point is not None:
                         stack[point].add(task)
             # the next prefix: the deepest point with something left to try
@@ -255,5 +257,5 @@ class DepthFirst:
             else:
                 self.verdict = Verdict(not cut_short, reduced, bounded)
                 return
-            expect = Expected(offers, frame.rows, frame.position)
+            expect = _new_expected(Expected, (offers, frame.rows, frame.position))
         self.verdict = Verdict(False, reduced, bounded)
