@@ -73,7 +73,7 @@ class ExploreReport:
     >>> report = cp.explore(main)
     >>> report.schedules, report.exhaustive, sorted(report.outcomes), report.assumptions
     (4, True, ['ax', 'ay', 'bx', 'by'], [])
-    >>> print(report.summary().replace("; ", ";\n"))
+    >>> print(report.summary().replace("; ", ";\\n"))
     dfs: 4 schedules, exhaustive;
     no failures or deadlocks, 4 distinct outcomes: 'ax', 'ay', 'bx', 'by'
     """
