@@ -12,6 +12,7 @@ import sys
 import textwrap
 
 import pytest
+from test_explore import lost_update, lost_update_checked  # (no assert / with one)
 
 import counterpoint as cp
 from counterpoint._explore import RunOptions, RunSummary, run_prefix
@@ -188,19 +189,6 @@ def test_footprints_of_a_run_without_steps_are_empty():
 # -- what the report says ----------------------------------------------------------------------
 
 
-async def lost_update():
-    """A lost update with no assert: it never fails, but it ends two ways."""
-    box = {"n": 0}
-
-    async def add():
-        seen = box["n"]
-        await cp.checkpoint()
-        box["n"] = seen + 1
-
-    await cp.par(add(), add())
-    return box["n"]
-
-
 def test_a_search_without_failures_whose_runs_differ_names_its_distinct_outcomes():
     report = cp.explore(lost_update)
     assert report.failures == [] and sorted(report.outcomes) == [1, 2]
@@ -222,12 +210,6 @@ def test_counts_of_one_are_singular():
     assert repr(report).startswith(
         "<ExploreReport dfs: 1 schedule (exhaustive), no failures or deadlocks, 1 outcome>"
     )
-
-
-async def lost_update_checked():
-    if await lost_update() != 2:
-        raise AssertionError("an update was lost")
-    return "ok"
 
 
 def test_a_finding_reads_in_how_many_schedules_with_how_many_preemptions():
