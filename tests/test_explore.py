@@ -1053,12 +1053,12 @@ def test_report_repr_mentions_the_strategy_and_the_findings():
     report = explore(withdrawal, strategy="random", max_schedules=30)
     text = repr(report)
     assert "random" in text and "30 schedules" in text
-    assert "1 failures" in text
+    assert "1 failure," in text
     assert "ValueError" in text and "overdrawn by 50" in text
     assert report.failures[0].replay in text
     text = repr(explore(dining_philosophers))
     assert "dfs" in text and "(exhaustive" in text and "Deadlock" in text
-    assert "1 deadlocks" in text
+    assert "1 deadlock," in text
 
 
 async def busy():

@@ -1,37 +1,23 @@
 """Schedule exploration: model checking by re-execution.
 
-A *choice point* is a moment when more than one task is ready (the candidates are
-offered in ascending task id) or a ``cp.choose(options)`` call.  A *schedule* is
-the list of indices chosen at the choice points of one execution, written as a
-compact string (see :func:`encode_schedule`); ``cp.VM(schedule=...)`` replays it
-exactly.  ``explore`` runs a program many times, each time under a different
-schedule, and reports what happened:
+``explore`` runs a program many times, each time under a different schedule (see
+:mod:`._schedule`), and reports what happened (:mod:`._report`).  The pieces:
 
-``"dfs"``
-    Depth-first search of the choice tree, with dynamic partial-order reduction:
-    after each execution, pairs of *dependent* steps of different tasks that were
-    not causally ordered are found (vector clocks), and only then is the other
-    order scheduled.  Two steps are dependent when they touch the same VM object
-    (channel, lock, semaphore, event, condition, barrier, task, timer deadline,
-    worker ...), read off the step's own journal records and the record-free reads
-    the VM reports while exploring (``event.is_set()``, ``len(channel)`` ...).  A
-    step that touches no VM object at all (say, shared Python state around an
-    ``await cp.checkpoint()``), or ends a task that never touched one, is taken to
-    depend on every step, so races on plain Python variables written that way are
-    explored too.  ``por=False`` explores every interleaving.
-``"random"``
-    Uniformly random choices, seeded.
-``"pct"``
-    Probabilistic concurrency testing (Burckhardt et al., 2010): random task
-    priorities with ``depth - 1`` random priority-change points; finds a bug of
-    depth d with probability at least 1 / (n * k**(d-1)).
+* the unit of work, :func:`run_prefix`: run the program once, following a schedule
+  prefix and then a strategy's choices, and return a :class:`RunSummary` -- plain,
+  picklable data (choice points, step footprints, outcome, schedule) that is the same
+  in any process;
+* a strategy (:mod:`._strategies`: ``"dfs"`` with partial-order reduction from
+  :mod:`._reduction`, ``"random"``, ``"pct"``) decides which prefixes to run;
+* :class:`~._report.Tally` folds the summaries into an :class:`ExploreReport`.
+
+Also here: ``cp.choose`` and ``cp.require``, and the checks that the program is
+deterministic given its choices (``cp.NondeterminismError`` otherwise).
 """
 
 from __future__ import annotations
 
-import random
 import time
-from bisect import bisect_left
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
@@ -40,46 +26,36 @@ from ._errors import (
     Deadlock,
     LimitExceeded,
     NondeterminismError,
-    ScheduleError,
     StepLimitExceeded,
 )
 from ._interrupts import DeferredInterrupts
-from ._journal import (
-    _HAS_VALUE,
-    A_SHIFT,
-    ACQUIRE,
-    BLOCK,
-    BLOCK_RECV,
-    BLOCK_SEND,
-    CANCEL,
-    CANCELLED,
-    CLEAR,
-    CLOSE,
-    DONE,
-    EVENT,
-    FAIL,
-    KIND_NAMES,
-    NOTIFY,
-    QUEUE,
-    RECEIPT,
-    RECV,
-    RELEASE,
-    SCOPE,
-    SEND,
-    SET,
-    SLEEP,
-    SPAWN,
-    START,
-    STEP,
-    TASK_SHIFT,
-    TIMEOUT,
-    plain,
+from ._journal import _ATOMIC, plain
+from ._reduction import describe_row, footprints
+from ._report import ExploreReport, Finding, Tally
+from ._schedule import (
+    Chooser,
+    ScheduleChooser,
+    decode_schedule,
+    encode_schedule,
 )
+from ._strategies import DEFAULT, DepthFirst, Expected, RandomSearch
 from ._traps import discard, require_task
 
-_DIGITS = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
-_DIGIT_VALUES = {digit: value for value, digit in enumerate(_DIGITS)}
-_PREFIX = "cp1:"
+__all__ = [
+    "Chooser",
+    "ExploreReport",
+    "Finding",
+    "Pruned",
+    "RunOptions",
+    "RunSummary",
+    "ScheduleChooser",
+    "choose",
+    "decode_schedule",
+    "encode_schedule",
+    "explore",
+    "require",
+    "run_prefix",
+]
 
 
 class Pruned(BaseException):
@@ -89,179 +65,69 @@ class Pruned(BaseException):
     """
 
 
-# -- schedules --------------------------------------------------------------------------------
-
-_GRAMMAR = (
-    "A schedule is 'cp1:' then (choice, run length) pairs: each a base-62 digit (0-9, a-z, "
-    "A-Z), a choice of 62 or more written in decimal in parentheses, and a run length from "
-    "1 to z (61); for example 'cp1:0311' is choice 0 three times, then choice 1 once, and "
-    "'cp1:(70)2' is choice 70 twice. Take schedules from an exploration report "
-    "(finding.schedule)."
-)
+# -- the unit of work: run one schedule prefix ----------------------------------------------------
 
 
-def encode_schedule(choices: list[int]) -> str:
-    """``"cp1:"`` then runs of equal choices, each as (choice, run length) in base 62;
-    a choice of 62 or more is written ``(n)``.
+class Point(NamedTuple):
+    """A choice point of one execution, as plain data."""
 
-    >>> encode_schedule([0, 0, 0, 1, 0])
-    'cp1:031101'
-    """
-    out = [_PREFIX]
-    i = 0
-    while i < len(choices):
-        choice = choices[i]
-        j = i
-        while j < len(choices) and choices[j] == choice and j - i < len(_DIGITS) - 1:
-            j += 1
-        out.append(_DIGITS[choice] if choice < len(_DIGITS) else f"({choice})")
-        out.append(_DIGITS[j - i])
-        i = j
-    return "".join(out)
-
-
-def _malformed(schedule: str, position: int, what: str) -> ScheduleError:
-    return ScheduleError(
-        f"schedule {schedule!r} is malformed at position {position}: {what}. {_GRAMMAR}"
-    )
-
-
-def _runs(schedule: Any) -> list[tuple[int, int, int]]:
-    """Parse a schedule string into (choice, run length, position of the choice) runs;
-    ``cp.ScheduleError`` saying where, if it is not one."""
-    if not isinstance(schedule, str):
-        raise ScheduleError(
-            f"a schedule is a string, not {type(schedule).__name__} {schedule!r}. {_GRAMMAR}"
-        )
-    if not schedule.startswith(_PREFIX):
-        raise _malformed(schedule, 0, f"it does not start with {_PREFIX!r}")
-    runs: list[tuple[int, int, int]] = []
-    i, end = len(_PREFIX), len(schedule)
-    digits = _DIGIT_VALUES
-    while i < end:
-        start = i
-        char = schedule[i]
-        if char == "(":
-            close = schedule.find(")", i)
-            if close < 0:
-                raise _malformed(schedule, i, "'(' opens a choice that no ')' closes")
-            text = schedule[i + 1 : close]
-            if text.startswith("-") and text[1:].isdigit():
-                raise _malformed(
-                    schedule, i, f"the choice {text} is negative (choices count from 0)"
-                )
-            if not (text.isascii() and text.isdigit()):
-                raise _malformed(schedule, i, f"{schedule[i : close + 1]!r} is not a choice")
-            choice, i = int(text), close + 1
-        elif char in digits:
-            choice, i = digits[char], i + 1
-        else:
-            raise _malformed(schedule, i, f"{char!r} is not a base-62 digit or '('")
-        if i >= end:
-            raise _malformed(schedule, i, "the schedule ends where a run length should be")
-        count = digits.get(schedule[i])
-        if count is None:
-            raise _malformed(schedule, i, f"{schedule[i]!r} is not a run length (1-9, a-z, A-Z)")
-        if count == 0:
-            raise _malformed(schedule, i, "a run length of 0 (runs are 1 to 61 choices long)")
-        runs.append((choice, count, start))
-        i += 1
-    return runs
-
-
-def decode_schedule(schedule: str) -> list[int]:
-    """The choices a schedule string stands for (``cp.ScheduleError``, a ``ValueError``,
-    saying where, if it is not one).
-
-    >>> decode_schedule("cp1:0311")
-    [0, 0, 0, 1]
-    """
-    choices: list[int] = []
-    for choice, count, _ in _runs(schedule):
-        choices.extend([choice] * count)
-    return choices
-
-
-# -- choosers: who decides at choice points -----------------------------------------------------
-
-
-class Chooser:
-    """Base: the default decision is to let the task that just ran go on (no
-    preemption), else the task at the front of the ready queue; ``cp.choose`` takes 0."""
-
-    def __init__(self) -> None:
-        self.previous: Any = None
-
-    def default(self, candidates: list, front: Any) -> int:
-        if self.previous in candidates:
-            return candidates.index(self.previous)
-        return candidates.index(front)
-
-    def pick(self, vm: Any, candidates: list, front: Any) -> int:
-        return self.default(candidates, front)
-
-    def choose(self, vm: Any, count: int) -> int:
-        return 0
-
-    def ran(self, vm: Any, task: Any, candidates: list | None) -> None:
-        self.previous = task
-
-    def advancing(self, vm: Any) -> None:
-        """Virtual time is about to advance (a global barrier between steps)."""
-
-    def observe(self, obj: tuple) -> None:
-        """The running step read VM object ``obj`` without writing a journal record."""
-
-
-class ScheduleChooser(Chooser):
-    """Replays a schedule string; past its end, the default decisions."""
-
-    def __init__(self, schedule: str) -> None:
-        super().__init__()
-        self.text = schedule
-        self.choices = decode_schedule(schedule)
-        self.position = 0
-
-    def _next(self, count: int, default: int, offer: str) -> int:
-        if self.position >= len(self.choices):
-            return default
-        choice = self.choices[self.position]
-        self.position += 1
-        if choice >= count:
-            raise ScheduleError(self._misfit(count, choice, offer))
-        return choice
-
-    def _misfit(self, count: int, choice: int, offer: str) -> str:
-        number = self.position  # 1-based: the choice point that did not fit
-        where, seen = len(_PREFIX), 0
-        for _, length, start in _runs(self.text):
-            where, seen = start, seen + length
-            if seen >= number:
-                break
-        return (
-            f"the schedule {self.text!r} does not fit this program: at choice point {number} "
-            f"the program offers {offer} (options 0 to {count - 1}), but the schedule takes "
-            f"option {choice} (the run at position {where} of the string). Use a schedule "
-            f"found by exploring this same program (finding.schedule)."
-        )
-
-    def pick(self, vm: Any, candidates: list, front: Any) -> int:
-        default = self.default(candidates, front)
-        if self.position >= len(self.choices):
-            return default
-        offer = "a choice between tasks " + ", ".join(str(t.id) for t in candidates)
-        return self._next(len(candidates), default, offer)
-
-    def choose(self, vm: Any, count: int) -> int:
-        return self._next(count, 0, f"a cp.choose() of {count} options")
-
-
-class _Point(NamedTuple):
     kind: str  # "sched" or "data"
-    options: tuple  # task ids (sched) or range(count) (data)
-    chosen: int  # index
+    options: tuple  # task ids (sched) or range(count) as a tuple (data)
+    chosen: int  # the index taken
     previous: int  # id of the task that ran before (sched), else 0
 
+
+class RunOptions(NamedTuple):
+    """How each execution runs: the VM's ``seed`` and ``max_steps``; whether to compute
+    the steps' ``footprints`` (partial-order reduction needs them) and to keep the
+    ``journal``'s ticks and values (the determinism check compares two runs by them)."""
+
+    seed: int = 0
+    max_steps: int = 100_000
+    footprints: bool = True
+    journal: bool = False
+
+
+class RunSummary(NamedTuple):
+    """One execution, as plain data that pickles and is equal in any process: its choice
+    ``points`` (and so its ``schedule``), how many ``steps`` it took and (when
+    asked for) the ``footprints`` of each (tuples of the fields of
+    :class:`~._reduction.Step`), how it ended
+    (``kind``: ``"ok"``, ``"failure"``, ``"deadlock"`` or ``"pruned"``;
+    ``outcome``: the return value, its repr if unhashable, or the exception's type
+    name; ``message``: the exception's text; ``blocked``: a deadlock's blocked tasks),
+    its ``preemptions``, and what the search needs to go on from it: the journal length
+    at each choice point (``positions``), the packed journal ``rows``, the steps that
+    begin after virtual time advanced (``barriers``), the tasks still ready at the end
+    (``left_behind``), how many task ids it used (``tasks``), and, when asked for, the
+    rest of the ``journal`` as plain data: (where time advanced, to which tick, the
+    records' values).
+
+    The return value is the outcome itself when it is hashable (a report counts
+    outcomes by it), so a summary pickles when the program's results do."""
+
+    points: tuple[Point, ...]
+    steps: int
+    footprints: tuple[tuple, ...] | None
+    kind: str
+    outcome: Any
+    message: str
+    blocked: tuple
+    preemptions: int
+    positions: tuple[int, ...]
+    rows: tuple[int, ...]
+    barriers: frozenset
+    left_behind: tuple[int, ...]
+    tasks: int
+    journal: tuple | None
+
+    @property
+    def schedule(self) -> str:
+        """The choices this run made, as a schedule string (``cp1:...``)."""
+        return encode_schedule([point.chosen for point in self.points])
+
+
+_new_point = tuple.__new__  # (Point(...) without a Python call: one per choice point)
 
 _ADVICE = (
     "Exploring re-runs the program once per schedule, so it must do the same thing "
@@ -280,22 +146,24 @@ def _offer(kind: str, options: tuple) -> str:
 
 
 class _Recorder(Chooser):
-    """Follows a prefix of choices, then a strategy; records everything for analysis.
+    """Follows a prefix of choices, then ``then`` (a strategy's chooser); records the
+    choice points and steps.
 
     ``expected`` holds the (kind, options) the prefix's choice points had when they
     were first seen; a re-run that offers anything else is a NondeterminismError."""
 
-    def __init__(self, prefix: list[int], strategy: Any, expected: list | None = None) -> None:
+    def __init__(self, prefix: Sequence[int], then: Any, expected: Sequence = ()) -> None:
         super().__init__()
         self.prefix = prefix
-        self.expected = expected or []
-        self.strategy = strategy
-        self.points: list[_Point] = []
+        self.expected = expected
+        self.strategy = then
+        self.defaults = then is DEFAULT  # past the prefix, the default decisions
+        self.points: list[Point] = []
         self.steps: list[tuple] = []  # (task id, journal position, choice point index)
         self.advances: list[int] = []
         self.reads: list[tuple[int, tuple]] = []  # (step index, object) read without a record
         self.positions: list[int] = []  # journal length when each choice point was offered
-        self.known = max(len(prefix), len(self.expected))  # points decided by the past
+        self.known = max(len(prefix), len(expected))  # points decided by the past
         self.left_behind: list[int] | None = []  # tasks still ready when the execution ended
         self.tasks = 0  # how many task ids the execution used (1 more than the largest)
         self.preemptions = 0
@@ -333,10 +201,11 @@ class _Recorder(Chooser):
         self.positions.append(len(vm._rows))
         choice = self._replay("sched", ids) if len(self.points) < self.known else None
         if choice is None:
-            choice = self.strategy.pick(self, candidates, default)
+            choice = default if self.defaults else self.strategy.pick(self, candidates, default)
         if went_on and candidates[choice] is not previous:
             self.preemptions += 1
-        self.points.append(_Point("sched", ids, choice, previous.id if previous else 0))
+        point = ("sched", ids, choice, previous.id if previous else 0)
+        self.points.append(_new_point(Point, point))
         return choice
 
     def choose(self, vm: Any, count: int) -> int:
@@ -345,7 +214,7 @@ class _Recorder(Chooser):
         choice = self._replay("data", options) if len(self.points) < self.known else None
         if choice is None:
             choice = self.strategy.choose(self, count)
-        self.points.append(_Point("data", options, choice, 0))
+        self.points.append(_new_point(Point, ("data", options, choice, 0)))
         return choice
 
     def check_prefix_used(self) -> None:
@@ -370,418 +239,85 @@ class _Recorder(Chooser):
     def observe(self, obj: tuple) -> None:
         self.reads.append((len(self.steps) - 1, obj))
 
-    def schedule(self) -> str:
-        return encode_schedule([point.chosen for point in self.points])
 
+def run_prefix(
+    program: Callable,
+    prefix: Sequence[int],
+    options: RunOptions | None = None,
+    expect: Expected | None = None,
+    then: Any = DEFAULT,
+) -> RunSummary:
+    """Run ``program`` once on a fresh VM: the choices of ``prefix`` (indices, as in a
+    schedule) at its first choice points, then the decisions of ``then`` (the default
+    decisions unless a strategy passes its own); return the :class:`RunSummary`.
 
-class _Default:
-    """DFS beyond the prefix: the default decisions."""
-
-    def pick(self, recorder: _Recorder, candidates: list, default: int) -> int:
-        return default
-
-    def choose(self, recorder: _Recorder, count: int) -> int:
-        return 0
-
-
-_DEFAULT = _Default()
-
-
-class _Random:
-    def __init__(self, rng: random.Random, bound: int | None) -> None:
-        self.rng = rng
-        self.bound = bound
-
-    def pick(self, recorder: _Recorder, candidates: list, default: int) -> int:
-        if self.bound is not None and recorder.preemptions >= self.bound:
-            return default
-        return self.rng.randrange(len(candidates))
-
-    def choose(self, recorder: _Recorder, count: int) -> int:
-        return self.rng.randrange(count)
-
-
-class _PCT:
-    """Random priorities; at d-1 random steps the running task drops to a low priority."""
-
-    def __init__(self, rng: random.Random, depth: int, steps: int) -> None:
-        self.rng = rng
-        self.priority: dict[int, float] = {}
-        points = rng.sample(range(1, steps + 1), min(depth - 1, steps))
-        self.changes = {step: depth - i for i, step in enumerate(points)}
-        self.depth = depth
-
-    def pick(self, recorder: _Recorder, candidates: list, default: int) -> int:
-        step = len(recorder.steps)
-        previous = recorder.previous
-        if step in self.changes and previous is not None:
-            self.priority[previous.id] = self.changes[step] / (self.depth + 1)  # low
-        for task in candidates:
-            if task.id not in self.priority:
-                self.priority[task.id] = self.depth + self.rng.random()  # high, distinct
-        return max(range(len(candidates)), key=lambda i: self.priority[candidates[i].id])
-
-    def choose(self, recorder: _Recorder, count: int) -> int:
-        return self.rng.randrange(count)
-
-
-# -- reports -------------------------------------------------------------------------------------
-
-_REDUCED = (
-    "Partial-order reduction left out schedules it judged equivalent to ones it ran. It "
-    "assumes that tasks share plain Python state (anything but VM objects) only in steps "
-    "that use no VM object, such as a read or write followed by `await cp.checkpoint()`, "
-    "or in the last step of a task that never used one; a step that uses a channel, lock "
-    "or other VM object is taken to touch no shared Python state. Explore with "
-    "por=False to drop this assumption."
-)
-
-
-def _bounded(bound: int) -> str:
-    return (
-        f"Only schedules with at most {bound} preemption{'' if bound == 1 else 's'} were "
-        f"explored (preemption_bound={bound}): a verdict of exhaustive holds within that "
-        f"bound."
-    )
-
-
-class Finding(NamedTuple):
-    """A failure or deadlock found by ``explore``, with the schedule that shows it best
-    (the fewest preemptions found) and a line that replays it.
+    ``expect`` is what an earlier execution that took the same choices saw (its
+    choice points' offers and journal rows): a run that does not repeat it raises
+    ``cp.NondeterminismError``, as does one that ends before the prefix is used up.
 
     >>> import counterpoint as cp
-    >>> async def main():
-    ...     if cp.choose([1, 0]) == 0:
-    ...         raise ZeroDivisionError("the 0 was chosen")
-    >>> finding = cp.explore(main).failures[0]
-    >>> finding.outcome, finding.schedule, finding.replay
-    ('ZeroDivisionError', 'cp1:11', "cp.VM(schedule='cp1:11', seed=0).run(main())")
-    """
-
-    outcome: str
-    message: str
-    schedule: str
-    preemptions: int
-    count: int
-    replay: str
-
-
-class ExploreReport:
-    """What ``cp.explore`` found.
-
-    ``schedules`` (executions run), ``exhaustive`` (the whole choice tree was
-    covered), ``assumptions`` (sentences: what the verdict rests on, empty when
-    nothing was left out), ``outcomes`` (outcome -> count; an outcome is the return
-    value, or the exception type name), ``deadlocks`` and ``failures`` (lists of
-    :class:`Finding`), ``pruned`` (executions ended by ``cp.require``), ``seconds``
-    and ``schedules_per_second``.
-
-    >>> import counterpoint as cp
+    >>> from counterpoint._explore import run_prefix
     >>> async def main():
     ...     return cp.choose("ab") + cp.choose("xy")
-    >>> report = cp.explore(main)
-    >>> report.schedules, report.exhaustive, sorted(report.outcomes), report.assumptions
-    (4, True, ['ax', 'ay', 'bx', 'by'], [])
-    >>> report.summary()
-    'dfs: 4 schedules, exhaustive; 4 outcomes, 0 failures, 0 deadlocks'
+    >>> summary = run_prefix(main, [1])
+    >>> summary.schedule, summary.outcome, [point.options for point in summary.points]
+    ('cp1:1101', 'bx', [(0, 1), (0, 1)])
     """
-
-    def __init__(self, strategy: str) -> None:
-        self.strategy = strategy
-        self.schedules = 0
-        self.exhaustive = False
-        self.assumptions: list[str] = []
-        self.outcomes: dict[Any, int] = {}
-        self.deadlocks: list[Finding] = []
-        self.failures: list[Finding] = []
-        self.pruned = 0
-        self.seconds = 0.0
-
-    @property
-    def schedules_per_second(self) -> float:
-        return self.schedules / self.seconds if self.seconds else 0.0
-
-    def _verdict(self) -> str:
-        if not self.exhaustive:
-            return "not exhaustive"
-        if not self.assumptions:
-            return "exhaustive"
-        count = len(self.assumptions)
-        return f"exhaustive if {count} assumption{'s hold' if count > 1 else ' holds'}"
-
-    def summary(self) -> str:
-        """One line: the search, its verdict (and whether it rests on assumptions), and
-        what it found."""
-        return (
-            f"{self.strategy}: {_count(self.schedules, 'schedule')}, {self._verdict()}"
-            f"{' (see report.assumptions)' if self.exhaustive and self.assumptions else ''}"
-            f"; {_count(len(self.outcomes), 'outcome')}, {_count(len(self.failures), 'failure')}"
-            f", {_count(len(self.deadlocks), 'deadlock')}"
-            f"{f', {self.pruned} pruned' if self.pruned else ''}"
-        )
-
-    def __repr__(self) -> str:
-        lines = [
-            f"<ExploreReport {self.strategy}: {self.schedules} schedules"
-            f"{f' ({self._verdict()})' if self.exhaustive else ''}, "
-            f"{len(self.failures)} failures, {len(self.deadlocks)} deadlocks>",
-            "outcomes: " + ", ".join(f"{o!r} x{n}" for o, n in self.outcomes.items()),
-        ]
-        for finding in self.deadlocks + self.failures:
-            lines.append(
-                f"{finding.outcome} ({finding.count}x, {finding.preemptions} preemptions): "
-                f"{finding.message.splitlines()[0]}"
-            )
-            lines.append(f"  replay: {finding.replay}")
-        lines.extend(f"assumes: {sentence}" for sentence in self.assumptions)
-        return "\n".join(lines)
-
-    def _repr_html_(self) -> str:
-        from html import escape
-
-        from ._display import table
-
-        caption = (
-            f"{self.strategy}: {self.schedules} schedules"
-            f"{f' ({self._verdict()})' if self.exhaustive else ''}"
-            f"{f', {self.pruned} pruned' if self.pruned else ''}"
-        )
-        out = table(["outcome", "schedules"], [[o, n] for o, n in self.outcomes.items()], caption)
-        findings = [
-            [f.outcome, f.count, f.preemptions, f.message.splitlines()[0], f.replay]
-            for f in self.deadlocks + self.failures
-        ]
-        if findings:
-            heading = ["finding", "schedules", "preemptions", "message", "replay"]
-            out += table(heading, findings)
-        if self.assumptions:
-            items = "".join(f"<li>{escape(sentence)}</li>" for sentence in self.assumptions)
-            out += f"<p><b>This verdict assumes:</b></p><ul>{items}</ul>"
-        return out
+    if options is None:
+        options = RunOptions()
+    expected = expect.offers if expect is not None else ()
+    recorder = _Recorder(prefix, then if then is DEFAULT else then.chooser(), expected)
+    kind, outcome, detail, vm = _execute(program, recorder, options)
+    recorder.check_prefix_used()
+    journal = vm._journal
+    rows = tuple(journal._rows)
+    if expect is not None and expect.position:
+        _check_prefix(expect, recorder, rows, len(prefix))
+    if options.footprints:
+        steps, barriers = footprints(journal, recorder.steps, recorder.advances, recorder.reads)
+    else:
+        steps, barriers = None, frozenset()
+    message = blocked = None
+    if kind == "ok":
+        message, blocked = "", ()
+    else:
+        message = str(detail)
+        blocked = tuple(map(tuple, detail.blocked)) if kind == "deadlock" else ()
+    fields = (
+        tuple(recorder.points),
+        len(recorder.steps),
+        steps,
+        kind,
+        outcome,
+        message,
+        blocked,
+        recorder.preemptions,
+        tuple(recorder.positions),
+        rows,
+        barriers,
+        tuple(recorder.left_behind or ()),
+        recorder.tasks,
+        _plain_journal(journal) if options.journal else None,
+    )
+    return _new_summary(RunSummary, fields)  # (RunSummary(*fields), without a Python call)
 
 
-def _count(n: int, noun: str) -> str:
-    return f"{n} {noun}{'' if n == 1 else 's'}"
+def _plain_journal(journal: Any) -> tuple:
+    """A journal's ticks and values as plain data: with its rows, what its canonical
+    encoding (and so its digest) is made of."""
+    atomic = _ATOMIC  # (kept as they are: a big int too, which is just as comparable)
+    values = tuple([v if type(v) in atomic else plain(v) for v in journal._vals])
+    return tuple(journal._mark_index), tuple(journal._mark_tick), values
 
 
-def _outcome_key(value: Any) -> Any:
-    try:
-        hash(value)
-    except TypeError:
-        return repr(value)
-    return value
+_new_summary = tuple.__new__
 
 
-# -- dynamic partial-order reduction ------------------------------------------------------------
+def _execute(program: Callable, chooser: _Recorder, options: RunOptions) -> tuple:
+    """Run one execution; return (kind, outcome key, exception or value, vm)."""
+    from ._vm import VM  # (here: _vm imports this module)
 
-
-def _object(item: Any) -> tuple:
-    """The object named by a select case ("channel 3") or a worker handle."""
-    if isinstance(item, str):
-        kind, number = item.split()
-        return kind, int(number)
-    return "workers", None
-
-
-_NAMED: list[str | None] = [None] * 64  # kinds whose object is (name, a)
-for _kind in (SEND, RECV, CLOSE, BLOCK_SEND, BLOCK_RECV):
-    _NAMED[_kind] = "channel"
-_NAMED[SET] = _NAMED[CLEAR] = "event"
-_NAMED[NOTIFY] = "condition"
-_NAMED[SCOPE] = _NAMED[TIMEOUT] = "scope"
-_TASK_KINDS = frozenset({DONE, FAIL, CANCELLED, CANCEL})
-_WORKER_KINDS = frozenset({QUEUE, START, RECEIPT})
-_KIND_MASK = (1 << TASK_SHIFT) - 1
-_TASK_MASK = (1 << (A_SHIFT - TASK_SHIFT)) - 1
-
-
-def _races(recorder: _Recorder, journal: Any) -> list[tuple[int, int]]:
-    """Races of the execution: (step i, task p) where a step of task p depends on step i
-    (another task's) without being causally after it.
-
-    A step's *footprint* is the VM objects it touched (read off its journal records,
-    plus the reads that write none, which the VM reported while it ran), the tasks it
-    made ready or spawned, and the other tasks it cancelled.  Step j's records run from
-    its start to the next step's start, or to the moment time advanced, whichever comes
-    first (records of time advancing belong to no step).
-
-    Vector clocks (a list per step, indexed by task id: the last step of that task that
-    comes before): a step comes after its task's previous step, the steps that woke or
-    spawned its task, the steps it conflicts with, and every step before a time advance.
-
-    The later step of a race is an executed one, or one task p never got to take: a task
-    that is cancelled while it still had steps to run, or that could still run when the
-    execution ended (the root finished or failed, or ``cp.require`` pruned), may have
-    done anything next.  Its unknown next step is taken to depend on every step of every
-    other task that is not causally before it."""
-    steps = recorder.steps
-    n = len(steps)
-    races: list[tuple[int, int]] = []
-    if not n:
-        return races
-    rows, vals, has_value = journal._rows, journal._vals, _HAS_VALUE
-    total = len(rows)
-    advances = recorder.advances
-    count = len(advances)
-    reads = recorder.reads
-    n_reads = len(reads)
-    r = 0
-    while r < n_reads and reads[r][0] < 0:
-        r += 1
-    next_read = reads[r][0] if r < n_reads else n
-    barriers: Any = ()
-    if count:
-        starts = [start for _, start, _ in steps]
-        barriers = {bisect_left(starts, position) for position in advances}
-    owner = [task for task, _, _ in steps]  # each step's task
-    named = _NAMED
-    nothing = [-1] * recorder.tasks  # a clock: indexed by task id
-    task_clock: dict[int, list[int]] = {}
-    step_clock: list[list[int]] = []
-    floor: list[int] | None = None  # what every step after the last time advance comes after
-    latest = nothing[:]  # each task's last step: the join of every clock so far
-    last_access: dict[tuple, int] = {}
-    last_step_of: dict[int, int] = {}
-    last_wildcard_of: dict[int, int] = {}
-    last_touched: dict[int, Any] = {}
-    uses_vm: set[int] = set()  # tasks that have touched a VM object
-    a = 0
-    index = steps[0][1]
-    v = journal._value_offset(index) if index else 0
-    for j in range(n):
-        task, start, _ = steps[j]
-        # -- the footprint of step j
-        while index < start:  # records of time advancing, between steps
-            v += has_value[rows[index] & _KIND_MASK]
-            index += 1
-        end = steps[j + 1][1] if j + 1 < n else total
-        while a < count and advances[a] <= start:
-            a += 1
-        if a < count and advances[a] < end:
-            end = advances[a]
-        touched: Any = ()
-        woken: Any = ()
-        cancelled: Any = ()
-        if index < end and rows[index] & _KIND_MASK == STEP:
-            index += 1  # the step's own record (no value): it touches nothing
-        while index < end:
-            row = rows[index]
-            index += 1
-            kind = row & _KIND_MASK
-            if has_value[kind]:
-                b = vals[v]
-                v += 1
-            other = (row >> TASK_SHIFT) & _TASK_MASK
-            a_ = row >> A_SHIFT
-            name = named[kind]
-            if name is not None:  # a channel, event, condition or scope, numbered a_
-                obj: Any = (name, a_)
-            elif kind in _TASK_KINDS:
-                if kind == CANCEL:
-                    if not a_:
-                        continue  # by the host, ending the run: no part of any step
-                    if other != task:
-                        if not cancelled:
-                            cancelled = set()
-                        cancelled.add(other)
-                obj = ("task", other)
-            elif kind == BLOCK:
-                if len(b) == 3:  # a select: every case it waits on
-                    if not touched:
-                        touched = set()
-                    touched.update(_object(item) for item in b[2])
-                    obj = None
-                else:
-                    obj = ("workers", None) if b[1] == "worker" else (b[1], a_)
-            elif kind == SPAWN:
-                if not woken:
-                    woken = set()
-                woken.add(a_)
-                obj = None
-            elif kind in (ACQUIRE, RELEASE):
-                obj = (b, a_)
-            elif kind == SLEEP:
-                obj = ("timer", b)
-            elif kind in _WORKER_KINDS:
-                obj = ("workers", None)
-            elif kind == EVENT:
-                obj = ("host events", None)
-            else:  # step, wake, timer, choose, create ...: only whom it woke
-                obj = None
-            if other != task and other:
-                if not woken:
-                    woken = set()
-                woken.add(other)
-            if obj is not None:
-                if not touched:
-                    touched = set()
-                touched.add(obj)
-        if next_read == j:
-            if not touched:
-                touched = set()
-            while r < n_reads and reads[r][0] == j:
-                touched.add(reads[r][1])
-                r += 1
-            next_read = reads[r][0] if r < n_reads else n
-        # -- its races
-        if j in barriers:
-            floor = latest[:]
-        clock = task_clock.get(task, nothing)
-        clock = list(map(max, clock, floor)) if floor is not None else clock[:]
-        # Python state: a step that touches no VM object, or ends a task that never
-        # touched one, may share plain Python state with any task
-        wild = not touched or (
-            task not in uses_vm and len(touched) == 1 and ("task", task) in touched
-        )
-        if cancelled:  # a cancel takes a task off what it waits on: it touches that too
-            touched = set(touched).union(*(last_touched.get(p, ()) for p in cancelled))
-        if wild:  # touches no VM object: it may share Python state with any task
-            racing = [i for t, i in last_step_of.items() if t != task and clock[t] < i]
-        else:
-            uses_vm.add(task)
-            conflicts = [last_access[obj] for obj in touched if obj in last_access]
-            conflicts.extend(i for t, i in last_wildcard_of.items() if t != task)
-            racing = [i for i in conflicts if clock[owner[i]] < i and owner[i] != task]
-        for i in racing:
-            races.append((i, task))
-            clock = list(map(max, clock, step_clock[i]))
-        clock[task] = j
-        latest[task] = j
-        step_clock.append(clock)
-        task_clock[task] = clock
-        for obj in touched:
-            last_access[obj] = j
-        if wild:
-            last_wildcard_of[task] = j
-        last_step_of[task] = j
-        last_touched[task] = touched
-        for p in cancelled:  # p's next step is not the one it would have taken
-            _unknown_next_step(p, task_clock.get(p, nothing), last_step_of, races)
-        for other in woken:  # (a new list: the old one is the clock of other's last step)
-            task_clock[other] = list(map(max, task_clock.get(other, nothing), clock))
-    for p in recorder.left_behind or ():
-        _unknown_next_step(p, task_clock.get(p, nothing), last_step_of, races)
-    return races
-
-
-def _unknown_next_step(
-    p: int, clock: list[int], last_step_of: dict[int, int], races: list[tuple[int, int]]
-) -> None:
-    """Task p's next step is unknown: it races with the last step of every other task
-    that is not causally before it."""
-    for t, i in last_step_of.items():
-        if t != p and clock[t] < i:
-            races.append((i, p))
-
-
-# -- the explorer ---------------------------------------------------------------------------------
-
-
-def _execute(program: Callable, chooser: _Recorder, options: dict) -> tuple[str, Any, Any]:
-    """Run one execution; return (kind, outcome key, (exception or value, vm))."""
-    from ._vm import VM
-
-    vm = VM(**options)
+    vm = VM(seed=options.seed, max_steps=options.max_steps)
     vm._chooser = chooser
     abandon = vm._abandon
 
@@ -795,24 +331,32 @@ def _execute(program: Callable, chooser: _Recorder, options: dict) -> tuple[str,
     try:
         value = vm.run(program())
     except Pruned as pruned:
-        return "pruned", None, (pruned, vm)
+        return "pruned", None, pruned, vm
     except Deadlock as error:
-        return "deadlock", "Deadlock", (error, vm)
+        return "deadlock", "Deadlock", error, vm
     except StepLimitExceeded as error:
-        return "failure", "StepLimitExceeded", (error, vm)
+        return "failure", "StepLimitExceeded", error, vm
     except NondeterminismError:
         raise
     except Exception as error:
-        return "failure", type(error).__name__, (error, vm)
+        return "failure", type(error).__name__, error, vm
     except Cancelled as error:  # the root ended cancelled: an outcome like any other
-        return "failure", "Cancelled", (error, vm)
+        return "failure", "Cancelled", error, vm
     finally:
         if chooser.left_behind is None:  # the root ended: the tasks it left ready
             chooser.left_behind = [task.id for task in vm._ready]
         chooser.tasks = vm._next_task
         del vm._abandon
         _dispose(vm)
-    return "ok", _outcome_key(value), (value, vm)
+    return "ok", _outcome_key(value), value, vm
+
+
+def _outcome_key(value: Any) -> Any:
+    try:
+        hash(value)
+    except TypeError:
+        return repr(value)
+    return value
 
 
 def _dispose(vm: Any) -> None:
@@ -825,6 +369,77 @@ def _dispose(vm: Any) -> None:
             task._coro.close()
         except Exception:  # its finally blocks awaited: see above
             pass
+
+
+# -- determinism checks ---------------------------------------------------------------------------
+
+
+def _check_prefix(expect: Expected, recorder: _Recorder, rows: Any, length: int) -> None:
+    """A re-run that follows an earlier execution's choices up to the choice point where
+    it branches must write the same journal up to there."""
+    position = expect.position
+    before = expect.rows
+    if recorder.positions[length - 1] == position and rows[:position] == before[:position]:
+        return
+    k = next(
+        (k for k in range(min(len(rows), position)) if rows[k] != before[k]),
+        min(len(rows), position),
+    )
+    got = describe_row(rows[k]) if k < len(rows) else "the end of the journal"
+    expected = describe_row(before[k]) if k < len(before) else "the end of the journal"
+    raise NondeterminismError(
+        _NOT_DETERMINISTIC.format(
+            what=f"wrote {got} at event {k + 1}, where the earlier execution wrote {expected} "
+            f"(before choice point {length}, which both reached)"
+        )
+    )
+
+
+class _Checked:
+    """``run`` for a strategy: :func:`run_prefix` with the search's options; the first
+    run is made twice, and the two must write the same journal (and so end the same).
+    Catches the host nondeterminism that changes no choice point, such as
+    ``random.random()`` in the result."""
+
+    def __init__(self, program: Callable, options: RunOptions) -> None:
+        self.program = program
+        self.options = options
+        self.first = True
+
+    def __call__(
+        self, prefix: Sequence[int], expect: Expected | None = None, then: Any = DEFAULT
+    ) -> RunSummary:
+        if not self.first:
+            return run_prefix(self.program, prefix, self.options, expect, then)
+        self.first = False
+        options = self.options._replace(journal=True)
+        first = run_prefix(self.program, prefix, options, expect, then)
+        again = run_prefix(
+            self.program,
+            [point.chosen for point in first.points],
+            options._replace(footprints=False),  # (only compared: no search goes on from it)
+            Expected(tuple((point.kind, point.options) for point in first.points)),
+        )
+        if (first.kind, first.rows, first.journal) != (again.kind, again.rows, again.journal):
+            raise NondeterminismError(
+                f"the program is not deterministic: run twice on the same schedule "
+                f"{first.schedule!r}, it ended {_ending(first)} and then {_ending(again)}. "
+                + _ADVICE
+            )
+        return first
+
+
+def _ending(summary: RunSummary) -> str:
+    if summary.kind == "ok":
+        text = repr(summary.outcome)
+        return f"returning {text if len(text) <= 60 else text[:57] + '...'}"
+    if summary.kind == "pruned":
+        return "pruned by cp.require()"
+    message = summary.message.splitlines()[0] if summary.message else ""
+    return f"raising {summary.outcome}" + (f" ({message[:60]})" if message else "")
+
+
+# -- explore --------------------------------------------------------------------------------------
 
 
 def explore(
@@ -878,84 +493,31 @@ def explore(
         raise ValueError(
             f"preemption_bound must be a non-negative int or None, got {preemption_bound!r}"
         )
-    report = ExploreReport(strategy)
-    options = {"seed": seed, "max_steps": max_steps}
-    found: dict[tuple, dict] = {}  # (kind, outcome, key) -> the best schedule and a count
-    name = getattr(program, "__name__", "program")
+    if strategy == "dfs":
+        search: Any = DepthFirst(max_schedules, preemption_bound, por)
+    else:
+        search = RandomSearch(strategy, seed, max_schedules, preemption_bound, depth)
+    options = RunOptions(seed, max_steps, footprints=strategy == "dfs" and por)
+    run = _Checked(program, options)
+    tally = Tally()
     bar = _progress_bar(max_schedules, strategy, progress)
     started = time.perf_counter()
-
-    def record(kind: str, outcome: Any, detail: Any, recorder: _Recorder) -> None:
-        report.schedules += 1
-        if bar is not None:
-            bar.update(1)
-        if kind == "pruned":
-            report.pruned += 1
-            return
-        report.outcomes[outcome] = report.outcomes.get(outcome, 0) + 1
-        if kind in ("deadlock", "failure"):
-            error = detail[0]
-            message = str(error)
-            key = (kind, outcome, _finding_key(error, message))
-            entry = found.setdefault(key, {"best": None, "count": 0})
-            entry["count"] += 1
-            if entry["best"] is None or recorder.preemptions < entry["best"][1]:
-                entry["best"] = (recorder.schedule(), recorder.preemptions, message)
-
     try:
         # Ctrl-C is deferred to a safe point once for the whole search, not per execution
         # (each vm.run keeps a SIGINT handler that is already there)
         with DeferredInterrupts():
-            if strategy == "dfs":
-                search = _dfs(program, options, max_schedules, preemption_bound, por, record)
-                report.exhaustive = search.covered
-                if search.bounded:
-                    report.assumptions.append(_bounded(preemption_bound))
-                if search.reduced:
-                    report.assumptions.append(_REDUCED)
-            else:
-                steps = 1
-                if strategy == "pct":
-                    probe = _Recorder([], _Default())
-                    _execute(program, probe, options)
-                    steps = max(1, len(probe.steps))
-                for number in range(max_schedules):
-                    rng = random.Random(f"counterpoint-explore/{seed}/{number}")
-                    chosen = (
-                        _Random(rng, preemption_bound)
-                        if strategy == "random"
-                        else _PCT(rng, depth, steps)
-                    )
-                    recorder = _Recorder([], chosen)
-                    result = _execute(program, recorder, options)
-                    if number == 0:
-                        _check_rerun(program, options, recorder, result)
-                    record(*result, recorder)
-                if preemption_bound is not None:
-                    report.assumptions.append(_bounded(preemption_bound))
+            for summary in search.runs(run):
+                tally.add(summary)
+                if bar is not None:
+                    bar.update(1)
     finally:
         if bar is not None:
             bar.close()
-    report.seconds = time.perf_counter() - started
-    for (kind, outcome, _), entry in found.items():
-        (schedule, preemptions, message), count = entry["best"], entry["count"]
-        limit = f", max_steps={max_steps}" if outcome == "StepLimitExceeded" else ""
-        finding = Finding(
-            outcome,
-            message,
-            schedule,
-            preemptions,
-            count,
-            f"cp.VM(schedule={schedule!r}, seed={seed}{limit}).run({name}())",
-        )
-        (report.deadlocks if kind == "deadlock" else report.failures).append(finding)
-    return report
-
-
-def _finding_key(error: BaseException, message: str) -> Any:
-    if isinstance(error, Deadlock):  # the same blocked tasks, whatever the tick
-        return tuple(error.blocked)
-    return message
+    name = getattr(program, "__name__", "program")
+    seconds = time.perf_counter() - started
+    return tally.report(
+        strategy, search.verdict, preemption_bound, seconds, (seed, max_steps, name)
+    )
 
 
 def _progress_bar(total: int, strategy: str, progress: bool | None) -> Any:
@@ -966,194 +528,6 @@ def _progress_bar(total: int, strategy: str, progress: bool | None) -> Any:
     except ImportError:  # pragma: no cover - tqdm is a dependency
         return None
     return tqdm(total=total, desc=f"exploring ({strategy})", unit="schedule", delay=1.0)
-
-
-class _Search(NamedTuple):
-    """How a dfs ended: whether it covered the tree, and what its verdict rests on."""
-
-    covered: bool  # the tree was covered (within the bound), no execution cut short
-    reduced: bool  # partial-order reduction left out a branch it judged equivalent
-    bounded: bool  # the preemption bound left out a branch
-
-
-class _Entry:
-    """A choice point on the dfs stack: what it offered, what was chosen, which options
-    are still to try (``backtrack`` - ``done``), and where the journal stood."""
-
-    __slots__ = ("backtrack", "chosen", "done", "kind", "options", "position", "previous", "rows")
-
-    def __init__(self, point: _Point, por: bool, position: int, rows: Any) -> None:
-        self.kind = point.kind
-        self.options = point.options
-        self.previous = point.previous
-        sched = point.kind == "sched"
-        self.chosen = point.options[point.chosen] if sched else point.chosen
-        if por and sched:
-            self.backtrack = {self.chosen}
-        else:
-            self.backtrack = set(point.options) if sched else set(range(len(point.options)))
-        self.done = {self.chosen}
-        self.position = position
-        self.rows = rows
-
-    def preempts(self, option: int) -> bool:
-        """Choosing ``option`` here switches away from a task that could have gone on."""
-        return self.kind == "sched" and self.previous in self.options and option != self.previous
-
-
-def _dfs(
-    program: Callable,
-    options: dict,
-    max_schedules: int,
-    bound: int | None,
-    por: bool,
-    record: Callable,
-) -> _Search:
-    """Depth-first search over choice points.  The tree is covered unless
-    ``max_schedules`` stops it or an execution is cut short by ``max_steps`` (its
-    subtree is unknown)."""
-    stack: list[_Entry] = []
-    offers: list[tuple] = []  # (kind, options) of each entry: what a re-run must offer
-    choices: list[int] = []  # the index each entry takes: the next execution's prefix
-    executions = 0
-    cut_short = reduced = bounded = False
-    while executions < max_schedules:
-        prefix = choices[:]
-        recorder = _Recorder(prefix, _DEFAULT, offers)
-        result = _execute(program, recorder, options)
-        kind, outcome, detail = result
-        recorder.check_prefix_used()
-        rows = detail[1]._rows
-        if prefix:
-            _check_prefix(stack[-1], recorder, rows, len(prefix))
-        else:
-            _check_rerun(program, options, recorder, result)
-        executions += 1
-        cut_short = cut_short or outcome == "StepLimitExceeded"
-        record(kind, outcome, detail, recorder)
-        points, positions = recorder.points, recorder.positions
-        for k in range(len(stack), len(points)):
-            point = points[k]
-            stack.append(_Entry(point, por, positions[k], rows))
-            offers.append((point.kind, point.options))
-            choices.append(point.chosen)
-        if por:
-            steps = recorder.steps
-            for i, task in _races(recorder, detail[1].journal):
-                _backtrack(stack, steps[i][2], task)
-                if bound is not None:
-                    # Bounded POR (Coons, Musuvathi and McKinley, OOPSLA 2013): the
-                    # reversal at step i may need a preemption the bound forbids while an
-                    # equivalent schedule does not, so also try the task where the run
-                    # of steps containing i began, a switch that costs no more.
-                    first = i
-                    while first > 0 and steps[first - 1][0] == steps[i][0]:
-                        first -= 1
-                    if first != i:
-                        _backtrack(stack, steps[first][2], task)
-        # the next prefix: the deepest point with something left to try
-        while stack:
-            entry = stack[-1]
-            remaining = entry.backtrack - entry.done
-            if bound is not None and entry.kind == "sched":
-                spent = sum(e.preempts(e.chosen) for e in stack[:-1])
-                over = {r for r in entry.options if spent + entry.preempts(r) > bound}
-                if over:
-                    bounded = True  # the bound leaves a branch out here
-                    remaining -= over
-            if remaining:
-                chosen = min(remaining)
-                entry.chosen = chosen
-                entry.done.add(chosen)
-                choices[-1] = entry.options.index(chosen) if entry.kind == "sched" else chosen
-                break
-            reduced = reduced or len(entry.backtrack) < len(entry.options)
-            stack.pop()
-            offers.pop()
-            choices.pop()
-        else:
-            return _Search(not cut_short, reduced, bounded)
-    return _Search(False, reduced, bounded)
-
-
-def _backtrack(stack: list[_Entry], point_index: int | None, task: int) -> None:
-    """Try ``task`` at choice point ``point_index`` (every option if it was not ready)."""
-    if point_index is None:
-        return  # no other task was ready
-    entry = stack[point_index]
-    if task in entry.options:
-        entry.backtrack.add(task)
-    else:
-        entry.backtrack.update(entry.options)
-
-
-def _describe_row(row: int) -> str:
-    task = (row >> TASK_SHIFT) & _TASK_MASK
-    return f"a {KIND_NAMES.get(row & _KIND_MASK, '?')!r} record of task {task}"
-
-
-def _check_prefix(entry: _Entry, recorder: _Recorder, rows: Any, length: int) -> None:
-    """A re-run that follows an earlier execution's choices up to the choice point where
-    it branches must write the same journal up to there."""
-    position = entry.position
-    before = entry.rows
-    if recorder.positions[length - 1] == position and rows[:position] == before[:position]:
-        return
-    k = next(
-        (k for k in range(min(len(rows), position)) if rows[k] != before[k]),
-        min(len(rows), position),
-    )
-    got = _describe_row(rows[k]) if k < len(rows) else "the end of the journal"
-    expected = _describe_row(before[k]) if k < len(before) else "the end of the journal"
-    raise NondeterminismError(
-        _NOT_DETERMINISTIC.format(
-            what=f"wrote {got} at event {k + 1}, where the earlier execution wrote {expected} "
-            f"(before choice point {length}, which both reached)"
-        )
-    )
-
-
-def _check_rerun(program: Callable, options: dict, first: _Recorder, result: tuple) -> None:
-    """Run the first schedule a second time: the same choices must give the same journal
-    (and so the same outcome).  Catches the host nondeterminism that changes no choice
-    point, such as ``random.random()`` in the result."""
-    again = _Recorder(
-        [point.chosen for point in first.points],
-        _Default(),
-        [(point.kind, point.options) for point in first.points],
-    )
-    second = _execute(program, again, options)
-    again.check_prefix_used()
-    if result[0] == second[0] and _same_journal(result[2][1].journal, second[2][1].journal):
-        return
-    raise NondeterminismError(
-        f"the program is not deterministic: run twice on the same schedule "
-        f"{first.schedule()!r}, it ended {_ending(result)} and then {_ending(second)}. " + _ADVICE
-    )
-
-
-def _same_journal(one: Any, two: Any) -> bool:
-    """The two journals have the same canonical encoding (and so the same digest): the
-    same records at the same ticks, with the same values as plain data."""
-    if (
-        one._rows != two._rows
-        or one._mark_index != two._mark_index
-        or one._mark_tick != two._mark_tick
-        or len(one._vals) != len(two._vals)
-    ):
-        return False
-    return all(a is b or plain(a) == plain(b) for a, b in zip(one._vals, two._vals, strict=True))
-
-
-def _ending(result: tuple) -> str:
-    kind, outcome, (detail, _) = result
-    if kind == "ok":
-        text = repr(detail)
-        return f"returning {text if len(text) <= 60 else text[:57] + '...'}"
-    if kind == "pruned":
-        return "pruned by cp.require()"
-    message = str(detail).splitlines()[0] if str(detail) else ""
-    return f"raising {outcome}" + (f" ({message[:60]})" if message else "")
 
 
 # -- choose and require ---------------------------------------------------------------------------

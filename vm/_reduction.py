@@ -1,0 +1,346 @@
+"""Dynamic partial-order reduction: what a step touches, which steps race, where to
+backtrack.
+
+Everything here reads plain data: :func:`footprint` turns one step's journal records
+into its footprint, a plain tuple with the fields of :class:`Step` (the VM objects it
+touched, the tasks it woke or cancelled), and
+:func:`races` and :func:`backtrack_points` read a run's steps (a
+:class:`~counterpoint._explore.RunSummary`), never a VM.
+
+Two steps are *dependent* when they touch the same VM object (channel, lock,
+semaphore, event, condition, barrier, task, timer deadline, worker ...), read off the
+step's own journal records and the record-free reads the VM reports while exploring
+(``event.is_set()``, ``len(channel)`` ...).  A step that touches no VM object at all
+(say, shared Python state around an ``await cp.checkpoint()``), or ends a task that
+never touched one, is taken to depend on every step, so races on plain Python
+variables written that way are explored too.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left
+from collections.abc import Iterator, Sequence
+from typing import Any, NamedTuple
+
+from ._journal import (
+    _HAS_VALUE,
+    A_SHIFT,
+    ACQUIRE,
+    BLOCK,
+    BLOCK_RECV,
+    BLOCK_SEND,
+    CANCEL,
+    CANCELLED,
+    CLEAR,
+    CLOSE,
+    DONE,
+    EVENT,
+    FAIL,
+    KIND_NAMES,
+    NOTIFY,
+    QUEUE,
+    RECEIPT,
+    RECV,
+    RELEASE,
+    SCOPE,
+    SEND,
+    SET,
+    SLEEP,
+    SPAWN,
+    START,
+    STEP,
+    TASK_SHIFT,
+    TIMEOUT,
+)
+
+_KIND_MASK = (1 << TASK_SHIFT) - 1
+_TASK_MASK = (1 << (A_SHIFT - TASK_SHIFT)) - 1
+_NONE: frozenset = frozenset()
+
+
+class Step(NamedTuple):
+    """The fields of a step's footprint: the task that took it, the index of the choice
+    point that picked it (None when no other task was ready), the VM objects it
+    ``touched`` (``("channel", 3)``, ``("lock", 2)``, ``("timer", 5)`` ...), the tasks it
+    ``woke`` or spawned, and the other tasks it ``cancelled``.
+
+    Footprints are plain tuples in this order (``Step._make(t)`` names the fields): the
+    reduction reads one per step of every run, and Python unpacks an exact tuple
+    fastest."""
+
+    task: int
+    point: int | None
+    touched: frozenset
+    woke: frozenset
+    cancelled: frozenset
+
+
+def _object(item: Any) -> tuple:
+    """The object named by a select case ("channel 3") or a worker handle."""
+    if isinstance(item, str):
+        kind, number = item.split()
+        return kind, int(number)
+    return "workers", None
+
+
+# How each record kind touches VM objects (the footprint of a record):
+_NOTHING = 0  # step, wake, timer, choose, create ...: only whom it woke
+_NAMED = 1  # a channel, event, condition or scope, numbered a: (name, a)
+_TASK = 2  # a task ending or being cancelled: ("task", its id)
+_BLOCK = 3  # waiting: the object waited on (every case of a select)
+_SPAWN = 4  # a new task, numbered a: woken, touches nothing
+_LOCKING = 5  # acquire or release: (lock kind, a)
+_SLEEP = 6  # a timer deadline: ("timer", deadline)
+_WORKERS = 7  # the worker pool
+_HOST = 8  # the host-event queue
+_HOW = [_NOTHING] * 64
+_NAME = [""] * 64
+for _kind, _name in (
+    (SEND, "channel"),
+    (RECV, "channel"),
+    (CLOSE, "channel"),
+    (BLOCK_SEND, "channel"),
+    (BLOCK_RECV, "channel"),
+    (SET, "event"),
+    (CLEAR, "event"),
+    (NOTIFY, "condition"),
+    (SCOPE, "scope"),
+    (TIMEOUT, "scope"),
+):
+    _HOW[_kind], _NAME[_kind] = _NAMED, _name
+for _kind in (DONE, FAIL, CANCELLED, CANCEL):
+    _HOW[_kind] = _TASK
+for _kind in (QUEUE, START, RECEIPT):
+    _HOW[_kind] = _WORKERS
+_HOW[BLOCK], _HOW[SPAWN], _HOW[SLEEP], _HOW[EVENT] = _BLOCK, _SPAWN, _SLEEP, _HOST
+_HOW[ACQUIRE] = _HOW[RELEASE] = _LOCKING
+
+
+def footprint(
+    task: int, point: int | None, rows: Sequence[int], values: Iterator, reads: Sequence = ()
+) -> tuple:
+    """The footprint of one step of ``task``: its journal ``rows`` (packed records, in
+    order), ``values`` (an iterator over the values of the records that have one, which
+    this consumes) and ``reads`` (VM objects the step read without writing a record).
+
+    This is the one place that says which VM object a record kind touches."""
+    touched: set = set(reads)
+    woke: set | None = None
+    cancelled: set | None = None
+    how_of, has_value = _HOW, _HAS_VALUE
+    for row in rows:
+        kind = row & _KIND_MASK
+        how = how_of[kind]
+        b = next(values) if has_value[kind] else None
+        other = (row >> TASK_SHIFT) & _TASK_MASK
+        if how:
+            a = row >> A_SHIFT
+            if how == _NAMED:
+                touched.add((_NAME[kind], a))
+            elif how == _TASK:
+                if kind == CANCEL:
+                    if not a:
+                        continue  # by the host, ending the run: no part of any step
+                    if other != task:
+                        if cancelled is None:
+                            cancelled = set()
+                        cancelled.add(other)
+                touched.add(("task", other))
+            elif how == _BLOCK:
+                if len(b) == 3:  # a select: every case it waits on
+                    touched.update(_object(item) for item in b[2])
+                else:
+                    touched.add(("workers", None) if b[1] == "worker" else (b[1], a))
+            elif how == _SPAWN:
+                if woke is None:
+                    woke = set()
+                woke.add(a)
+            elif how == _LOCKING:
+                touched.add((b, a))
+            elif how == _SLEEP:
+                touched.add(("timer", b))
+            elif how == _WORKERS:
+                touched.add(("workers", None))
+            else:
+                touched.add(("host events", None))
+        if other != task and other:
+            if woke is None:
+                woke = set()
+            woke.add(other)
+    return (
+        task,
+        point,
+        frozenset(touched) if touched else _NONE,
+        frozenset(woke) if woke else _NONE,
+        frozenset(cancelled) if cancelled else _NONE,
+    )
+
+
+def footprints(
+    journal: Any, steps: list[tuple], advances: list[int], reads: list[tuple[int, tuple]]
+) -> tuple[tuple[tuple, ...], frozenset[int]]:
+    """The footprint (fields of :class:`Step`) of every step of an execution, and the
+    steps that begin after virtual time advanced (global barriers).
+
+    ``steps`` holds (task, journal position where the step began, choice point),
+    ``advances`` the journal positions where time advanced, ``reads`` (step index,
+    object) for each record-free read.  Step j's records run from its start to the next
+    step's start, or to the moment time advanced, whichever comes first (records of
+    time advancing belong to no step)."""
+    n = len(steps)
+    if not n:
+        return (), _NONE
+    rows, has_value = journal._rows, _HAS_VALUE
+    total = len(rows)
+    count = len(advances)
+    barriers: frozenset[int] = _NONE
+    if count:
+        starts = [start for _, start, _ in steps]
+        barriers = frozenset(bisect_left(starts, position) for position in advances)
+    first = steps[0][1]
+    values = iter(journal._vals)
+    for row in rows[:first]:  # records before the first step
+        if has_value[row & _KIND_MASK]:
+            next(values)
+    by_step: dict[int, list] = {}  # (most runs read nothing without a record)
+    for j, obj in reads:
+        if j >= 0:
+            by_step.setdefault(j, []).append(obj)
+    nothing: tuple = ()
+    out: list[tuple] = []
+    append = out.append
+    a = 0
+    index = first
+    for j in range(n):
+        task, start, point = steps[j]
+        if index < start:  # records of time advancing, between steps
+            for row in rows[index:start]:
+                if has_value[row & _KIND_MASK]:
+                    next(values)
+        end = steps[j + 1][1] if j + 1 < n else total
+        while a < count and advances[a] <= start:
+            a += 1
+        if a < count and advances[a] < end:
+            end = advances[a]
+        read = by_step.get(j, nothing) if by_step else nothing
+        if start < end and rows[start] & _KIND_MASK == STEP:
+            start += 1  # its own step record (no value) touches nothing
+        if start == end and not read:  # (the usual step between two checkpoints)
+            append((task, point, _NONE, _NONE, _NONE))
+        else:
+            append(footprint(task, point, rows[start:end], values, read))
+        index = end
+    return tuple(out), barriers
+
+
+def races(steps: Sequence[tuple], barriers: frozenset[int], left_behind: Sequence[int], tasks: int):
+    """Races of an execution: (step i, task p) where a step of task p depends on step i
+    (another task's) without being causally after it.
+
+    Vector clocks (a list per step, indexed by task id: the last step of that task that
+    comes before): a step comes after its task's previous step, the steps that woke or
+    spawned its task, the steps it conflicts with, and every step before a time advance
+    (``barriers``: the steps that begin after one).
+
+    The later step of a race is an executed one, or one task p never got to take: a task
+    that is cancelled while it still had steps to run, or that could still run when the
+    execution ended (``left_behind``: the root finished or failed, or ``cp.require``
+    pruned), may have done anything next.  Its unknown next step is taken to depend on
+    every step of every other task that is not causally before it.  ``tasks`` is how
+    many task ids the execution used."""
+    found: list[tuple[int, int]] = []
+    if not steps:
+        return found
+    owner = [step[0] for step in steps]
+    nothing = [-1] * tasks  # a clock: indexed by task id
+    task_clock: dict[int, list[int]] = {}
+    step_clock: list[list[int]] = []
+    floor: list[int] | None = None  # what every step after the last time advance comes after
+    latest = nothing[:]  # each task's last step: the join of every clock so far
+    last_access: dict[tuple, int] = {}
+    last_step_of: dict[int, int] = {}
+    last_wildcard_of: dict[int, int] = {}
+    last_touched: dict[int, Any] = {}
+    uses_vm: set[int] = set()  # tasks that have touched a VM object
+    for j, (task, _, touched, woke, cancelled) in enumerate(steps):
+        if j in barriers:
+            floor = latest[:]
+        clock = task_clock.get(task, nothing)
+        clock = list(map(max, clock, floor)) if floor is not None else clock[:]
+        # Python state: a step that touches no VM object, or ends a task that never
+        # touched one, may share plain Python state with any task
+        wild = not touched or (
+            task not in uses_vm and len(touched) == 1 and ("task", task) in touched
+        )
+        if cancelled:  # a cancel takes a task off what it waits on: it touches that too
+            touched = touched.union(*(last_touched.get(p, ()) for p in cancelled))
+        if wild:
+            racing = [i for t, i in last_step_of.items() if t != task and clock[t] < i]
+        else:
+            uses_vm.add(task)
+            conflicts = [last_access[obj] for obj in touched if obj in last_access]
+            if last_wildcard_of:
+                conflicts += [i for t, i in last_wildcard_of.items() if t != task]
+            racing = [i for i in conflicts if clock[owner[i]] < i and owner[i] != task]
+        for i in racing:
+            found.append((i, task))
+            clock = list(map(max, clock, step_clock[i]))
+        clock[task] = j
+        latest[task] = j
+        step_clock.append(clock)
+        task_clock[task] = clock
+        for obj in touched:
+            last_access[obj] = j
+        if wild:
+            last_wildcard_of[task] = j
+        last_step_of[task] = j
+        last_touched[task] = touched
+        for p in cancelled:  # p's next step is not the one it would have taken
+            _unknown_next_step(p, task_clock.get(p, nothing), last_step_of, found)
+        for other in woke:  # (a new list: the old one is the clock of other's last step)
+            task_clock[other] = list(map(max, task_clock.get(other, nothing), clock))
+    for p in left_behind:
+        _unknown_next_step(p, task_clock.get(p, nothing), last_step_of, found)
+    return found
+
+
+def _unknown_next_step(
+    p: int, clock: list[int], last_step_of: dict[int, int], found: list[tuple[int, int]]
+) -> None:
+    """Task p's next step is unknown: it races with the last step of every other task
+    that is not causally before it."""
+    for t, i in last_step_of.items():
+        if t != p and clock[t] < i:
+            found.append((i, p))
+
+
+def backtrack_points(run: Any, bounded: bool) -> list[tuple[int | None, int]]:
+    """(choice point, task): for each race of ``run`` (a
+    :class:`~counterpoint._explore.RunSummary` with footprints), the choice point where
+    trying ``task`` reverses it (None when no other task was ready there, so nothing can
+    be tried).
+
+    Under a preemption bound (Coons, Musuvathi and McKinley, "Bounded partial-order
+    reduction", OOPSLA 2013) the reversal at step i may need a preemption the bound
+    forbids while an equivalent schedule does not, so the task is also tried where the
+    run of steps containing i began, a switch that costs no more."""
+    steps = run.footprints
+    found = races(steps, run.barriers, run.left_behind, run.tasks)
+    if not bounded:
+        return [(steps[i][1], task) for i, task in found]
+    points = []
+    for i, task in found:
+        runner, point = steps[i][0], steps[i][1]
+        points.append((point, task))
+        first = i
+        while first > 0 and steps[first - 1][0] == runner:
+            first -= 1
+        if first != i:
+            points.append((steps[first][1], task))
+    return points
+
+
+def describe_row(row: int) -> str:
+    """A journal row in words, for a nondeterminism message."""
+    task = (row >> TASK_SHIFT) & _TASK_MASK
+    return f"a {KIND_NAMES.get(row & _KIND_MASK, '?')!r} record of task {task}"

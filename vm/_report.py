@@ -1,0 +1,266 @@
+"""What ``cp.explore`` reports: :class:`ExploreReport` and its :class:`Finding` s, built
+by a :class:`Tally` from the plain summaries of the runs, and the words they are shown
+in (``summary()``, ``repr``, ``_repr_html_``)."""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+_REDUCED = (
+    "Partial-order reduction left out schedules it judged equivalent to ones it ran. It "
+    "assumes that tasks share plain Python state (anything but VM objects) only in steps "
+    "that use no VM object, such as a read or write followed by `await cp.checkpoint()`, "
+    "or in the last step of a task that never used one; a step that uses a channel, lock "
+    "or other VM object is taken to touch no shared Python state. Explore with "
+    "por=False to drop this assumption."
+)
+
+_LISTED = 6  # outcomes named in a one-line summary; the rest are counted
+
+
+def _bounded(bound: int) -> str:
+    return (
+        f"Only schedules with at most {count(bound, 'preemption')} were explored "
+        f"(preemption_bound={bound}): a verdict of exhaustive holds within that bound."
+    )
+
+
+def count(n: int, noun: str) -> str:
+    """``"1 schedule"``, ``"2 schedules"``."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
+def _outcomes(n: int) -> str:
+    if not n:
+        return "no outcomes"
+    return "1 outcome" if n == 1 else f"{n} distinct outcomes"
+
+
+class Finding(NamedTuple):
+    """A failure or deadlock found by ``explore``, with the schedule that shows it best
+    (the fewest preemptions found) and a line that replays it.
+
+    >>> import counterpoint as cp
+    >>> async def main():
+    ...     if cp.choose([1, 0]) == 0:
+    ...         raise ZeroDivisionError("the 0 was chosen")
+    >>> finding = cp.explore(main).failures[0]
+    >>> finding.outcome, finding.schedule, finding.replay
+    ('ZeroDivisionError', 'cp1:11', "cp.VM(schedule='cp1:11', seed=0).run(main())")
+    """
+
+    outcome: str
+    message: str
+    schedule: str
+    preemptions: int
+    count: int
+    replay: str
+
+
+class ExploreReport:
+    """What ``cp.explore`` found.
+
+    ``schedules`` (executions run), ``exhaustive`` (the whole choice tree was
+    covered), ``assumptions`` (sentences: what the verdict rests on, empty when
+    nothing was left out), ``outcomes`` (outcome -> count; an outcome is the return
+    value, or the exception type name), ``deadlocks`` and ``failures`` (lists of
+    :class:`Finding`), ``pruned`` (executions ended by ``cp.require``), ``seconds``
+    and ``schedules_per_second``.
+
+    >>> import counterpoint as cp
+    >>> async def main():
+    ...     return cp.choose("ab") + cp.choose("xy")
+    >>> report = cp.explore(main)
+    >>> report.schedules, report.exhaustive, sorted(report.outcomes), report.assumptions
+    (4, True, ['ax', 'ay', 'bx', 'by'], [])
+    >>> print(report.summary().replace("; ", ";\\n"))
+    dfs: 4 schedules, exhaustive;
+    no failures or deadlocks, 4 distinct outcomes: 'ax', 'ay', 'bx', 'by'
+    """
+
+    def __init__(self, strategy: str) -> None:
+        self.strategy = strategy
+        self.schedules = 0
+        self.exhaustive = False
+        self.assumptions: list[str] = []
+        self.outcomes: dict[Any, int] = {}
+        self.deadlocks: list[Finding] = []
+        self.failures: list[Finding] = []
+        self.pruned = 0
+        self.seconds = 0.0
+
+    @property
+    def schedules_per_second(self) -> float:
+        return self.schedules / self.seconds if self.seconds else 0.0
+
+    def _verdict(self) -> str:
+        if not self.exhaustive:
+            return "not exhaustive"
+        if not self.assumptions:
+            return "exhaustive"
+        n = len(self.assumptions)
+        return f"exhaustive if {n} assumption{'s hold' if n > 1 else ' holds'}"
+
+    def _problems(self) -> str:
+        """``"no failures or deadlocks"``, ``"1 failure, no deadlocks"`` ..."""
+        failures, deadlocks = len(self.failures), len(self.deadlocks)
+        if not failures and not deadlocks:
+            return "no failures or deadlocks"
+        return (
+            f"{count(failures, 'failure') if failures else 'no failures'}, "
+            f"{count(deadlocks, 'deadlock') if deadlocks else 'no deadlocks'}"
+        )
+
+    def _outcome_text(self, outcome: Any) -> str:
+        """An outcome as the reader knows it: an exception's type name bare, a returned
+        value as its repr (so a returned string reads as a string)."""
+        errors = {finding.outcome for finding in self.failures + self.deadlocks}
+        if isinstance(outcome, str) and outcome in errors:
+            return outcome
+        return repr(outcome)
+
+    def _outcomes_line(self, listed: int | None = None) -> str:
+        """How many distinct outcomes, and which: ``"2 distinct outcomes: 20, 30"``."""
+        n = len(self.outcomes)
+        if not n:
+            return "no outcomes"
+        try:  # in order when the outcomes compare (numbers, strings), else as found
+            found = sorted(self.outcomes)
+        except TypeError:
+            found = list(self.outcomes)
+        names = [self._outcome_text(outcome) for outcome in found]
+        if listed is not None and n > listed:
+            names = [*names[:listed], f"... ({n - listed} more)"]
+        return f"{_outcomes(n)}: {', '.join(names)}"
+
+    def summary(self) -> str:
+        """One line: the search, its verdict (and whether it rests on assumptions), the
+        failures and deadlocks, and the distinct outcomes (a search with no failure whose
+        runs ended differently says so: a lost update need not raise)."""
+        return (
+            f"{self.strategy}: {count(self.schedules, 'schedule')}, {self._verdict()}"
+            f"{' (see report.assumptions)' if self.exhaustive and self.assumptions else ''}"
+            f"; {self._problems()}, {self._outcomes_line(_LISTED)}"
+            f"{f'; {self.pruned} pruned' if self.pruned else ''}"
+        )
+
+    def _headline(self) -> str:
+        return (
+            f"{self.strategy}: {count(self.schedules, 'schedule')}"
+            f"{f' ({self._verdict()})' if self.exhaustive else ''}, {self._problems()}, "
+            f"{_outcomes(len(self.outcomes))}"
+            f"{f', {self.pruned} pruned' if self.pruned else ''}"
+        )
+
+    def __repr__(self) -> str:
+        lines = [
+            f"<ExploreReport {self._headline()}>",
+            "outcomes: "
+            + ", ".join(f"{self._outcome_text(o)} x{n}" for o, n in self.outcomes.items()),
+        ]
+        for finding in self.deadlocks + self.failures:
+            lines.append(
+                f"{finding.outcome} (in {count(finding.count, 'schedule')}, "
+                f"{count(finding.preemptions, 'preemption')}): "
+                f"{finding.message.splitlines()[0] if finding.message else ''}"
+            )
+            lines.append(f"  replay: {finding.replay}")
+        lines.extend(f"assumes: {sentence}" for sentence in self.assumptions)
+        return "\n".join(lines)
+
+    def _repr_html_(self) -> str:
+        from html import escape
+
+        from ._display import table
+
+        rows = [[self._outcome_text(o), n] for o, n in self.outcomes.items()]
+        out = table(["outcome", "schedules"], rows, self._headline())
+        findings = [
+            [
+                f.outcome,
+                f.count,
+                f.preemptions,
+                f.message.splitlines()[0] if f.message else "",
+                f.replay,
+            ]
+            for f in self.deadlocks + self.failures
+        ]
+        if findings:
+            heading = ["finding", "schedules", "preemptions", "message", "replay"]
+            out += table(heading, findings)
+        if self.assumptions:
+            items = "".join(f"<li>{escape(sentence)}</li>" for sentence in self.assumptions)
+            out += f"<p><b>This verdict assumes:</b></p><ul>{items}</ul>"
+        return out
+
+
+class _Best(NamedTuple):
+    schedule: str
+    preemptions: int
+    message: str
+    count: int
+
+
+class Tally:
+    """Folds run summaries into what a report needs: outcome counts, pruned runs, and
+    per distinct problem the schedule with the fewest preemptions (the first found, on
+    a tie) and how many runs hit it."""
+
+    def __init__(self) -> None:
+        self.schedules = 0
+        self.pruned = 0
+        self.outcomes: dict[Any, int] = {}
+        self.found: dict[tuple, _Best] = {}  # (kind, outcome, key) -> the best run
+
+    def add(self, summary: Any) -> None:
+        self.schedules += 1
+        kind = summary.kind
+        if kind == "pruned":
+            self.pruned += 1
+            return
+        outcome = summary.outcome
+        self.outcomes[outcome] = self.outcomes.get(outcome, 0) + 1
+        if kind == "ok":
+            return
+        # the same blocked tasks are the same deadlock, whatever the tick
+        key = (kind, outcome, summary.blocked if kind == "deadlock" else summary.message)
+        best = self.found.get(key)
+        if best is None or summary.preemptions < best.preemptions:
+            number = best.count + 1 if best else 1
+            self.found[key] = _Best(summary.schedule, summary.preemptions, summary.message, number)
+        else:
+            self.found[key] = best._replace(count=best.count + 1)
+
+    def report(
+        self,
+        strategy: str,
+        verdict: Any,
+        bound: int | None,
+        seconds: float,
+        replay: tuple[int, int, str],
+    ) -> ExploreReport:
+        """The report of a search that ended with ``verdict``; ``replay`` is (seed,
+        max_steps, program name) for the findings' replay lines."""
+        seed, max_steps, name = replay
+        report = ExploreReport(strategy)
+        report.schedules = self.schedules
+        report.pruned = self.pruned
+        report.outcomes = dict(self.outcomes)
+        report.exhaustive = verdict.covered
+        if verdict.bounded and bound is not None:
+            report.assumptions.append(_bounded(bound))
+        if verdict.reduced:
+            report.assumptions.append(_REDUCED)
+        report.seconds = seconds
+        for (kind, outcome, _), best in self.found.items():
+            limit = f", max_steps={max_steps}" if outcome == "StepLimitExceeded" else ""
+            finding = Finding(
+                outcome,
+                best.message,
+                best.schedule,
+                best.preemptions,
+                best.count,
+                f"cp.VM(schedule={best.schedule!r}, seed={seed}{limit}).run({name}())",
+            )
+            (report.deadlocks if kind == "deadlock" else report.failures).append(finding)
+        return report
