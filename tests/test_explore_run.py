@@ -239,7 +239,7 @@ def test_an_exception_outcome_is_named_bare_and_a_returned_string_quoted():
     report = cp.explore(main)
     assert "2 distinct outcomes: ValueError, 'ValueError?'" in report.summary()
     assert "outcomes: 'ValueError?' x1, ValueError x1" in repr(report)
-    assert "<td>ValueError</td>" in report._repr_html_()
+    assert ">ValueError</td>" in report._repr_html_()
 
 
 def test_a_summary_lists_six_outcomes_and_counts_the_rest():

@@ -38,6 +38,7 @@ from ._schedule import (
     decode_schedule,
     encode_schedule,
 )
+from ._sources import Sources
 from ._strategies import DEFAULT, DepthFirst, Expected, RandomSearch
 from ._traps import discard, require_task
 
@@ -236,6 +237,10 @@ class _Recorder(Chooser):
     def advancing(self, vm: Any) -> None:
         self.advances.append(len(vm._rows))
 
+    def abandoning(self, vm: Any) -> None:
+        # the run ended early: note which tasks could still run before they are cancelled
+        self.left_behind = [task.id for task in vm._ready]
+
     def observe(self, obj: tuple) -> None:
         self.reads.append((len(self.steps) - 1, obj))
 
@@ -317,16 +322,7 @@ def _execute(program: Callable, chooser: _Recorder, options: RunOptions) -> tupl
     """Run one execution; return (kind, outcome key, exception or value, vm)."""
     from ._vm import VM  # (here: _vm imports this module)
 
-    vm = VM(seed=options.seed, max_steps=options.max_steps)
-    vm._chooser = chooser
-    abandon = vm._abandon
-
-    def note_then_abandon(root: Any, reason: str) -> None:
-        # the run ended early: note which tasks could still run before they are cancelled
-        chooser.left_behind = [task.id for task in vm._ready]
-        abandon(root, reason)
-
-    vm._abandon = note_then_abandon
+    vm = VM(seed=options.seed, max_steps=options.max_steps, sources=Sources(chooser=chooser))
     chooser.left_behind = None
     try:
         value = vm.run(program())
@@ -346,8 +342,7 @@ def _execute(program: Callable, chooser: _Recorder, options: RunOptions) -> tupl
         if chooser.left_behind is None:  # the root ended: the tasks it left ready
             chooser.left_behind = [task.id for task in vm._ready]
         chooser.tasks = vm._next_task
-        del vm._abandon
-        _dispose(vm)
+        vm._dispose()
     return "ok", _outcome_key(value), value, vm
 
 
@@ -357,18 +352,6 @@ def _outcome_key(value: Any) -> Any:
     except TypeError:
         return repr(value)
     return value
-
-
-def _dispose(vm: Any) -> None:
-    """Close the coroutines of the tasks an execution left behind (never started, or
-    stopped by a failure, a prune or the step limit).  The VM is dropped next, and
-    Python would warn about each one when it is collected.  Their ``finally`` blocks run
-    outside the VM, so an ``await`` there fails; that error is of no interest here."""
-    for task in list(vm._live.values()):
-        try:
-            task._coro.close()
-        except Exception:  # its finally blocks awaited: see above
-            pass
 
 
 # -- determinism checks ---------------------------------------------------------------------------

@@ -262,7 +262,12 @@ class Kind(NamedTuple):
     raises ValueError unless the slot is one a VM writes (None: any); ``encode(a, b,
     tick)`` -> canonical JSON of the data, a fast path equal to ``_jv(decode(...))``
     (None: that); ``value``: the kind has a value slot; ``has_id``: ``a`` names
-    something (else it is 0); ``fields``: the keys of ``data``, for the docs.
+    something (else it is 0); ``fields``: the keys of ``data``, for the docs;
+    ``touches``: what a record of the kind touches, for exploration's footprints
+    (``vm/_reduction.py``): an object kind numbered ``a`` ("channel", "event",
+    "condition", "scope"), "task" (the record's task), "waited" (what a block waits
+    on), "held" (the lock or semaphore ``b`` numbered ``a``), "spawned", "timer",
+    "workers", "host events", or "" (nothing but whom it wakes).
     """
 
     code: int
@@ -274,6 +279,7 @@ class Kind(NamedTuple):
     pack: Callable[[dict[str, Any]], tuple[int, int, Any]]
     check: Callable[[int, Any, int], None] | None
     encode: Callable[[int, Any, int], str] | None
+    touches: str
 
 
 KINDS: dict[int, Kind] = {}
@@ -290,9 +296,10 @@ def _declare(
     has_id: bool = True,
     check: Callable | None = None,
     encode: Callable | None = None,
+    touches: str = "",
 ) -> int:
     assert code not in KINDS and 0 < code <= _KIND_MASK, code
-    KINDS[code] = Kind(code, name, fields, value, has_id, decode, pack, check, encode)
+    KINDS[code] = Kind(code, name, fields, value, has_id, decode, pack, check, encode, touches)
     return code
 
 
@@ -332,6 +339,7 @@ SPAWN = _declare(
     lambda a, b, tick: {"child": a, "name": b},
     lambda d: (SPAWN, d["child"], d["name"]),
     check=_check_text("name"),
+    touches="spawned",
 )
 STEP = _declare(2, "step", (), _empty, _no_fields(2), value=False, has_id=False, encode=_empty_json)
 
@@ -367,6 +375,7 @@ BLOCK = _declare(
     _pack_block,
     check=lambda a, b, tick: _check_block(a, b),
     encode=_encode_block,
+    touches="waited",
 )
 WAKE = _declare(
     4,
@@ -387,6 +396,7 @@ BLOCK_SEND = _declare(
     _pack_block,
     value=False,
     encode=lambda a, b, tick: '{"channel":%d,"op":"send"}' % a,
+    touches="channel",
 )
 BLOCK_RECV = _declare(
     28,
@@ -396,6 +406,7 @@ BLOCK_RECV = _declare(
     _pack_block,
     value=False,
     encode=lambda a, b, tick: '{"channel":%d,"op":"recv"}' % a,
+    touches="channel",
 )
 
 # -- channels ----------------------------------------------------------------------------
@@ -413,6 +424,7 @@ SEND = _declare(
     lambda d: (SEND, d["channel"], d["value"]),
     check=_check_value,
     encode=_encode_transfer,
+    touches="channel",
 )
 RECV = _declare(
     6,
@@ -422,6 +434,7 @@ RECV = _declare(
     lambda d: (RECV, d["channel"], d["value"]),
     check=_check_value,
     encode=_encode_transfer,
+    touches="channel",
 )
 CLOSE = _declare(
     7,
@@ -430,6 +443,7 @@ CLOSE = _declare(
     lambda a, b, tick: {"channel": a},
     lambda d: (CLOSE, d["channel"], None),
     value=False,
+    touches="channel",
 )
 
 # -- time ------------------------------------------------------------------------------------
@@ -449,6 +463,7 @@ SLEEP = _declare(
     has_id=False,
     check=_check_sleep,
     encode=lambda a, b, tick: '{"ticks":%s,"until":%s}' % (_int_text(b - tick), _int_text(b)),
+    touches="timer",
 )
 TIMER = _declare(
     9, "timer", (), _empty, _no_fields(9), value=False, has_id=False, encode=_empty_json
@@ -463,6 +478,7 @@ CANCEL = _declare(
     lambda a, b, tick: {"by": a, "reason": b},
     lambda d: (CANCEL, d["by"], d["reason"]),
     check=_check_text("reason"),
+    touches="task",
 )
 DONE = _declare(
     11,
@@ -473,6 +489,7 @@ DONE = _declare(
     has_id=False,
     check=_check_value,
     encode=lambda a, b, tick: '{"value":%s}' % _jv(b),
+    touches="task",
 )
 
 
@@ -489,9 +506,18 @@ FAIL = _declare(
     lambda d: (FAIL, 0, (d["error"], d["message"])),
     has_id=False,
     check=_check_fail,
+    touches="task",
 )
 CANCELLED = _declare(
-    13, "cancelled", (), _empty, _no_fields(13), value=False, has_id=False, encode=_empty_json
+    13,
+    "cancelled",
+    (),
+    _empty,
+    _no_fields(13),
+    value=False,
+    has_id=False,
+    encode=_empty_json,
+    touches="task",
 )
 
 # -- select, locks, semaphores, events, conditions ---------------------------------------------
@@ -536,15 +562,16 @@ def _decode_held(a: int, b: Any, tick: int) -> dict[str, Any]:
 _LOCKS = ("lock", "semaphore")
 
 
-def _declare_held(code: int, name: str, objects: tuple[str, ...]) -> int:
+def _declare_held(code: int, name: str, objects: tuple[str, ...], touches: str) -> int:
     pack, check = _held(code, objects)
-    return _declare(code, name, (" or ".join(objects),), _decode_held, pack, check=check)
+    fields = (" or ".join(objects),)
+    return _declare(code, name, fields, _decode_held, pack, check=check, touches=touches)
 
 
-ACQUIRE = _declare_held(15, "acquire", _LOCKS)
-RELEASE = _declare_held(16, "release", _LOCKS)
-SET = _declare_held(17, "set", ("event",))
-CLEAR = _declare_held(18, "clear", ("event",))
+ACQUIRE = _declare_held(15, "acquire", _LOCKS, "held")
+RELEASE = _declare_held(16, "release", _LOCKS, "held")
+SET = _declare_held(17, "set", ("event",), "event")
+CLEAR = _declare_held(18, "clear", ("event",), "event")
 
 
 def _check_notify(a: int, b: Any, tick: int) -> None:
@@ -559,6 +586,7 @@ NOTIFY = _declare(
     lambda a, b, tick: {"condition": a, "woken": b},
     lambda d: (NOTIFY, d["condition"], d["woken"]),
     check=_check_notify,
+    touches="condition",
 )
 
 # -- objects and scopes ----------------------------------------------------------------------
@@ -607,6 +635,7 @@ SCOPE = _declare(
     _decode_scope,
     _pack_scope,
     check=lambda a, b, tick: _check_scope(b),
+    touches="scope",
 )
 TIMEOUT = _declare(
     22,
@@ -615,6 +644,7 @@ TIMEOUT = _declare(
     lambda a, b, tick: {"scope": a},
     lambda d: (TIMEOUT, d["scope"], None),
     value=False,
+    touches="scope",
 )
 
 # -- workers and host events -----------------------------------------------------------------
@@ -632,6 +662,7 @@ QUEUE = _declare(
     lambda a, b, tick: {"worker": a, "name": b[0], "payload": b[1]},
     lambda d: (QUEUE, d["worker"], (d["name"], d["payload"])),
     check=_check_queue,
+    touches="workers",
 )
 
 
@@ -652,6 +683,7 @@ START = _declare(
     lambda a, b, tick: {"worker": a, "name": b[0], "payload": b[1], "cost": b[2], "due": b[3]},
     lambda d: (START, d["worker"], (d["name"], d["payload"], d["cost"], d["due"])),
     check=_check_start,
+    touches="workers",
 )
 
 
@@ -679,6 +711,7 @@ RECEIPT = _declare(
     _decode_receipt,
     _pack_receipt,
     check=lambda a, b, tick: _check_receipt(b),
+    touches="workers",
 )
 
 
@@ -696,6 +729,7 @@ EVENT = _declare(
     lambda d: (EVENT, 0, (d["source"], d["payload"])),
     has_id=False,
     check=_check_event,
+    touches="host events",
 )
 
 
@@ -769,6 +803,7 @@ SUSPEND = _declare(  # a task stops being scheduled (task.suspend()), by task ``
     lambda a, b, tick: {"by": a},
     lambda d: (SUSPEND, d["by"], None),
     value=False,
+    touches="task",
 )
 RESUME = _declare(  # ... and is scheduled again (task.resume())
     33,
@@ -777,6 +812,7 @@ RESUME = _declare(  # ... and is scheduled again (task.resume())
     lambda a, b, tick: {"by": a},
     lambda d: (RESUME, d["by"], None),
     value=False,
+    touches="task",
 )
 
 # ---------------------------------------------------------------------------

@@ -25,36 +25,13 @@ from typing import Any, NamedTuple
 from ._journal import (
     _HAS_VALUE,
     A_SHIFT,
-    ACQUIRE,
-    BLOCK,
-    BLOCK_RECV,
-    BLOCK_SEND,
     CANCEL,
-    CANCELLED,
-    CLEAR,
-    CLOSE,
-    DONE,
-    EVENT,
-    FAIL,
     KIND_NAMES,
-    NOTIFY,
-    QUEUE,
-    RECEIPT,
-    RECV,
-    RELEASE,
-    SCOPE,
-    SEND,
-    SET,
-    SLEEP,
-    SPAWN,
-    START,
     STEP,
     TASK_SHIFT,
-    TIMEOUT,
 )
+from ._kinds import _KIND_MASK, _TASK_MASK, KINDS
 
-_KIND_MASK = (1 << TASK_SHIFT) - 1
-_TASK_MASK = (1 << (A_SHIFT - TASK_SHIFT)) - 1
 _NONE: frozenset = frozenset()
 
 
@@ -95,25 +72,20 @@ _WORKERS = 7  # the worker pool
 _HOST = 8  # the host-event queue
 _HOW = [_NOTHING] * 64
 _NAME = [""] * 64
-for _kind, _name in (
-    (SEND, "channel"),
-    (RECV, "channel"),
-    (CLOSE, "channel"),
-    (BLOCK_SEND, "channel"),
-    (BLOCK_RECV, "channel"),
-    (SET, "event"),
-    (CLEAR, "event"),
-    (NOTIFY, "condition"),
-    (SCOPE, "scope"),
-    (TIMEOUT, "scope"),
-):
-    _HOW[_kind], _NAME[_kind] = _NAMED, _name
-for _kind in (DONE, FAIL, CANCELLED, CANCEL):
-    _HOW[_kind] = _TASK
-for _kind in (QUEUE, START, RECEIPT):
-    _HOW[_kind] = _WORKERS
-_HOW[BLOCK], _HOW[SPAWN], _HOW[SLEEP], _HOW[EVENT] = _BLOCK, _SPAWN, _SLEEP, _HOST
-_HOW[ACQUIRE] = _HOW[RELEASE] = _LOCKING
+_CLASSES = {
+    "": _NOTHING,
+    "task": _TASK,
+    "waited": _BLOCK,
+    "spawned": _SPAWN,
+    "held": _LOCKING,
+    "timer": _SLEEP,
+    "workers": _WORKERS,
+    "host events": _HOST,
+}
+for _code, _kind in KINDS.items():  # (what each kind touches is declared with it)
+    _HOW[_code] = _CLASSES.get(_kind.touches, _NAMED)
+    if _HOW[_code] == _NAMED:
+        _NAME[_code] = _kind.touches
 
 
 def footprint(

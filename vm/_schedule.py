@@ -142,6 +142,10 @@ class Chooser:
     def observe(self, obj: tuple) -> None:
         """The running step read VM object ``obj`` without writing a journal record."""
 
+    def abandoning(self, vm: Any) -> None:
+        """The run is being abandoned (deadlock, ``max_steps``, an interrupt): its tasks
+        are about to be cancelled, and ``vm._ready`` still says who could have run."""
+
 
 class ScheduleChooser(Chooser):
     """Replays a schedule string; past its end, the default decisions."""

@@ -45,7 +45,7 @@ class ScheduleReader:
         self.seen = 0
 
     def read(self) -> str:
-        from ._explore import encode_schedule
+        from ._schedule import encode_schedule
 
         model, ready, suspended, choices = self.model, self.ready, self.suspended, self.choices
         tasks = model.tasks

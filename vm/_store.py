@@ -553,7 +553,7 @@ def _check_meta(key: str, value: Any) -> None:
     elif key == "program":
         ok = type(value) is str
     elif key == "schedule":
-        from ._explore import decode_schedule
+        from ._schedule import decode_schedule
 
         try:
             ok = type(value) is str and decode_schedule(value) is not None

@@ -247,7 +247,7 @@ class VM:
         # who decides at choice points: None (the policy), a schedule, or an explorer
         self._chooser: Any = sources.chooser
         if schedule is not None:
-            from ._explore import ScheduleChooser
+            from ._schedule import ScheduleChooser
 
             self._chooser = ScheduleChooser(schedule)
             self._journal.meta["schedule"] = schedule
@@ -371,6 +371,8 @@ class VM:
         detached ones included.  The cancellations are journaled now; the tasks
         run their cleanup (``finally`` blocks) at the VM's next ``run`` or ``step``.
         """
+        if self._chooser is not None:
+            self._chooser.abandoning(self)
         for task in list(self._live.values()):
             if task.id >= root.id:
                 self._cancel_node(task, 0, reason)
