@@ -116,3 +116,23 @@ def test_a_live_wait_as_data_is_the_wait_state_at_reads_from_the_journal():
     assert (waiting.op, waiting.name, waiting.holder_name) == ("acquire", "fork 1", "holder")
     assert lowlevel.wait_of(root).op == "sleep"
     vm._dispose()
+
+
+def test_a_vm_keeps_to_30_attributes_so_cpython_specializes_its_attribute_loads():
+    """CPython 3.11 shares instance-dict keys (and specializes ``self.x``) for at most
+    30 attributes; a 31st made every VM 5-8% slower (docs/design.md)."""
+    vm = cp.VM(journal=False)
+    assert len(vars(vm)) <= 30, sorted(vars(vm))
+    vm.run(busy_and_suspend())
+    assert len(vars(vm)) <= 30, sorted(vars(vm))
+
+
+async def busy_and_suspend():
+    async def child():
+        await cp.checkpoint()
+
+    task = cp.spawn(child())
+    task.suspend()
+    await cp.checkpoint()
+    task.resume()
+    await task
