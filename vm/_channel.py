@@ -307,8 +307,10 @@ class Channel:
         """Give ``value`` straight to the first waiting receiver (the queue is non-empty)."""
         receiver = self._recvq.popleft()
         self._record(sender, SEND, value)
-        if type(receiver) is Task:
-            self._vm._reschedule(receiver, value)
+        if type(receiver) is Task:  # (inlines vm._reschedule: a hot path)
+            receiver._val = value
+            receiver._state = READY
+            self._vm._ready.append(receiver)
             self._record(receiver, RECV, value)
         else:
             receiver._on_value(self, value, 0 if sender is None else sender.id)
@@ -333,7 +335,9 @@ class Channel:
     def _complete_sender(self, sender: Task) -> None:
         value = sender._payload
         sender._payload = None
-        self._vm._reschedule(sender)
+        sender._val = None  # (inlines vm._reschedule: the recv path of buffered channels)
+        sender._state = READY
+        self._vm._ready.append(sender)
         self._record(sender, SEND, value)
 
     def _ready_for_select(self) -> bool:

@@ -529,7 +529,7 @@ def choose(options: Any) -> Any:
     >>> cp.VM().run(main()), sorted(cp.explore(main).outcomes)
     ('tea', ['coffee', 'tea'])
     """
-    from ._journal import A_SHIFT, CHOOSE, MAX_OBJECT_ID
+    from ._journal import CHOOSE, MAX_OBJECT_ID
 
     task = require_task("cp.choose()")
     if not isinstance(options, Sequence):  # (a range, list, tuple or str is used as it is)
@@ -545,8 +545,7 @@ def choose(options: Any) -> Any:
         )
     vm = task._vm
     index = vm._choose(count)
-    vm._rows.append(task._k | CHOOSE | count << A_SHIFT)
-    vm._vals.append(index)
+    vm._record(task, CHOOSE, count, index)
     return options[index]
 
 

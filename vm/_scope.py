@@ -210,8 +210,7 @@ class Scope:
             info["max_children"] = self._max_children
         if self._shield:
             info["shield"] = True
-        vm._rows.append(task._k | SCOPE | number << A_SHIFT)
-        vm._vals.append(("open", info))
+        vm._record(task, SCOPE, number, ("open", info))
         if self._timeout is not None:
             if self._timeout == 0:
                 self._timer_fired()
@@ -236,14 +235,13 @@ class Scope:
             self._timer_bucket.remove(self)
             self._timer_bucket = None
         vm = self._vm
-        vm._rows.append(task._k | SCOPE | self.id << A_SHIFT)
-        vm._vals.append(("close", {"outcome": outcome}))
+        vm._record(task, SCOPE, self.id, ("close", {"outcome": outcome}))
 
     def _timer_fired(self) -> None:
         self._timer_bucket = None
         self._timed_out = True
         vm = self._vm
-        vm._rows.append(self._owner_task._k | TIMEOUT | self.id << A_SHIFT)
+        vm._record(self._owner_task, TIMEOUT, self.id)
         vm._cancel_node(self, 0, f"scope {self.id} timed out after {self._timeout} ticks")
 
     # -- children ------------------------------------------------------------------------

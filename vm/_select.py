@@ -100,8 +100,7 @@ class _Selector:
         self._unregister()
         task = self.task
         vm = task._vm
-        vm._rows.append(task._k | SELECT)
-        vm._vals.append((index, tag.name))
+        vm._record(task, SELECT, 0, (index, tag.name))
         vm._wake(task, SelectResult(index, tag, value), by)
 
     # callbacks from channels, tasks and timers
@@ -180,8 +179,7 @@ def _select(cases: tuple, timeout: int | None, policy: str):
     found = _ready_case(cases, policy, task)
     if found is not None or timeout == 0:
         index, tag, value = found if found is not None else (-1, SelectTag.TIMEOUT, None)
-        vm._rows.append(task._k | SELECT)
-        vm._vals.append((index, tag.name))
+        vm._record(task, SELECT, 0, (index, tag.name))
         yield RESCHEDULE
         return _finish(cases, policy, task, SelectResult(index, tag, value))
     selector = _Selector(task, cases)
@@ -199,8 +197,7 @@ def _select(cases: tuple, timeout: int | None, policy: str):
     task._waitq = None
     task._cleanup = selector._unregister
     task._waiting = ("select", "cases", descriptions, cases)
-    vm._rows.append(task._k | BLOCK)
-    vm._vals.append(("select", "cases", descriptions))
+    vm._record(task, BLOCK, 0, ("select", "cases", descriptions))
     result = yield PARK
     return _finish(cases, policy, task, result)
 

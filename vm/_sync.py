@@ -72,8 +72,7 @@ class _Primitive:
         return task
 
     def _record(self, task: Task, kind: int) -> None:
-        self._vm._rows.append(task._k | kind | self._a)
-        self._vm._vals.append(self.KIND)
+        self._vm._record(task, kind, self.id, self.KIND)
 
     def _park(self, task: Task, op: str) -> None:
         """Queue ``task`` (FIFO) and journal the block; the caller then yields PARK."""
@@ -343,8 +342,7 @@ class Event(_Primitive):
             return
         self._flag = True
         by = 0 if setter is None else setter.id
-        self._vm._rows.append((0 if setter is None else setter._k) | SET | self._a)
-        self._vm._vals.append(self.KIND)
+        self._vm._record(setter, SET, self.id, self.KIND)
         waiters, self._waiters = self._waiters, deque()
         for waiter in waiters:
             self._vm._wake(waiter, None, by)
@@ -476,8 +474,7 @@ class Condition(_Primitive):
             lock._waiters.append(waiter)  # the notifier holds the lock, so queue for it
             waiter._waitq = lock._waiters
             waiter._waiting = ("acquire", "lock", lock.id, lock)
-        self._vm._rows.append(task._k | NOTIFY | self._a)
-        self._vm._vals.append(count)
+        self._vm._record(task, NOTIFY, self.id, count)
 
     def notify_all(self) -> None:
         """Wake every waiter (FIFO)."""

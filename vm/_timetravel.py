@@ -20,6 +20,9 @@ from ._journal import (
     BLOCK_SEND,
     CANCEL,
     CANCELLED,
+    CELL,
+    CELL_DONE,
+    CHOOSE,
     CLEAR,
     CLOSE,
     CREATE,
@@ -33,6 +36,7 @@ from ._journal import (
     RELEASE,
     RESUME,
     SCOPE,
+    SELECT,
     SEND,
     SET,
     SLEEP,
@@ -424,7 +428,6 @@ class _Channel:
         return twin
 
 
-_TERMINAL = {DONE: "done", FAIL: "failed", CANCELLED: "cancelled"}
 _QUEUED = frozenset({"lock", "semaphore", "event", "condition", "barrier"})  # FIFO waiters
 
 
@@ -594,9 +597,10 @@ class _Model:
     # -- applying records ------------------------------------------------------------------
 
     def apply(self, tick: int, task: int, kind: int, a: int, b: Any, ended: dict) -> None:
+        """Apply one record: the step record here (the commonest), every other kind
+        through its handler in ``_APPLY`` (one per kind of ``_kinds.KINDS``)."""
         self.index += 1
         self.tick = tick
-        tasks = self.tasks
         if kind == STEP:  # (the running task is stored as "ready": see TaskTable.get)
             ready = self.ready
             if self.stepping:
@@ -607,6 +611,7 @@ class _Model:
                 self._picked(task)
             self.running = self.stepping = task
             self.collector = 0
+            tasks = self.tasks
             entry = tasks.get(task)
             if entry is not None and (entry[1] != "ready" or entry[2] is not None):
                 tasks[task] = (entry[0], "ready", None, entry[3])
@@ -620,113 +625,156 @@ class _Model:
             self._rejoin()  # the host (or the clock) acts: the step has ended
         if self.collector and (task != self.collector or kind != SPAWN):
             self.collector = 0  # cp.par has spawned all its branches
-        if kind == SUSPEND:
-            self.suspended.add(task)
-            return
-        if kind == RESUME:
-            self.suspended.discard(task)
-            return
-        if kind == SEND:
-            channel = self.channels.get(a)
-            if channel is not None:
-                channel.contents.append(b)
-                if task in channel.senders:
-                    self._unblock(task)
-        elif kind == RECV:
-            channel = self.channels.get(a)
-            if channel is not None:
-                if channel.contents:
-                    channel.contents.popleft()
-                if self._waits_on(task, a):
-                    self._unblock(task)
-        elif kind in (BLOCK_RECV, BLOCK_SEND):
-            self._block(task, ("recv" if kind == BLOCK_RECV else "send", "channel", a))
-        elif kind == BLOCK:
-            if len(b) == 3:
-                op, what, items = b
-                if op == "wait_any":
-                    self._block(task, ("worker", tuple(items)))
-                else:
-                    self._block(task, (op, what, list(items)))
-            elif b[1] == "worker":
-                self._block(task, ("worker", (a,)))
-            elif b[1] == "events":
-                self._block(task, ("events",))
+        handler = _APPLY[kind]
+        if handler is not None:
+            handler(self, tick, task, a, b, ended)
+
+    # -- one handler per record kind (``_APPLY``): how the kind changes the state --------
+
+    def _on_suspend(self, tick: int, task: int, a: int, b: Any, ended: dict) -> None:
+        self.suspended.add(task)
+
+    def _on_resume(self, tick: int, task: int, a: int, b: Any, ended: dict) -> None:
+        self.suspended.discard(task)
+
+    def _on_send(self, tick: int, task: int, a: int, b: Any, ended: dict) -> None:
+        channel = self.channels.get(a)
+        if channel is not None:
+            channel.contents.append(b)
+            if task in channel.senders:
+                self._unblock(task)
+
+    def _on_recv(self, tick: int, task: int, a: int, b: Any, ended: dict) -> None:
+        channel = self.channels.get(a)
+        if channel is not None:
+            if channel.contents:
+                channel.contents.popleft()
+            if self._waits_on(task, a):
+                self._unblock(task)
+
+    def _on_block_recv(self, tick: int, task: int, a: int, b: Any, ended: dict) -> None:
+        self._block(task, ("recv", "channel", a))
+
+    def _on_block_send(self, tick: int, task: int, a: int, b: Any, ended: dict) -> None:
+        self._block(task, ("send", "channel", a))
+
+    def _on_block(self, tick: int, task: int, a: int, b: Any, ended: dict) -> None:
+        if len(b) == 3:
+            op, what, items = b
+            if op == "wait_any":
+                self._block(task, ("worker", tuple(items)))
             else:
-                self._block(task, (b[0], b[1], a))
-        elif kind == SLEEP:
-            if b > tick:
-                self._block(task, ("sleep", b), "sleeping")
-        elif kind in (TIMER, WAKE):
+                self._block(task, (op, what, list(items)))
+        elif b[1] == "worker":
+            self._block(task, ("worker", (a,)))
+        elif b[1] == "events":
+            self._block(task, ("events",))
+        else:
+            self._block(task, (b[0], b[1], a))
+
+    def _on_sleep(self, tick: int, task: int, a: int, b: Any, ended: dict) -> None:
+        if b > tick:
+            self._block(task, ("sleep", b), "sleeping")
+
+    def _on_wake(self, tick: int, task: int, a: int, b: Any, ended: dict) -> None:
+        self._unblock(task)  # (a timer too)
+
+    def _on_spawn(self, tick: int, task: int, a: int, b: Any, ended: dict) -> None:
+        self.tasks[a] = (b, "ready", None, task or None)
+        self.ready.append(a)
+        if task and self.collector == task:
+            self.scopes[self.collecting][5].append(a)
+
+    def _end(self, task: int, how: str, ended: dict) -> None:
+        """The task has ended (``how``: done, failed, cancelled)."""
+        entry = self.tasks.get(task)
+        if entry is not None:
+            self._unblock(task, how)
+            del self.tasks[task]
+            ended[task] = (self.index, entry[0], how, entry[3])
+        if self.running == task:
+            self.running = 0
+        if self.stepping == task:
+            self.stepping = 0
+
+    def _on_done(self, tick: int, task: int, a: int, b: Any, ended: dict) -> None:
+        self._end(task, "done", ended)
+
+    def _on_fail(self, tick: int, task: int, a: int, b: Any, ended: dict) -> None:
+        self._end(task, "failed", ended)
+
+    def _on_cancelled(self, tick: int, task: int, a: int, b: Any, ended: dict) -> None:
+        self._end(task, "cancelled", ended)
+
+    def _on_cancel(self, tick: int, task: int, a: int, b: Any, ended: dict) -> None:
+        entry = self.tasks.get(task)
+        wait = entry[2] if entry is not None else None
+        if wait is not None and wait[0] != "exit":  # leaving a scope is not cancellable
             self._unblock(task)
-        elif kind == SPAWN:
-            tasks[a] = (b, "ready", None, task or None)
-            self.ready.append(a)
-            if task and self.collector == task:
-                self.scopes[self.collecting][5].append(a)
-        elif kind in _TERMINAL:
-            entry = tasks.get(task)
+
+    def _on_notify(self, tick: int, task: int, a: int, b: Any, ended: dict) -> None:
+        tasks = self.tasks
+        lock = self.conditions.get(a)
+        waiters = self.queues.get(("condition", a), [])
+        queue = self.queues.setdefault(("lock", lock), [])
+        for waiter in waiters[:b]:  # they now queue for the condition's lock
+            entry = tasks.get(waiter)
             if entry is not None:
-                self._unblock(task, _TERMINAL[kind])
-                del tasks[task]
-                ended[task] = (self.index, entry[0], _TERMINAL[kind], entry[3])
-            if self.running == task:
-                self.running = 0
-            if self.stepping == task:
-                self.stepping = 0
-        elif kind == CANCEL:
-            entry = tasks.get(task)
-            wait = entry[2] if entry is not None else None
-            if wait is not None and wait[0] != "exit":  # leaving a scope is not cancellable
-                self._unblock(task)
-        elif kind == NOTIFY:
-            lock = self.conditions.get(a)
-            waiters = self.queues.get(("condition", a), [])
-            queue = self.queues.setdefault(("lock", lock), [])
-            for waiter in waiters[:b]:  # they now queue for the condition's lock
-                entry = tasks.get(waiter)
-                if entry is not None:
-                    tasks[waiter] = (entry[0], entry[1], ("acquire", "lock", lock), entry[3])
-                queue.append(waiter)
-            del waiters[:b]
-        elif kind == CLOSE:
-            if a in self.channels:
-                self.channels[a].closed = True
-        elif kind == ACQUIRE:
-            if b == "lock":
-                self.locks[a] = task
-            else:
-                self.semaphores[a] = _add(self.semaphores.get(a, 0), -1)
-            entry = tasks.get(task)
-            if entry is not None and entry[1] == "blocked":
-                self._unblock(task)
-        elif kind == RELEASE:
-            if b == "lock":
-                self.locks[a] = None
-            else:
-                self.semaphores[a] = _add(self.semaphores.get(a, 0), 1)
-        elif kind in (SET, CLEAR):
-            self.events[a] = kind == SET
-        elif kind == CREATE:
-            self._create(a, b)
-        elif kind == SCOPE:
-            self._scope(task, a, b, tick)
-        elif kind == TIMEOUT:
-            scope = self.scopes.get(a)
-            if scope is not None:
-                scope[3] = None
-        elif kind == QUEUE:
-            self.workers[a] = (b[0], 0, None)
-        elif kind == START:
-            self.workers[a] = (b[0], 0, b[3])
-        elif kind == RECEIPT:
-            name, _, due = self.workers.get(a, ("?", 0, None))
-            self.workers[a] = (name, b[0], due)
-        elif kind == EVENT:
-            self.host_events += 1
-            entry = tasks.get(task)
-            if entry is not None and entry[2] == ("events",):
-                self._unblock(task)
+                tasks[waiter] = (entry[0], entry[1], ("acquire", "lock", lock), entry[3])
+            queue.append(waiter)
+        del waiters[:b]
+
+    def _on_close(self, tick: int, task: int, a: int, b: Any, ended: dict) -> None:
+        if a in self.channels:
+            self.channels[a].closed = True
+
+    def _on_acquire(self, tick: int, task: int, a: int, b: Any, ended: dict) -> None:
+        if b == "lock":
+            self.locks[a] = task
+        else:
+            self.semaphores[a] = _add(self.semaphores.get(a, 0), -1)
+        entry = self.tasks.get(task)
+        if entry is not None and entry[1] == "blocked":
+            self._unblock(task)
+
+    def _on_release(self, tick: int, task: int, a: int, b: Any, ended: dict) -> None:
+        if b == "lock":
+            self.locks[a] = None
+        else:
+            self.semaphores[a] = _add(self.semaphores.get(a, 0), 1)
+
+    def _on_set(self, tick: int, task: int, a: int, b: Any, ended: dict) -> None:
+        self.events[a] = True
+
+    def _on_clear(self, tick: int, task: int, a: int, b: Any, ended: dict) -> None:
+        self.events[a] = False
+
+    def _on_create(self, tick: int, task: int, a: int, b: Any, ended: dict) -> None:
+        self._create(a, b)
+
+    def _on_scope(self, tick: int, task: int, a: int, b: Any, ended: dict) -> None:
+        self._scope(task, a, b, tick)
+
+    def _on_timeout(self, tick: int, task: int, a: int, b: Any, ended: dict) -> None:
+        scope = self.scopes.get(a)
+        if scope is not None:
+            scope[3] = None
+
+    def _on_queue(self, tick: int, task: int, a: int, b: Any, ended: dict) -> None:
+        self.workers[a] = (b[0], 0, None)
+
+    def _on_start(self, tick: int, task: int, a: int, b: Any, ended: dict) -> None:
+        self.workers[a] = (b[0], 0, b[3])
+
+    def _on_receipt(self, tick: int, task: int, a: int, b: Any, ended: dict) -> None:
+        name, _, due = self.workers.get(a, ("?", 0, None))
+        self.workers[a] = (name, b[0], due)
+
+    def _on_event(self, tick: int, task: int, a: int, b: Any, ended: dict) -> None:
+        self.host_events += 1
+        entry = self.tasks.get(task)
+        if entry is not None and entry[2] == ("events",):
+            self._unblock(task)
 
     def _create(self, ident: int, b: Any) -> None:
         object_kind, extra = b
@@ -881,6 +929,44 @@ class _Model:
         if op == "worker":
             return worker_wait(wait[1])
         return Wait(op)  # ("events",)
+
+
+# How each record kind changes the state: its handler, by code.  Kinds that change
+# nothing a view shows (a select's pick, a choice, a notebook cell's markers) map to
+# None.  tests/test_time_travel.py checks that every kind of _kinds.KINDS is here.
+_APPLY: list = [None] * 64
+for _code, _handler in {
+    SPAWN: _Model._on_spawn,
+    BLOCK: _Model._on_block,
+    BLOCK_SEND: _Model._on_block_send,
+    BLOCK_RECV: _Model._on_block_recv,
+    WAKE: _Model._on_wake,
+    TIMER: _Model._on_wake,
+    SEND: _Model._on_send,
+    RECV: _Model._on_recv,
+    CLOSE: _Model._on_close,
+    SLEEP: _Model._on_sleep,
+    CANCEL: _Model._on_cancel,
+    DONE: _Model._on_done,
+    FAIL: _Model._on_fail,
+    CANCELLED: _Model._on_cancelled,
+    ACQUIRE: _Model._on_acquire,
+    RELEASE: _Model._on_release,
+    SET: _Model._on_set,
+    CLEAR: _Model._on_clear,
+    NOTIFY: _Model._on_notify,
+    CREATE: _Model._on_create,
+    SCOPE: _Model._on_scope,
+    TIMEOUT: _Model._on_timeout,
+    QUEUE: _Model._on_queue,
+    START: _Model._on_start,
+    RECEIPT: _Model._on_receipt,
+    EVENT: _Model._on_event,
+    SUSPEND: _Model._on_suspend,
+    RESUME: _Model._on_resume,
+}.items():
+    _APPLY[_code] = _handler
+NO_STATE = frozenset({STEP, SELECT, CHOOSE, CELL, CELL_DONE})  # (the step: in apply itself)
 
 
 class TimeTravel:

@@ -48,6 +48,7 @@ from ._journal import (
     CREATE,
     DONE,
     FAIL,
+    HAS_VALUE,
     MAX_OBJECT_ID,
     MAX_TASK_ID,
     SPAWN,
@@ -225,19 +226,18 @@ class VM:
         self._timer_sweep = _TIMER_SWEEP_MIN  # sweep emptied buckets past this many
         self._live: dict[int, Task] = {}
         self._cancel_errors: dict[int, BaseException] = {}  # raised instead of Cancelled
-        self._stranded: list[Any] = []  # coroutines of cells that could not unwind
-        self._interrupted: Task | None = None  # the task a KeyboardInterrupt ended
+        # kept roots (_roots.py): [the task a KeyboardInterrupt ended, coroutines of roots
+        # that could not unwind (kept, never collected)]
+        self._kept: list[Any] = [None, []]
         # suspended tasks: id -> the task if it could run (held out of the ready queue),
-        # else None.  (One attribute: past 30, CPython 3.11 stops specializing the
-        # attribute loads of every VM instance -- 5-8% on spawn_join.)
+        # else None.  (One attribute: at 30, CPython 3.11 stops specializing the VM's
+        # attribute loads -- see "Performance shape" in docs/design.md.)
         self._suspended: dict[int, Task | None] = {}
         self._next_task = 1
         self._counters: dict[str, int] = {}
         self._unobserved: list[Task] = []
         # the thread driving the VM (vm.run, vm.step, a cell ...): one at a time
-        self._lock = threading.Lock()
-        self._thread = 0
-        self._driver = ""
+        self._driver = _Driver()
         self._journal = Journal(enabled=journal is not False)
         self._journal.meta.update(seed=seed, policy=policy, max_workers=max_workers)
         if sources is None:
@@ -583,12 +583,13 @@ class VM:
         on one thread at a time; the claim is atomic) -- or ``JournalError`` if
         ``vm.close()`` finished the VM's journal file.  A refused ``coro`` is closed."""
         state = current()
-        if state.task is None and state.worker is None and self._lock.acquire(blocking=False):
+        driver = self._driver
+        if state.task is None and state.worker is None and driver.lock.acquire(blocking=False):
             if self._closed_file is not None and not closing:
-                self._lock.release()
+                driver.lock.release()
                 self._check_open(what, coro)  # raises
-            self._thread = get_ident()
-            self._driver = threading.current_thread().name
+            driver.thread = get_ident()
+            driver.name = threading.current_thread().name
             return
         discard(coro)  # refused: do not leave it to warn "never awaited"
         refuse_worker(state, what)
@@ -598,7 +599,7 @@ class VM:
                 f"{what} was called from inside a running task (task {task.id} {task.name!r}); "
                 f"inside tasks use `await`, cp.spawn() or cp.par() instead"
             )
-        where = "this thread" if self._thread == get_ident() else f"thread {self._driver!r}"
+        where = "this thread" if driver.thread == get_ident() else f"thread {driver.name!r}"
         raise VMBusyError(
             f"{what} was called while this VM is running on {where}. A VM runs on one thread "
             f"at a time: wait until that vm.run()/vm.step() returns, give each thread its own "
@@ -606,8 +607,9 @@ class VM:
         )
 
     def _release(self) -> None:
-        self._thread = 0
-        self._lock.release()
+        driver = self._driver
+        driver.thread = 0
+        driver.lock.release()
 
     def _as_host(self, what: str, coro: Any = None) -> _HostCall:
         """``with vm._as_host(what):`` around a host call that changes the VM (vm.spawn,
@@ -736,7 +738,7 @@ class VM:
 
     def _switch_suspended(self, task: Task, suspend: bool, by: int, kind: int) -> None:
         task._suspended = suspend
-        self._rows.append(task._k | kind | by << A_SHIFT)
+        self._record(task, kind, by)
         held = self._suspended
         if suspend:
             held[task.id] = None
@@ -897,18 +899,16 @@ class VM:
         if not isinstance(error, Exception):
             # KeyboardInterrupt, SystemExit: the task is gone; record it and pass it on.
             task._state = S_CANCELLED
-            self._interrupted = task
-            self._rows.append(task._k | CANCEL)
-            self._vals.append(f"interrupted by {type(error).__name__}")
-            self._rows.append(task._k | CANCELLED)
+            self._kept[0] = task  # (the task a KeyboardInterrupt ended)
+            self._record(task, CANCEL, 0, f"interrupted by {type(error).__name__}")
+            self._record(task, CANCELLED)
             self._task_exit(task)
             raise error
         error = self._explain_foreign(task, error)
         user_traceback(error)
         task._state = FAILED
         task._error = error
-        self._rows.append(task._k | FAIL)
-        self._vals.append(exception_data(error))
+        self._record(task, FAIL, 0, exception_data(error))
         self._task_exit(task)
 
     def _task_exit(self, task: Task) -> None:
@@ -929,6 +929,14 @@ class VM:
             parent._child_exit(task)
         elif task._state == FAILED:
             self._unobserved.append(task)
+
+    def _record(self, task: Task | None, kind: int, a: int = 0, value: Any = None) -> None:
+        """Append one record of ``kind`` by ``task`` (None: the host) about id ``a``, with
+        ``value`` in its value slot if the kind has one (``_kinds.KINDS``).  The writer
+        helper; the hot paths (steps, channels, sleep, spawn, task endings) inline it."""
+        self._rows.append((0 if task is None else task._k) | kind | a << A_SHIFT)
+        if HAS_VALUE[kind]:
+            self._vals.append(value)
 
     # -- the scheduler calls (counterpoint.lowlevel; see "Who may change scheduler state"
     # in docs/design.md).  The channel fast paths and the timer loop inline _reschedule.
@@ -954,7 +962,7 @@ class VM:
         task._state = READY
         self._ready.append(task)
         if by >= 0:
-            self._rows.append(task._k | WAKE | by << A_SHIFT)
+            self._record(task, WAKE, by)
 
     def _unpark(self, task: Task) -> None:
         """Take a parked task out of what it waits on (its queue; its cleanup runs),
@@ -1052,8 +1060,7 @@ class VM:
 
     def _journal_cancel(self, task: Task, by: int, reason: str) -> None:
         """The ``cancel`` record: a cancellation has reached ``task``."""
-        self._rows.append(task._k | CANCEL | by << A_SHIFT)
-        self._vals.append(reason)
+        self._record(task, CANCEL, by, reason)
 
     def _deliver_cancel(self, task: Task, by: int, reason: str) -> None:
         if task._cancelled or task._state >= S_DONE:
@@ -1080,8 +1087,7 @@ class VM:
     def _new_object(self, kind: str, creator: Task | None, extra: dict | None = None) -> int:
         """Number a new object of ``kind`` (channel 1, 2 ...) and journal its creation."""
         number = self._next_id(kind)
-        self._rows.append((0 if creator is None else creator._k) | CREATE | number << A_SHIFT)
-        self._vals.append((kind, extra or {}))
+        self._record(creator, CREATE, number, (kind, extra or {}))
         return number
 
     def _task_rng(self, task: Task) -> random.Random:
@@ -1162,6 +1168,17 @@ def _warn_failure(task: Task) -> None:
         )
     except ImportError:  # `python -c`, stdin, the REPL: __main__'s loader has no source
         warnings.warn_explicit(message, UnobservedTaskFailure, *where, module=module)
+
+
+class _Driver:
+    """Who drives a VM: the claim's lock, and the thread holding it (ident, name)."""
+
+    __slots__ = ("lock", "name", "thread")
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.thread = 0
+        self.name = ""
 
 
 class _HostCall:

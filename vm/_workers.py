@@ -30,7 +30,7 @@ from typing import Any
 from . import _shipping
 from ._errors import NondeterminismError, PolicyError, UnknownWorkerTask
 from ._interrupts import noted_here, safe_to_interrupt, take_interrupt
-from ._journal import A_SHIFT, MAX_TICK, QUEUE, RECEIPT, START, tick_error
+from ._journal import MAX_TICK, QUEUE, RECEIPT, START, tick_error
 from ._plaindata import copy_plain, digest, encode
 from ._task import Task
 from ._traps import observed
@@ -285,9 +285,7 @@ class Workers:
             self._launch(self._queued.popleft(), None)
 
     def _record(self, task: Task | None, kind: int, handle: int, value: Any) -> None:
-        vm = self.vm
-        vm._rows.append((0 if task is None else task._k) | kind | handle << A_SHIFT)
-        vm._vals.append(value)
+        self.vm._record(task, kind, handle, value)
 
     def close(self) -> None:
         """Release the backend if this VM made it (shared pools stay for other VMs)."""

@@ -117,8 +117,7 @@ class EventQueue:
 
     def _record(self, task: Task, event: HostEvent) -> None:
         vm = self._vm
-        vm._rows.append(task._k | EVENT)
-        vm._vals.append((event.source, encode(event.payload)))
+        vm._record(task, EVENT, 0, (event.source, encode(event.payload)))
 
     def _deliver(self) -> bool:
         """Hand queued events to waiting tasks (FIFO); True if any task woke."""

@@ -11,7 +11,7 @@ public API (``import counterpoint as cp``), never ``counterpoint._*``.  It holds
 * **Kept roots**: :func:`run_root` runs a root task that is never abandoned -- a
   deadlock, step limit or interrupt is raised *inside* it (a notebook cell).
 * **The scheduler calls operations use** (:func:`reschedule`, :func:`wake`,
-  :func:`throw`, :func:`park`, :func:`unpark`, :func:`add_timer`): the only ways a
+  :func:`throw`, :func:`park`, :func:`unpark`, :func:`add_timer`, :func:`record`): the only ways a
   task changes between ready and blocked, trio's discipline of "primitives only park
   and reschedule".  See "Who may change scheduler state" in ``docs/design.md``.
 * **Places in user code**: :func:`add_source_namer` (``TaskInfo.where`` of a notebook
@@ -146,6 +146,7 @@ __all__ = [
     "park",
     "prefix",
     "raw_records",
+    "record",
     "replaying_vm",
     "reschedule",
     "row",
@@ -249,6 +250,13 @@ def unpark(task: Any) -> None:
     """Take a parked ``task`` out of what it waits on (its queue, its cleanup), without
     making it ready: the caller then wakes or throws into it."""
     task._vm._unpark(task)
+
+
+def record(vm: VM, task: Any, kind: int, a: int = 0, value: Any = None) -> None:
+    """Append a record of ``kind`` by ``task`` (None: the host) about id ``a``, with
+    ``value`` in its value slot if the kind has one: what an operation does, during its
+    task's step, for each effect.  (Host code appends only markers: :func:`mark`.)"""
+    vm._record(task, kind, a, value)
 
 
 def add_timer(vm: VM, deadline: int, target: Any) -> list:

@@ -235,8 +235,7 @@ def _wait_any(handles: tuple):
     current._waitq = None
     current._cleanup = waiter.unregister
     current._waiting = ("worker", tuple(sorted(set(handles))))
-    vm._rows.append(current._k | BLOCK)
-    vm._vals.append(("wait_any", "workers", sorted(set(handles))))
+    vm._record(current, BLOCK, 0, ("wait_any", "workers", sorted(set(handles))))
     yield PARK
     # every worker observed at this tick counts, in ascending handle order
     return sorted({h for h in handles if table.poll(h) != PENDING})
