@@ -714,6 +714,34 @@ class Journal:
             lo = hi
             m += 1
 
+    def to_mermaid(self) -> str:
+        """The run as a Mermaid sequence diagram (a message sequence chart): a
+        participant per task, an arrow per value passed over a channel from its sender to
+        its receiver, notes where tasks spawn, end, fail or are cancelled.
+
+        >>> import counterpoint as cp
+        >>> async def main():
+        ...     ch = cp.channel(name="orders")
+        ...     async def cook():
+        ...         await ch.send("soup")
+        ...     cp.spawn(cook(), name="cook")
+        ...     return await ch.recv()
+        >>> vm = cp.VM()
+        >>> vm.run(main())
+        'soup'
+        >>> print(vm.journal.to_mermaid())
+        sequenceDiagram
+            participant t1 as main (1)
+            participant t2 as cook (2)
+            Note over t1: spawns cook
+            t2->>t1: channel 'orders': "soup"
+            Note over t1: returns
+        <BLANKLINE>
+        """
+        from ._msc import to_mermaid
+
+        return to_mermaid(self)
+
     def to_records(self) -> list[dict[str, Any]]:
         """All records as plain dicts (``event_id, tick, lane, task, kind, data``)."""
         return [record.to_dict() for record in self]

@@ -21,7 +21,9 @@ public API (``import counterpoint as cp``), never ``counterpoint._*``.  It holds
   journal (replay, recovery).
 * **Replays** of a journal prefix: :func:`replaying_vm`, :func:`prefix`,
   :func:`first_difference`, :func:`divergence`.
-* **Rich output** helpers shared by the CLI and the kernel (``display``).
+* **Rich output** helpers shared by the CLI and the kernel (``display``), and
+  :func:`messages`: every value sent over a channel paired with its receive (what a
+  message sequence chart draws).
 
 Everything here is used by Counterpoint's own tools and tested; names may still
 change between minor versions (the public API does not).
@@ -78,6 +80,7 @@ from ._kinds import (
     encode,
     row,
 )
+from ._msc import Message, messages
 from ._names import Wait
 from ._replay import divergence, first_difference, replaying_vm
 from ._roots import RootRun, Words, run_root
@@ -143,6 +146,8 @@ __all__ = [
     "from_journal",
     "is_internal",
     "mark",
+    "Message",
+    "messages",
     "park",
     "prefix",
     "raw_records",
