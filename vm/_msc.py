@@ -55,11 +55,16 @@ def _participant(task: int) -> str:
     return "host" if task == 0 else f"t{task}"
 
 
+_ENTITIES = {"#": "#35;", ";": "#59;"}  # Mermaid's own escapes for its syntax
+
+
 def _label(text: str) -> str:
-    """Text Mermaid shows as is: no line breaks, no ``;`` or ``#`` (its syntax)."""
+    """Text Mermaid shows as written: one line, at most 60 characters, ``#`` and ``;``
+    (its syntax) as its entity codes."""
     clean = " ".join(str(text).split())
-    clean = clean.replace(";", ",").replace("#", "no. ")
-    return clean if len(clean) <= 60 else clean[:57] + "..."
+    if len(clean) > 60:
+        clean = clean[:57] + "..."
+    return "".join(_ENTITIES.get(char, char) for char in clean)
 
 
 def to_mermaid(journal: Journal) -> str:
