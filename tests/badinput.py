@@ -440,6 +440,50 @@ def _changed_program():
     return cp.replay(changed, vm.journal)
 
 
+# -- steering ------------------------------------------------------------------------------------
+
+
+def _stepped_vm() -> cp.VM:
+    async def child():
+        await cp.sleep(1)
+
+    async def main():
+        cp.spawn(child(), name="child")
+        await cp.sleep(5)
+
+    vm = cp.VM()
+    LAST_VM.append(vm)
+    vm.spawn(main())
+    vm.step(task=1)
+    return vm
+
+
+@case(
+    "steering",
+    "`vm.step(task=ID)` for a task that is not ready",
+    cp.InvalidStateError,
+    "the ready tasks are",
+)
+def _step_blocked():
+    _stepped_vm().step(task=1)
+
+
+@case("steering", "`vm.step(task=...)` with a name instead of an id", TypeError, "task id")
+def _step_by_name():
+    _stepped_vm().step(task="child")
+
+
+case("steering", "`vm.schedule` with `journal=False`", cp.JournalError, "journal=False")(
+    lambda: cp.VM(journal=False).schedule
+)
+case("steering", "`vm.watch(...)` with something not callable", TypeError, "needs a callable")(
+    lambda: cp.VM().watch("print")
+)
+case("journal", "`journal.records(0)` (event ids start at 1)", ValueError, "start at 1")(
+    lambda: cp.VM().journal.records(0)
+)
+
+
 # -- exploration ---------------------------------------------------------------------------------
 
 case("explore", "`cp.explore(main())` (a coroutine, not a factory)", TypeError, "zero-argument")(
