@@ -308,3 +308,11 @@ def test_a_missing_file_or_a_vm_without_journal_is_refused(tmp_path):
         cp.widgets.svg(tmp_path / "missing.db")
     with pytest.raises(ValueError, match="journal=False"):
         cp.widgets.svg(cp.VM(journal=False))
+
+
+def test_the_docstring_examples_of_the_widgets_run():
+    import doctest
+
+    import counterpoint.widgets.static as static
+
+    assert doctest.testmod(static, optionflags=doctest.ELLIPSIS).failed == 0
