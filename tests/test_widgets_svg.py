@@ -316,3 +316,10 @@ def test_the_docstring_examples_of_the_widgets_run():
     import counterpoint.widgets.static as static
 
     assert doctest.testmod(static, optionflags=doctest.ELLIPSIS).failed == 0
+
+
+def test_the_picture_is_wide_enough_for_its_caption():
+    root = parse(cp.widgets.svg(deadlocked()))
+    caption = root.find(f"{NS}title").text
+    assert int(root.get("width")) >= 7 * len(caption)
+    assert root.get("viewBox") == f"0 0 {root.get('width')} {root.get('height')}"

@@ -469,6 +469,7 @@ def svg(source: Any, *, x: str = "event", last: int | None = None) -> str:
             caption += f"; {arrows} message{'' if arrows == 1 else 's'}"
         if stuck:
             caption += "; ended in a deadlock"
+    width = max(width, 2 * _PAD + (_CHAR + 1) * len(caption))  # (bold: a bit wider)
     head = (
         f'<svg xmlns="http://www.w3.org/2000/svg" class="counterpoint-timeline" '
         f'width="{width}" height="{height}" viewBox="0 0 {width} {height}" '
