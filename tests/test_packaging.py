@@ -87,6 +87,7 @@ def test_a_built_wheel_contains_the_package_and_the_console_script(tmp_path):
     names = zipfile.ZipFile(wheel).namelist()
     assert "counterpoint/__init__.py" in names and "counterpoint/_vm.py" in names
     assert "counterpoint/kernel/kernel.py" in names and "counterpoint/ipython/session.py" in names
+    assert "counterpoint/widgets/static.py" in names  # (cp.widgets)
     # the kernelspec is wheel data: a plain `pip install` makes the kernel visible
     spec = next(n for n in names if n.endswith("share/jupyter/kernels/counterpoint/kernel.json"))
     assert spec.startswith("counterpoint-0.1.0.data/data/")

@@ -68,6 +68,16 @@ def load_ipython_extension(shell) -> None:
     load(shell)
 
 
+def __getattr__(name: str):
+    """``cp.widgets`` (pictures of a run) is imported on first use, not with
+    ``counterpoint``; it is not in ``__all__`` (the notebook namespace preloads that)."""
+    if name == "widgets":
+        import importlib
+
+        return importlib.import_module("counterpoint.widgets")
+    raise AttributeError(f"module 'counterpoint' has no attribute {name!r}")
+
+
 def unload_ipython_extension(shell) -> None:
     from .ipython import unload
 
