@@ -48,6 +48,7 @@ from ._journal import (
     TIMER,
     WAKE,
 )
+from ._kinds import _KIND_MASK, _TASK_MASK, A_SHIFT, HAS_VALUE, TASK_SHIFT
 from ._names import AND_SUSPENDED, SUSPENDED, Wait, label, wait_words, worker_wait
 
 if TYPE_CHECKING:
@@ -611,10 +612,10 @@ class _Model:
                 self._picked(task)
             self.running = self.stepping = task
             self.collector = 0
-            tasks = self.tasks
-            entry = tasks.get(task)
+            bucket = self.tasks.buckets.get(task // _BUCKET)  # (tasks.get, inlined)
+            entry = None if bucket is None else bucket.get(task)
             if entry is not None and (entry[1] != "ready" or entry[2] is not None):
-                tasks[task] = (entry[0], "ready", None, entry[3])
+                self.tasks[task] = (entry[0], "ready", None, entry[3])
             return
         stepping = self.stepping
         if (
@@ -982,10 +983,31 @@ class TimeTravel:
         self.ended: dict[int, tuple[int, str, str, int | None]] = {}
 
     def _advance(self, upto: int) -> None:
-        model, ended = self.model, self.ended
-        step = SNAPSHOT_EVERY
-        for _, tick, task, kind, a, b in self.journal._iter_raw(model.index, upto):
-            model.apply(tick, task, kind, a, b, ended)
+        """Apply records up to ``upto``, snapshotting every ``SNAPSHOT_EVERY``: the first
+        ``state_at`` of a big journal is this loop, so it reads the journal's columns
+        itself (as ``Journal._iter_raw`` does, without a generator in between)."""
+        model, ended, journal = self.model, self.ended, self.journal
+        if journal._sealed != len(journal._vals):
+            journal._seal()
+        rows, vals, has_value = journal._rows, journal._vals, HAS_VALUE
+        kind_mask, shift, task_mask, a_shift = _KIND_MASK, TASK_SHIFT, _TASK_MASK, A_SHIFT
+        apply, step = model.apply, SNAPSHOT_EVERY
+        while model.index < upto:
+            first = model.index
+            end = min(upto, (first // step + 1) * step)
+            v = journal._value_offset(first) if first else 0
+            for lo, hi, tick in journal._tick_runs(first, end):
+                for index in range(lo, hi):
+                    row = rows[index]
+                    kind = row & kind_mask
+                    if has_value[kind]:
+                        b = vals[v]
+                        v += 1
+                    else:
+                        b = None
+                    apply(tick, (row >> shift) & task_mask, kind, row >> a_shift, b, ended)
+            if model.index == first:
+                break  # (nothing to read: never loop)
             if model.index % step == 0:
                 self.snapshots.append(model.copy())
 
