@@ -52,7 +52,6 @@ from ._kinds import (
     check_slot,
     decode,
     encode,
-    pack,
 )
 
 # Re-exported: record kinds and layout, for the modules that write records.
@@ -176,16 +175,6 @@ from ._kinds import (
 from ._kinds import (
     _jv as _jv,
 )
-
-# (the names the rest of the package and old callers use)
-_decode = decode
-_pack = pack
-_check_slot = check_slot
-_encode_data = encode
-_HAS_VALUE = HAS_VALUE
-_NO_ID = NO_ID
-_NAMES = NAMES
-
 
 _BLOCK_SIZE = 1024  # records per entry of the lazy value-offset index
 
@@ -433,20 +422,20 @@ class Journal:
             self._mark_tick.append(tick)
 
     def _append_loaded(self, row: int, value: Any, tick: int) -> None:
-        """Append one record read from a file (packed by ``_pack``), after checking it."""
+        """Append one record read from a file (packed by ``pack``), after checking it."""
         if type(tick) is not int or not 0 <= tick <= INT64_MAX:
             raise ValueError(f"tick {tick!r} is not an int from 0 to {INT64_MAX}")
         kind = row & _KIND_MASK
-        _check_slot(kind, row >> A_SHIFT, value, tick)
+        check_slot(kind, row >> A_SHIFT, value, tick)
         self._mark(len(self._rows), tick)
         self._rows.append(row)
-        if _HAS_VALUE[kind]:
+        if HAS_VALUE[kind]:
             self._vals.append(value)
         self._sealed = len(self._vals)  # (values read from JSON are bounded)
 
     def _extend_loaded(self, rows: list[int], values: list, marks: list) -> None:
         """Append a chunk read from a file, after checking that it hangs together and
-        that every record is one a VM could have written (see :func:`_check_slot`)."""
+        that every record is one a VM could have written (see :func:`check_slot`)."""
         start = len(self._rows)
         end = start + len(rows)
         if type(marks) is not list or not marks:
@@ -464,7 +453,7 @@ class Journal:
             self._mark(index, tick)
         if rows and min(rows) < 0:
             raise ValueError("a record row is negative")
-        has_value, names, no_id, count = _HAS_VALUE, KIND_NAMES, _NO_ID, len(values)
+        has_value, names, no_id, count = HAS_VALUE, KIND_NAMES, NO_ID, len(values)
         v = 0
         for index, row in enumerate(rows, start):
             kind = row & _KIND_MASK
@@ -482,7 +471,7 @@ class Journal:
                 continue  # (ints and strs read from JSON are plain and bounded)
             tick = self._tick_at(index) if kind in (SLEEP, START) else 0
             try:
-                _check_slot(kind, row >> A_SHIFT, value, tick)
+                check_slot(kind, row >> A_SHIFT, value, tick)
             except ValueError as error:
                 raise ValueError(f"record {index + 1} ({names[kind]}): {error}") from None
         if v != count:
@@ -574,11 +563,11 @@ class Journal:
             start = (len(offsets) - 1) * _BLOCK_SIZE
             count = offsets[-1]
             for row in rows[start : start + _BLOCK_SIZE]:
-                count += _HAS_VALUE[row & _KIND_MASK]
+                count += HAS_VALUE[row & _KIND_MASK]
             offsets.append(count)
         offset = offsets[block]
         for row in rows[block * _BLOCK_SIZE : index]:
-            offset += _HAS_VALUE[row & _KIND_MASK]
+            offset += HAS_VALUE[row & _KIND_MASK]
         return offset
 
     def _record(self, index: int, tick: int) -> Record:
@@ -586,15 +575,15 @@ class Journal:
             self._seal()
         row = self._rows[index]
         kind = row & _KIND_MASK
-        value = self._vals[self._value_offset(index)] if _HAS_VALUE[kind] else None
-        data = _decode(kind, row >> A_SHIFT, value, tick)
+        value = self._vals[self._value_offset(index)] if HAS_VALUE[kind] else None
+        data = decode(kind, row >> A_SHIFT, value, tick)
         return Record(index + 1, tick, 0, (row >> TASK_SHIFT) & _TASK_MASK, KIND_NAMES[kind], data)
 
     def _iter_raw(self, start: int = 0, stop: int | None = None):
         """Yield (index, tick, task, kind, a, value) for records start..stop-1."""
         if self._sealed != len(self._vals):
             self._seal()
-        rows, vals, has_value = self._rows, self._vals, _HAS_VALUE
+        rows, vals, has_value = self._rows, self._vals, HAS_VALUE
         stop = len(rows) if stop is None else stop
         marks_i, marks_t = self._mark_index, self._mark_tick
         m = bisect_right(marks_i, start) - 1
@@ -617,12 +606,12 @@ class Journal:
 
     def _check(self) -> None:
         """Assert the columns agree (used by the test suite)."""
-        expected = sum(_HAS_VALUE[row & _KIND_MASK] for row in self._rows)
+        expected = sum(HAS_VALUE[row & _KIND_MASK] for row in self._rows)
         assert expected == len(self._vals), (expected, len(self._vals))
 
     def __iter__(self) -> Iterator[Record]:
         for index, tick, task, kind, a, b in self._iter_raw():
-            yield Record(index + 1, tick, 0, task, KIND_NAMES[kind], _decode(kind, a, b, tick))
+            yield Record(index + 1, tick, 0, task, KIND_NAMES[kind], decode(kind, a, b, tick))
 
     def __getitem__(self, item: int | slice) -> Record | list[Record]:
         if isinstance(item, slice):
@@ -674,7 +663,7 @@ class Journal:
         """Records ``first..end-1`` (indexes), one tight loop per run of equal ticks."""
         if self._sealed != len(self._vals):
             self._seal()
-        new, decoders, names, has_value = tuple.__new__, DECODE, _NAMES, _HAS_VALUE
+        new, decoders, names, has_value = tuple.__new__, DECODE, NAMES, HAS_VALUE
         rows, vals, kind_mask, shift, task_mask = (
             self._rows,
             self._vals,
@@ -758,14 +747,14 @@ class Journal:
         for index, tick, rtask, rkind, a, b in self._iter_raw():
             name = KIND_NAMES[rkind]
             if (kind is None or name == kind) and (task is None or rtask == task):
-                data = _decode(rkind, a, b, tick)
+                data = decode(rkind, a, b, tick)
                 out.append(Record(index + 1, tick, 0, rtask, name, data))
         return out
 
     def iter_lines(self, start: int = 0) -> Iterator[str]:
         """The canonical JSON line of each record from index ``start`` (no newline)."""
         for index, tick, task, kind, a, b in self._iter_raw(start):
-            yield _line(index + 1, tick, task, kind, _encode_data(kind, a, b, tick))
+            yield _line(index + 1, tick, task, kind, encode(kind, a, b, tick))
 
     def digest(self) -> str:
         """SHA-256 (hex) of the canonical encoding: every record's line plus ``\\n``.

@@ -23,14 +23,13 @@ from collections.abc import Iterator, Sequence
 from typing import Any, NamedTuple
 
 from ._journal import (
-    _HAS_VALUE,
     A_SHIFT,
     CANCEL,
     KIND_NAMES,
     STEP,
     TASK_SHIFT,
 )
-from ._kinds import _KIND_MASK, _TASK_MASK, KINDS
+from ._kinds import _KIND_MASK, _TASK_MASK, HAS_VALUE, KINDS
 
 _NONE: frozenset = frozenset()
 
@@ -99,7 +98,7 @@ def footprint(
     touched: set = set(reads)
     woke: set | None = None
     cancelled: set | None = None
-    how_of, has_value = _HOW, _HAS_VALUE
+    how_of, has_value = _HOW, HAS_VALUE
     for row in rows:
         kind = row & _KIND_MASK
         how = how_of[kind]
@@ -162,7 +161,7 @@ def footprints(
     n = len(steps)
     if not n:
         return (), _NONE
-    rows, has_value = journal._rows, _HAS_VALUE
+    rows, has_value = journal._rows, HAS_VALUE
     total = len(rows)
     count = len(advances)
     barriers: frozenset[int] = _NONE

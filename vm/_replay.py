@@ -32,11 +32,10 @@ from ._journal import (
     STEP,
     TASK_SHIFT,
     Journal,
-    _decode,
-    _encode_data,
     _line,
 )
-from ._plaindata import decode
+from ._kinds import decode, encode
+from ._plaindata import decode as decode_plain
 from ._sources import from_journal
 from ._traps import discard
 from .events import EventQueue, HostEvent
@@ -59,7 +58,7 @@ def _describe(journal: Journal, index: int) -> str:
     if index >= len(journal):
         return "nothing (the journal ends here)"
     for i, tick, task, kind, a, b in journal._iter_raw(index, index + 1):
-        return _line(i + 1, tick, task, kind, _encode_data(kind, a, b, tick))
+        return _line(i + 1, tick, task, kind, encode(kind, a, b, tick))
     return "nothing (the journal ends here)"
 
 
@@ -87,7 +86,7 @@ def first_difference(expected: Journal, got: Journal, start: int = 0) -> int | N
         expected._iter_raw(start), got._iter_raw(start), strict=False
     ):
         if (tick_e, task_e, kind_e, a_e) != (tick_g, task_g, kind_g, a_g) or (
-            b_e != b_g and _decode(kind_e, a_e, b_e, tick_e) != _decode(kind_g, a_g, b_g, tick_g)
+            b_e != b_g and decode(kind_e, a_e, b_e, tick_e) != decode(kind_g, a_g, b_g, tick_g)
         ):
             return i
     shorter = min(len(expected), len(got))
@@ -110,7 +109,7 @@ class ReplayEvents(EventQueue):
     def __init__(self, vm: Any, expected: Journal) -> None:
         super().__init__(vm)
         self._script: deque[tuple[int, HostEvent]] = deque(
-            (index, HostEvent(b[0], decode(b[1])))
+            (index, HostEvent(b[0], decode_plain(b[1])))
             for index, _, _, kind, _, b in expected._iter_raw()
             if kind == EVENT
         )

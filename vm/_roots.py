@@ -115,7 +115,8 @@ def _interruption(vm: Any, interrupt: KeyboardInterrupt, words: Words) -> Keyboa
     running (its own frames are in the cause)."""
     from ._vm import user_traceback
 
-    task, vm._kept[0] = vm._kept[0], None  # (the task the interrupt ended)
+    kept = vm._kept
+    task, kept.interrupted = kept.interrupted, None
     if task is None:
         return KeyboardInterrupt(f"interrupted at tick {vm.now}, between two steps")
     user_traceback(interrupt)
@@ -165,7 +166,7 @@ def _drop(vm: Any, root: Task, words: Words) -> None:
         vm._unpark(root)
     elif root in vm._ready:
         vm._ready.remove(root)
-    vm._kept[1].append(root._coro)  # kept, so never collected and closed
+    vm._kept.stranded.append(root._coro)  # kept, so never collected and closed
     root._state = S_CANCELLED
     vm._record(root, CANCELLED)
     vm._task_exit(root)

@@ -13,9 +13,9 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from ._journal import CHOOSE, RESUME, SPAWN, STEP, SUSPEND
+from ._journal import CHOOSE, STEP
 
 if TYPE_CHECKING:
     from ._journal import Journal
@@ -32,43 +32,32 @@ def schedule_of(journal: Journal) -> str:
 class ScheduleReader:
     """Reads the choices of a journal as it grows: each :meth:`read` goes on from the
     records it has seen (a VM keeps one, so ``vm.schedule`` after each host step costs
-    only the new records)."""
+    only the new records).  The ready tasks at each step are those of time travel's
+    model (``_Model.ready``, the task of the last step, less the suspended ones)."""
 
     def __init__(self, journal: Journal) -> None:
         from ._timetravel import _Model
 
         self.journal = journal
-        self.model = _Model()
-        self.ready: set[int] = set()  # ids of the ready tasks, kept beside the model
-        self.suspended: set[int] = set()  # (never offered while suspended)
+        self.model = _Model(journal.meta.get("policy") == "random")
         self.choices: list[int] = []
         self.seen = 0
 
     def read(self) -> str:
         from ._schedule import encode_schedule
 
-        model, ready, suspended, choices = self.model, self.ready, self.suspended, self.choices
-        tasks = model.tasks
-        scratch: dict = {}
+        model, choices, ended = self.model, self.choices, {}
         for _, tick, task, kind, a, b in self.journal._iter_raw(self.seen):
             if kind == STEP:
-                offered = ready - suspended if suspended else ready
+                offered = set(model.ready)
+                if model.stepping:
+                    offered.add(model.stepping)
+                offered -= model.suspended
                 if len(offered) > 1:
                     choices.append(sum(1 for other in offered if other < task))
             elif kind == CHOOSE:
                 choices.append(b)
-            elif kind == SUSPEND:
-                suspended.add(task)
-            elif kind == RESUME:
-                suspended.discard(task)
-            touched = (task, a) if kind == SPAWN else (task,)
-            model.apply(tick, task, kind, a, b, scratch)
-            for one in touched:
-                entry = tasks.get(one)
-                if entry is not None and entry[1] == "ready":
-                    ready.add(one)
-                else:
-                    ready.discard(one)
+            model.apply(tick, task, kind, a, b, ended)
         self.seen = len(self.journal)
         return encode_schedule(choices)
 
@@ -115,10 +104,3 @@ class Watchers:
         first, self.seen = self.seen + 1, total
         for (callback,) in list(self.callbacks):
             callback(self.vm, first, total)
-
-
-def notify(vm: Any) -> None:
-    """After a host call or an abandoned run wrote records outside the loop."""
-    watchers = vm._watchers
-    if watchers is not None and watchers.callbacks:
-        watchers()

@@ -44,11 +44,9 @@ from ._journal import (
     MAX_INT_DIGITS,
     SLEEP,
     _check_plain,
-    _decode,
-    _encode_data,
     _jv,
-    _pack,
 )
+from ._kinds import decode, encode, pack
 
 if TYPE_CHECKING:
     from ._journal import Journal
@@ -284,7 +282,7 @@ class Writer:
         self.flush(force=True)
         journal = self.journal
         rows = (
-            (index + 1, tick, 0, task, KIND_NAMES[kind], _encode_data(kind, a, b, tick))
+            (index + 1, tick, 0, task, KIND_NAMES[kind], encode(kind, a, b, tick))
             for index, tick, task, kind, a, b in journal._iter_raw()
         )
         meta = _meta_items(journal, self.path)
@@ -460,12 +458,12 @@ def _load_jsonl(path: Path, file: Any, journal: Journal) -> None:
                 raise ValueError("its data is not an object")
             if type(tick) is not int or tick < journal._mark_tick[-1]:
                 raise ValueError(f"tick {tick!r}: ticks are ints that never decrease")
-            row, value = _pack(KIND_CODES[kind_name], record["task"], data)
+            row, value = pack(KIND_CODES[kind_name], record["task"], data)
             journal._append_loaded(row, value, tick)
             # what the record says is exactly what it decodes to: nothing dropped or
             # added (and no 2.0 or true standing for a sleep's 2 ticks)
             kind = row & _KIND_MASK
-            if _decode(kind, row >> A_SHIFT, value, tick) != data or (
+            if decode(kind, row >> A_SHIFT, value, tick) != data or (
                 kind == SLEEP and type(data["ticks"]) is not int
             ):
                 raise ValueError(f"its data is not what a VM writes for a {kind_name} record")

@@ -226,9 +226,7 @@ class VM:
         self._timer_sweep = _TIMER_SWEEP_MIN  # sweep emptied buckets past this many
         self._live: dict[int, Task] = {}
         self._cancel_errors: dict[int, BaseException] = {}  # raised instead of Cancelled
-        # kept roots (_roots.py): [the task a KeyboardInterrupt ended, coroutines of roots
-        # that could not unwind (kept, never collected)]
-        self._kept: list[Any] = [None, []]
+        self._kept = _Kept()  # what kept roots (_roots.py) need to remember
         # suspended tasks: id -> the task if it could run (held out of the ready queue),
         # else None.  (One attribute: at 30, CPython 3.11 stops specializing the VM's
         # attribute loads -- see "Performance shape" in docs/design.md.)
@@ -899,7 +897,7 @@ class VM:
         if not isinstance(error, Exception):
             # KeyboardInterrupt, SystemExit: the task is gone; record it and pass it on.
             task._state = S_CANCELLED
-            self._kept[0] = task  # (the task a KeyboardInterrupt ended)
+            self._kept.interrupted = task
             self._record(task, CANCEL, 0, f"interrupted by {type(error).__name__}")
             self._record(task, CANCELLED)
             self._task_exit(task)
@@ -1179,6 +1177,17 @@ class _Driver:
         self.lock = threading.Lock()
         self.thread = 0
         self.name = ""
+
+
+class _Kept:
+    """For kept roots (``_roots.py``): the task a KeyboardInterrupt ended, and the
+    coroutines of roots that could not unwind (kept, so never collected and closed)."""
+
+    __slots__ = ("interrupted", "stranded")
+
+    def __init__(self) -> None:
+        self.interrupted: Task | None = None
+        self.stranded: list[Any] = []
 
 
 class _HostCall:
