@@ -13,13 +13,14 @@ and machine (nbval compares stored outputs; GitHub and nbviewer show them).  See
 from __future__ import annotations
 
 import math
-import os
 import re
 from html import escape
 from typing import Any, NamedTuple
 
 import counterpoint as cp
 from counterpoint import lowlevel
+
+from ._sources import journal_of
 
 MAX_RECORDS = 400  # records drawn when ``last`` is not given (the end of the run)
 MAX_LAST = 4000  # the most ``last=`` may ask for: a picture stays small
@@ -94,25 +95,6 @@ def _esc(text: str) -> str:
 
 def _short(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "\u2026"
-
-
-def _journal_of(source: Any) -> cp.Journal:
-    if isinstance(source, cp.VM):
-        journal = source.journal
-        if not journal.enabled:
-            raise ValueError(
-                "widgets.svg(): this VM was created with journal=False, so there is no "
-                "journal to draw; create it with journal=None (the default)"
-            )
-        return journal
-    if isinstance(source, cp.Journal):
-        return source
-    if isinstance(source, str | os.PathLike):
-        return cp.Journal.load(source)
-    raise TypeError(
-        "widgets.svg() draws a cp.VM, a cp.Journal or the path of a saved journal "
-        f"(str or os.PathLike), not {type(source).__name__}"
-    )
 
 
 def _check_options(x: Any, last: Any) -> None:
@@ -219,7 +201,7 @@ def svg(source: Any, *, x: str = "event", last: int | None = None) -> str:
     (True, 1)
     """
     _check_options(x, last)
-    journal = _journal_of(source)
+    journal = journal_of(source, "widgets.svg()")
     total = len(journal)
     count = min(total, MAX_RECORDS if last is None else last)
     first = total - count + 1  # the first event id drawn
