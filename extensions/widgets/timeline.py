@@ -119,9 +119,8 @@ def window(journal: cp.Journal, index: JournalIndex, start: int, count: int) -> 
     for record in records:
         if record.kind == "send" and record.event_id in index.received:
             messages += [record.event_id, index.received[record.event_id]]
-        elif record.kind == "recv" and record.event_id in index.sent:
-            if index.sent[record.event_id] < start:  # (pairs inside: from their send)
-                messages += [index.sent[record.event_id], record.event_id]
+        elif record.kind == "recv" and index.sent.get(record.event_id, start) < start:
+            messages += [index.sent[record.event_id], record.event_id]  # (sent before)
 
     deadlock = None
     if stop == total + 1:
