@@ -187,6 +187,8 @@ class Timeline(Widget):
     live = traitlets.Bool(False).tag(sync=True)
     symbols = traitlets.Dict().tag(sync=True)
     updates = traitlets.Int(0).tag(sync=True)  # pushes sent while following a VM
+    _unwatch: Any = None  # (class defaults: close() runs even when __init__ raised)
+    _shell_flush: Any = None
 
     def __init__(self, source: Any, *, x: str = "event", last: int | None = None) -> None:
         static._check_options(x, None)
@@ -277,15 +279,17 @@ class Timeline(Widget):
         self.updates += 1
 
     def flush(self) -> None:
-        """Push what the throttle held back (called when a cell ends)."""
+        """Push what the throttle held back (called when a cell ends); the records the
+        host writes after that (the cell's end marker) are pushed at once."""
         if self._dirty or self.total != len(self._journal):
             self._push()
+        self._next_push = 0.0
 
     def close(self) -> None:
         if self._unwatch is not None:
             self._unwatch()
             self._unwatch = None
-        shell_flush = getattr(self, "_shell_flush", None)
+        shell_flush = self._shell_flush
         if shell_flush is not None:
             shell, flush = shell_flush
             try:
