@@ -15,7 +15,10 @@ public API (``import counterpoint as cp``), never ``counterpoint._*``.  It holds
   task changes between ready and blocked, trio's discipline of "primitives only park
   and reschedule".  See "Who may change scheduler state" in ``docs/design.md``.
 * **Places in user code**: :func:`add_source_namer` (``TaskInfo.where`` of a notebook
-  cell reads ``Cell In[3]:2``), :func:`is_internal`, :func:`user_traceback`.
+  cell reads ``Cell In[3]:2``), :func:`is_internal`, :func:`user_traceback`,
+  :func:`source_of` (the source of the function a task is paused in).
+* **Host stepping** (the Scheduler widget): :func:`pass_time` (what ``vm.step()`` does
+  first when no task is ready) and :func:`dispose` (close a dropped VM's tasks).
 * **Sources of nondeterminism**: :class:`Sources` (choices, worker outcomes, host
   events) given to ``cp.VM(sources=...)``; :func:`from_journal` takes them from a
   journal (replay, recovery).
@@ -87,7 +90,7 @@ from ._roots import RootRun, Words, run_root
 from ._sources import Sources, from_journal
 from ._traps import session, this_task
 from ._vm import POLICIES, VM, is_internal, source_dirs, user_traceback
-from ._where import add_source_namer, source_name
+from ._where import add_source_namer, function_source, source_name
 
 __all__ = [
     "A_SHIFT",
@@ -133,12 +136,14 @@ __all__ = [
     "Kind",
     "RawRecord",
     "RootRun",
+    "Source",
     "Sources",
     "Words",
     "add_source_namer",
     "add_timer",
     "decode",
     "display",
+    "dispose",
     "divergence",
     "encode",
     "find",
@@ -149,6 +154,7 @@ __all__ = [
     "Message",
     "messages",
     "park",
+    "pass_time",
     "prefix",
     "raw_records",
     "record",
@@ -159,6 +165,7 @@ __all__ = [
     "session",
     "source_dirs",
     "source_name",
+    "source_of",
     "this_task",
     "throw",
     "unpark",
@@ -283,3 +290,66 @@ def wait_of(task: Any) -> Wait | None:
     if task._state != BLOCKED or task._waiting is None:
         return None
     return _wait_of(task._waiting)
+
+
+class Source(NamedTuple):
+    """The source of the function a task is paused in: ``where`` (as
+    ``TaskInfo.where``), ``function`` (its qualified name), ``first`` (the line number
+    of ``lines[0]``), ``lines`` (the function's source lines, without line ends) and
+    ``line`` (the line it is paused at; a task not started yet: its ``def`` line)."""
+
+    where: str
+    function: str
+    first: int
+    lines: tuple[str, ...]
+    line: int
+
+
+def source_of(vm: VM, task_id: int) -> Source | None:
+    """The :class:`Source` of live task ``task_id``'s paused function (its innermost
+    frame that is not Counterpoint's), or None if the task has ended, is not this VM's,
+    or runs only Counterpoint's code (``cp.spawn(ch.recv())``)."""
+    task = vm._live.get(task_id)
+    if task is None or task._coro is None:
+        return None
+    found = function_source(task._coro)
+    if found is None:
+        return None
+    where, function, first, lines, line = found
+    return Source(where, function, first, tuple(lines), line)
+
+
+def pass_time(vm: VM) -> bool:
+    """When no task is ready, do what ``vm.step()`` does before its next step and run no
+    task: hand queued host events to waiting tasks, or jump virtual time to the earliest
+    timer and fire it (journaled as the loop would), until a task is ready.  Returns
+    True if one is; False if nothing can ever run (nothing changed).  A host calling
+    this and then ``vm.step(task=ID)`` writes the journal ``vm.step(task=ID)`` alone
+    would, so ``vm.schedule`` replays it.  Raises ``InvalidStateError`` if a task is
+    ready (time passes only when nothing can run)."""
+    from ._errors import InvalidStateError
+    from ._traps import RunState, enter_run_state, leave_run_state
+
+    with vm._as_host("lowlevel.pass_time()"):
+        if vm._ready:
+            raise InvalidStateError(
+                "lowlevel.pass_time(): a task is ready, and time passes only when no task "
+                "can run; step a ready task instead (vm.step(task=ID))"
+            )
+        previous = enter_run_state(RunState())
+        try:
+            while not vm._ready:
+                if not vm._advance_time():
+                    return False
+        finally:
+            leave_run_state(previous)
+        return True
+
+
+def dispose(vm: VM) -> None:
+    """Close the coroutines of the tasks ``vm`` leaves behind, for a VM the host is about
+    to drop (Python would warn that each unstarted one was never awaited).  Their
+    ``finally`` blocks run outside the VM; the VM is unusable afterwards."""
+    with vm._as_host("lowlevel.dispose()"):
+        pass
+    vm._dispose()

@@ -10,6 +10,7 @@ It builds on the public API and ``counterpoint.lowlevel`` only.
 
 from __future__ import annotations
 
+from .scheduler import Scheduler
 from .static import MAX_RECORDS, svg
 
-__all__ = ["MAX_RECORDS", "svg"]
+__all__ = ["MAX_RECORDS", "Scheduler", "svg"]
