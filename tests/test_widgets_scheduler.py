@@ -81,7 +81,14 @@ def test_interleaving_the_reads_loses_an_update_and_the_schedule_replays_it():
     assert game.outcome == "AssertionError"
     assert game.ready == []
     assert game.game["broken"] is True
-    assert game.game["words"] == "AssertionError: an update was lost: n is 1"
+    [failed] = game.game["tasks"]  # the root, as it failed: the raising line marked
+    assert (failed["id"], failed["state"], failed["ready"]) == (1, "failed", False)
+    raising = failed["lines"][failed["line"] - failed["first"]].strip()
+    assert raising.startswith('assert box["n"] == 2')
+    assert game.game["words"] == (
+        "AssertionError: an update was lost: n is 1\n"
+        f"(raised at scheduler_programs.py:{failed['line']} in task 1)"
+    )
     assert game.game["watched"] == [["n", "1"]]
     assert game.replay == f"cp.VM(schedule={game.schedule!r}, seed=0).run(lost_update())"
     vm = cp.VM(schedule=game.schedule)
@@ -229,7 +236,7 @@ def test_a_failing_watch_is_shown_in_place_of_the_values_and_the_game_goes_on():
 
 def test_a_lambda_program_gets_a_replay_line_that_says_program():
     game = play(Scheduler(lambda: lost_update(), name="main"), LOSE)
-    assert game.game["tasks"] == [] and game.outcome == "AssertionError"
+    assert game.outcome == "AssertionError"
     assert game.replay.endswith(".run(program())")
     assert game.vm.journal.records(1, 2)[0].data["name"] == "main"
 

@@ -77,8 +77,6 @@ def function_source(coro: Any) -> tuple[str, str, int, list[str], int] | None:
     ended or runs only Counterpoint's code.  Lines come from ``linecache`` (which
     IPython fills with cells); a function whose source cannot be read gives its one
     current line."""
-    import inspect
-
     from ._vm import is_internal
 
     frame = paused_frame(coro)
@@ -86,8 +84,16 @@ def function_source(coro: Any) -> tuple[str, str, int, list[str], int] | None:
         frame = getattr(coro, "cr_frame", None)  # not started (a closed one has no frame)
         if frame is None or is_internal(frame.f_code.co_filename):
             return None
+    line = frame.f_lineno if paused_frame(coro) is not None else frame.f_code.co_firstlineno
+    return frame_source(frame, line)
+
+
+def frame_source(frame: FrameType, line: int) -> tuple[str, str, int, list[str], int]:
+    """(where, function name, first line number, source lines, ``line``) of the function
+    ``frame`` runs, at ``line`` (see :func:`function_source`)."""
+    import inspect
+
     code = frame.f_code
-    line = frame.f_lineno if paused_frame(coro) is not None else code.co_firstlineno
     try:
         lines, first = inspect.getsourcelines(code)
     except (OSError, TypeError):

@@ -16,7 +16,8 @@ public API (``import counterpoint as cp``), never ``counterpoint._*``.  It holds
   and reschedule".  See "Who may change scheduler state" in ``docs/design.md``.
 * **Places in user code**: :func:`add_source_namer` (``TaskInfo.where`` of a notebook
   cell reads ``Cell In[3]:2``), :func:`is_internal`, :func:`user_traceback`,
-  :func:`source_of` (the source of the function a task is paused in).
+  :func:`source_of` (the source of the function a task is paused in),
+  :func:`failure_source` (where an error was raised in user code).
 * **Host stepping** (the Scheduler widget): :func:`pass_time` (what ``vm.step()`` does
   first when no task is ready) and :func:`dispose` (close a dropped VM's tasks).
 * **Sources of nondeterminism**: :class:`Sources` (choices, worker outcomes, host
@@ -90,7 +91,7 @@ from ._roots import RootRun, Words, run_root
 from ._sources import Sources, from_journal
 from ._traps import session, this_task
 from ._vm import POLICIES, VM, is_internal, source_dirs, user_traceback
-from ._where import add_source_namer, function_source, source_name
+from ._where import add_source_namer, frame_source, function_source, source_name
 
 __all__ = [
     "A_SHIFT",
@@ -147,6 +148,7 @@ __all__ = [
     "divergence",
     "encode",
     "find",
+    "failure_source",
     "first_difference",
     "from_journal",
     "is_internal",
@@ -316,6 +318,19 @@ def source_of(vm: VM, task_id: int) -> Source | None:
     if found is None:
         return None
     where, function, first, lines, line = found
+    return Source(where, function, first, tuple(lines), line)
+
+
+def failure_source(error: BaseException) -> Source | None:
+    """The :class:`Source` of the function ``error`` was raised in: its traceback's
+    innermost entry in user code, ``line`` the line that raised (None if the traceback
+    holds only Counterpoint's frames)."""
+    from ._vm import failure_site
+
+    site = failure_site(error)
+    if site is None:
+        return None
+    where, function, first, lines, line = frame_source(site.tb_frame, site.tb_lineno)
     return Source(where, function, first, tuple(lines), line)
 
 

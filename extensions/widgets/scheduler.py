@@ -35,6 +35,23 @@ _LINE_CHARS = 72  # a source line in the static picture, at most
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 
 
+def _column(info: cp.TaskInfo, source: lowlevel.Source | None, ready: bool) -> dict:
+    """One task's column: plain data for the browser and the static picture."""
+    return {
+        "id": info.id,
+        "name": info.name,
+        "state": info.state,
+        "waiting": info.waiting_on or "",
+        "where": source.where if source else (info.where or ""),
+        "function": source.function if source else "",
+        "first": source.first if source else 0,
+        "lines": list(source.lines) if source else [],
+        "line": source.line if source else 0,
+        "started": bool(info.where),
+        "ready": ready,
+    }
+
+
 class Scheduler(Widget):
     """You are the scheduler: choose which ready task of ``program`` runs next.
 
@@ -202,6 +219,7 @@ class Scheduler(Widget):
         assert vm is not None
         self._outcome: str | None = None
         self._broken = False  # failed or deadlocked (a return is an ending, not a break)
+        self._failure: lowlevel.Source | None = None  # where the root's error was raised
         self._words = ""
         if root.done():
             error = root.exception()
@@ -213,6 +231,9 @@ class Scheduler(Widget):
                 self._broken = True
                 message = str(error)
                 self._words = f"{self._outcome}: {message}" if message else self._outcome
+                self._failure = lowlevel.failure_source(error)
+                if self._failure is not None:
+                    self._words += f"\n(raised at {self._failure.where} in task {root.id})"
             return
         if not vm.ready() and not lowlevel.pass_time(vm):
             self._outcome = DEADLOCK
@@ -229,24 +250,13 @@ class Scheduler(Widget):
         assert vm is not None
         ended = self._outcome is not None
         ready = [] if ended else sorted(t.id for t in vm.ready())
-        tasks = []
-        for info in vm.tasks():
-            source = lowlevel.source_of(vm, info.id)
-            tasks.append(
-                {
-                    "id": info.id,
-                    "name": info.name,
-                    "state": info.state,
-                    "waiting": info.waiting_on or "",
-                    "where": source.where if source else (info.where or ""),
-                    "function": source.function if source else "",
-                    "first": source.first if source else 0,
-                    "lines": list(source.lines) if source else [],
-                    "line": source.line if source else 0,
-                    "started": bool(info.where),
-                    "ready": info.id in ready,
-                }
-            )
+        tasks = [
+            _column(info, lowlevel.source_of(vm, info.id), info.id in ready) for info in vm.tasks()
+        ]
+        if self._failure is not None:  # the root failed: its code, the raising line marked
+            root = self._root
+            info = cp.TaskInfo(root.id, root.name, "failed", None, self._failure.where)
+            tasks.insert(0, _column(info, self._failure, False))
         schedule = vm.schedule
         replay = f"cp.VM(schedule={schedule!r}, seed={vm.seed}).run({self._call})"
         self.error = ""  # (a failed request's words stay until the game changes)

@@ -5,6 +5,11 @@
 const BROKEN = "#D55E00"; // Okabe-Ito vermillion: a failure or a deadlock (with words)
 const CURRENT = "rgba(230, 159, 0, 0.35)"; // Okabe-Ito orange, translucent: the current line
 
+function lineTitle(task) {
+  if (task.state === "failed") return "raised here";
+  return task.started ? "paused here" : "not started: runs from here";
+}
+
 function taskColumn(task, send) {
   const code = h("div", { class: "cp-sched-code" });
   if (task.lines.length) {
@@ -17,7 +22,7 @@ function taskColumn(task, send) {
           {
             class: current ? "cp-sched-line cp-sched-current" : "cp-sched-line",
             style: current ? `background: ${CURRENT}` : null,
-            title: current ? (task.started ? "paused here" : "not started: runs from here") : null,
+            title: current ? lineTitle(task) : null,
           },
           h("span", { class: "cp-sched-mark" }, current ? "\u25B6" : " "),
           h("span", { class: "cp-sched-number cp-muted" }, String(number).padStart(4, " ")),
@@ -32,7 +37,11 @@ function taskColumn(task, send) {
   const state = task.state + (task.waiting ? ` ${task.waiting}` : "");
   return h(
     "div",
-    { class: "cp-sched-task", "data-task": task.id },
+    {
+      class: task.state === "failed" ? "cp-sched-task cp-sched-failed" : "cp-sched-task",
+      style: task.state === "failed" ? `border-color: ${BROKEN}` : null,
+      "data-task": task.id,
+    },
     h("div", { class: "cp-caption" }, `${task.name} (${task.id})`),
     h("div", { class: "cp-sched-state cp-muted" }, state + (task.where ? ` \u00B7 ${task.where}` : "")),
     task.ready
@@ -46,7 +55,7 @@ function taskColumn(task, send) {
           },
           `\u25B6 run ${task.name} (${task.id}) one step`,
         )
-      : h("div", { class: "cp-sched-idle cp-muted" }, task.state === "ready" ? "" : "not ready"),
+      : h("div", { class: "cp-sched-idle cp-muted" }, task.state === "failed" ? "failed here:" : "not ready"),
     code,
   );
 }
@@ -130,14 +139,9 @@ function render({ model, el }) {
       { class: "cp-sched-tasks cp-scroll" },
       game.tasks.map((task) => taskColumn(task, send)),
     );
-    root.replaceChildren(
-      toolbar,
-      schedule,
-      banner,
-      watched,
-      tasks,
-      error ? h("div", { class: "cp-error" }, error) : null,
-    );
+    const parts = [toolbar, schedule, banner, watched, tasks];
+    if (error) parts.push(h("div", { class: "cp-error" }, error));
+    root.replaceChildren(...parts.filter((part) => part)); // (null would become text)
   };
 
   model.on("change:game", draw);
