@@ -225,6 +225,8 @@ def test_a_program_that_is_not_a_coroutine_function_is_refused():
         Scheduler(lost_update, watch={"n": 1})  # type: ignore[arg-type]
     with pytest.raises(TypeError, match=r"name=.*got int"):
         Scheduler(lost_update, name=3)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"timeline=.*True or False"):
+        Scheduler(lost_update, timeline="yes")  # type: ignore[arg-type]
 
 
 def test_a_failing_watch_is_shown_in_place_of_the_values_and_the_game_goes_on():
@@ -276,35 +278,35 @@ def test_source_of_is_none_for_a_task_that_runs_only_counterpoints_code():
 
 def capture(game):
     sent = []
-    game.send = lambda content, buffers=None: sent.append((content, buffers))
+    game.board.send = lambda content, buffers=None: sent.append((content, buffers))
     return sent
 
 
 def test_a_choose_request_steps_the_task_and_replies():
     game = Scheduler(lost_update)
     sent = capture(game)
-    game._on_message(None, {"type": "request", "id": 7, "what": "choose", "task": 1}, [])
+    game.board._on_message(None, {"type": "request", "id": 7, "what": "choose", "task": 1}, [])
     assert sent == [({"type": "reply", "id": 7, "ok": True}, [])]
-    assert game.ready == [2, 3] and game.error == ""
+    assert game.ready == [2, 3] and game.board.error == ""
 
 
 def test_a_request_to_choose_a_task_that_is_not_ready_replies_with_the_error():
     game = Scheduler(lost_update)
     sent = capture(game)
-    game._on_message(None, {"type": "request", "id": 8, "what": "choose", "task": 2}, [])
+    game.board._on_message(None, {"type": "request", "id": 8, "what": "choose", "task": 2}, [])
     [(reply, _)] = sent
     assert reply["id"] == 8 and "the ready tasks are 1 'lost_update'" in reply["error"]
-    assert game.error == reply["error"]
-    game._on_message(None, {"type": "request", "id": 9, "what": "choose", "task": 1}, [])
-    assert game.error == "" and game.ready == [2, 3]
+    assert game.board.error == reply["error"]
+    game.board._on_message(None, {"type": "request", "id": 9, "what": "choose", "task": 1}, [])
+    assert game.board.error == "" and game.ready == [2, 3]
 
 
 def test_undo_and_reset_requests_mirror_the_methods():
     game = play(Scheduler(lost_update), (1, 2))
     sent = capture(game)
-    game._on_message(None, {"type": "request", "id": 1, "what": "undo"}, [])
+    game.board._on_message(None, {"type": "request", "id": 1, "what": "undo"}, [])
     assert game.choices == [1]
-    game._on_message(None, {"type": "request", "id": 2, "what": "reset"}, [])
+    game.board._on_message(None, {"type": "request", "id": 2, "what": "reset"}, [])
     assert game.choices == [] and game.ready == [1]
     assert [content for content, _ in sent] == [
         {"type": "reply", "id": 1, "ok": True},
@@ -325,6 +327,22 @@ def test_the_mime_bundle_holds_the_picture_and_a_repr_without_addresses():
     play(game, (2, 3, 1))
     assert repr(game) == "Scheduler(lost_update: 6 steps chosen, outcome AssertionError)"
     assert "Broken: AssertionError: an update was lost: n is 1" in game._picture()
+
+
+def test_the_run_so_far_is_drawn_by_a_timeline_under_the_board_that_follows_each_game():
+    assert Scheduler(lost_update).timeline is None  # (not unless asked for)
+    game = Scheduler(lost_update, timeline=True)
+    first = game.timeline
+    assert game.children == (game.board, first) and first.live
+    play(game, (1, 2))
+    assert first.total == len(game.vm.journal) > 1  # it followed the steps
+    game.undo()
+    second = game.timeline
+    assert second is not first and game.children == (game.board, second)
+    assert not first.live or first._unwatch is None  # the old VM's timeline let go
+    assert second.total == len(game.vm.journal)
+    game.close()
+    assert second._unwatch is None
 
 
 PICTURE_SCRIPT = textwrap.dedent(

@@ -21,13 +21,15 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import ipywidgets
 import traitlets
 
 import counterpoint as cp
 from counterpoint import lowlevel
 
-from ._base import Widget, bundle
+from ._base import StaticPicture, Widget, bundle
 from .static import VERMILLION, _esc, _short, svg
+from .timeline import Timeline
 
 DEADLOCK = "Deadlock"
 _VALUE_CHARS = 200  # a watched value's repr, at most
@@ -52,7 +54,38 @@ def _column(info: cp.TaskInfo, source: lowlevel.Source | None, ready: bool) -> d
     }
 
 
-class Scheduler(Widget):
+class Board(Widget):
+    """The game's view (what ``scheduler.js`` draws): the synced ``game`` dict, and the
+    learner's clicks as requests, answered by its :class:`Scheduler`, which owns the
+    rules."""
+
+    _esm = bundle("scheduler.js")
+    game = traitlets.Dict({}).tag(sync=True)  # everything the browser draws (plain data)
+
+    def __init__(self, scheduler: Scheduler) -> None:
+        self._scheduler = scheduler
+        super().__init__()
+
+    def _answer_choose(self, content: dict) -> tuple[dict, list]:
+        self._scheduler.choose(content.get("task"))  # type: ignore[arg-type]
+        return {"ok": True}, []
+
+    def _answer_undo(self, content: dict) -> tuple[dict, list]:
+        self._scheduler.undo()
+        return {"ok": True}, []
+
+    def _answer_reset(self, content: dict) -> tuple[dict, list]:
+        self._scheduler.reset()
+        return {"ok": True}, []
+
+    def _picture(self) -> str:
+        return self._scheduler._picture()
+
+    def _describe(self) -> str:
+        return self._scheduler._describe()
+
+
+class Scheduler(StaticPicture, ipywidgets.VBox):
     """You are the scheduler: choose which ready task of ``program`` runs next.
 
     ``program``: a zero-argument callable returning a fresh coroutine (an ``async def``
@@ -60,6 +93,7 @@ class Scheduler(Widget):
     ``reset()`` and ``undo()``, so it should build its shared state afresh.  ``watch``:
     a zero-argument callable returning a mapping of names to values, shown (``repr``)
     after every step.  ``name``: the root task's name (default: the function's name).
+    ``timeline=True`` puts a live :class:`Timeline` of the run under the board.
 
     >>> import counterpoint as cp
     >>> box = {}
@@ -82,8 +116,9 @@ class Scheduler(Widget):
     "cp.VM(schedule='cp1:011101', seed=0).run(main())"
     """
 
-    _esm = bundle("scheduler.js")
-    game = traitlets.Dict({}).tag(sync=True)  # everything the browser draws (plain data)
+    _timeline: Timeline | None = None  # (class defaults: close() runs if __init__ raised)
+    _vm: cp.VM | None = None
+    board: Board | None = None
 
     def __init__(
         self,
@@ -91,6 +126,7 @@ class Scheduler(Widget):
         *,
         watch: Callable[[], Mapping[str, Any]] | None = None,
         name: str | None = None,
+        timeline: bool = False,
     ) -> None:
         if inspect.iscoroutine(program):
             program.close()
@@ -111,15 +147,40 @@ class Scheduler(Widget):
             )
         if name is not None and not isinstance(name, str):
             raise TypeError(f"Scheduler(name=...) takes a str, got {type(name).__name__}")
+        if not isinstance(timeline, bool):
+            raise TypeError(f"Scheduler(timeline=...) is True or False, not {timeline!r}")
+        self._with_timeline = timeline
         self._program = program
         self._watch = watch
         function = getattr(program, "__name__", "")
         self._call = f"{function}()" if _IDENTIFIER.match(function) else "program()"
         self._name = name or (function if _IDENTIFIER.match(function) else "main")
-        self._vm: cp.VM | None = None
         self._choices: list[int] = []
-        super().__init__()
-        self._start([], self._coroutine())
+        coro = self._coroutine()
+        self.board = Board(self)
+        super().__init__(children=[self.board])
+        self._start([], coro)
+
+    @property
+    def game(self) -> dict:
+        """What the board shows, as plain data (the synced trait of :attr:`board`)."""
+        return self.board.game
+
+    @property
+    def timeline(self) -> Timeline | None:
+        """With ``timeline=True``: the :class:`Timeline` of the current game's VM, under
+        the board (a new one for each reset and undo); else None."""
+        return self._timeline
+
+    def close(self) -> None:
+        """Close the views and the game's VM (its tasks' coroutines are closed)."""
+        if self._vm is not None:
+            lowlevel.dispose(self._vm)
+        if self._timeline is not None:
+            self._timeline.close()
+        if self.board is not None:
+            self.board.close()
+        super().close()
 
     # -- the game -------------------------------------------------------------------------
 
@@ -172,6 +233,8 @@ class Scheduler(Widget):
         self._choices.append(task_id)
         self._settle()
         self._show()
+        if self._timeline is not None:  # (a click ends no cell: push what the throttle held)
+            self._timeline.flush()
 
     def undo(self) -> None:
         """Go back one choice: a fresh run of the program with every choice but the last
@@ -211,6 +274,12 @@ class Scheduler(Widget):
             self._choices.append(task_id)
             self._settle()
         self._show()
+        if self._timeline is not None:  # the old VM's: it follows no more
+            self._timeline.close()
+            self._timeline = None
+        if self._with_timeline:
+            self._timeline = Timeline(vm)  # (made after the replay: it starts with one window)
+            self.children = (self.board, self._timeline)
 
     def _settle(self) -> None:
         """After a step: the outcome if the program ended or deadlocked; else, if no task
@@ -259,8 +328,8 @@ class Scheduler(Widget):
             tasks.insert(0, _column(info, self._failure, False))
         schedule = vm.schedule
         replay = f"cp.VM(schedule={schedule!r}, seed={vm.seed}).run({self._call})"
-        self.error = ""  # (a failed request's words stay until the game changes)
-        self.game = {
+        self.board.error = ""  # (a failed request's words stay until the game changes)
+        self.board.game = {
             "program": self._name,
             "tasks": tasks,
             "ready": ready,
@@ -284,20 +353,6 @@ class Scheduler(Widget):
             return [[str(k), _short(repr(v), _VALUE_CHARS)] for k, v in values.items()]
         except Exception as error:  # shown in place of the values; the game goes on
             return [["watch()", f"raised {type(error).__name__}: {error}"]]
-
-    # -- requests from the browser --------------------------------------------------------
-
-    def _answer_choose(self, content: dict) -> tuple[dict, list]:
-        self.choose(content.get("task"))  # type: ignore[arg-type]
-        return {"ok": True}, []
-
-    def _answer_undo(self, content: dict) -> tuple[dict, list]:
-        self.undo()
-        return {"ok": True}, []
-
-    def _answer_reset(self, content: dict) -> tuple[dict, list]:
-        self.reset()
-        return {"ok": True}, []
 
     # -- static picture and repr ----------------------------------------------------------
 
