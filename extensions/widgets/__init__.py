@@ -11,5 +11,6 @@ It builds on the public API and ``counterpoint.lowlevel`` only.
 from __future__ import annotations
 
 from .static import MAX_RECORDS, svg
+from .timetravel import TimeTravel
 
-__all__ = ["MAX_RECORDS", "svg"]
+__all__ = ["MAX_RECORDS", "TimeTravel", "svg"]
