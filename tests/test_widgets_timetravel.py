@@ -255,7 +255,7 @@ def test_source_lines_are_shown_for_a_live_vm_at_its_last_event_only():
 def test_a_small_journal_opens_at_its_last_event_and_event_picks_another():
     vm = waiting_vm()
     travel = TimeTravel(vm)
-    assert travel.event == len(vm.journal) == travel.total
+    assert travel.event == len(vm.journal) == travel.pane.total
     assert TimeTravel(vm, event=0).view["event"] == 0
     assert TimeTravel(vm, event=7).event == 7
 
@@ -301,12 +301,12 @@ def test_a_live_vm_grows_the_slider_when_the_event_next_changes():
     vm = cp.VM()
     vm.run(nap())
     travel = TimeTravel(vm)
-    before = travel.total
+    before = travel.pane.total
     vm.run(nap())
     travel.event = before + 1
-    assert travel.total == len(vm.journal) > before
+    assert travel.pane.total == len(vm.journal) > before
     travel.event = len(vm.journal)
-    assert travel.event == travel.total
+    assert travel.event == travel.pane.total
 
 
 def test_a_path_opens_the_saved_journal(tmp_path):
@@ -387,12 +387,13 @@ def test_a_jump_request_moves_event_and_the_view_follows(monkeypatch):
     journal = waiting_vm().journal
     travel = TimeTravel(journal, event=0)
     first = effects(journal, 2)[0]
-    reply, buffers = talk(travel, monkeypatch, what="jump", task=2, direction="next")
+    reply, buffers = talk(travel.pane, monkeypatch, what="jump", task=2, direction="next")
     assert reply["event"] == first == travel.event == travel.view["event"] and buffers == []
-    reply, _ = talk(travel, monkeypatch, what="jump", task=2, direction="previous")
+    assert travel.timeline.cursor == first
+    reply, _ = talk(travel.pane, monkeypatch, what="jump", task=2, direction="previous")
     assert reply["event"] is None and travel.event == first
-    reply, _ = talk(travel, monkeypatch, what="jump", task=None, direction="sideways")
-    assert "error" in reply and "sideways" in travel.error
+    reply, _ = talk(travel.pane, monkeypatch, what="jump", task=None, direction="sideways")
+    assert "error" in reply and "sideways" in travel.pane.error
 
 
 def test_warm_requests_build_the_snapshots_chunk_by_chunk_until_the_end(monkeypatch):
@@ -401,7 +402,7 @@ def test_warm_requests_build_the_snapshots_chunk_by_chunk_until_the_end(monkeypa
     travel = TimeTravel(journal, event=0)
     seen = []
     while True:
-        reply, _ = talk(travel, monkeypatch, what="warm")
+        reply, _ = talk(travel.pane, monkeypatch, what="warm")
         seen.append(reply["warmed"])
         if reply["warmed"] >= reply["total"]:
             break
@@ -414,9 +415,24 @@ def test_the_browser_moving_event_gets_the_view_of_that_event():
     vm = waiting_vm()
     travel = TimeTravel(vm, event=0)
     # what ipywidgets does with the browser's {"event": 9} state update
-    travel.set_state({"event": 9})
-    assert travel.view["event"] == 9
+    travel.pane.set_state({"event": 9})
+    assert travel.view["event"] == 9 == travel.event == travel.timeline.cursor
     assert travel.view == TimeTravel(vm, event=9).view
+
+
+def test_the_timeline_cursor_follows_event_and_a_picked_mark_moves_it():
+    vm = waiting_vm()
+    travel = TimeTravel(vm, event=4)
+    assert travel.children == (travel.timeline, travel.pane)
+    assert travel.timeline.cursor == 4
+    travel.event = 11
+    assert travel.timeline.cursor == 11 == travel.pane.event == travel.view["event"]
+    travel.timeline.picked = 17  # (the browser: a mark clicked)
+    assert travel.event == 17 == travel.timeline.cursor == travel.view["event"]
+    alone = TimeTravel(vm, event=4, timeline=False)
+    assert alone.timeline is None and alone.children == (alone.pane,)
+    alone.event = 5
+    assert alone.view["event"] == 5
 
 
 def test_a_view_that_fails_sets_error_and_keeps_the_last_view(monkeypatch):
@@ -425,9 +441,9 @@ def test_a_view_that_fails_sets_error_and_keeps_the_last_view(monkeypatch):
     def broken(event):
         raise RuntimeError("no view today")
 
-    monkeypatch.setattr(travel, "_view", broken)
+    monkeypatch.setattr(travel.pane, "_view", broken)
     travel.event = 5
-    assert travel.error == "event 5: RuntimeError: no view today"
+    assert travel.pane.error == "event 5: RuntimeError: no view today"
     assert travel.view["event"] == 4
 
 

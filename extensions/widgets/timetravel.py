@@ -14,14 +14,16 @@ from html import escape
 from importlib import resources
 from typing import Any
 
+import ipywidgets
 import traitlets
 
 import counterpoint as cp
 from counterpoint import lowlevel
 
-from ._base import CSS, Widget, bundle
+from ._base import CSS, StaticPicture, Widget, bundle
 from ._sources import journal_of
 from .static import svg
+from .timeline import Timeline
 
 # A journal of at most this many records opens at its last event (where a run failed or
 # deadlocked); a bigger one opens at event 0, so that the first picture costs no full pass
@@ -40,13 +42,16 @@ def _short(text: str, limit: int = MAX_TEXT) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-class TimeTravel(Widget):
+class TimeTravel(StaticPicture, ipywidgets.VBox):
     """A scrubber over the events of ``source`` (a ``cp.VM``, a ``cp.Journal`` or the path
-    of a saved journal) showing the run's state just after the event.
+    of a saved journal) showing the run's state just after the event, under a
+    :class:`Timeline` whose cursor follows the event (clicking a mark there moves it).
 
-    ``event`` (int, synced): the event shown, ``0`` (before the first record) to
+    ``event`` (int): the event shown, ``0`` (before the first record) to
     ``len(journal)``; assigning another value raises ``ValueError``.  ``state``: the
-    :class:`JournalState` at ``event`` (``journal.state_at(event)``).
+    :class:`JournalState` at ``event`` (``journal.state_at(event)``).  ``pane`` is the
+    scrubber and state pane (an anywidget whose synced ``event`` this one follows),
+    ``timeline`` the Timeline (None with ``timeline=False``).
 
     >>> import counterpoint as cp
     >>> async def main():
@@ -65,6 +70,87 @@ class TimeTravel(Widget):
     >>> travel
     TimeTravel(event 6 of 10, tick 0)
     """
+
+    event = traitlets.Int(0)
+    pane: Any = None  # (class defaults: close() runs even when __init__ raised)
+    timeline: Any = None
+
+    def __init__(self, source: Any, *, event: int | None = None, timeline: bool = True) -> None:
+        journal = journal_of(source, "TimeTravel()")
+        live = source if isinstance(source, cp.VM) else journal  # (a path: loaded once)
+        pane = TimeTravelPane(live, event=event)
+        self.pane = pane
+        self.timeline = Timeline(live) if timeline else None
+        children = [pane] if self.timeline is None else [self.timeline, pane]
+        super().__init__(children=children)
+        self.event = pane.event
+        pane.observe(self._on_pane_event, "event")
+        if self.timeline is not None:
+            self.timeline.cursor = self.event
+            self.timeline.observe(self._on_picked, "picked")
+
+    @traitlets.validate("event")
+    def _valid_event(self, proposal: Any) -> int:
+        return self.pane._check(proposal["value"])
+
+    @traitlets.observe("event")
+    def _on_event(self, change: Any) -> None:
+        self.pane.event = change["new"]
+        if self.timeline is not None:
+            self.timeline.cursor = change["new"]
+
+    def _on_pane_event(self, change: Any) -> None:  # the browser moved the scrubber
+        self.event = change["new"]
+
+    def _on_picked(self, change: Any) -> None:  # a mark clicked on the timeline
+        if change["new"]:
+            self.event = change["new"]
+
+    @property
+    def state(self) -> Any:
+        """The run's state just after ``event``: ``journal.state_at(event)``."""
+        return self.pane.state
+
+    @property
+    def journal(self) -> cp.Journal:
+        """The journal shown."""
+        return self.pane.journal
+
+    @property
+    def view(self) -> dict[str, Any]:
+        """What the pane shows (plain JSON: a heading and tables of text)."""
+        return self.pane.view
+
+    def next_effect(self, task: int | None = None) -> int | None:
+        """Move ``event`` to the next record after it that is an effect (not a ``step``)
+        of ``task`` (None: of any task); return the new event, or None (not moved) if
+        there is none."""
+        return self.pane.next_effect(task)
+
+    def previous_effect(self, task: int | None = None) -> int | None:
+        """Move ``event`` to the last record before it that is an effect of ``task``
+        (None: of any task); return the new event, or None (not moved) if there is none."""
+        return self.pane.previous_effect(task)
+
+    def close(self) -> None:
+        for child in (self.timeline, self.pane):
+            if child is not None:
+                child.close()
+        super().close()
+
+    def _picture(self) -> str:
+        """The timeline up to the event (its last records) and the state as HTML tables:
+        no script, the same bytes on every run and machine."""
+        return self.pane._picture(timeline=True)
+
+    def _describe(self) -> str:
+        return self.pane._describe()
+
+
+class TimeTravelPane(Widget):
+    """The scrubber and the state pane of :class:`TimeTravel` (an anywidget): ``event``
+    (synced, validated as ``TimeTravel.event``), ``total`` and ``view`` (what the pane
+    draws, computed here whenever ``event`` changes)."""
 
     _esm = bundle("timetravel.js")
     _css = CSS + resources.files(__package__).joinpath("js/timetravel.css").read_text("utf-8")
@@ -327,9 +413,9 @@ class TimeTravel(Widget):
 
     # -- what a notebook stores ---------------------------------------------------------------
 
-    def _picture(self) -> str:
-        """The timeline up to the event (its last records) and the pane as HTML tables:
-        no script, the same bytes on every run and machine."""
+    def _picture(self, timeline: bool = False) -> str:
+        """The state as HTML tables (and with ``timeline``, the static timeline of the
+        records up to the event): no script, the same bytes on every run and machine."""
         view = self.view
         event = view["event"]
         head = (
@@ -338,14 +424,14 @@ class TimeTravel(Widget):
             f"{event:,} of {view['total']:,}</b> &middot; tick {view['tick']} &middot; "
             f"{escape(view['record'])}</p>"
         )
-        timeline = svg(lowlevel.prefix(self._journal, event)) if event else ""
+        drawn = svg(lowlevel.prefix(self._journal, event)) if event and timeline else ""
         tables = []
         for section in view["sections"]:
             caption, shown = section["title"], len(section["rows"])
             if section["hidden"]:
                 caption += f" ({shown:,} shown of {shown + section['hidden']:,})"
             tables.append(lowlevel.display.table(section["headers"], section["rows"], caption))
-        return head + timeline + "".join(tables) + "</div>"
+        return head + drawn + "".join(tables) + "</div>"
 
     def _describe(self) -> str:
         view = self.view

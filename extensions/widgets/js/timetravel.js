@@ -57,11 +57,11 @@ function render({ model, el }) {
     h(
       "div",
       { class: "cp-toolbar" },
-      h("button", { title: "the start (Home)", onclick: () => go(0) }, "⏮"),
+      h("button", { title: "the start (Home)", onclick: () => go(0) }, "|◀"),
       h("button", { title: "one event back (←)", onclick: () => go(wanted - 1) }, "◀ 1"),
       playButton,
       h("button", { title: "one event on (→)", onclick: () => go(wanted + 1) }, "1 ▶"),
-      h("button", { title: "the end (End)", onclick: () => go(total()) }, "⏭"),
+      h("button", { title: "the end (End)", onclick: () => go(total()) }, "▶|"),
       speedSelect,
       number,
       of,
