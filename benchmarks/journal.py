@@ -57,6 +57,18 @@ def streaming(rounds: int) -> dict:
     }
 
 
+def _at_random_events(call, total: int, count: int, seed: int) -> list[float]:
+    """Seconds that ``call(event)`` takes for ``count`` random events ``0..total``."""
+    rng = random.Random(seed)
+    times = []
+    for _ in range(count):
+        event = rng.randrange(total + 1)
+        start = time.perf_counter()
+        call(event)
+        times.append(time.perf_counter() - start)
+    return times
+
+
 def million(accesses: int) -> dict:
     vm = cp.VM()
     vm.run(_ping_pong(111_112))
@@ -74,13 +86,7 @@ def million(accesses: int) -> dict:
     start = time.perf_counter()
     loaded.state_at(len(loaded))
     first = time.perf_counter() - start
-    rng = random.Random(0)
-    times = []
-    for _ in range(accesses):
-        event = rng.randrange(len(loaded) + 1)
-        start = time.perf_counter()
-        loaded.state_at(event)
-        times.append(time.perf_counter() - start)
+    times = _at_random_events(loaded.state_at, len(loaded), accesses, seed=0)
     return {
         **timetravel(journal, accesses),
         "records": len(journal),
@@ -107,13 +113,11 @@ def timetravel(journal: cp.Journal, accesses: int) -> dict:
         if reply["warmed"] >= reply["total"]:
             break
     warmed = time.perf_counter() - start
-    rng = random.Random(1)
-    times = []
-    for _ in range(accesses):
-        event = rng.randrange(len(journal) + 1)
-        start = time.perf_counter()
+
+    def move(event: int) -> None:
         travel.event = event
-        times.append(time.perf_counter() - start)
+
+    times = _at_random_events(move, len(journal), accesses, seed=1)
     start = time.perf_counter()
     travel.next_effect(task=2)
     jump = time.perf_counter() - start

@@ -282,6 +282,8 @@ def test_event_accepts_zero_to_the_journal_length_and_refuses_the_rest_by_name()
         TimeTravel(vm, event=total + 1)
     with pytest.raises(TypeError, match=r"TimeTravel\(\) draws a cp\.VM"):
         TimeTravel(42)
+    with pytest.raises(TypeError, match=r"timeline=\.\.\.\) is True or False"):
+        TimeTravel(vm, timeline="yes")
 
 
 def test_state_is_the_journal_state_at_the_event():

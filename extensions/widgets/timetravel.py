@@ -76,6 +76,8 @@ class TimeTravel(StaticPicture, ipywidgets.VBox):
     timeline: Any = None
 
     def __init__(self, source: Any, *, event: int | None = None, timeline: bool = True) -> None:
+        if not isinstance(timeline, bool):
+            raise TypeError(f"TimeTravel(timeline=...) is True or False, not {timeline!r}")
         journal = journal_of(source, "TimeTravel()")
         live = source if isinstance(source, cp.VM) else journal  # (a path: loaded once)
         pane = TimeTravelPane(live, event=event)
