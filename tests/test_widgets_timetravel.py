@@ -235,6 +235,24 @@ def test_a_task_table_too_long_to_ship_keeps_the_live_tasks_and_counts_the_rest(
     assert tasks["ids"] == sorted(tasks["ids"])
 
 
+def test_long_queues_name_their_first_tasks_and_count_the_rest():
+    async def main():
+        bell = cp.Event(name="bell")
+        for n in range(module.MAX_ITEMS + 10):
+            cp.spawn(bell.wait(), name=f"w{n}")
+        await cp.checkpoint()  # (all of them ready, then all of them waiting)
+
+    vm = cp.VM()
+    vm.run(main())
+    journal = vm.journal
+    waiting = rows_by_first_cell(TimeTravel(vm).view, "events")["event 'bell'"][2]
+    names = ", ".join(f"w{n} ({n + 2})" for n in range(module.MAX_ITEMS))
+    assert waiting == f"{names}, … 10 more"
+    spawns = lowlevel.find(journal, lowlevel.SPAWN)
+    ready = TimeTravel(journal, event=spawns[-1] + 1).view["ready"]
+    assert ready == f"{names}, … 11 more"  # (and main, running: last in the queue)
+
+
 def test_source_lines_are_shown_for_a_live_vm_at_its_last_event_only():
     vm = waiting_vm()
     travel = TimeTravel(vm)

@@ -34,7 +34,6 @@ MAX_ROWS = 200  # rows of one table in a view (the rest are counted, not shipped
 MAX_ITEMS = 20  # values of one channel's buffer shown
 MAX_TEXT = 120  # characters of one value's text
 
-ENDED = frozenset({"done", "failed", "cancelled"})
 WORKER_STATUS = {0: "pending", 1: "completed", -1: "failed", -2: "cancelled", -3: "unknown"}
 
 
@@ -288,10 +287,12 @@ class TimeTravelPane(Widget):
                 names[task] = "host" if task == 0 else f"{found.name if found else 'task'} ({task})"
             return names[task]
 
-        def waiters(ids: list[int]) -> str:
-            return ", ".join(who(task) for task in ids)
+        def waiters(ids: list[int]) -> str:  # (a queue of thousands: the first few)
+            named = ", ".join(who(task) for task in ids[:MAX_ITEMS])
+            more = len(ids) - MAX_ITEMS
+            return named + (f", … {more:,} more" if more > 0 else "")
 
-        sections = [self._tasks(state, total)]
+        sections = [self._tasks(state, total, None if record is None else record.task)]
         channels = []
         for channel in state.channels.values():
             items = [_short(lowlevel.display.value_text(v)) for v in channel.contents[:MAX_ITEMS]]
@@ -377,15 +378,18 @@ class TimeTravelPane(Widget):
             "sections": [s for s in sections if s["rows"] or s["title"] == "tasks"],
         }
 
-    def _tasks(self, state: Any, total: int) -> dict[str, Any]:
-        """The tasks table: live ones first when there are too many to ship them all."""
+    def _tasks(self, state: Any, total: int, actor: int | None) -> dict[str, Any]:
+        """The tasks table.  When there are too many to ship them all: the ready, waiting
+        and running ones first (found without reading every task's row), then the others,
+        by id."""
         tasks = state.tasks
         ids = tasks.keys()
         if len(ids) > MAX_ROWS:
-            rows = [tasks[task] for task in ids]
-            live = [t for t in rows if t.state not in ENDED]
-            ended = [t for t in rows if t.state in ENDED]
-            shown = sorted((live + ended)[:MAX_ROWS])
+            live = {*state.ready, *state.waits, actor}
+            first = [task for task in ids if task in live][:MAX_ROWS]
+            chosen = set(first)
+            rest = [task for task in ids if task not in chosen][: MAX_ROWS - len(first)]
+            shown = [tasks[task] for task in sorted(first + rest)]
         else:
             shown = tasks.values()
         where = self._where(state, total)
