@@ -1,5 +1,5 @@
 """The magics of a Counterpoint session: ``%vm``, ``%tasks``, ``%journal``,
-``%timeline``, ``%replay`` and ``%%explore`` (see ``docs/kernel.md``).
+``%timeline``, ``%timetravel``, ``%replay`` and ``%%explore`` (see ``docs/kernel.md``).
 
 Their docstrings are what ``%name?`` prints, so they are plain text: no reST marks.
 """
@@ -293,6 +293,33 @@ class CounterpointMagics(Magics):
 
         try:
             return Timeline(self.session.vm, x=args.x, last=args.last)
+        except ValueError as error:
+            raise UsageError(str(error)) from None
+
+    # -- %timetravel -------------------------------------------------------------------
+
+    @_plain_help
+    @magic_arguments()
+    @argument(
+        "event",
+        nargs="?",
+        type=int,
+        default=None,
+        help="the event to show first (default: the end of a small journal)",
+    )
+    @line_magic
+    def timetravel(self, line: str) -> Any:
+        """Scrub through the session VM's journal: a slider over event ids, play, step
+        and jump to a task's next effect, showing the state at that event (tasks,
+        channels, locks, semaphores, events, conditions, barriers, workers) with the
+        timeline's cursor there (cp.widgets.TimeTravel). Without the widgets' JavaScript
+        its output is the static picture: the timeline up to the event and the tables.
+        """
+        args = parse_argstring(self.timetravel, line)
+        from counterpoint.widgets import TimeTravel
+
+        try:
+            return TimeTravel(self.session.vm, event=args.event)
         except ValueError as error:
             raise UsageError(str(error)) from None
 
