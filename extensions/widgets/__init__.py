@@ -5,11 +5,15 @@ picture only: :func:`svg` draws a journal as a timeline (one lane per task, a ma
 step and effect, an arrow per value passed over a channel) in one ``<svg>`` element
 that is byte-identical on every run and machine (see ``docs/widgets.md``).
 
+:class:`ExploreView` shows what ``cp.explore`` found (``report.show()``);
+:func:`finding_timeline` a finding's run (``finding.show()``).
+
 It builds on the public API and ``counterpoint.lowlevel`` only.
 """
 
 from __future__ import annotations
 
+from .explore import ExploreView, finding_timeline
 from .static import MAX_RECORDS, svg
 
-__all__ = ["MAX_RECORDS", "svg"]
+__all__ = ["MAX_RECORDS", "ExploreView", "finding_timeline", "svg"]
