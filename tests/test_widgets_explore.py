@@ -11,7 +11,6 @@ import sys
 import textwrap
 from pathlib import Path
 
-import ipywidgets
 import pytest
 
 import counterpoint as cp
@@ -181,7 +180,8 @@ def test_selecting_a_finding_runs_its_schedule_again_and_shows_that_run():
     assert fail.data["error"] == finding.outcome == "AssertionError"
     header, timeline = view.detail.children
     assert "finding 0: AssertionError" in header.value and finding.schedule in header.value
-    assert cp.widgets.svg(view.vm) in timeline.value
+    assert isinstance(timeline, cp.widgets.Timeline) and timeline.total == len(view.vm.journal)
+    assert timeline._picture() == cp.widgets.svg(view.vm)
     assert view.chart.selected == 0  # the browser's copy follows
 
 
@@ -261,12 +261,13 @@ def test_report_show_is_an_explore_view_and_finding_show_the_findings_run():
     assert isinstance(report.show(), ExploreView) and report.show().report is report
     finding = report.failures[0]
     shown = finding.show()
-    assert isinstance(shown, ipywidgets.DOMWidget)
-    assert cp.widgets.svg(finding.run()) in shown.value
+    assert isinstance(shown, cp.widgets.Timeline)
+    assert shown._picture() == cp.widgets.svg(finding.run()) == cp.widgets.svg(finding)
     unpickled = pickle.loads(pickle.dumps(finding))
     with pytest.raises(ValueError, match=r"finding.show\(program=main\)"):
         unpickled.show()
-    assert cp.widgets.svg(finding.run()) in unpickled.show(program=lost_update).value
+    assert unpickled.show(program=lost_update)._picture() == shown._picture()
+    assert cp.widgets.Timeline(finding).total == shown.total  # a finding is a source too
 
 
 def test_a_finding_compares_prints_and_pickles_as_its_six_fields_only():

@@ -134,7 +134,7 @@ class Finding(_FindingFields):
         again under the finding's schedule (see :meth:`run`)."""
         from counterpoint import widgets
 
-        return widgets.finding_timeline(self, program)
+        return widgets.Timeline(self.run(program).journal)
 
 
 def _found(fields: tuple, seed: int, max_steps: int) -> Finding:

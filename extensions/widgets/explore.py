@@ -4,7 +4,7 @@ An outcome bar chart (one bar per distinct outcome, its count written next to it
 the findings grouped by outcome (preemptions, schedules, message, schedule, replay line).
 Picking a finding -- a click in the browser, or ``view.select(i)`` -- runs the explored
 program again under the finding's schedule (``finding.run()``) and shows that run below
-the chart.  ``report.show()`` returns this view; ``finding.show()`` the run's timeline;
+the chart.  ``report.show()`` returns this view; ``finding.show()`` the run's :class:`Timeline`;
 ``%%explore`` shows it.  See ``docs/widgets.md``, "ExploreView".
 
 The kernel computes every text, order and number; ``js/explore.js`` only draws them.
@@ -23,7 +23,8 @@ import traitlets
 import counterpoint as cp
 
 from ._base import StaticPicture, Widget, bundle
-from .static import BLUE, GREY, VERMILLION, _esc, _short, svg
+from .static import BLUE, GREY, VERMILLION, _esc, _short
+from .timeline import Timeline
 
 MAX_BARS = 40  # outcomes drawn as bars; the rest are counted in one line
 MAX_FINDINGS = 40  # findings listed in the static picture (the live view pages on)
@@ -275,18 +276,6 @@ def picture(report: cp.ExploreReport) -> str:
 # -- the finding's run ----------------------------------------------------------------------------
 
 
-def finding_timeline(finding: cp.Finding, program: Any = None) -> Any:
-    """What ``finding.show()`` returns: the finding's run (``finding.run(program)``)
-    as a timeline."""
-    if not isinstance(finding, cp.Finding):
-        raise TypeError(f"a cp.Finding is shown, not {type(finding).__name__}")
-    return _timeline(finding.run(program))
-
-
-def _timeline(vm: cp.VM) -> Any:
-    return ipywidgets.HTML(svg(vm))
-
-
 def _header(index: int, finding: cp.Finding, vm: cp.VM) -> str:
     row = _row(index, finding)
     message = escape(finding.message) if finding.message else ""
@@ -417,6 +406,8 @@ class ExploreView(StaticPicture, ipywidgets.VBox):
 
     def _build(self, index: int) -> None:
         self.vm = None
+        for shown in self.detail.children:  # (their comms and VM watches go)
+            shown.close()
         if not 0 <= index < len(self.findings):
             self.detail.children = ()
             return
@@ -435,7 +426,7 @@ class ExploreView(StaticPicture, ipywidgets.VBox):
             raise
         self.chart.error = ""
         self.vm = vm
-        self.detail.children = (ipywidgets.HTML(_header(index, finding, vm)), _timeline(vm))
+        self.detail.children = (ipywidgets.HTML(_header(index, finding, vm)), Timeline(vm.journal))
 
     def _picture(self) -> str:
         return picture(self.report)
