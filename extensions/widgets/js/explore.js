@@ -68,7 +68,7 @@ function render({ model, el }) {
     for (const [index, row] of rows) {
       const on = index === selected;
       row.classList.toggle("cp-selected", on);
-      row.style.background = on ? "var(--jp-layout-color3, rgba(128,128,128,0.3))" : "";
+      row.style.background = on ? "var(--jp-brand-color3, rgba(33, 150, 243, 0.25))" : "";
       row.firstChild.textContent = on ? "\u25b6 " : "  ";
     }
   };
