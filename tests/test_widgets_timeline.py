@@ -171,11 +171,11 @@ def test_windows_are_clipped_to_the_journal_and_to_the_most_drawn_at_once():
     assert reply["stop"] - reply["start"] == MAX_WINDOW
 
 
-def test_the_window_shown_is_kept_in_start_and_count():
+def test_the_window_last_sent_is_kept_in_shown():
     vm = ran()
     timeline = Timeline(vm)
     ask(timeline, start=3, count=5)
-    assert (timeline.start, timeline.count, timeline.total) == (3, 5, len(vm.journal))
+    assert (timeline.shown, timeline.total) == ((3, 8), len(vm.journal))
 
 
 def test_a_bad_request_is_answered_with_an_error_and_the_widget_goes_on():
@@ -269,7 +269,9 @@ def test_a_live_timeline_pushes_the_newest_records_as_the_vm_runs():
     timeline = Timeline(vm)
     seen = Pushes(timeline)
     vm.run(kitchen())
-    assert seen.pushes, "the end of the run is pushed"
+    assert seen.pushes == [], "a short run is not pushed while it runs..."
+    timeline.flush()  # (IPython's post_execute: the cell ended)
+    assert seen.pushes, "...but when its cell ends"
     last = seen.pushes[-1]
     assert last["stop"] == len(vm.journal) + 1 and timeline.total == len(vm.journal)
     assert timeline.updates == len(seen.pushes)

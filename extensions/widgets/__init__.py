@@ -14,7 +14,16 @@ It builds on the public API and ``counterpoint.lowlevel`` only.
 from __future__ import annotations
 
 from .explore import ExploreView
+from .scheduler import Scheduler
 from .static import MAX_LAST, MAX_RECORDS, svg
 from .timeline import MAX_WINDOW, Timeline
 
-__all__ = ["MAX_LAST", "MAX_RECORDS", "MAX_WINDOW", "ExploreView", "Timeline", "svg"]
+__all__ = [
+    "MAX_LAST",
+    "MAX_RECORDS",
+    "MAX_WINDOW",
+    "ExploreView",
+    "Scheduler",
+    "Timeline",
+    "svg",
+]
