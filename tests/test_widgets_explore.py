@@ -178,9 +178,13 @@ def test_selecting_a_finding_runs_its_schedule_again_and_shows_that_run():
     assert view.vm.journal.digest() == replayed.journal.digest()
     fail = [r for r in view.vm.journal.records() if r.kind == "fail"][-1]
     assert fail.data["error"] == finding.outcome == "AssertionError"
-    header, timeline = view.detail.children
+    header, travel = view.detail.children
     assert "finding 0: AssertionError" in header.value and finding.schedule in header.value
-    assert isinstance(timeline, cp.widgets.Timeline) and timeline.total == len(view.vm.journal)
+    assert isinstance(travel, cp.widgets.TimeTravel) and travel is view.travel
+    assert travel.journal is view.vm.journal and travel.event == len(view.vm.journal)
+    assert travel.state.tasks[1].state == "failed"  # (the root, at the end)
+    timeline = travel.timeline
+    assert timeline.total == len(view.vm.journal) and timeline.cursor == travel.event
     assert timeline._picture() == cp.widgets.svg(view.vm)
     assert view.chart.selected == 0  # the browser's copy follows
 
@@ -190,8 +194,10 @@ def test_a_deadlock_findings_run_ends_in_the_deadlock():
     view.select(view.findings[0])
     assert view.selected == 0 and view.findings[0].outcome == "Deadlock"
     assert view.vm.journal.records()[-1].data["reason"] == "vm.run() found a deadlock"
+    shown = view.travel
     view.select(-1)
-    assert view.vm is None and view.detail.children == ()
+    assert view.vm is None and view.travel is None and view.detail.children == ()
+    assert shown.comm is None and shown.timeline.comm is None  # (closed: no comm left open)
 
 
 def test_a_click_in_the_browser_selects_through_the_synced_trait():

@@ -330,8 +330,8 @@ def test_the_mime_bundle_holds_the_picture_and_a_repr_without_addresses():
 
 
 def test_the_run_so_far_is_drawn_by_a_timeline_under_the_board_that_follows_each_game():
-    assert Scheduler(lost_update).timeline is None  # (not unless asked for)
-    game = Scheduler(lost_update, timeline=True)
+    assert Scheduler(lost_update, timeline=False).timeline is None  # (unless not wanted)
+    game = Scheduler(lost_update)
     first = game.timeline
     assert game.children == (game.board, first) and first.live
     play(game, (1, 2))

@@ -4,7 +4,8 @@ An outcome bar chart (one bar per distinct outcome, its count written next to it
 the findings grouped by outcome (preemptions, schedules, message, schedule, replay line).
 Picking a finding -- a click in the browser, or ``view.select(i)`` -- runs the explored
 program again under the finding's schedule (``finding.run()``) and shows that run below
-the chart.  ``report.show()`` returns this view; ``finding.show()`` the run's :class:`Timeline`;
+the chart: its :class:`Timeline` and :class:`TimeTravel`.  ``report.show()`` returns
+this view; ``finding.show()`` the run's :class:`Timeline`;
 ``%%explore`` shows it.  See ``docs/widgets.md``, "ExploreView".
 
 The kernel computes every text, order and number; ``js/explore.js`` only draws them.
@@ -24,7 +25,7 @@ import counterpoint as cp
 
 from ._base import StaticPicture, Widget, bundle
 from .static import BLUE, GREY, VERMILLION, _esc, _short
-from .timeline import Timeline
+from .timetravel import TimeTravel
 
 MAX_BARS = 40  # outcomes drawn as bars; the rest are counted in one line
 MAX_FINDINGS = 40  # findings listed in the static picture (the live view pages on)
@@ -357,7 +358,9 @@ class ExploreView(StaticPicture, ipywidgets.VBox):
     Attributes: ``report``; ``findings`` (the findings in the order shown: ``[i]`` in
     the list is ``findings[i]``); ``selected`` (the index picked, ``-1`` for none);
     ``vm`` (the selected finding's run again, a finished ``cp.VM``, or ``None``);
-    ``detail`` (the box under the chart that shows it).
+    ``detail`` (the box under the chart that shows it: a header, and a
+    :class:`TimeTravel` of the run -- its :class:`Timeline` and the state scrubber);
+    ``travel`` (that TimeTravel, or ``None``).
     """
 
     selected = traitlets.Int(-1)
@@ -375,6 +378,7 @@ class ExploreView(StaticPicture, ipywidgets.VBox):
         self.program = program
         self.findings, self.groups = grouped(report)
         self.vm: cp.VM | None = None
+        self.travel: TimeTravel | None = None
         self.chart = ExploreChart(report, self.findings, self.groups)
         self.detail = ipywidgets.VBox()
         super().__init__(children=[self.chart, self.detail])
@@ -405,7 +409,7 @@ class ExploreView(StaticPicture, ipywidgets.VBox):
         self._build(change["new"])
 
     def _build(self, index: int) -> None:
-        self.vm = None
+        self.vm = self.travel = None
         for shown in self.detail.children:  # (their comms and VM watches go)
             shown.close()
         if not 0 <= index < len(self.findings):
@@ -426,7 +430,10 @@ class ExploreView(StaticPicture, ipywidgets.VBox):
             raise
         self.chart.error = ""
         self.vm = vm
-        self.detail.children = (ipywidgets.HTML(_header(index, finding, vm)), Timeline(vm.journal))
+        # the run's Timeline with TimeTravel's scrubber under it, the cursor at the end
+        travel = TimeTravel(vm.journal, event=len(vm.journal))
+        self.detail.children = (ipywidgets.HTML(_header(index, finding, vm)), travel)
+        self.travel = travel
 
     def _picture(self) -> str:
         return picture(self.report)

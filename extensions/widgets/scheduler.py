@@ -126,7 +126,7 @@ class Scheduler(StaticPicture, ipywidgets.VBox):
         *,
         watch: Callable[[], Mapping[str, Any]] | None = None,
         name: str | None = None,
-        timeline: bool = False,
+        timeline: bool = True,
     ) -> None:
         if inspect.iscoroutine(program):
             program.close()
