@@ -69,7 +69,7 @@ function render({ model, el }) {
       const on = index === selected;
       row.classList.toggle("cp-selected", on);
       row.style.background = on ? "var(--jp-brand-color3, rgba(33, 150, 243, 0.25))" : "";
-      row.firstChild.textContent = on ? "\u25b6 " : "  ";
+      row.firstChild.firstChild.textContent = on ? "\u25b6 " : "  ";
     }
   };
   const add = (r) => {
@@ -83,12 +83,13 @@ function render({ model, el }) {
         h("b", {}, `${label}: ${n} finding${n === 1 ? "" : "s"} in ${schedules} schedule` +
           `${schedules === 1 ? "" : "s"}`)));
     }
+    const line = "white-space: pre; overflow: hidden; text-overflow: ellipsis";
     const row = h("div", {
       class: "cp-finding", "data-index": r.index, title: r.message,
-      style: "cursor: pointer; padding: 1px 0 1px 16px; white-space: pre",
+      style: "cursor: pointer; padding: 1px 0 1px 16px",
       onclick: () => { model.set("selected", r.index); model.save_changes(); },
-    }, h("span", {}, "  "), r.head,
-    h("div", { class: "cp-muted", style: "padding-left: 4ch" },
+    }, h("div", { style: line }, h("span", {}, "  "), r.head),
+    h("div", { class: "cp-muted", style: line + "; padding-left: 4ch" },
       `schedule ${r.schedule}  replay: ${r.replay}`));
     rows.set(r.index, row);
     list.append(row);
