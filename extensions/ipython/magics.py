@@ -375,16 +375,18 @@ class CounterpointMagics(Magics):
     @cell_magic
     def explore(self, line: str, cell: str) -> Any:
         """Run the cell's code as a program under many schedules (cp.explore) and show
-        the report; the cell's last expression is the outcome. The program is bound
-        to the name explored (or --name NAME), so a finding's replay line runs in the
-        next cell.
+        what it found: an ExploreView (outcome bars, findings; click one to see its
+        run), whose text form is the report. The cell's last expression is the
+        outcome. The program is bound to the name explored (or --name NAME), so a
+        finding's replay line runs in the next cell, and the report to explored_report
+        (NAME_report).
         """
         args = parse_argstring(self.explore, line)
         if not args.name.isidentifier():
             raise UsageError(f"--name needs a Python name, got {args.name!r}")
         program = program_from_cell(cell, self.shell.user_ns, args.name)
         self.shell.user_ns[args.name] = program
-        return cp.explore(
+        report = cp.explore(
             program,
             strategy=args.strategy,
             max_schedules=args.max,
@@ -392,6 +394,8 @@ class CounterpointMagics(Magics):
             preemption_bound=args.preemption_bound,
             max_steps=args.max_steps,
         )
+        self.shell.user_ns[f"{args.name}_report"] = report
+        return report.show()
 
 
 def _start_of_current_cell(journal: cp.Journal) -> int:
