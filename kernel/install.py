@@ -38,6 +38,22 @@ def install(*, user: bool = False, prefix: str | None = None, sys_prefix: bool =
         staged = Path(folder) / KERNEL_NAME
         shutil.copytree(_SPEC_DIR, staged)
         (staged / "kernel.json").write_text(json.dumps(kernelspec(sys.executable), indent=2))
-        return KernelSpecManager().install_kernel_spec(
+        where = KernelSpecManager().install_kernel_spec(
             str(staged), KERNEL_NAME, user=user, prefix=prefix
         )
+    install_server_config(user=user, prefix=prefix)
+    return where
+
+
+def install_server_config(*, user: bool = False, prefix: str | None = None) -> Path:
+    """Enable the server extension (``counterpoint.kernel.serverext``: kernel websockets
+    without Nagle's delay) in ``PREFIX/etc/jupyter`` or the user's Jupyter config."""
+    from jupyter_core.paths import jupyter_config_dir
+
+    from .serverext import CONFIG
+
+    base = Path(jupyter_config_dir()) if user else Path(prefix or sys.prefix) / "etc/jupyter"
+    path = base / "jupyter_server_config.d" / "counterpoint.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(CONFIG, indent=2) + "\n")
+    return path

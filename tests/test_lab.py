@@ -57,6 +57,8 @@ def test_lab_serves_the_notebooks_folder_with_the_counterpoint_kernel(tmp_path):
         names = [item["name"] for item in json.loads(body)["content"]]
         assert "01-tasks-and-time.ipynb" in names
         assert get("/lab")[0] == 200
+        # the server extension is on: kernel websockets without Nagle's delay
+        assert "counterpoint: kernel websockets send without delay" in log.read_text()
     finally:
         process.send_signal(signal.SIGINT)
         try:
@@ -73,3 +75,36 @@ def test_lab_explains_a_missing_directory(tmp_path):
         text=True,
     )
     assert done.returncode == 2 and "no such directory" in done.stderr
+
+
+def test_the_server_extension_sets_nodelay_before_a_kernel_websocket_opens():
+    import asyncio
+
+    from counterpoint.kernel import serverext
+
+    calls = []
+
+    class Handler:
+        def set_nodelay(self, value):
+            calls.append(("nodelay", value))
+
+        async def open(self, kernel_id):
+            calls.append(("open", kernel_id))
+            return "opened"
+
+    assert serverext.nodelay(Handler) is True
+    assert serverext.nodelay(Handler) is False  # (once)
+    assert asyncio.run(Handler().open("k1")) == "opened"
+    assert calls == [("nodelay", True), ("open", "k1")]
+
+
+def test_install_enables_the_server_extension(tmp_path):
+    from counterpoint.kernel.install import install_server_config
+
+    path = install_server_config(prefix=str(tmp_path))
+    assert path == tmp_path / "etc/jupyter/jupyter_server_config.d/counterpoint.json"
+    assert json.loads(path.read_text()) == {
+        "ServerApp": {"jpserver_extensions": {"counterpoint.kernel.serverext": True}}
+    }
+    shipped = ROOT / "kernel/jupyter-config/counterpoint.json"  # the wheel's copy
+    assert json.loads(shipped.read_text()) == json.loads(path.read_text())
