@@ -108,6 +108,7 @@ __all__ = [
     "FAIL",
     "HOST_MARKERS",
     "KIND_CODES",
+    "KIND_MASK",
     "KIND_NAMES",
     "KINDS",
     "NOTIFY",
@@ -136,6 +137,7 @@ __all__ = [
     "Sources",
     "Words",
     "add_source_namer",
+    "a_of",
     "add_timer",
     "decode",
     "display",
@@ -155,10 +157,12 @@ __all__ = [
     "replaying_vm",
     "reschedule",
     "row",
+    "rows",
     "run_root",
     "session",
     "source_dirs",
     "source_name",
+    "task_of",
     "this_task",
     "throw",
     "unpark",
@@ -190,6 +194,26 @@ def raw_records(journal: Journal, start: int = 0, stop: int | None = None) -> It
     ``data``)."""
     for raw in journal._iter_raw(start, stop):
         yield RawRecord._make(raw)
+
+
+def rows(journal: Journal, start: int = 0, stop: int | None = None) -> list[int]:
+    """The packed rows of the records with indexes ``start..stop-1`` (``kind | task <<
+    TASK_SHIFT | a << A_SHIFT``): the cheapest read of a big journal (no decoding, no
+    values), for tools that index it (``KIND_MASK``, ``task_of``, ``a_of``)."""
+    return journal._rows[start:stop]
+
+
+KIND_MASK = (1 << TASK_SHIFT) - 1
+
+
+def task_of(packed: int) -> int:
+    """The task id of a packed row (see :func:`rows`)."""
+    return (packed >> TASK_SHIFT) & ((1 << (A_SHIFT - TASK_SHIFT)) - 1)
+
+
+def a_of(packed: int) -> int:
+    """The object id ``a`` of a packed row (see :func:`rows`)."""
+    return packed >> A_SHIFT
 
 
 def find(journal: Journal, kind: int) -> list[int]:

@@ -67,3 +67,10 @@ function int32s(buffer) {
   const bytes = buffer.buffer ? buffer : new DataView(buffer);
   return new Int32Array(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength));
 }
+
+// A DataView/ArrayBuffer from the kernel as a Float64Array (little-endian)
+function float64s(buffer) {
+  if (!buffer) return new Float64Array(0);
+  const bytes = buffer.buffer ? buffer : new DataView(buffer);
+  return new Float64Array(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength));
+}

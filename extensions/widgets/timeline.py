@@ -1,0 +1,318 @@
+"""``Timeline``: the interactive picture of a run, one lane per task, time left to right.
+
+The browser shows a window of the journal (at most :data:`MAX_WINDOW` records) and asks
+the kernel for the window it pans or zooms to; the kernel answers with the window's
+records as int32 columns (lane, kind, tick) plus the blocked and sleeping spans, the
+message arrows, the lanes' names and the marks' hover text -- everything the picture
+needs, computed here, so the JavaScript holds no rule of the VM.  Following a running
+VM, the kernel pushes the newest window itself (a busy kernel cannot answer requests), at
+most :data:`MAX_UPDATES_PER_SECOND` times a second.  See ``docs/widgets.md``.
+"""
+
+from __future__ import annotations
+
+import array
+import sys
+import time
+import weakref
+from typing import Any
+
+import traitlets
+
+import counterpoint as cp
+from counterpoint import lowlevel
+
+from . import static
+from ._base import Widget, bundle
+from ._index import JournalIndex
+from ._sources import journal_of
+
+MAX_WINDOW = 4000  # records drawn at once, at most
+MAX_UPDATES_PER_SECOND = 30  # a live timeline's pushes, at most
+# a live timeline spends at most 1/BUDGET of the run's time on its pushes
+BUDGET = 20
+_ENDINGS = ("step", "done", "fail", "cancelled")
+
+
+def _int32(values: list[int]) -> memoryview:
+    column = array.array("i", values)
+    if sys.byteorder == "big":  # the browser reads little-endian
+        column.byteswap()
+    return memoryview(column.tobytes())
+
+
+def _float64(values: list[float]) -> memoryview:
+    column = array.array("d", values)
+    if sys.byteorder == "big":
+        column.byteswap()
+    return memoryview(column.tobytes())
+
+
+def window(journal: cp.Journal, index: JournalIndex, start: int, count: int) -> tuple[dict, list]:
+    """The picture of records ``start .. start+count-1`` (clipped to the journal) as a
+    reply: ``(meta, buffers)``; buffers are int32 ``lanes`` and ``kinds`` (one per record),
+    float64 ``ticks``, int32 ``spans`` (lane, first event, end event, 0 blocked / 1
+    sleeping; the end is the window's end + 1 for a wait still open) and int32
+    ``messages`` (send event, receive event; either may lie outside the window)."""
+    total = index.update()
+    count = max(1, min(MAX_WINDOW, count))
+    start = max(1, min(start, total - count + 1))
+    stop = min(total + 1, start + count)
+    records = journal.records(start, stop) if total else []
+
+    host_acts = any(r.task == 0 and r.kind != "spawn" for r in records)
+    tasks: set[int] = set()
+    for record in records:
+        if record.task:
+            tasks.add(record.task)
+        if record.kind == "spawn":
+            tasks.add(record.data["child"])
+    order = ([0] if host_acts else []) + sorted(tasks)
+    lane_of = {task: i for i, task in enumerate(order)}
+    lanes = []
+    for task in order:
+        name = "host" if task == 0 else index.name(task) or "task"
+        lanes.append({"task": task, "label": name if task == 0 else f"{name} ({task})"})
+
+    def lane(record: Any) -> int:
+        if record.task == 0 and not host_acts:  # a root's spawn: on the root's lane
+            return lane_of[record.data["child"]]
+        return lane_of[record.task]
+
+    kinds: list[str] = []
+    kind_index: dict[str, int] = {}
+    lane_col, kind_col, tick_col = [], [], []
+    texts: dict[str, str] = {}
+    notes: dict[str, str] = {}
+    spans: list[int] = []
+    waits: dict[str, str] = {}
+    open_spans: dict[int, Any] = {}
+    for record in records:
+        k = kind_index.get(record.kind)
+        if k is None:
+            k = kind_index[record.kind] = len(kinds)
+            kinds.append(record.kind)
+        lane_col.append(lane(record))
+        kind_col.append(k)
+        tick_col.append(float(record.tick))
+        if record.kind != "step":
+            texts[str(record.event_id)] = lowlevel.display.record_text(record)
+        if record.kind == "fail":
+            notes[str(record.event_id)] = f"fails: {record.data['error']}"
+        elif record.kind == "cancelled":
+            notes[str(record.event_id)] = "cancelled"
+        task = record.task
+        if task in open_spans and record.kind in _ENDINGS:
+            began = open_spans.pop(task)
+            spans += [lane(began), began.event_id, record.event_id, began.kind == "sleep"]
+        if record.kind in ("block", "sleep") and task:
+            if task in open_spans:
+                began = open_spans.pop(task)
+                spans += [lane(began), began.event_id, record.event_id, began.kind == "sleep"]
+            open_spans[task] = record
+            waits[str(record.event_id)] = lowlevel.display.data_text(record.data)
+    for task in sorted(open_spans):
+        began = open_spans[task]
+        spans += [lane(began), began.event_id, stop, began.kind == "sleep"]
+
+    messages: list[int] = []
+    for record in records:
+        if record.kind == "send" and record.event_id in index.received:
+            messages += [record.event_id, index.received[record.event_id]]
+        elif record.kind == "recv" and index.sent.get(record.event_id, start) < start:
+            messages += [index.sent[record.event_id], record.event_id]  # (sent before)
+
+    deadlock = None
+    if stop == total + 1:
+        stuck = static._deadlocked(records)
+        if stuck:
+            who = ", ".join(
+                f"{r.task} {lanes[lane_of[r.task]]['label'] if r.task in lane_of else ''}"
+                for r in stuck
+            )
+            deadlock = {
+                "event": stuck[0].event_id,
+                "text": f"{static.DEADLOCK_REASON}: tasks {who} cancelled",
+            }
+
+    meta = {
+        "start": start,
+        "stop": stop,
+        "total": total,
+        "lanes": lanes,
+        "kinds": kinds,
+        "texts": texts,
+        "notes": notes,
+        "waits": waits,
+        "deadlock": deadlock,
+    }
+    buffers = [
+        _int32(lane_col),
+        _int32(kind_col),
+        _float64(tick_col),
+        _int32(spans),
+        _int32(messages),
+    ]
+    return meta, buffers
+
+
+def _symbols() -> dict[str, dict[str, str]]:
+    table = {kind: symbol._asdict() for kind, symbol in static.SYMBOLS.items()}
+    table[""] = static._UNKNOWN._asdict()
+    return table
+
+
+class Timeline(Widget):
+    """A run as lanes of marks, in the browser: pan, zoom, hover, follow a live VM.
+
+    ``source``: a ``cp.VM`` (followed live: the picture grows as the VM runs), a
+    ``cp.Journal``, or the path of a saved journal.  ``x``: ``"event"`` (event ids) or
+    ``"tick"`` (virtual time).  ``last``: how many records the view starts with (the
+    last ones; 1..MAX_WINDOW); by default as many as fit at 12 px each.
+
+    Synced traits: ``start`` and ``count`` (the window shown: set them to move it),
+    ``cursor`` (an event id drawn as a vertical line, 0: none -- the view moves to show
+    it), ``picked`` (the event id of the mark last clicked), ``total`` (records in the
+    journal), ``live`` (following a VM).
+    """
+
+    _esm = bundle("timeline.js")
+
+    x = traitlets.Unicode("event").tag(sync=True)
+    total = traitlets.Int(0).tag(sync=True)
+    start = traitlets.Int(0).tag(sync=True)  # 0: the browser picks (the end)
+    count = traitlets.Int(0).tag(sync=True)  # 0: as many as fit
+    cursor = traitlets.Int(0).tag(sync=True)
+    picked = traitlets.Int(0).tag(sync=True)
+    live = traitlets.Bool(False).tag(sync=True)
+    symbols = traitlets.Dict().tag(sync=True)
+    updates = traitlets.Int(0).tag(sync=True)  # pushes sent while following a VM
+
+    def __init__(self, source: Any, *, x: str = "event", last: int | None = None) -> None:
+        static._check_options(x, None)
+        if last is not None:
+            if not isinstance(last, int) or isinstance(last, bool):
+                raise TypeError(f"Timeline(last=...) is a number of records, not {last!r}")
+            if not 1 <= last <= MAX_WINDOW:
+                raise ValueError(
+                    f"Timeline(last={last}): show between 1 and {MAX_WINDOW} records at once "
+                    "(pan and zoom to see the rest)"
+                )
+        journal = journal_of(source, "Timeline()")
+        self._journal = journal
+        self._index = JournalIndex(journal)
+        self._last = last
+        self._unwatch = None
+        self._next_push = 0.0
+        self._dirty = False
+        total = self._index.update()
+        count = last or 0
+        super().__init__(
+            x=x,
+            total=total,
+            count=count,
+            start=max(1, total - count + 1) if count else 0,
+            symbols=_symbols(),
+        )
+        if isinstance(source, cp.VM):
+            self._follow(source)
+
+    # -- what the browser asks for
+    def _answer_window(self, content: dict) -> tuple[dict, list]:
+        start, count = content.get("start"), content.get("count")
+        if not isinstance(start, int) or not isinstance(count, int):
+            raise ValueError("a window request needs int start and count")
+        meta, buffers = window(self._journal, self._index, start, count)
+        with self.hold_sync():
+            self.total = meta["total"]
+            self.start, self.count = meta["start"], meta["stop"] - meta["start"]
+        return meta, buffers
+
+    # -- following a live VM
+    def _follow(self, vm: cp.VM) -> None:
+        me = weakref.ref(self)
+
+        def on_records(vm: cp.VM, first: int, last: int) -> None:
+            timeline = me()
+            if timeline is None:
+                unwatch()
+            else:
+                timeline._on_records()
+
+        unwatch = vm.watch(on_records)
+        self._unwatch = unwatch
+        self.live = True
+        try:  # the last records of a cell: pushed when it ends (the throttle may hold them)
+            from IPython import get_ipython
+
+            shell = get_ipython()
+        except ImportError:
+            shell = None
+        if shell is not None:
+            flush = _Flush(me)
+            shell.events.register("post_execute", flush)
+            self._shell_flush = (shell, flush)
+
+    def _on_records(self) -> None:
+        now = time.monotonic()
+        if now < self._next_push:
+            self._dirty = True
+            return
+        self._push()
+        spent = time.monotonic() - now
+        self._next_push = now + max(1.0 / MAX_UPDATES_PER_SECOND, BUDGET * spent)
+
+    def _push(self) -> None:
+        """Send the newest window (the view follows the end) and the new total."""
+        self._dirty = False
+        total = self._index.update()
+        if self.comm is None:
+            self.total = total
+            return
+        count = self.count or self._last or 100
+        meta, buffers = window(self._journal, self._index, total - count + 1, count)
+        with self.hold_sync():
+            self.total = total
+        self.send({"type": "push", **meta}, buffers)
+        self.updates += 1
+
+    def flush(self) -> None:
+        """Push what the throttle held back (called when a cell ends)."""
+        if self._dirty or self.total != len(self._journal):
+            self._push()
+
+    def close(self) -> None:
+        if self._unwatch is not None:
+            self._unwatch()
+            self._unwatch = None
+        shell_flush = getattr(self, "_shell_flush", None)
+        if shell_flush is not None:
+            shell, flush = shell_flush
+            try:
+                shell.events.unregister("post_execute", flush)
+            except ValueError:
+                pass
+            self._shell_flush = None
+        super().close()
+
+    # -- the static picture and the repr
+    def _picture(self) -> str:
+        return static.svg(self._journal, x=self.x, last=self._last)
+
+    def _describe(self) -> str:
+        total = len(self._journal)
+        what = "following a VM, " if self.live else ""
+        return f"{what}journal of {total:,} record{'' if total == 1 else 's'}, x={self.x!r}"
+
+
+class _Flush:
+    """The ``post_execute`` hook of one live timeline (held weakly: a closed or dropped
+    timeline unregisters itself)."""
+
+    def __init__(self, timeline: weakref.ref) -> None:
+        self.timeline = timeline
+
+    def __call__(self) -> None:
+        timeline = self.timeline()
+        if timeline is not None and timeline._unwatch is not None:
+            timeline.flush()
