@@ -703,6 +703,13 @@ class Journal:
             lo = hi
             m += 1
 
+    def show(self, *, x: str = "event", last: int | None = None) -> Any:
+        """This journal as a ``cp.widgets.Timeline`` (in Jupyter; see
+        ``docs/widgets.md``): pan and zoom over all of it, hover a mark for its record."""
+        from counterpoint.widgets import Timeline
+
+        return Timeline(self, x=x, last=last)
+
     def to_mermaid(self) -> str:
         """The run as a Mermaid sequence diagram (a message sequence chart): a
         participant per task, an arrow per value passed over a channel from its sender to

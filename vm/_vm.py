@@ -297,6 +297,14 @@ class VM:
         """The journal of everything this VM did (see ``docs/journal.md``)."""
         return self._journal
 
+    def show(self, *, x: str = "event", last: int | None = None) -> Any:
+        """This VM's run as a ``cp.widgets.Timeline`` that follows it as it runs (in
+        Jupyter; see ``docs/widgets.md``).  Imports the widgets (and Jupyter's) on first
+        use."""
+        from counterpoint.widgets import Timeline
+
+        return Timeline(self, x=x, last=last)
+
     def tasks(self) -> list[TaskInfo]:
         """Snapshots of the live (unfinished) tasks, in ascending id (a list, shown as a
         table in Jupyter)."""

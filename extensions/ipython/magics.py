@@ -1,5 +1,5 @@
 """The magics of a Counterpoint session: ``%vm``, ``%tasks``, ``%journal``,
-``%replay`` and ``%%explore`` (see ``docs/kernel.md``).
+``%timeline``, ``%replay`` and ``%%explore`` (see ``docs/kernel.md``).
 
 Their docstrings are what ``%name?`` prints, so they are plain text: no reST marks.
 """
@@ -269,6 +269,32 @@ class CounterpointMagics(Magics):
                 journal.save(path)
             return Text(f"saved {len(journal)} records to {path} (digest {journal.digest()})")
         return JournalTail(journal, args.last, steps=args.all)
+
+    # -- %timeline ---------------------------------------------------------------------
+
+    @_plain_help
+    @magic_arguments()
+    @argument(
+        "--x", choices=["event", "tick"], default="event", help="the x axis: event ids or ticks"
+    )
+    @argument(
+        "--last", type=int, default=None, metavar="N", help="start with the last N records shown"
+    )
+    @line_magic
+    def timeline(self, line: str) -> Any:
+        """Show the session VM's run as a timeline: a lane per task, a mark per step and
+        effect, blocked and sleeping spans, an arrow per value passed over a channel
+        (cp.widgets.Timeline). It follows the VM: later cells' records appear as they
+        run. Without the widgets' JavaScript (an exported notebook, nbval) its output
+        is the static picture of the last records.
+        """
+        args = parse_argstring(self.timeline, line)
+        from counterpoint.widgets import Timeline
+
+        try:
+            return Timeline(self.session.vm, x=args.x, last=args.last)
+        except ValueError as error:
+            raise UsageError(str(error)) from None
 
     # -- %replay -----------------------------------------------------------------------
 

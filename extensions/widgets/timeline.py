@@ -170,7 +170,8 @@ class Timeline(Widget):
     ``"tick"`` (virtual time).  ``last``: how many records the view starts with (the
     last ones; 1..MAX_WINDOW); by default as many as fit at 12 px each.
 
-    Synced traits: ``start`` and ``count`` (the window shown: set them to move it),
+    Synced traits: ``start`` and ``count`` (set them to move the view; ``shown`` is
+    the window last sent, ``(first event, stop)``),
     ``cursor`` (an event id drawn as a vertical line, 0: none -- the view moves to show
     it), ``picked`` (the event id of the mark last clicked), ``total`` (records in the
     journal), ``live`` (following a VM).
@@ -180,13 +181,16 @@ class Timeline(Widget):
 
     x = traitlets.Unicode("event").tag(sync=True)
     total = traitlets.Int(0).tag(sync=True)
-    start = traitlets.Int(0).tag(sync=True)  # 0: the browser picks (the end)
+    # set from Python to move the view (the browser never sets them)
+    start = traitlets.Int(0).tag(sync=True)  # 0: the end
     count = traitlets.Int(0).tag(sync=True)  # 0: as many as fit
     cursor = traitlets.Int(0).tag(sync=True)
     picked = traitlets.Int(0).tag(sync=True)
     live = traitlets.Bool(False).tag(sync=True)
     symbols = traitlets.Dict().tag(sync=True)
     updates = traitlets.Int(0).tag(sync=True)  # pushes sent while following a VM
+    _unwatch: Any = None  # (class defaults: close() runs even when __init__ raised)
+    _shell_flush: Any = None
 
     def __init__(self, source: Any, *, x: str = "event", last: int | None = None) -> None:
         static._check_options(x, None)
@@ -205,6 +209,8 @@ class Timeline(Widget):
         self._unwatch = None
         self._next_push = 0.0
         self._dirty = False
+        self.shown = (0, 0)
+        self._view_count = 0
         total = self._index.update()
         count = last or 0
         super().__init__(
@@ -223,9 +229,9 @@ class Timeline(Widget):
         if not isinstance(start, int) or not isinstance(count, int):
             raise ValueError("a window request needs int start and count")
         meta, buffers = window(self._journal, self._index, start, count)
-        with self.hold_sync():
-            self.total = meta["total"]
-            self.start, self.count = meta["start"], meta["stop"] - meta["start"]
+        self.shown = (meta["start"], meta["stop"])
+        self._view_count = count  # (pushes send as many)
+        self.total = meta["total"]
         return meta, buffers
 
     # -- following a live VM
@@ -269,23 +275,26 @@ class Timeline(Widget):
         if self.comm is None:
             self.total = total
             return
-        count = self.count or self._last or 100
+        count = self._view_count or self.count or self._last or 100
         meta, buffers = window(self._journal, self._index, total - count + 1, count)
         with self.hold_sync():
             self.total = total
         self.send({"type": "push", **meta}, buffers)
+        self.shown = (meta["start"], meta["stop"])
         self.updates += 1
 
     def flush(self) -> None:
-        """Push what the throttle held back (called when a cell ends)."""
+        """Push what the throttle held back (called when a cell ends); the records the
+        host writes after that (the cell's end marker) are pushed at once."""
         if self._dirty or self.total != len(self._journal):
             self._push()
+        self._next_push = 0.0
 
     def close(self) -> None:
         if self._unwatch is not None:
             self._unwatch()
             self._unwatch = None
-        shell_flush = getattr(self, "_shell_flush", None)
+        shell_flush = self._shell_flush
         if shell_flush is not None:
             shell, flush = shell_flush
             try:

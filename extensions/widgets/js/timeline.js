@@ -48,6 +48,7 @@ function render({ model, el }) {
   let follow = true; // the view sticks to the end as records arrive
   let inflight = false;
   let queued = null;
+  let pushes = 0; // live windows drawn: a reply asked for before the last one is stale
   const folded = new Set(); // task ids whose lanes are folded
 
   const caption = h("span", { class: "cp-caption" });
@@ -93,9 +94,11 @@ function render({ model, el }) {
       return;
     }
     inflight = true;
+    const asked = pushes;
     request("window", { start: Math.round(start), count: Math.round(count) })
       .then(({ reply, buffers }) => {
         error.textContent = "";
+        if (follow && asked !== pushes) return; // (the kernel was busy: pushes came since)
         draw(reply, buffers);
       })
       .catch((e) => {
@@ -375,6 +378,7 @@ function render({ model, el }) {
         const step = niceStep(60 / dx);
         for (let v = Math.ceil(meta.start / step) * step; v < meta.stop; v += step) {
           const x = xOf(v);
+          if (x - left < 4 * String(v).length) continue; // (clear of the axis's name)
           svg.append(
             s("line", { x1: x, y1: axisY, x2: x, y2: axisY + 4, stroke: "currentColor" }),
             s("text", { x, y: axisY + 15, "text-anchor": "middle", "font-size": 9 }, String(v)),
@@ -508,18 +512,21 @@ function render({ model, el }) {
     } else paint();
   };
   const onView = () => {
-    if (win && model.get("start") === win.meta.start && model.get("count") === win.meta.stop - win.meta.start) return;
+    // Python moved the view (timeline.start = N)
     follow = false;
     ask(model.get("start") || 1, countOf());
   };
   const onPush = (msg, buffers) => {
-    if (msg && msg.type === "push" && follow) draw(msg, buffers || []);
+    if (msg && msg.type === "push" && follow) {
+      pushes++;
+      draw(msg, buffers || []);
+    }
   };
   const onTotal = () => {
     if (follow && !inflight && win && model.get("total") !== win.meta.total && !model.get("live")) goEnd();
   };
   model.on("change:cursor", onCursor);
-  model.on("change:start", onView);
+  model.on("change:start change:count", onView);
   model.on("change:x", paint);
   model.on("change:total", onTotal);
   model.on("msg:custom", onPush);
@@ -538,7 +545,7 @@ function render({ model, el }) {
     window.removeEventListener("mousemove", onMove);
     window.removeEventListener("mouseup", onUp);
     model.off("change:cursor", onCursor);
-    model.off("change:start", onView);
+    model.off("change:start change:count", onView);
     model.off("change:x", paint);
     model.off("change:total", onTotal);
     model.off("msg:custom", onPush);
