@@ -394,9 +394,15 @@ class Journal:
         everything that reads the columns calls this first, so an int beyond the bound
         is never seen: it reads as ``"<int of N bits>"``, as :func:`plain` writes it.
         """
+        end = len(self._vals)
+        self._seal_range(self._sealed, end)
+        self._sealed = end
+
+    def _seal_range(self, start: int, end: int) -> None:
+        """Seal the values ``start..end-1`` (idempotent: a sealed value stays as it is,
+        so a window of the newest records can be sealed before the ones behind it)."""
         vals = self._vals
-        start, end = self._sealed, len(vals)
-        if start == end:
+        if start >= end:
             return
         # (in C: which values are ints, and which are tuples; then only those are looked at)
         chunk = vals[start:end]
@@ -409,7 +415,6 @@ class Journal:
         for index in compress(range(start, end), map(is_, types, repeat(tuple))):
             if _has_big_int(vals[index]):
                 vals[index] = _bound_ints(vals[index])
-        self._sealed = end
 
     def _mark(self, index: int, tick: int) -> None:
         """Note that records from ``index`` on happen at ``tick`` (loading)."""
@@ -559,6 +564,13 @@ class Journal:
         """Where record ``index``'s value (if any) sits in ``_vals``."""
         rows, offsets = self._rows, self._voffsets
         block = index // _BLOCK_SIZE
+        if len(offsets) <= block and len(rows) - index < (block + 1 - len(offsets)) * _BLOCK_SIZE:
+            # nearer the end than the index built so far (a live timeline's newest records):
+            # count back from the end instead of extending the index
+            offset = len(self._vals)
+            for row in rows[index:]:
+                offset -= HAS_VALUE[row & _KIND_MASK]
+            return offset
         while len(offsets) <= block:  # extend the index up to this block
             start = (len(offsets) - 1) * _BLOCK_SIZE
             count = offsets[-1]
@@ -661,8 +673,16 @@ class Journal:
 
     def _decode_range(self, first: int, end: int) -> list[Record]:
         """Records ``first..end-1`` (indexes), one tight loop per run of equal ticks."""
+        v = self._value_offset(first) if first else 0
         if self._sealed != len(self._vals):
-            self._seal()
+            if len(self._vals) - self._sealed > 4 * (end - first) and self._sealed <= v:
+                # a few records far beyond the sealed values (a live timeline's newest):
+                # seal just theirs
+                self._seal_range(
+                    v, self._value_offset(end) if end < len(self._rows) else len(self._vals)
+                )
+            else:
+                self._seal()
         new, decoders, names, has_value = tuple.__new__, DECODE, NAMES, HAS_VALUE
         rows, vals, kind_mask, shift, task_mask = (
             self._rows,
@@ -673,7 +693,6 @@ class Journal:
         )
         out: list[Record] = []
         append = out.append
-        v = self._value_offset(first) if first else 0
         for lo, hi, tick in self._tick_runs(first, end):
             for index in range(lo, hi):
                 row = rows[index]

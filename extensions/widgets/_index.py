@@ -36,15 +36,17 @@ class JournalIndex:
         self._spawns: list[int] = []  # indexes of spawn records not yet named
         self._names: dict[int, str] = {}
 
-    def update(self) -> int:
-        """Index the records written since the last call; return the journal's length."""
+    def update(self, limit: int | None = None) -> int:
+        """Index the records written since the last call (at most ``limit`` of them);
+        return the journal's length."""
         total = len(self.journal)
         if total <= self.scanned:
             return total
         start = self.scanned
+        stop = total if limit is None else min(total, start + limit)
         pending, received, sent = self._pending, self.received, self.sent
         spawns = self._spawns
-        for index, packed in enumerate(lowlevel.rows(self.journal, start, total), start):
+        for index, packed in enumerate(lowlevel.rows(self.journal, start, stop), start):
             kind = packed & _MASK
             if kind == _SEND:
                 queue = pending.get(packed >> _SHIFT)
@@ -59,11 +61,11 @@ class JournalIndex:
                     sent[index + 1] = send
             elif kind == _SPAWN:
                 spawns.append(index)
-        self.scanned = total
+        self.scanned = stop
         return total
 
     def name(self, task: int) -> str | None:
-        """The name ``task`` was spawned with (None if the journal has no spawn of it)."""
+        """The name ``task`` was spawned with (None if no spawn of it was indexed)."""
         if task in self._names:
             return self._names[task]
         if self._spawns:

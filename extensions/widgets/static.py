@@ -135,6 +135,20 @@ def _names(journal: cp.Journal, window: list, first: int, wanted: set[int]) -> d
     return names
 
 
+def lanes(window: list) -> tuple[bool, list[int]]:
+    """``(host_acts, order)``: the task ids with a lane, in order -- the tasks that act
+    in the records (and the children they spawn), and the host (0, first) only if it
+    does more than spawn roots (a root's spawn is drawn on the root's lane)."""
+    host_acts = any(r.task == 0 and r.kind != "spawn" for r in window)
+    tasks: set[int] = set()
+    for record in window:
+        if record.task:
+            tasks.add(record.task)
+        if record.kind == "spawn":
+            tasks.add(record.data["child"])
+    return host_acts, ([0] if host_acts else []) + sorted(tasks)
+
+
 def _deadlocked(window: list) -> list:
     """The cancel records that end the window when vm.run() found a deadlock."""
     found = []
@@ -207,17 +221,8 @@ def svg(source: Any, *, x: str = "event", last: int | None = None) -> str:
     first = total - count + 1  # the first event id drawn
     window = journal.records(first) if count else []
 
-    # -- lanes: the tasks that act in the window (and the children it spawns); the
-    # host only if it does more than spawn roots
-    host_acts = any(r.task == 0 and r.kind != "spawn" for r in window)
-    tasks: set[int] = set()
-    for record in window:
-        if record.task:
-            tasks.add(record.task)
-        if record.kind == "spawn":
-            tasks.add(record.data["child"])
-    order = ([0] if host_acts else []) + sorted(tasks)
-    names = _names(journal, window, first, tasks)
+    host_acts, order = lanes(window)
+    names = _names(journal, window, first, set(order) - {0})
     labels = {}
     for task in order:
         if task == 0:

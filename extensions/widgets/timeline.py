@@ -29,8 +29,11 @@ from ._sources import journal_of
 
 MAX_WINDOW = 4000  # records drawn at once, at most
 MAX_UPDATES_PER_SECOND = 30  # a live timeline's pushes, at most
-# a live timeline spends at most 1/BUDGET of the run's time on its pushes
-BUDGET = 20
+# a live timeline spends at most about 1/BUDGET of the run's time on its pushes
+BUDGET = 40
+# records a push indexes, at most (about a millisecond); arrows of records not indexed
+# yet are drawn when the cell ends
+PUSH_ROWS = 20_000
 _ENDINGS = ("step", "done", "fail", "cancelled")
 
 
@@ -48,30 +51,31 @@ def _float64(values: list[float]) -> memoryview:
     return memoryview(column.tobytes())
 
 
-def window(journal: cp.Journal, index: JournalIndex, start: int, count: int) -> tuple[dict, list]:
+def window(
+    journal: cp.Journal, index: JournalIndex, start: int, count: int, names: Any = None
+) -> tuple[dict, list]:
     """The picture of records ``start .. start+count-1`` (clipped to the journal) as a
     reply: ``(meta, buffers)``; buffers are int32 ``lanes`` and ``kinds`` (one per record),
     float64 ``ticks``, int32 ``spans`` (lane, first event, end event, 0 blocked / 1
     sleeping; the end is the window's end + 1 for a wait still open) and int32
-    ``messages`` (send event, receive event; either may lie outside the window)."""
-    total = index.update()
+    ``messages`` (send event, receive event; either may lie outside the window) -- the
+    pairs ``index`` knows (all of them once it is up to date).  ``names``: task id ->
+    name, for tasks whose spawn is neither in the window nor indexed yet."""
+    total = len(journal)
     count = max(1, min(MAX_WINDOW, count))
     start = max(1, min(start, total - count + 1))
     stop = min(total + 1, start + count)
     records = journal.records(start, stop) if total else []
 
-    host_acts = any(r.task == 0 and r.kind != "spawn" for r in records)
-    tasks: set[int] = set()
-    for record in records:
-        if record.task:
-            tasks.add(record.task)
-        if record.kind == "spawn":
-            tasks.add(record.data["child"])
-    order = ([0] if host_acts else []) + sorted(tasks)
+    host_acts, order = static.lanes(records)
     lane_of = {task: i for i, task in enumerate(order)}
+    spawned = {r.data["child"]: r.data["name"] for r in records if r.kind == "spawn"}
     lanes = []
     for task in order:
-        name = "host" if task == 0 else index.name(task) or "task"
+        if task == 0:
+            name = "host"
+        else:  # (names first: a live VM's, when the index is behind, is cheaper)
+            name = spawned.get(task) or (names or {}).get(task) or index.name(task) or "task"
         lanes.append({"task": task, "label": name if task == 0 else f"{name} ({task})"})
 
     def lane(record: Any) -> int:
@@ -204,10 +208,13 @@ class Timeline(Widget):
                 )
         journal = journal_of(source, "Timeline()")
         self._journal = journal
+        self._vm = source if isinstance(source, cp.VM) else None
         self._index = JournalIndex(journal)
         self._last = last
         self._unwatch = None
         self._next_push = 0.0
+        self._last_seen = 0.0
+        self._host_turn = False
         self._dirty = False
         self.shown = (0, 0)
         self._view_count = 0
@@ -228,6 +235,7 @@ class Timeline(Widget):
         start, count = content.get("start"), content.get("count")
         if not isinstance(start, int) or not isinstance(count, int):
             raise ValueError("a window request needs int start and count")
+        self._index.update()
         meta, buffers = window(self._journal, self._index, start, count)
         self.shown = (meta["start"], meta["stop"])
         self._view_count = count  # (pushes send as many)
@@ -261,9 +269,17 @@ class Timeline(Widget):
 
     def _on_records(self) -> None:
         now = time.monotonic()
+        last_seen, self._last_seen = self._last_seen, now
         if now < self._next_push:
             self._dirty = True
             return
+        if now - last_seen > 0.5 and not self._host_turn:
+            # the first records after a pause (a cell starts): wait a little, a short
+            # run is pushed once, when it ends
+            self._next_push = now + 1.0 / MAX_UPDATES_PER_SECOND
+            self._dirty = True
+            return
+        self._host_turn = False
         self._push()
         spent = time.monotonic() - now
         self._next_push = now + max(1.0 / MAX_UPDATES_PER_SECOND, BUDGET * spent)
@@ -271,12 +287,15 @@ class Timeline(Widget):
     def _push(self) -> None:
         """Send the newest window (the view follows the end) and the new total."""
         self._dirty = False
-        total = self._index.update()
+        total = self._index.update(PUSH_ROWS)  # (the rest when the cell ends: flush)
         if self.comm is None:
             self.total = total
             return
         count = self._view_count or self.count or self._last or 100
-        meta, buffers = window(self._journal, self._index, total - count + 1, count)
+        names = None
+        if self._index.scanned < total and self._vm is not None:
+            names = {info.id: info.name for info in self._vm.tasks()}
+        meta, buffers = window(self._journal, self._index, total - count + 1, count, names)
         with self.hold_sync():
             self.total = total
         self.send({"type": "push", **meta}, buffers)
@@ -284,11 +303,14 @@ class Timeline(Widget):
         self.updates += 1
 
     def flush(self) -> None:
-        """Push what the throttle held back (called when a cell ends); the records the
-        host writes after that (the cell's end marker) are pushed at once."""
-        if self._dirty or self.total != len(self._journal):
+        """Push what the throttle held back (called when a cell ends), with every
+        arrow; the records the host writes after that (the cell's end marker) are pushed
+        at once."""
+        if self._dirty or self.total != len(self._journal) or self._index.scanned < self.total:
+            self._index.update()
             self._push()
         self._next_push = 0.0
+        self._host_turn = True  # the host's next records (a cell's end marker) go at once
 
     def close(self) -> None:
         if self._unwatch is not None:
