@@ -13,8 +13,10 @@ as in ``tests/browser.py``, timing what a learner waits for.
   worst.  Skipped, saying so, when ``cp.widgets`` has no ``TimeTravel``.
 * A live Timeline: the same long program (two tasks taking turns at ``cp.checkpoint()``)
   run in a cell without and with a ``Timeline(vm)`` displayed above it, paired rounds;
-  the median ratio of the runs' times (bar: <= 1.10) and the updates the widget sent per
-  second of run (bar: <= 30/s; counted in the kernel, ``Timeline.updates``).
+  the median ratio of the runs' wall times (bar: <= 1.10; the kernel's CPU time ratio
+  too: the wall time also pays for Chromium drawing on the same cores) and the updates
+  the widget sent per second of run (bar: <= 30/s; counted in the kernel,
+  ``Timeline.updates``).
 
 Times are measured where they happen: the browser's ``performance.now()`` for what the
 learner sees, ``time.perf_counter()`` in the kernel for a run.
@@ -203,11 +205,12 @@ def timed(live):
         shown = cp.widgets.Timeline(vm)
         display(shown)
     gc.collect()
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     vm.run(program({per_task}))
-    seconds = time.perf_counter() - start
+    seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
     updates = shown.updates if live else 0
-    print(json.dumps({{"seconds": seconds, "records": len(vm.journal), "updates": updates}}))
+    print(json.dumps({{"seconds": seconds, "cpu": cpu, "records": len(vm.journal),
+                      "updates": updates}}))
 """
 
 
@@ -218,7 +221,7 @@ def live_timeline(lab: Any, page: Any, steps: int, rounds: int) -> dict:
     )
     lab.open(page, "bench-live-timeline")
     lab.execute(page, 0)
-    plain, live, ratios, rates = [], [], [], []
+    plain, live, ratios, cpu_ratios, rates = [], [], [], [], []
     records = 0
     for number in range(rounds + 1):  # the first round warms up, and is not counted
         order = (1, 2) if number % 2 == 0 else (2, 1)
@@ -233,6 +236,7 @@ def live_timeline(lab: Any, page: Any, steps: int, rounds: int) -> dict:
         plain.append(seen[1]["seconds"])
         live.append(seen[2]["seconds"])
         ratios.append(seen[2]["seconds"] / seen[1]["seconds"])
+        cpu_ratios.append(seen[2]["cpu"] / seen[1]["cpu"])
         rates.append(seen[2]["updates"] / seen[2]["seconds"])
         records = seen[2]["records"]
     return {
@@ -242,6 +246,7 @@ def live_timeline(lab: Any, page: Any, steps: int, rounds: int) -> dict:
         "live_s": statistics.median(live),
         "ratio": statistics.median(ratios),
         "ratio_worst": max(ratios),
+        "cpu_ratio": statistics.median(cpu_ratios),
         "updates_per_s": statistics.median(rates),
         "updates_per_s_worst": max(rates),
     }
@@ -269,7 +274,7 @@ def table(results: dict) -> str:
     lines += [
         f"| live Timeline on a {live['records']:,}-record run: time with / without, median "
         f"of {live['rounds']} | {live['live_s'] * 1000:.0f} ms / {live['plain_s'] * 1000:.0f} ms "
-        f"(**{live['ratio']:.2f}x**) | <= 1.10x |",
+        f"(**{live['ratio']:.2f}x**; kernel CPU time {live['cpu_ratio']:.2f}x) | <= 1.10x |",
         f"| live Timeline: updates sent, per second of run | "
         f"{live['updates_per_s']:.0f}/s (worst {live['updates_per_s_worst']:.0f}/s) | <= 30/s |",
     ]
