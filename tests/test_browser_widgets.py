@@ -239,3 +239,16 @@ def test_a_saved_notebooks_static_picture_shows_in_jupyterlab_before_it_is_run(l
     assert picture is not None, "the picture is drawn, not reduced to its texts"
     box = picture.bounding_box()
     assert box["width"] > 200 and box["height"] > 50, box
+
+
+# -- the browser benchmark's harness (benchmarks/widgets_browser.py), at a tiny size ----
+
+
+def test_the_browser_benchmark_times_a_run_with_and_without_a_live_timeline(lab, page):
+    from benchmarks import widgets_browser as bench
+
+    live = bench.live_timeline(lab, page, steps=20_000, rounds=1)
+    assert live["records"] == 20_014 and live["rounds"] == 1
+    assert live["plain_s"] > 0 and live["live_s"] > 0 and live["updates_per_s"] >= 0
+    table = bench.table({"time_travel": {"skipped": "not here"}, "live_timeline": live})
+    assert "| live Timeline on a 20,014-record run" in table
