@@ -68,3 +68,38 @@ def where_and_code(coro: Any) -> tuple[str | None, str | None]:
     filename, line = frame.f_code.co_filename, frame.f_lineno
     code = linecache.getline(filename, line, frame.f_globals).strip()
     return f"{source_name(filename)}:{line}", code or None
+
+
+def function_source(coro: Any) -> tuple[str, str, int, list[str], int] | None:
+    """(where, function name, first line number, source lines, current line) of the
+    function ``coro`` is paused in (its innermost user frame), or of ``coro``'s own
+    function if it has not started (the current line: its ``def``); None if it has
+    ended or runs only Counterpoint's code.  Lines come from ``linecache`` (which
+    IPython fills with cells); a function whose source cannot be read gives its one
+    current line."""
+    from ._vm import is_internal
+
+    frame = paused_frame(coro)
+    if frame is None:
+        frame = getattr(coro, "cr_frame", None)  # not started (a closed one has no frame)
+        if frame is None or is_internal(frame.f_code.co_filename):
+            return None
+    line = frame.f_lineno if paused_frame(coro) is not None else frame.f_code.co_firstlineno
+    return frame_source(frame, line)
+
+
+def frame_source(frame: FrameType, line: int) -> tuple[str, str, int, list[str], int]:
+    """(where, function name, first line number, source lines, ``line``) of the function
+    ``frame`` runs, at ``line`` (see :func:`function_source`)."""
+    import inspect
+
+    code = frame.f_code
+    try:
+        lines, first = inspect.getsourcelines(code)
+    except (OSError, TypeError):
+        lines, first = [], 0
+    if not lines or not first <= line < first + len(lines):
+        text = linecache.getline(code.co_filename, line, frame.f_globals)
+        lines, first = [text], line
+    where = f"{source_name(code.co_filename)}:{line}"
+    return where, code.co_qualname, first, [text.rstrip("\r\n") for text in lines], line

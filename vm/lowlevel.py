@@ -15,7 +15,11 @@ public API (``import counterpoint as cp``), never ``counterpoint._*``.  It holds
   task changes between ready and blocked, trio's discipline of "primitives only park
   and reschedule".  See "Who may change scheduler state" in ``docs/design.md``.
 * **Places in user code**: :func:`add_source_namer` (``TaskInfo.where`` of a notebook
-  cell reads ``Cell In[3]:2``), :func:`is_internal`, :func:`user_traceback`.
+  cell reads ``Cell In[3]:2``), :func:`is_internal`, :func:`user_traceback`,
+  :func:`source_of` (the source of the function a task is paused in),
+  :func:`failure_source` (where an error was raised in user code).
+* **Host stepping** (the Scheduler widget): :func:`pass_time` (what ``vm.step()`` does
+  first when no task is ready) and :func:`dispose` (close a dropped VM's tasks).
 * **Sources of nondeterminism**: :class:`Sources` (choices, worker outcomes, host
   events) given to ``cp.VM(sources=...)``; :func:`from_journal` takes them from a
   journal (replay, recovery).
@@ -87,7 +91,7 @@ from ._roots import RootRun, Words, run_root
 from ._sources import Sources, from_journal
 from ._traps import session, this_task
 from ._vm import POLICIES, VM, is_internal, source_dirs, user_traceback
-from ._where import add_source_namer, source_name
+from ._where import add_source_namer, frame_source, function_source, source_name
 
 __all__ = [
     "A_SHIFT",
@@ -134,6 +138,7 @@ __all__ = [
     "Kind",
     "RawRecord",
     "RootRun",
+    "Source",
     "Sources",
     "Words",
     "add_source_namer",
@@ -141,9 +146,11 @@ __all__ = [
     "add_timer",
     "decode",
     "display",
+    "dispose",
     "divergence",
     "encode",
     "find",
+    "failure_source",
     "first_difference",
     "from_journal",
     "is_internal",
@@ -151,6 +158,7 @@ __all__ = [
     "Message",
     "messages",
     "park",
+    "pass_time",
     "prefix",
     "raw_records",
     "record",
@@ -162,6 +170,7 @@ __all__ = [
     "session",
     "source_dirs",
     "source_name",
+    "source_of",
     "task_of",
     "this_task",
     "throw",
@@ -307,3 +316,79 @@ def wait_of(task: Any) -> Wait | None:
     if task._state != BLOCKED or task._waiting is None:
         return None
     return _wait_of(task._waiting)
+
+
+class Source(NamedTuple):
+    """The source of the function a task is paused in: ``where`` (as
+    ``TaskInfo.where``), ``function`` (its qualified name), ``first`` (the line number
+    of ``lines[0]``), ``lines`` (the function's source lines, without line ends) and
+    ``line`` (the line it is paused at; a task not started yet: its ``def`` line)."""
+
+    where: str
+    function: str
+    first: int
+    lines: tuple[str, ...]
+    line: int
+
+
+def source_of(vm: VM, task_id: int) -> Source | None:
+    """The :class:`Source` of live task ``task_id``'s paused function (its innermost
+    frame that is not Counterpoint's), or None if the task has ended, is not this VM's,
+    or runs only Counterpoint's code (``cp.spawn(ch.recv())``)."""
+    task = vm._live.get(task_id)
+    if task is None or task._coro is None:
+        return None
+    found = function_source(task._coro)
+    if found is None:
+        return None
+    where, function, first, lines, line = found
+    return Source(where, function, first, tuple(lines), line)
+
+
+def failure_source(error: BaseException) -> Source | None:
+    """The :class:`Source` of the function ``error`` was raised in: its traceback's
+    innermost entry in user code, ``line`` the line that raised (None if the traceback
+    holds only Counterpoint's frames)."""
+    from ._vm import failure_site
+
+    site = failure_site(error)
+    if site is None:
+        return None
+    where, function, first, lines, line = frame_source(site.tb_frame, site.tb_lineno)
+    return Source(where, function, first, tuple(lines), line)
+
+
+def pass_time(vm: VM) -> bool:
+    """When no task is ready, do what ``vm.step()`` does before its next step and run no
+    task: hand queued host events to waiting tasks, or jump virtual time to the earliest
+    timer and fire it (journaled as the loop would), until a task is ready.  Returns
+    True if one is; False if nothing can ever run (nothing changed).  A host calling
+    this and then ``vm.step(task=ID)`` writes the journal ``vm.step(task=ID)`` alone
+    would, so ``vm.schedule`` replays it.  Raises ``InvalidStateError`` if a task is
+    ready (time passes only when nothing can run)."""
+    from ._errors import InvalidStateError
+    from ._traps import RunState, enter_run_state, leave_run_state
+
+    with vm._as_host("lowlevel.pass_time()"):
+        if vm._ready:
+            raise InvalidStateError(
+                "lowlevel.pass_time(): a task is ready, and time passes only when no task "
+                "can run; step a ready task instead (vm.step(task=ID))"
+            )
+        previous = enter_run_state(RunState())
+        try:
+            while not vm._ready:
+                if not vm._advance_time():
+                    return False
+        finally:
+            leave_run_state(previous)
+        return True
+
+
+def dispose(vm: VM) -> None:
+    """Close the coroutines of the tasks ``vm`` leaves behind, for a VM the host is about
+    to drop (Python would warn that each unstarted one was never awaited).  Their
+    ``finally`` blocks run outside the VM; the VM is unusable afterwards."""
+    with vm._as_host("lowlevel.dispose()"):
+        pass
+    vm._dispose()

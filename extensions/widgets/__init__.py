@@ -10,7 +10,8 @@ It builds on the public API and ``counterpoint.lowlevel`` only.
 
 from __future__ import annotations
 
+from .scheduler import Scheduler
 from .static import MAX_LAST, MAX_RECORDS, svg
 from .timeline import MAX_WINDOW, Timeline
 
-__all__ = ["MAX_LAST", "MAX_RECORDS", "MAX_WINDOW", "Timeline", "svg"]
+__all__ = ["MAX_LAST", "MAX_RECORDS", "MAX_WINDOW", "Scheduler", "Timeline", "svg"]

@@ -12,6 +12,7 @@ most :data:`MAX_UPDATES_PER_SECOND` times a second.  See ``docs/widgets.md``.
 from __future__ import annotations
 
 import array
+import asyncio
 import sys
 import time
 import weakref
@@ -194,7 +195,7 @@ class Timeline(Widget):
     symbols = traitlets.Dict().tag(sync=True)
     updates = traitlets.Int(0).tag(sync=True)  # pushes sent while following a VM
     _unwatch: Any = None  # (class defaults: close() runs even when __init__ raised)
-    _shell_flush: Any = None
+    _trailing: Any = None  # the pending push of what the throttle held back
 
     def __init__(self, source: Any, *, x: str = "event", last: int | None = None) -> None:
         static._check_options(x, None)
@@ -214,10 +215,9 @@ class Timeline(Widget):
         self._unwatch = None
         self._next_push = 0.0
         self._last_seen = 0.0
-        self._host_turn = False
         self._dirty = False
         self.shown = (0, 0)
-        self._view_count = 0
+        self._asked_count = 0
         total = self._index.update()
         count = last or 0
         super().__init__(
@@ -238,7 +238,7 @@ class Timeline(Widget):
         self._index.update()
         meta, buffers = window(self._journal, self._index, start, count)
         self.shown = (meta["start"], meta["stop"])
-        self._view_count = count  # (pushes send as many)
+        self._asked_count = count  # (pushes send as many)
         self.total = meta["total"]
         return meta, buffers
 
@@ -256,33 +256,39 @@ class Timeline(Widget):
         unwatch = vm.watch(on_records)
         self._unwatch = unwatch
         self.live = True
-        try:  # the last records of a cell: pushed when it ends (the throttle may hold them)
-            from IPython import get_ipython
-
-            shell = get_ipython()
-        except ImportError:
-            shell = None
-        if shell is not None:
-            flush = _Flush(me)
-            shell.events.register("post_execute", flush)
-            self._shell_flush = (shell, flush)
 
     def _on_records(self) -> None:
         now = time.monotonic()
         last_seen, self._last_seen = self._last_seen, now
+        if now - last_seen > 0.5:
+            # the first records after a pause (a cell starts, a host step): wait a
+            # little; a short run is pushed once, when it ends
+            self._next_push = max(self._next_push, now + 1.0 / MAX_UPDATES_PER_SECOND)
         if now < self._next_push:
             self._dirty = True
+            self._push_later(self._next_push - now)
             return
-        if now - last_seen > 0.5 and not self._host_turn:
-            # the first records after a pause (a cell starts): wait a little, a short
-            # run is pushed once, when it ends
-            self._next_push = now + 1.0 / MAX_UPDATES_PER_SECOND
-            self._dirty = True
-            return
-        self._host_turn = False
         self._push()
         spent = time.monotonic() - now
         self._next_push = now + max(1.0 / MAX_UPDATES_PER_SECOND, BUDGET * spent)
+
+    def _push_later(self, delay: float) -> None:
+        """Push what the throttle held back once the kernel's event loop runs again:
+        ``delay`` seconds from now, or when the cell (or the message handler that
+        stepped the VM) ends, whichever is later.  Outside an event loop (a script)
+        nothing is shown, and :meth:`flush` does it by hand."""
+        if self._trailing is not None:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        self._trailing = loop.call_later(delay, self._trail)
+
+    def _trail(self) -> None:
+        self._trailing = None
+        if self._dirty and self._unwatch is not None:
+            self.flush()
 
     def _push(self) -> None:
         """Send the newest window (the view follows the end) and the new total."""
@@ -291,7 +297,7 @@ class Timeline(Widget):
         if self.comm is None:
             self.total = total
             return
-        count = self._view_count or self.count or self._last or 100
+        count = self._asked_count or self.count or self._last or 100
         names = None
         if self._index.scanned < total and self._vm is not None:
             names = {info.id: info.name for info in self._vm.tasks()}
@@ -303,27 +309,19 @@ class Timeline(Widget):
         self.updates += 1
 
     def flush(self) -> None:
-        """Push what the throttle held back (called when a cell ends), with every
-        arrow; the records the host writes after that (the cell's end marker) are pushed
-        at once."""
+        """Push what the throttle held back, with every arrow (done by the kernel's
+        event loop when the cell that ran the VM ends)."""
         if self._dirty or self.total != len(self._journal) or self._index.scanned < self.total:
             self._index.update()
             self._push()
-        self._next_push = 0.0
-        self._host_turn = True  # the host's next records (a cell's end marker) go at once
 
     def close(self) -> None:
         if self._unwatch is not None:
             self._unwatch()
             self._unwatch = None
-        shell_flush = self._shell_flush
-        if shell_flush is not None:
-            shell, flush = shell_flush
-            try:
-                shell.events.unregister("post_execute", flush)
-            except ValueError:
-                pass
-            self._shell_flush = None
+        if self._trailing is not None:
+            self._trailing.cancel()
+            self._trailing = None
         super().close()
 
     # -- the static picture and the repr
@@ -334,16 +332,3 @@ class Timeline(Widget):
         total = len(self._journal)
         what = "following a VM, " if self.live else ""
         return f"{what}journal of {total:,} record{'' if total == 1 else 's'}, x={self.x!r}"
-
-
-class _Flush:
-    """The ``post_execute`` hook of one live timeline (held weakly: a closed or dropped
-    timeline unregisters itself)."""
-
-    def __init__(self, timeline: weakref.ref) -> None:
-        self.timeline = timeline
-
-    def __call__(self) -> None:
-        timeline = self.timeline()
-        if timeline is not None and timeline._unwatch is not None:
-            timeline.flush()

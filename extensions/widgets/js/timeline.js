@@ -150,7 +150,9 @@ function render({ model, el }) {
     const n = meta.stop - meta.start;
     const count = Math.max(n, model.get("count") || n);
     const left = labelWidth();
-    const plotWidth = Math.max(200, width() - left - 16);
+    const notes = Object.values(meta.notes);
+    const right = notes.length ? Math.min(220, 12 + 6 * Math.max(...notes.map((n) => n.length))) : 16;
+    const plotWidth = Math.max(200, width() - left - right);
     const dx = Math.min(24, plotWidth / Math.max(1, count));
     const plotW = byTick ? plotWidth : Math.max(dx, n * dx);
     const t0 = n ? ticks[0] : 0;
@@ -173,7 +175,7 @@ function render({ model, el }) {
     const bottom = y;
     const svg = s("svg", {
       class: "cp-timeline-plot",
-      width: left + plotW + 16,
+      width: left + plotW + right,
       height: bottom + 30,
       "font-family": "monospace",
       "font-size": 11,
