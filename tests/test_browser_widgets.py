@@ -252,3 +252,47 @@ def test_the_browser_benchmark_times_a_run_with_and_without_a_live_timeline(lab,
     assert live["plain_s"] > 0 and live["live_s"] > 0 and live["updates_per_s"] >= 0
     table = bench.table({"time_travel": {"skipped": "not here"}, "live_timeline": live})
     assert "| live Timeline on a 20,014-record run" in table
+
+
+# -- Scheduler --------------------------------------------------------------------------
+
+LOST_UPDATE = """\
+import counterpoint as cp
+
+box = {}
+
+async def add():
+    seen = box["n"]
+    await cp.checkpoint()
+    box["n"] = seen + 1
+
+async def main():
+    box["n"] = 0
+    await cp.par(add(), add())
+    assert box["n"] == 2, f"n is {box['n']}"
+
+cp.widgets.Scheduler(main, watch=lambda: dict(box))
+"""
+
+
+def test_clicking_the_schedulers_buttons_can_lose_an_update(lab, page):
+    lab.write_notebook("scheduler", [LOST_UPDATE])
+    lab.open(page, "scheduler")
+    lab.run_all(page)
+    widget = page.wait_for_selector(".jp-OutputArea-output .cp-widget.cp-scheduler")
+    assert widget.query_selector(".cp-sched-outcome") is None
+    # both adders read n before either writes it back: main, add, add, add, add, main
+    for chosen, task in enumerate((1, 2, 3, 2, 3, 1), start=1):
+        widget.wait_for_selector(f'button.cp-sched-run[data-task="{task}"]').click()
+        widget.wait_for_selector(
+            f"xpath=.//*[contains(text(), '{chosen} step{'' if chosen == 1 else 's'} chosen')]",
+            state="attached",
+        )
+    outcome = widget.wait_for_selector(".cp-sched-outcome.cp-sched-broken")
+    assert "AssertionError" in outcome.inner_text()
+    assert "n is 1" in outcome.inner_text()
+    assert "cp.VM(schedule=" in widget.query_selector(".cp-sched-replay").inner_text()
+    assert not widget.query_selector_all("button.cp-sched-run"), "no task is ready any more"
+    # the game's live timeline, under the board, marks the failure where it happened
+    page.wait_for_selector(".cp-timeline .cp-mark.effect.fail", state="attached")
+    screenshot(page, "lab-scheduler-lost-update")
