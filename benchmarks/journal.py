@@ -9,6 +9,11 @@
 * a 1,000,000-record journal (``ping_pong`` of 111,112 round trips): ``save``,
   ``Journal.load`` (bar: seconds, not minutes), and ``state_at``: the first call
   (which builds the snapshots) and then random events (bar: well under 100 ms).
+* ``TimeTravel`` on that journal (Python side; the browser's figures are measured by
+  the browser benchmark): opening it (at event 0: a journal this big), building the
+  snapshots by its "warm" requests, moving ``event`` (median / worst over random events
+  after that: the kernel's part of a scrub step, bar well under 50 ms), a jump to a
+  task's next effect, and the static picture at the last event.
 * exploration: schedules per second for ``dfs``, ``random`` and ``pct`` on a
   lost-update race and on dining philosophers.
 """
@@ -52,6 +57,18 @@ def streaming(rounds: int) -> dict:
     }
 
 
+def _at_random_events(call, total: int, count: int, seed: int) -> list[float]:
+    """Seconds that ``call(event)`` takes for ``count`` random events ``0..total``."""
+    rng = random.Random(seed)
+    times = []
+    for _ in range(count):
+        event = rng.randrange(total + 1)
+        start = time.perf_counter()
+        call(event)
+        times.append(time.perf_counter() - start)
+    return times
+
+
 def million(accesses: int) -> dict:
     vm = cp.VM()
     vm.run(_ping_pong(111_112))
@@ -69,14 +86,9 @@ def million(accesses: int) -> dict:
     start = time.perf_counter()
     loaded.state_at(len(loaded))
     first = time.perf_counter() - start
-    rng = random.Random(0)
-    times = []
-    for _ in range(accesses):
-        event = rng.randrange(len(loaded) + 1)
-        start = time.perf_counter()
-        loaded.state_at(event)
-        times.append(time.perf_counter() - start)
+    times = _at_random_events(loaded.state_at, len(loaded), accesses, seed=0)
     return {
+        **timetravel(journal, accesses),
         "records": len(journal),
         "file_mb": size / 1e6,
         "save_s": saved,
@@ -84,6 +96,44 @@ def million(accesses: int) -> dict:
         "state_at_first_s": first,
         "state_at_median_ms": statistics.median(times) * 1000,
         "state_at_worst_ms": max(times) * 1000,
+    }
+
+
+def timetravel(journal: cp.Journal, accesses: int) -> dict:
+    """The widget on a journal whose time travel is still cold (no state_at call yet)."""
+    start = time.perf_counter()
+    travel = cp.widgets.TimeTravel(journal)
+    opened = time.perf_counter() - start
+    assert travel.event == 0  # (a journal this big opens at its start)
+    start = time.perf_counter()
+    requests = 0
+    while True:
+        reply, _ = travel.pane._answer_warm({})
+        requests += 1
+        if reply["warmed"] >= reply["total"]:
+            break
+    warmed = time.perf_counter() - start
+
+    def move(event: int) -> None:
+        travel.event = event
+
+    times = _at_random_events(move, len(journal), accesses, seed=1)
+    start = time.perf_counter()
+    travel.next_effect(task=2)
+    jump = time.perf_counter() - start
+    travel.event = len(journal)
+    start = time.perf_counter()
+    travel._repr_mimebundle_()
+    picture = time.perf_counter() - start
+    travel.close()
+    return {
+        "timetravel_open_s": opened,
+        "timetravel_warm_s": warmed,
+        "timetravel_warm_requests": requests,
+        "timetravel_event_median_ms": statistics.median(times) * 1000,
+        "timetravel_event_worst_ms": max(times) * 1000,
+        "timetravel_jump_ms": jump * 1000,
+        "timetravel_picture_end_s": picture,
     }
 
 
@@ -147,6 +197,16 @@ def table(results: dict) -> str:
         f"| `state_at`: first call (builds snapshots) | {big['state_at_first_s']:.1f} s |",
         f"| `state_at`: any event after that, median / worst | "
         f"{big['state_at_median_ms']:.1f} ms / **{big['state_at_worst_ms']:.1f} ms** |",
+        f"| `TimeTravel` of it: open (at event 0, with its Timeline) | "
+        f"{big['timetravel_open_s']:.2f} s |",
+        f"| `TimeTravel`: build the snapshots ({big['timetravel_warm_requests']} warm "
+        f"requests, while idle) | {big['timetravel_warm_s']:.2f} s |",
+        f"| `TimeTravel`: move `event` (the kernel's part of a scrub step), median / worst | "
+        f"{big['timetravel_event_median_ms']:.1f} ms / "
+        f"**{big['timetravel_event_worst_ms']:.1f} ms** |",
+        f"| `TimeTravel`: jump to a task's next effect | {big['timetravel_jump_ms']:.2f} ms |",
+        f"| `TimeTravel`: static picture at the last event | "
+        f"{big['timetravel_picture_end_s']:.2f} s |",
         "",
         "| exploration | schedules | exhaustive | outcomes found | schedules/s |",
         "|---|---|---|---|---|",

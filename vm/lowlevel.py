@@ -27,7 +27,9 @@ public API (``import counterpoint as cp``), never ``counterpoint._*``.  It holds
   :func:`first_difference`, :func:`divergence`.
 * **Rich output** helpers shared by the CLI and the kernel (``display``), and
   :func:`messages`: every value sent over a channel paired with its receive (what a
-  message sequence chart draws).
+  message sequence chart draws); :func:`label` names an object as every message does
+  (``lock 'fork 1'``); :func:`next_effect` finds a task's next or previous effect in a
+  big journal without decoding it (time travel's "jump to the next effect").
 
 Everything here is used by Counterpoint's own tools and tested; names may still
 change between minor versions (the public API does not).
@@ -85,7 +87,7 @@ from ._kinds import (
     row,
 )
 from ._msc import Message, messages
-from ._names import Wait
+from ._names import Wait, label
 from ._replay import divergence, first_difference, replaying_vm
 from ._roots import RootRun, Words, run_root
 from ._sources import Sources, from_journal
@@ -154,9 +156,11 @@ __all__ = [
     "first_difference",
     "from_journal",
     "is_internal",
+    "label",
     "mark",
     "Message",
     "messages",
+    "next_effect",
     "park",
     "pass_time",
     "prefix",
@@ -229,6 +233,50 @@ def find(journal: Journal, kind: int) -> list[int]:
     """The indexes of the records of ``kind`` (a code), in order; fast (no decoding)."""
     mask = (1 << TASK_SHIFT) - 1
     return [index for index, packed in enumerate(journal._rows) if packed & mask == kind]
+
+
+_SCAN = 4096  # rows read at a time by next_effect (it stops at the first match)
+
+
+def next_effect(
+    journal: Journal, index: int, task: int | None = None, *, backward: bool = False
+) -> int | None:
+    """The index of the first record at or after ``index`` (``backward``: at or before)
+    that is an effect -- any kind but ``step`` -- of ``task`` (None: of any task), or
+    None if there is none.  Reads the packed rows in chunks and stops at the first match:
+    a few microseconds when the effect is near, about 0.1 s to scan 1,000,000 rows."""
+    rows, total = journal._rows, len(journal._rows)
+    kinds = (1 << TASK_SHIFT) - 1
+    who = ((1 << A_SHIFT) - 1) ^ kinds  # the task bits
+    want = -1 if task is None else task << TASK_SHIFT
+
+    def first(chunk: Any) -> int | None:  # the offset of the first effect in ``chunk``
+        if want < 0:
+            found = (i for i, packed in enumerate(chunk) if packed & kinds != STEP)
+        else:
+            found = (
+                i
+                for i, packed in enumerate(chunk)
+                if packed & who == want and packed & kinds != STEP
+            )
+        return next(found, None)
+
+    if backward:
+        hi = min(index, total - 1) + 1  # the chunk is rows[lo:hi], read last first
+        while hi > 0:
+            lo = max(0, hi - _SCAN)
+            offset = first(rows[hi - 1 : lo - 1 if lo else None : -1])
+            if offset is not None:
+                return hi - 1 - offset
+            hi = lo
+        return None
+    lo = max(0, index)
+    while lo < total:
+        offset = first(rows[lo : lo + _SCAN])
+        if offset is not None:
+            return lo + offset
+        lo += _SCAN
+    return None
 
 
 def prefix(journal: Journal, count: int) -> Journal:

@@ -1,7 +1,8 @@
 """``counterpoint.widgets``: pictures of a run.
 
-``cp.widgets`` imports this package on first use.  :class:`Timeline` shows a run in the
-browser (anywidget); every widget's output also holds a static picture, and :func:`svg`
+``cp.widgets`` imports this package on first use.  :class:`Timeline`, :class:`TimeTravel`,
+:class:`Scheduler` and ``ExploreView`` show runs in the browser (anywidgets); every
+widget's output also holds a static picture, and :func:`svg`
 draws a journal as one ``<svg>`` element that is byte-identical on every run and
 machine (see ``docs/widgets.md``).
 
@@ -13,5 +14,14 @@ from __future__ import annotations
 from .scheduler import Scheduler
 from .static import MAX_LAST, MAX_RECORDS, svg
 from .timeline import MAX_WINDOW, Timeline
+from .timetravel import TimeTravel
 
-__all__ = ["MAX_LAST", "MAX_RECORDS", "MAX_WINDOW", "Scheduler", "Timeline", "svg"]
+__all__ = [
+    "MAX_LAST",
+    "MAX_RECORDS",
+    "MAX_WINDOW",
+    "Scheduler",
+    "TimeTravel",
+    "Timeline",
+    "svg",
+]
