@@ -296,3 +296,38 @@ def test_clicking_the_schedulers_buttons_can_lose_an_update(lab, page):
     # the game's live timeline, under the board, marks the failure where it happened
     page.wait_for_selector(".cp-timeline .cp-mark.effect.fail", state="attached")
     screenshot(page, "lab-scheduler-lost-update")
+
+
+# -- TimeTravel -------------------------------------------------------------------------
+
+TRAVEL = RACE + "\ntravel = cp.widgets.TimeTravel(run)\ntravel\n"
+
+
+def test_dragging_the_time_travel_scrubber_shows_the_state_at_that_event(lab, page):
+    lab.write_notebook("timetravel", [TRAVEL])
+    lab.open(page, "timetravel")
+    lab.run_all(page)
+    widget = page.wait_for_selector(".jp-OutputArea-output .cp-widget.cp-timetravel")
+    pane = widget.wait_for_selector('.cp-pane[data-event="18"]')  # a small run opens at its end
+    before = pane.inner_text()
+    assert "event 18 of 18" in before
+    screenshot(page, "lab-timetravel-end")
+    scrubber = widget.query_selector("input.cp-scrubber")
+    box = scrubber.bounding_box()
+    y = box["y"] + box["height"] / 2
+    page.mouse.move(box["x"] + box["width"] - 4, y)  # the thumb, at the end
+    page.mouse.down()
+    page.mouse.move(box["x"] + box["width"] * 0.4, y, steps=8)  # dragged back
+    page.mouse.up()
+    event = int(scrubber.evaluate("(input) => input.value"))
+    assert 0 < event < 18, event
+    widget.wait_for_selector(f'.cp-pane[data-event="{event}"]')
+    after = pane.inner_text()
+    assert f"event {event} of 18" in after and after != before
+    assert widget.query_selector(".cp-record").inner_text().startswith(f"#{event} ")
+    # the timeline under the pane follows: its cursor stands at the event
+    page.wait_for_selector(f'.cp-timeline .cp-cursor[data-event="{event}"]', state="attached")
+    screenshot(page, "lab-timetravel-dragged")
+    widget.focus()  # the keyboard moves it too: one event on
+    page.keyboard.press("ArrowRight")
+    widget.wait_for_selector(f'.cp-pane[data-event="{event + 1}"]')
