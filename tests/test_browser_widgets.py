@@ -244,13 +244,18 @@ def test_a_saved_notebooks_static_picture_shows_in_jupyterlab_before_it_is_run(l
 # -- the browser benchmark's harness (benchmarks/widgets_browser.py), at a tiny size ----
 
 
-def test_the_browser_benchmark_times_a_run_with_and_without_a_live_timeline(lab, page):
+def test_the_browser_benchmark_times_time_travel_and_a_live_timeline(lab, page):
     from benchmarks import widgets_browser as bench
 
+    travel = bench.time_travel(lab, page, round_trips=100, steps=4)
+    assert travel["records"] == 9 * 100 + 16 and travel["scrubs"] == 4
+    assert 0 < travel["first_picture_ms"] < 60_000 and travel["scrub_worst_ms"] > 0
+    lab.shutdown_kernels()
     live = bench.live_timeline(lab, page, steps=20_000, rounds=1)
     assert live["records"] == 20_014 and live["rounds"] == 1
     assert live["plain_s"] > 0 and live["live_s"] > 0 and live["updates_per_s"] >= 0
-    table = bench.table({"time_travel": {"skipped": "not here"}, "live_timeline": live})
+    table = bench.table({"time_travel": travel, "live_timeline": live})
+    assert "| TimeTravel on 916 records" in table
     assert "| live Timeline on a 20,014-record run" in table
 
 
