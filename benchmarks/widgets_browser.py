@@ -18,6 +18,9 @@ as in ``tests/browser.py``, timing what a learner waits for.
   the widget sent per second of run (bar: <= 30/s; counted in the kernel,
   ``Timeline.updates``).
 
+* The floor: a widget's request answered with nothing (``Ping``, defined in the
+  notebook), timed in the browser: what every request and reply pays, the scrubber's too.
+
 Times are measured where they happen: the browser's ``performance.now()`` for what the
 learner sees, ``time.perf_counter()`` in the kernel for a run.
 """
@@ -252,11 +255,61 @@ def live_timeline(lab: Any, page: Any, steps: int, rounds: int) -> dict:
     }
 
 
+# -- the floor: one request and its reply, nothing computed ----------------------------
+
+PING = '''\
+from counterpoint.widgets._base import Widget, bundle
+
+ESM = """
+export default {
+  render({ model, el }) {
+    const request = requester(model);
+    el.append(h("div", { class: "cp-widget cp-ping" }, "ping"));
+    el.ping = async () => {
+      const start = performance.now();
+      await request("ping", {});
+      return performance.now() - start;
+    };
+  },
+};
+"""
+
+class Ping(Widget):  # answers "ping" with nothing: what any request and reply costs
+    _esm = bundle() + ESM
+
+    def _answer_ping(self, content):
+        return {}, []
+
+    def _picture(self):
+        return "<svg></svg>"
+
+    def _describe(self):
+        return "ping"
+
+Ping()
+'''
+
+
+def round_trip(lab: Any, page: Any, times: int) -> dict:
+    lab.write_notebook("bench-ping", [PING])
+    lab.open(page, "bench-ping")
+    lab.run_all(page)
+    ping = page.wait_for_selector(".cp-ping")
+    took = [ping.evaluate("(node) => node.parentNode.ping()") for _ in range(times)]
+    return {"median_ms": statistics.median(took), "best_ms": min(took), "times": times}
+
+
 # -- the table --------------------------------------------------------------------------
 
 
 def table(results: dict) -> str:
     lines = ["| in Chromium, JupyterLab | measured | bar |", "|---|---|---|"]
+    ping = results.get("round_trip")
+    if ping:
+        lines.append(
+            f"| a widget's request and its reply, nothing computed (the floor), median / best "
+            f"| {ping['median_ms']:.0f} ms / {ping['best_ms']:.0f} ms | |"
+        )
     travel = results["time_travel"]
     if "skipped" in travel:
         lines.append(f"| TimeTravel | not measured: {travel['skipped']} | |")
@@ -322,7 +375,9 @@ def main(argv: list[str] | None = None) -> int:
                 )
                 try:
                     page = browser.new_page(viewport=helpers.VIEWPORT)
-                    results = {"time_travel": time_travel(lab, page, args.round_trips, args.scrubs)}
+                    results = {"round_trip": round_trip(lab, page, args.scrubs)}
+                    lab.shutdown_kernels()
+                    results["time_travel"] = time_travel(lab, page, args.round_trips, args.scrubs)
                     lab.shutdown_kernels()
                     results["live_timeline"] = live_timeline(lab, page, args.steps, args.rounds)
                     lab.shutdown_kernels()
