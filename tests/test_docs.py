@@ -20,7 +20,13 @@ MODULES = sorted(
 )
 
 
-@pytest.mark.parametrize("name", ["__init__", *MODULES])
+WIDGETS = sorted(
+    f"widgets.{name}"
+    for _, name, _ in pkgutil.iter_modules(importlib.import_module("counterpoint.widgets").__path__)
+)
+
+
+@pytest.mark.parametrize("name", ["__init__", *MODULES, *WIDGETS])
 def test_docstring_examples_run(name):
     module = counterpoint if name == "__init__" else importlib.import_module(f"counterpoint.{name}")
     results = doctest.testmod(module, optionflags=doctest.ELLIPSIS)

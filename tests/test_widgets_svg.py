@@ -285,7 +285,7 @@ def test_cp_widgets_is_imported_on_first_use_and_is_not_preloaded():
 @pytest.mark.parametrize(
     ("kwargs", "error", "words"),
     [
-        ({"source": 42}, TypeError, "draws a cp.VM, a cp.Journal or the path"),
+        ({"source": 42}, TypeError, "draws a cp.VM, a cp.Journal, the path"),
         ({"source": None}, TypeError, "not NoneType"),
         ({"x": 3}, TypeError, '"event" or "tick"'),
         ({"x": "time"}, ValueError, "x axis is"),

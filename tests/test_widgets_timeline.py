@@ -203,7 +203,7 @@ def test_a_saved_journal_opens_by_path(tmp_path):
 
 
 def test_bad_arguments_say_what_is_expected():
-    with pytest.raises(TypeError, match=r"cp\.VM, a cp\.Journal or the path"):
+    with pytest.raises(TypeError, match=r"cp\.VM, a cp\.Journal, the path"):
         Timeline(42)
     with pytest.raises(ValueError, match=r'"event" .* or "tick"'):
         Timeline(ran(), x="seconds")

@@ -558,3 +558,22 @@ def effects_after(journal: cp.Journal, event: int, task: int) -> int:
         if record.kind != "step" and record.task == task:
             return record.event_id
     raise AssertionError("no effect of the task within 50 records")
+
+
+@pytest.mark.slow
+def test_the_timetravel_magic_scrubs_the_session_vm_in_a_real_kernel():
+    from kernels import Kernel
+
+    kernel = Kernel()
+    try:
+        ran = kernel.execute("await par(sleep(1), sleep(2))")
+        assert ran.status == "ok", ran.traceback_text
+        shown = kernel.execute("%timetravel 3")
+        assert shown.status == "ok", shown.traceback_text
+        data = shown.result
+        assert data["text/plain"].startswith("TimeTravel(") and "<svg" in data["text/html"]
+        assert "widget-view+json" in " ".join(data)
+        bad = kernel.execute("%timetravel 999999")
+        assert bad.status == "error" and "got 999,999" in bad.evalue
+    finally:
+        kernel.shutdown()

@@ -498,9 +498,11 @@ def explore(
             bar.close()
     name = getattr(program, "__name__", "program")
     seconds = time.perf_counter() - started
-    return tally.report(
+    report = tally.report(
         strategy, search.verdict, preemption_bound, seconds, (seed, max_steps, name)
     )
+    report._explored(program)
+    return report
 
 
 def _progress_bar(total: int, strategy: str, progress: bool | None) -> Any:

@@ -36,7 +36,16 @@ def _outcomes(n: int) -> str:
     return "1 outcome" if n == 1 else f"{n} distinct outcomes"
 
 
-class Finding(NamedTuple):
+class _FindingFields(NamedTuple):
+    outcome: str
+    message: str
+    schedule: str
+    preemptions: int
+    count: int
+    replay: str
+
+
+class Finding(_FindingFields):
     """A failure or deadlock found by ``explore``, with the schedule that shows it best
     (the fewest preemptions found) and a line that replays it.
 
@@ -47,25 +56,104 @@ class Finding(NamedTuple):
     >>> finding = cp.explore(main).failures[0]
     >>> finding.outcome, finding.schedule, finding.replay
     ('ZeroDivisionError', 'cp1:11', "cp.VM(schedule='cp1:11', seed=0).run(main())")
+
+    A finding is a tuple of those six fields: it compares, prints and pickles as them.
+    It also remembers, outside its fields, how ``explore`` ran it (the program, the seed
+    and ``max_steps``), so :meth:`show` can run it again; the program is not pickled
+    (it may not pickle), so a finding from another process needs ``program=``.
     """
 
-    outcome: str
-    message: str
-    schedule: str
-    preemptions: int
-    count: int
-    replay: str
+    def _replace(self, **changes: Any) -> Finding:
+        made = super()._replace(**changes)
+        made.__dict__.update(self.__dict__)
+        return made
+
+    def __getstate__(self) -> dict | None:  # the program stays in this process
+        return {k: v for k, v in self.__dict__.items() if k != "_program"} or None
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+
+    def __copy__(self) -> Finding:
+        return self
+
+    def __deepcopy__(self, memo: Any) -> Finding:
+        return self
+
+    def run(self, program: Any = None) -> Any:
+        """Run the finding's schedule again on a fresh VM (the seed and ``max_steps``
+        ``explore`` used) and return that VM: its journal ends where the finding does.
+        The run's exception (the failure, or ``cp.Deadlock``) is caught; a run that ends
+        otherwise raises ``cp.NondeterminismError``.  ``program`` is the zero-argument
+        callable that was explored; by default the one ``explore`` was given (known
+        when the finding comes from an ``explore`` call in this process)."""
+        from ._errors import Cancelled, Deadlock, NondeterminismError
+        from ._vm import VM  # (here: _vm imports this module through _explore)
+
+        if program is None:
+            program = self.__dict__.get("_program")
+            if program is None:
+                raise ValueError(
+                    "this finding does not know its program (it was made or unpickled "
+                    "outside the cp.explore() call that found it): pass it, e.g. "
+                    "finding.show(program=main) with the function cp.explore() was given"
+                )
+        if not callable(program):
+            from ._traps import discard
+
+            discard(program)  # (a refused coroutine must not warn "never awaited")
+            raise TypeError(
+                "program= is the zero-argument callable cp.explore() was given (such as "
+                f"`main`, not `main()`), not {type(program).__name__}"
+            )
+        vm = VM(
+            schedule=self.schedule,
+            seed=self.__dict__.get("_seed", 0),
+            max_steps=self.__dict__.get("_max_steps", 100_000),
+        )
+        try:
+            value = vm.run(program())
+        except Deadlock:
+            ended = "Deadlock"
+        except Exception as error:
+            ended = type(error).__name__
+        except Cancelled:
+            ended = "Cancelled"
+        else:
+            ended = f"returned {value!r}"[:80]
+        if ended != self.outcome:
+            raise NondeterminismError(
+                f"the finding's schedule {self.schedule!r} ran again ended {ended}, not "
+                f"{self.outcome}: the program is not the one explored, or it is not "
+                "deterministic (see cp.explore)"
+            )
+        return vm
+
+    def show(self, program: Any = None) -> Any:
+        """The finding's run as a widget (``cp.widgets.Timeline``): the program run
+        again under the finding's schedule (see :meth:`run`)."""
+        from counterpoint import widgets
+
+        return widgets.Timeline(self.run(program).journal)
+
+
+def _found(fields: tuple, seed: int, max_steps: int) -> Finding:
+    finding = Finding(*fields)
+    finding.__dict__.update(_seed=seed, _max_steps=max_steps)
+    return finding
 
 
 class ExploreReport:
     """What ``cp.explore`` found.
 
-    ``schedules`` (executions run), ``exhaustive`` (the whole choice tree was
+    ``schedules`` (executions run), ``strategy``, ``exhaustive`` (the whole choice tree was
     covered), ``assumptions`` (sentences: what the verdict rests on, empty when
     nothing was left out), ``outcomes`` (outcome -> count; an outcome is the return
     value, or the exception type name), ``deadlocks`` and ``failures`` (lists of
     :class:`Finding`), ``pruned`` (executions ended by ``cp.require``), ``seconds``
-    and ``schedules_per_second``.
+    and ``schedules_per_second``; ``program``, the callable explored (``None`` in a
+    report pickled from another process: it is not pickled) -- ``show()`` needs it to
+    run a finding again.
 
     >>> import counterpoint as cp
     >>> async def main():
@@ -88,6 +176,25 @@ class ExploreReport:
         self.failures: list[Finding] = []
         self.pruned = 0
         self.seconds = 0.0
+        self.program: Any = None  # what was explored (this process only: never pickled)
+
+    def _explored(self, program: Any) -> None:
+        """Remember the program explored, here and on each finding (for ``show()``)."""
+        self.program = program
+        for finding in self.deadlocks + self.failures:
+            finding.__dict__["_program"] = program
+
+    def __getstate__(self) -> dict:  # the program stays in this process (it may not pickle)
+        state = dict(self.__dict__)
+        state["program"] = None
+        return state
+
+    def show(self) -> Any:
+        """The report as a widget, ``cp.widgets.ExploreView``: outcomes as a bar chart,
+        findings grouped by outcome; picking a finding shows its run."""
+        from counterpoint import widgets
+
+        return widgets.ExploreView(self)
 
     @property
     def schedules_per_second(self) -> float:
@@ -254,13 +361,8 @@ class Tally:
         report.seconds = seconds
         for (kind, outcome, _), best in self.found.items():
             limit = f", max_steps={max_steps}" if outcome == "StepLimitExceeded" else ""
-            finding = Finding(
-                outcome,
-                best.message,
-                best.schedule,
-                best.preemptions,
-                best.count,
-                f"cp.VM(schedule={best.schedule!r}, seed={seed}{limit}).run({name}())",
-            )
+            replay_line = f"cp.VM(schedule={best.schedule!r}, seed={seed}{limit}).run({name}())"
+            fields = (outcome, best.message, best.schedule, best.preemptions, best.count)
+            finding = _found((*fields, replay_line), seed, max_steps)
             (report.deadlocks if kind == "deadlock" else report.failures).append(finding)
         return report

@@ -1,5 +1,5 @@
 """The magics of a Counterpoint session: ``%vm``, ``%tasks``, ``%journal``,
-``%timeline``, ``%replay`` and ``%%explore`` (see ``docs/kernel.md``).
+``%timeline``, ``%timetravel``, ``%replay`` and ``%%explore`` (see ``docs/kernel.md``).
 
 Their docstrings are what ``%name?`` prints, so they are plain text: no reST marks.
 """
@@ -296,6 +296,33 @@ class CounterpointMagics(Magics):
         except ValueError as error:
             raise UsageError(str(error)) from None
 
+    # -- %timetravel -------------------------------------------------------------------
+
+    @_plain_help
+    @magic_arguments()
+    @argument(
+        "event",
+        nargs="?",
+        type=int,
+        default=None,
+        help="the event to show first (default: the end of a small journal)",
+    )
+    @line_magic
+    def timetravel(self, line: str) -> Any:
+        """Scrub through the session VM's journal: a slider over event ids, play, step
+        and jump to a task's next effect, showing the state at that event (tasks,
+        channels, locks, semaphores, events, conditions, barriers, workers) with the
+        timeline's cursor there (cp.widgets.TimeTravel). Without the widgets' JavaScript
+        its output is the static picture: the timeline up to the event and the tables.
+        """
+        args = parse_argstring(self.timetravel, line)
+        from counterpoint.widgets import TimeTravel
+
+        try:
+            return TimeTravel(self.session.vm, event=args.event)
+        except ValueError as error:
+            raise UsageError(str(error)) from None
+
     # -- %replay -----------------------------------------------------------------------
 
     @_plain_help
@@ -348,16 +375,18 @@ class CounterpointMagics(Magics):
     @cell_magic
     def explore(self, line: str, cell: str) -> Any:
         """Run the cell's code as a program under many schedules (cp.explore) and show
-        the report; the cell's last expression is the outcome. The program is bound
-        to the name explored (or --name NAME), so a finding's replay line runs in the
-        next cell.
+        what it found: an ExploreView (outcome bars, findings; click one to see its
+        run), whose text form is the report. The cell's last expression is the
+        outcome. The program is bound to the name explored (or --name NAME), so a
+        finding's replay line runs in the next cell, and the report to explored_report
+        (NAME_report).
         """
         args = parse_argstring(self.explore, line)
         if not args.name.isidentifier():
             raise UsageError(f"--name needs a Python name, got {args.name!r}")
         program = program_from_cell(cell, self.shell.user_ns, args.name)
         self.shell.user_ns[args.name] = program
-        return cp.explore(
+        report = cp.explore(
             program,
             strategy=args.strategy,
             max_schedules=args.max,
@@ -365,6 +394,8 @@ class CounterpointMagics(Magics):
             preemption_bound=args.preemption_bound,
             max_steps=args.max_steps,
         )
+        self.shell.user_ns[f"{args.name}_report"] = report
+        return report.show()
 
 
 def _start_of_current_cell(journal: cp.Journal) -> int:

@@ -1,4 +1,5 @@
-"""What a widget may show: a VM, a journal, a saved journal's path."""
+"""What a widget may show: a VM, a journal, a saved journal's path, an exploration
+finding (its run, again)."""
 
 from __future__ import annotations
 
@@ -23,7 +24,9 @@ def journal_of(source: Any, who: str) -> cp.Journal:
         return source
     if isinstance(source, str | os.PathLike):
         return cp.Journal.load(source)
+    if isinstance(source, cp.Finding):  # its program run again under its schedule
+        return source.run().journal
     raise TypeError(
-        f"{who} draws a cp.VM, a cp.Journal or the path of a saved journal "
-        f"(str or os.PathLike), not {type(source).__name__}"
+        f"{who} draws a cp.VM, a cp.Journal, the path of a saved journal "
+        f"(str or os.PathLike) or a cp.Finding, not {type(source).__name__}"
     )
