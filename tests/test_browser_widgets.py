@@ -336,3 +336,44 @@ def test_dragging_the_time_travel_scrubber_shows_the_state_at_that_event(lab, pa
     widget.focus()  # the keyboard moves it too: one event on
     page.keyboard.press("ArrowRight")
     widget.wait_for_selector(f'.cp-pane[data-event="{event + 1}"]')
+
+
+# -- ExploreView ------------------------------------------------------------------------
+
+EXPLORE = """\
+import counterpoint as cp
+
+async def main():
+    box = {"n": 0}
+
+    async def add():
+        seen = box["n"]
+        await cp.checkpoint()
+        box["n"] = seen + 1
+
+    await cp.par(add(), add())
+    assert box["n"] == 2, f"n is {box['n']}"
+
+report = cp.explore(main, strategy="dfs", progress=False)
+cp.widgets.ExploreView(report)
+"""
+
+
+def test_the_explore_view_draws_bars_and_picking_a_finding_shows_its_run(lab, page):
+    lab.write_notebook("explore", [EXPLORE])
+    lab.open(page, "explore")
+    lab.run_all(page)
+    widget = page.wait_for_selector(".jp-OutputArea-output .cp-widget.cp-explore")
+    bars = widget.query_selector_all("svg g.bar")
+    assert len(bars) == 2, "two outcomes: returned, and the lost update's AssertionError"
+    assert any("AssertionError" in bar.text_content() for bar in bars)
+    findings = widget.wait_for_selector(".cp-findings .cp-finding")
+    assert "AssertionError" in findings.inner_text() or "n is 1" in findings.inner_text()
+    assert page.query_selector(".cp-timeline") is None, "no run shown before a pick"
+    findings.click()
+    timeline = page.wait_for_selector(".jp-OutputArea-output .cp-widget.cp-timeline")
+    timeline.wait_for_selector(".cp-mark.effect.fail", state="attached")
+    # and the scrubber over that run, at its last event (the failure)
+    page.wait_for_selector('.cp-timetravel .cp-pane[data-event="16"]')
+    assert "cp-selected" in findings.get_attribute("class")
+    screenshot(page, "lab-explore-picked")
