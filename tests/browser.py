@@ -233,6 +233,12 @@ class Lab:
         ).json_value()
         assert "error" not in state, "a cell failed:\n" + state["error"]
 
+    def run_notebook(self, page: Any, name: str, cells: list[str]) -> None:
+        """Write ``name.ipynb`` (one code cell per source), open it and run all its cells."""
+        self.write_notebook(name, cells)
+        self.open(page, name)
+        self.run_all(page)
+
     def execute(self, page: Any, index: int, timeout: float = 120) -> None:
         """Run the code cell ``index`` (0-based among all cells) and wait until it is done."""
         page.evaluate(

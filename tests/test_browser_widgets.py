@@ -61,9 +61,7 @@ def visible_svgs(page) -> list[dict]:
 
 
 def test_the_static_picture_renders_in_jupyterlab(lab, page):
-    lab.write_notebook("static-picture", [STATIC])
-    lab.open(page, "static-picture")
-    lab.run_all(page)
+    lab.run_notebook(page, "static-picture", [STATIC])
     page.wait_for_selector(".jp-OutputArea-output svg.counterpoint-timeline")
     shot = screenshot(page, "lab-static-picture")
     [picture] = visible_svgs(page)
@@ -129,9 +127,7 @@ TIMELINE = RACE + "\ncp.widgets.Timeline(run)\n"
 
 
 def test_the_timeline_draws_lanes_and_marks_and_hovering_a_mark_shows_its_record(lab, page):
-    lab.write_notebook("timeline", [TIMELINE])
-    lab.open(page, "timeline")
-    lab.run_all(page)
+    lab.run_notebook(page, "timeline", [TIMELINE])
     widget = page.wait_for_selector(".jp-OutputArea-output .cp-widget.cp-timeline")
     page.wait_for_selector(".cp-timeline svg.cp-timeline-plot .cp-mark")
     lanes = page.eval_on_selector_all(
@@ -209,9 +205,7 @@ print(len(live.journal))
 
 
 def test_a_live_timeline_shows_the_end_of_the_run_when_the_cell_ends(lab, page):
-    lab.write_notebook("live-timeline", [LIVE])
-    lab.open(page, "live-timeline")
-    lab.run_all(page)
+    lab.run_notebook(page, "live-timeline", [LIVE])
     total = int(page.inner_text(".jp-OutputArea-output[data-mime-type*=stdout]").strip())
     plot = f'.cp-timeline svg.cp-timeline-plot[data-stop="{total + 1}"]'
     page.wait_for_selector(plot, state="attached", timeout=10_000)
@@ -281,9 +275,7 @@ cp.widgets.Scheduler(main, watch=lambda: dict(box))
 
 
 def test_clicking_the_schedulers_buttons_can_lose_an_update(lab, page):
-    lab.write_notebook("scheduler", [LOST_UPDATE])
-    lab.open(page, "scheduler")
-    lab.run_all(page)
+    lab.run_notebook(page, "scheduler", [LOST_UPDATE])
     widget = page.wait_for_selector(".jp-OutputArea-output .cp-widget.cp-scheduler")
     assert widget.query_selector(".cp-sched-outcome") is None
     # both adders read n before either writes it back: main, add, add, add, add, main
@@ -309,9 +301,7 @@ TRAVEL = RACE + "\ntravel = cp.widgets.TimeTravel(run)\ntravel\n"
 
 
 def test_dragging_the_time_travel_scrubber_shows_the_state_at_that_event(lab, page):
-    lab.write_notebook("timetravel", [TRAVEL])
-    lab.open(page, "timetravel")
-    lab.run_all(page)
+    lab.run_notebook(page, "timetravel", [TRAVEL])
     widget = page.wait_for_selector(".jp-OutputArea-output .cp-widget.cp-timetravel")
     pane = widget.wait_for_selector('.cp-pane[data-event="18"]')  # a small run opens at its end
     before = pane.inner_text()
@@ -360,9 +350,7 @@ cp.widgets.ExploreView(report)
 
 
 def test_the_explore_view_draws_bars_and_picking_a_finding_shows_its_run(lab, page):
-    lab.write_notebook("explore", [EXPLORE])
-    lab.open(page, "explore")
-    lab.run_all(page)
+    lab.run_notebook(page, "explore", [EXPLORE])
     widget = page.wait_for_selector(".jp-OutputArea-output .cp-widget.cp-explore")
     bars = widget.query_selector_all("svg g.bar")
     assert len(bars) == 2, "two outcomes: returned, and the lost update's AssertionError"
