@@ -82,6 +82,10 @@ def nbrun(
         timeout=timeout,
         kernel_name=name,
         record_timing=False,
+        # no widget state in the file: it holds random model ids (a diff on every run),
+        # and an HTML export would draw widgets from it (with JavaScript fetched from a
+        # CDN) instead of the static pictures every widget's output carries
+        store_widget_state=False,
         resources={"metadata": {"path": str(notebook.resolve().parent)}},
     )
     status = 0

@@ -308,7 +308,7 @@ class TimeTravelPane(Widget):
                     "closed" if channel.closed else "open",
                 ]
             )
-        heads = ["channel", "capacity", "buffer (oldest first)", "receivers", "senders", ""]
+        heads = ["channel", "capacity", "buffer (oldest first)", "receivers", "senders", "state"]
         sections.append(_section("channels", heads, channels))
         locks = [
             [
