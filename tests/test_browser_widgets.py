@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from browser import (
+    ARTIFACTS,
     KERNEL,
     chromium_fixture,  # noqa: F401  (the fixture "chromium")
     lab_fixture,  # noqa: F401  (the fixture "lab")
@@ -381,3 +382,25 @@ def test_an_arrow_key_on_the_focused_time_travel_scrubber_steps_one_event(lab, p
     widget.query_selector("input.cp-scrubber").focus()
     page.keyboard.press("ArrowLeft")
     widget.wait_for_selector('.cp-pane[data-event="17"]', timeout=5000)
+
+
+# -- the notebook that shows all four ---------------------------------------------------
+
+
+def test_the_seeing_a_run_notebook_runs_in_jupyterlab_and_draws_all_four_widgets(lab, page):
+    source = Path(__file__).parent.parent / "notebooks" / "02-seeing-a-run.ipynb"
+    (lab.root / "seeing.ipynb").write_bytes(source.read_bytes())
+    lab.open(page, "seeing")
+    lab.run_all(page, timeout=180)
+    ARTIFACTS.mkdir(exist_ok=True)
+    for kind in ("timeline", "timetravel", "scheduler", "explore"):
+        widget = page.wait_for_selector(f".jp-OutputArea-output .cp-widget.cp-{kind}")
+        widget.scroll_into_view_if_needed()
+        widget.screenshot(path=str(ARTIFACTS / f"notebook-02-{kind}.png"))
+    marks = page.query_selector_all(".cp-timeline .cp-mark")
+    assert marks, "the timelines drew their marks"
+    assert page.query_selector(".cp-scheduler .cp-sched-outcome.cp-sched-broken"), (
+        "the game chosen from Python lost the update, and the widget says so"
+    )
+    assert page.query_selector(".cp-explore .cp-finding")
+    assert page.query_selector('.cp-timetravel .cp-pane[data-event="20"]')
