@@ -404,3 +404,32 @@ def test_the_seeing_a_run_notebook_runs_in_jupyterlab_and_draws_all_four_widgets
     )
     assert page.query_selector(".cp-explore .cp-finding")
     assert page.query_selector('.cp-timetravel .cp-pane[data-event="20"]')
+
+
+def test_the_seeing_a_run_notebooks_stored_pictures_show_in_its_html_export(tmp_path, page):
+    """What nbviewer-like export shows of the notebook as it is in git: no kernel runs."""
+    need_browser()
+    source = tmp_path / "seeing.ipynb"
+    source.write_bytes(
+        (Path(__file__).parent.parent / "notebooks/02-seeing-a-run.ipynb").read_bytes()
+    )
+    subprocess.run(
+        [sys.executable, "-m", "jupyter", "nbconvert", "--to", "html", str(source)],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    open_offline(page, source.with_suffix(".html"))
+    screenshot(page, "export-notebook-02")
+    pictures = page.eval_on_selector_all(
+        "svg[class^=counterpoint-]",
+        """(pictures) => pictures.map((svg) => {
+            const box = svg.getBoundingClientRect();
+            return {kind: svg.getAttribute('class'), width: box.width, height: box.height};
+        })""",
+    )
+    kinds = [picture["kind"] for picture in pictures]
+    assert kinds.count("counterpoint-scheduler") == 1 and kinds.count("counterpoint-explore") == 1
+    assert kinds.count("counterpoint-timeline") >= 4, kinds
+    for picture in pictures:
+        assert picture["width"] > 100 and picture["height"] > 30, picture
