@@ -170,15 +170,10 @@ def test_a_widgets_static_picture_survives_export_of_a_notebook_saved_without_wi
     assert "cook" in picture["words"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="nbconvert's WidgetsDataTypeFilter prefers application/vnd.jupyter.widget-view+json "
-    "whenever the notebook's metadata.widgets holds the model's state -- `counterpoint nbrun` "
-    "(nbclient's default store_widget_state=True) stores it -- and then drops the text/html "
-    "picture; fix: nbrun with store_widget_state=False (or export with "
-    "--NbConvertBase.display_data_priority without the widget view)",
-)
 def test_a_widgets_static_picture_survives_export_of_a_notebook_run_by_nbrun(tmp_path, page):
+    """nbconvert's WidgetsDataTypeFilter prefers the widget view whenever the notebook's
+    ``metadata.widgets`` holds the widget's state, and then drops our ``text/html``:
+    `counterpoint nbrun` stores no widget state (nbclient's default would)."""
     need_browser()
     html = export(tmp_path, [TIMELINE], nbrun=True)
     open_offline(page, html)
