@@ -98,6 +98,13 @@ def test_the_journal_benchmark_measures_and_tabulates(tmp_path):
             "state_at_first_s": 0.9,
             "state_at_median_ms": 1.3,
             "state_at_worst_ms": 2.8,
+            "timetravel_open_s": 0.3,
+            "timetravel_warm_s": 0.6,
+            "timetravel_warm_requests": 31,
+            "timetravel_event_median_ms": 1.4,
+            "timetravel_event_worst_ms": 2.5,
+            "timetravel_jump_ms": 0.3,
+            "timetravel_picture_end_s": 0.7,
         },
         "exploration": bench.exploration(20),
     }

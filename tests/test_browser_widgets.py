@@ -363,13 +363,6 @@ def test_the_explore_view_draws_bars_and_picking_a_finding_shows_its_run(lab, pa
     screenshot(page, "lab-explore-picked")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="JupyterLab 4's command-mode binding ArrowRight -> notebook:move-cursor-heading-"
-    "below-or-expand (selector '.jp-Notebook.jp-mod-commandMode:not(.jp-mod-readWrite) "
-    ":focus') matches the focused range input and cancels its default action; "
-    "timetravel.js leaves arrows on the range to the browser (onKey: `&& !range`)",
-)
 def test_an_arrow_key_on_the_focused_time_travel_scrubber_steps_one_event(lab, page):
     lab.run_notebook(page, "timetravel-keys", [TRAVEL])
     widget = page.wait_for_selector(".jp-OutputArea-output .cp-widget.cp-timetravel")

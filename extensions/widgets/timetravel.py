@@ -10,6 +10,7 @@ See ``docs/widgets.md``, "TimeTravel".
 
 from __future__ import annotations
 
+import re
 from html import escape
 from importlib import resources
 from typing import Any
@@ -436,7 +437,8 @@ class TimeTravelPane(Widget):
             caption, shown = section["title"], len(section["rows"])
             if section["hidden"]:
                 caption += f" ({shown:,} shown of {shown + section['hidden']:,})"
-            tables.append(lowlevel.display.table(section["headers"], section["rows"], caption))
+            rows = [[_number(cell) for cell in row] for row in section["rows"]]
+            tables.append(lowlevel.display.table(section["headers"], rows, caption))
         return head + drawn + "".join(tables) + "</div>"
 
     def _describe(self) -> str:
@@ -458,3 +460,11 @@ def _section(title: str, headers: list[str], rows: list[list[str]], hidden: int 
 def _lock_name(state: Any, lock: int) -> str | None:
     found = state.lock_states.get(lock)
     return None if found is None else found.name
+
+
+_DIGITS = re.compile("[0-9]+")
+
+
+def _number(cell: Any) -> Any:
+    """A cell of digits as the int it shows (tables right-align numbers)."""
+    return int(cell) if isinstance(cell, str) and _DIGITS.fullmatch(cell) else cell

@@ -245,14 +245,15 @@ function render({ model, el }) {
   function onKey(e) {
     const tag = e.target.tagName;
     if (tag === "SELECT" || (tag === "INPUT" && e.target.type !== "range")) return;
-    const range = tag === "INPUT";
+    // (on the scrubber too: JupyterLab's command-mode arrow bindings cancel the range's
+    // own handling of arrow keys, so the widget steps itself)
     let done = true;
     if (e.key === "ArrowLeft" && e.shiftKey) jump("previous");
     else if (e.key === "ArrowRight" && e.shiftKey) jump("next");
-    else if (e.key === "ArrowLeft" && !range) go(wanted - 1);
-    else if (e.key === "ArrowRight" && !range) go(wanted + 1);
-    else if (e.key === "Home" && !range) go(0);
-    else if (e.key === "End" && !range) go(total());
+    else if (e.key === "ArrowLeft") go(wanted - 1);
+    else if (e.key === "ArrowRight") go(wanted + 1);
+    else if (e.key === "Home") go(0);
+    else if (e.key === "End") go(total());
     else if (e.key === " ") toggle();
     else done = false;
     if (done) e.preventDefault();
