@@ -348,3 +348,16 @@ def test_the_timeline_magic_follows_the_session_vm_in_a_real_kernel():
         assert bad.status == "error" and "between 1 and 4000" in bad.evalue
     finally:
         kernel.shutdown()
+
+
+def test_a_live_timeline_that_fails_to_push_never_breaks_the_run_it_follows():
+    vm = cp.VM()
+    timeline = Timeline(vm)
+
+    def broken(content, buffers=None):
+        raise OSError("the comm is gone")
+
+    timeline.send = broken
+    timeline._last_seen = time.monotonic()  # (no pause: the next records are pushed)
+    assert vm.run(kitchen()) == ["rice", "tea", "soup"]
+    assert "OSError: the comm is gone" in timeline.error

@@ -250,8 +250,11 @@ class Timeline(Widget):
             timeline = me()
             if timeline is None:
                 unwatch()
-            else:
+                return
+            try:
                 timeline._on_records()
+            except Exception as error:  # a picture must never break the run it follows
+                timeline.error = f"following the VM: {type(error).__name__}: {error}"
 
         unwatch = vm.watch(on_records)
         self._unwatch = unwatch
