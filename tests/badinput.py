@@ -503,6 +503,53 @@ case("explore", "`cp.require(x)` outside a task", cp.NotInTaskError, "outside")(
 )
 
 
+# -- widgets -------------------------------------------------------------------------------------
+
+
+def _widgets():
+    import counterpoint.widgets as widgets
+
+    return widgets
+
+
+async def _lost_update():
+    box = {"n": 0}
+
+    async def add():
+        seen = box["n"]
+        await cp.checkpoint()
+        box["n"] = seen + 1
+
+    await cp.par(add(), add())
+    assert box["n"] == 2, "an update was lost"
+
+
+case("widgets", "`Timeline(42)` (not a VM, journal or path)", TypeError, "cp.VM, a cp.Journal")(
+    lambda: _widgets().Timeline(42)
+)
+case("widgets", "`Timeline(vm, last=10**6)`", ValueError, "between 1 and 4000")(
+    lambda: _widgets().Timeline(cp.VM(), last=10**6)
+)
+case("widgets", "`TimeTravel(vm, event=999)` past the journal's end", ValueError, "must be 0..")(
+    lambda: _widgets().TimeTravel(cp.VM(), event=999)
+)
+case(
+    "widgets", "`Scheduler(main())` (a coroutine, not the function)", TypeError, "Scheduler(main)"
+)(lambda: _widgets().Scheduler(_lost_update()))
+case(
+    "widgets", "`scheduler.choose(ID)` of a task that is not ready", cp.InvalidStateError, "ready"
+)(lambda: _widgets().Scheduler(_lost_update).choose(7))
+case("widgets", "`finding.show()` of a finding unpickled elsewhere", ValueError, "program=")(
+    lambda: _pickled_finding().show()
+)
+
+
+def _pickled_finding():
+    import pickle
+
+    return pickle.loads(pickle.dumps(cp.explore(_lost_update).failures[0]))
+
+
 def rows() -> list[tuple[str, str, str, str]]:
     return [(c.area, c.what, _name(c.error), c.says) for c in CASES]
 
