@@ -361,3 +361,38 @@ def test_a_live_timeline_that_fails_to_push_never_breaks_the_run_it_follows():
     timeline._last_seen = time.monotonic()  # (no pause: the next records are pushed)
     assert vm.run(kitchen()) == ["rice", "tea", "soup"]
     assert "OSError: the comm is gone" in timeline.error
+
+
+def test_the_lanes_of_a_live_vm_say_where_its_tasks_are_paused_now():
+    vm = cp.VM()
+
+    async def waiter():
+        await cp.sleep(100)
+
+    vm.spawn(waiter(), name="waiter")
+    vm.step(1)  # it runs to its sleep
+    reply, _ = ask(Timeline(vm), start=1, count=100)
+    (lane,) = [lane for lane in reply["lanes"] if lane["label"] == "waiter (1)"]
+    assert lane["now"].startswith("test_widgets_timeline.py:") and "cp.sleep(100)" in lane["now"]
+    reply, _ = ask(Timeline(vm.journal), start=1, count=100)  # a journal: no live tasks
+    assert all("now" not in lane for lane in reply["lanes"])
+
+
+def test_a_deadlock_names_the_tasks_it_left_stuck():
+    async def stuck():
+        first, second = cp.Lock(name="a"), cp.Lock(name="b")
+
+        async def one(x, y):
+            async with x:
+                await cp.sleep(1)
+                async with y:
+                    pass
+
+        await cp.par(one(first, second), one(second, first))
+
+    vm = cp.VM()
+    with pytest.raises(cp.Deadlock):
+        vm.run(stuck())
+    reply, _ = ask(Timeline(vm), start=1, count=MAX_WINDOW)
+    cancelled = [r.task for r in vm.journal.records() if r.kind == "cancel"]
+    assert reply["deadlock"]["tasks"] == cancelled and len(cancelled) >= 2

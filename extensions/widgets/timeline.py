@@ -138,6 +138,7 @@ def window(
             deadlock = {
                 "event": stuck[0].event_id,
                 "text": f"{static.DEADLOCK_REASON}: tasks {who} cancelled",
+                "tasks": [r.task for r in stuck],
             }
 
     meta = {
@@ -237,6 +238,12 @@ class Timeline(Widget):
             raise ValueError("a window request needs int start and count")
         self._index.update()
         meta, buffers = window(self._journal, self._index, start, count)
+        if self._vm is not None:  # where the live tasks are paused now (the kernel is idle)
+            now = {info.id: info for info in self._vm.tasks()}
+            for lane in meta["lanes"]:
+                info = now.get(lane["task"])
+                if info is not None and info.where:
+                    lane["now"] = f"{info.where}  {info.code or ''}".rstrip()
         self.shown = (meta["start"], meta["stop"])
         self._asked_count = count  # (pushes send as many)
         self.total = meta["total"]

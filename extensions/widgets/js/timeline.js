@@ -82,7 +82,8 @@ function render({ model, el }) {
   const countOf = () => model.get("count") || defaultCount();
   function labelWidth() {
     const longest = win ? Math.max(4, ...win.meta.lanes.map((l) => l.label.length)) : 12;
-    return 8 + CHAR * Math.min(LABEL_CHARS, longest) + 12;
+    const mark = win && win.meta.deadlock ? 2 : 0; // (the stuck lanes' "⟲ ")
+    return 8 + CHAR * (Math.min(LABEL_CHARS, longest) + mark) + 12;
   }
   function defaultCount() {
     return Math.max(MIN_COUNT, Math.min(MAX_COUNT, Math.floor((width() - 200) / DX)));
@@ -183,7 +184,8 @@ function render({ model, el }) {
       "data-stop": meta.stop,
     });
 
-    // lanes: a line and a name (click to fold)
+    // lanes: a line and a name (click to fold); the tasks a deadlock left stuck marked
+    const stuck = new Set(meta.deadlock ? meta.deadlock.tasks : []);
     meta.lanes.forEach((lane, i) => {
       const label = s(
         "text",
@@ -193,16 +195,22 @@ function render({ model, el }) {
           "text-anchor": "end",
           class: "cp-lane-label",
           "data-task": lane.task,
-          style: "cursor:pointer",
+          style: stuck.has(lane.task) ? `cursor:pointer;fill:${VERMILLION};font-weight:bold` : "cursor:pointer",
           onclick: () => {
             if (folded.has(lane.task)) folded.delete(lane.task);
             else folded.add(lane.task);
             paint();
           },
         },
-        shortText(lane.label, LABEL_CHARS) + (folded.has(lane.task) ? " \u25B8" : ""),
+        (stuck.has(lane.task) ? "\u27F2 " : "") +
+          shortText(lane.label, LABEL_CHARS) +
+          (folded.has(lane.task) ? " \u25B8" : ""),
       );
-      label.append(s("title", {}, `${lane.label} (click to ${folded.has(lane.task) ? "unfold" : "fold"})`));
+      const about = [lane.label];
+      if (stuck.has(lane.task)) about.push("stuck in the deadlock");
+      if (lane.now) about.push(`now at ${lane.now}`);
+      about.push(`(click to ${folded.has(lane.task) ? "unfold" : "fold"})`);
+      label.append(s("title", {}, about.join("\n")));
       svg.append(
         s("line", {
           x1: left,
@@ -450,9 +458,9 @@ function render({ model, el }) {
     if (text === null) {
       const event = Number(target.getAttribute("data-event"));
       const i = event - win.meta.start;
-      text =
-        win.meta.texts[event] ||
-        `#${event} t=${win.ticks[i]} task ${win.meta.lanes[win.lanes[i]].task} step`;
+      const lane = win.meta.lanes[win.lanes[i]];
+      text = win.meta.texts[event] || `#${event} t=${win.ticks[i]} task ${lane.task} step`;
+      if (lane.now) text += `\n${lane.label} is now at ${lane.now}`;
     }
     tooltip.textContent = text;
     tooltip.style.display = "block";
