@@ -376,3 +376,41 @@ def test_the_static_picture_is_byte_identical_in_other_processes(count):
     [picture] = pictures
     game = play(Scheduler(lost_update, watch=watch_box), LOSE[:count])
     assert picture == game._picture()
+
+
+def test_an_invariant_broken_by_a_step_ends_the_game_there():
+    shared = {}
+
+    async def account():
+        shared["balance"] = 10
+
+        async def withdraw():
+            seen = shared["balance"]
+            await cp.checkpoint()
+            shared["balance"] = seen - 10
+
+        await cp.par(withdraw(), withdraw())
+
+    game = Scheduler(account, invariant=lambda: shared["balance"] >= 0, timeline=False)
+    for task in (1, 2, 3, 2):
+        game.choose(task)
+    assert game.outcome is None  # one withdrawal: balance 0, still fine
+    game.choose(3)  # the second writes 10 - 10 = 0 ... from what it read: still 0
+    assert game.outcome is None
+    game.reset()
+    for task in (1, 2, 2, 3):  # the first withdraws fully, then the second reads 0
+        game.choose(task)
+    game.choose(3)
+    assert game.outcome == "AssertionError" and game.game["broken"]
+    assert "the invariant is false after step 5 (task 3)" in game.game["words"]
+    assert game.replay.startswith("cp.VM(schedule='cp1:")
+
+    def raising():
+        raise KeyError("balance")
+
+    shared.clear()
+    game = Scheduler(account, invariant=raising, timeline=False)
+    game.choose(1)
+    assert game.outcome == "KeyError" and "the invariant raised KeyError" in game.game["words"]
+    with pytest.raises(TypeError, match="invariant"):
+        Scheduler(account, invariant=5)

@@ -92,7 +92,9 @@ class Scheduler(StaticPicture, ipywidgets.VBox):
     function without arguments, or a ``lambda: main(3)``); it is called again for each
     ``reset()`` and ``undo()``, so it should build its shared state afresh.  ``watch``:
     a zero-argument callable returning a mapping of names to values, shown (``repr``)
-    after every step.  ``name``: the root task's name (default: the function's name).
+    after every step.  ``invariant``: a zero-argument callable checked after every step;
+    a falsy result ends the game as an ``AssertionError``, an exception as itself.
+    ``name``: the root task's name (default: the function's name).
     ``timeline=True`` puts a live :class:`Timeline` of the run under the board.
 
     >>> import counterpoint as cp
@@ -127,6 +129,7 @@ class Scheduler(StaticPicture, ipywidgets.VBox):
         watch: Callable[[], Mapping[str, Any]] | None = None,
         name: str | None = None,
         timeline: bool = True,
+        invariant: Callable[[], Any] | None = None,
     ) -> None:
         if inspect.iscoroutine(program):
             program.close()
@@ -145,6 +148,12 @@ class Scheduler(StaticPicture, ipywidgets.VBox):
                 "Scheduler(watch=...) takes a zero-argument callable returning a mapping of "
                 f"names to values (e.g. lambda: dict(shared)), got {type(watch).__name__}"
             )
+        if invariant is not None and not callable(invariant):
+            raise TypeError(
+                "Scheduler(invariant=...) takes a zero-argument callable that is true while the "
+                f"program is correct (lambda: box['n'] >= 0), got {type(invariant).__name__}"
+            )
+        self._invariant = invariant
         if name is not None and not isinstance(name, str):
             raise TypeError(f"Scheduler(name=...) takes a str, got {type(name).__name__}")
         if not isinstance(timeline, bool):
@@ -290,6 +299,8 @@ class Scheduler(StaticPicture, ipywidgets.VBox):
         self._broken = False  # failed or deadlocked (a return is an ending, not a break)
         self._failure: lowlevel.Source | None = None  # where the root's error was raised
         self._words = ""
+        if self._invariant is not None and self._choices and self._violated():
+            return
         if root.done():
             error = root.exception()
             if error is None:
@@ -312,6 +323,24 @@ class Scheduler(StaticPicture, ipywidgets.VBox):
                 for t in vm.tasks()
             ]
             self._words = "Deadlock: no task can ever run again.\n" + "\n".join(waits)
+
+    def _violated(self) -> bool:
+        """Check ``invariant()`` after a step: falsy is an ``AssertionError``, raising is
+        that exception -- the program is broken there (the learner found the bug)."""
+        step = len(self._choices)
+        who = f"after step {step} (task {self._choices[-1]})"
+        try:
+            holds = self._invariant()  # type: ignore[misc]
+        except Exception as error:
+            self._outcome = type(error).__name__
+            self._words = f"the invariant raised {self._outcome}: {error} {who}"
+        else:
+            if holds:
+                return False
+            self._outcome = "AssertionError"
+            self._words = f"the invariant is false {who}: {holds!r}"
+        self._broken = True
+        return True
 
     def _show(self) -> None:
         """Compute what the browser draws (plain data) and sync it in one message."""
