@@ -88,6 +88,11 @@ def test_a_built_wheel_contains_the_package_and_the_console_script(tmp_path):
     assert "counterpoint/__init__.py" in names and "counterpoint/_vm.py" in names
     assert "counterpoint/kernel/kernel.py" in names and "counterpoint/ipython/session.py" in names
     assert "counterpoint/widgets/static.py" in names  # (cp.widgets)
+    for module in ("common", "timeline", "timetravel", "scheduler", "explore"):  # no npm build
+        assert f"counterpoint/widgets/js/{module}.js" in names
+    assert "counterpoint/widgets/js/widgets.css" in names
+    # the server extension is enabled by the wheel's config (kernel websockets, no delay)
+    assert any(n.endswith("etc/jupyter/jupyter_server_config.d/counterpoint.json") for n in names)
     # the kernelspec is wheel data: a plain `pip install` makes the kernel visible
     spec = next(n for n in names if n.endswith("share/jupyter/kernels/counterpoint/kernel.json"))
     assert spec.startswith("counterpoint-0.1.0.data/data/")
