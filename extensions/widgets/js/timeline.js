@@ -364,21 +364,30 @@ function render({ model, el }) {
 
     // the cursor (TimeTravel's event)
     const cursor = model.get("cursor");
-    if (cursor && inWindow(cursor)) {
-      const x = xOf(cursor);
-      svg.append(
-        s("line", {
-          x1: x,
-          y1: TOP - 8,
-          x2: x,
-          y2: bottom + 4,
-          stroke: VERMILLION,
-          "stroke-width": 1.5,
-          class: "cp-cursor",
-          "data-event": cursor,
-        }),
-      );
-    }
+    const cursorLine = s("line", {
+      x1: 0,
+      y1: TOP - 8,
+      x2: 0,
+      y2: bottom + 4,
+      stroke: VERMILLION,
+      "stroke-width": 1.5,
+      class: "cp-cursor",
+      style: "display:none",
+    });
+    svg.append(cursorLine);
+    // moving the cursor within the window moves this line only (a scrub redraws nothing)
+    win.moveCursor = (event) => {
+      if (!event || !inWindow(event)) {
+        cursorLine.style.display = "none";
+        return;
+      }
+      const x = xOf(event);
+      cursorLine.setAttribute("x1", x);
+      cursorLine.setAttribute("x2", x);
+      cursorLine.setAttribute("data-event", event);
+      cursorLine.style.display = "";
+    };
+    win.moveCursor(cursor);
 
     // the axis
     const axisY = bottom + 6;
@@ -519,7 +528,8 @@ function render({ model, el }) {
     if (win && cursor && (cursor < win.meta.start || cursor >= win.meta.stop)) {
       follow = false;
       ask(cursor - Math.floor(countOf() / 2), countOf());
-    } else paint();
+    } else if (win && win.moveCursor) win.moveCursor(cursor);
+    else paint();
   };
   const onView = () => {
     // Python moved the view (timeline.start = N)
