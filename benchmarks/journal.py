@@ -21,17 +21,16 @@
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import random
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import counterpoint as cp
 
+from . import write_json
 from .run import _ping_pong
 
 
@@ -245,11 +244,7 @@ def main(argv: list[str] | None = None) -> int:
     print(markdown)
     if args.update_readme:
         update_readme(Path("README.md"), markdown)
-    if args.json:
-        out = Path(args.json)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(results, indent=2))
-        print(f"wrote {out}", file=sys.stderr)
+    write_json(results, args.json)
     return 0
 
 

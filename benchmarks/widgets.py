@@ -18,15 +18,13 @@ The browser's side (first picture and scrub latency in Chromium) is
 from __future__ import annotations
 
 import argparse
-import json
 import random
 import statistics
-import sys
 import time
-from pathlib import Path
 
 import counterpoint as cp
 
+from . import write_json
 from .run import _ping_pong
 
 
@@ -127,11 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     results = {"million": million(args.samples), "live": live(args.rounds)}
     print(table(results))
-    if args.json:
-        out = Path(args.json)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(results, indent=2))
-        print(f"wrote {out}", file=sys.stderr)
+    write_json(results, args.json)
     return 0
 
 

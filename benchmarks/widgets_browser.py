@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import json
 import platform
 import random
 import statistics
@@ -37,6 +36,8 @@ import sys
 import tempfile
 from pathlib import Path
 from typing import Any
+
+from . import write_json
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -387,11 +388,7 @@ def main(argv: list[str] | None = None) -> int:
     print(markdown)
     if args.update_readme:
         update_readme(ROOT / "README.md", markdown)
-    if args.json:
-        out = Path(args.json)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(results, indent=2))
-        print(f"wrote {out}", file=sys.stderr)
+    write_json(results, args.json)
     return 0
 
 
