@@ -512,16 +512,10 @@ def _widgets():
     return widgets
 
 
-async def _lost_update():
-    box = {"n": 0}
+def _lost_update():
+    from scheduler_programs import lost_update  # (tests/: the lost update, for widgets)
 
-    async def add():
-        seen = box["n"]
-        await cp.checkpoint()
-        box["n"] = seen + 1
-
-    await cp.par(add(), add())
-    assert box["n"] == 2, "an update was lost"
+    return lost_update
 
 
 case("widgets", "`Timeline(42)` (not a VM, journal or path)", TypeError, "cp.VM, a cp.Journal")(
@@ -535,10 +529,10 @@ case("widgets", "`TimeTravel(vm, event=999)` past the journal's end", ValueError
 )
 case(
     "widgets", "`Scheduler(main())` (a coroutine, not the function)", TypeError, "Scheduler(main)"
-)(lambda: _widgets().Scheduler(_lost_update()))
+)(lambda: _widgets().Scheduler(_lost_update()()))
 case(
     "widgets", "`scheduler.choose(ID)` of a task that is not ready", cp.InvalidStateError, "ready"
-)(lambda: _widgets().Scheduler(_lost_update).choose(7))
+)(lambda: _widgets().Scheduler(_lost_update(), timeline=False).choose(7))
 case("widgets", "`finding.show()` of a finding unpickled elsewhere", ValueError, "program=")(
     lambda: _pickled_finding().show()
 )
@@ -547,7 +541,7 @@ case("widgets", "`finding.show()` of a finding unpickled elsewhere", ValueError,
 def _pickled_finding():
     import pickle
 
-    return pickle.loads(pickle.dumps(cp.explore(_lost_update).failures[0]))
+    return pickle.loads(pickle.dumps(cp.explore(_lost_update()).failures[0]))
 
 
 def rows() -> list[tuple[str, str, str, str]]:
