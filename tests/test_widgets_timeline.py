@@ -396,3 +396,25 @@ def test_a_deadlock_names_the_tasks_it_left_stuck():
     reply, _ = ask(Timeline(vm), start=1, count=MAX_WINDOW)
     cancelled = [r.task for r in vm.journal.records() if r.kind == "cancel"]
     assert reply["deadlock"]["tasks"] == cancelled and len(cancelled) >= 2
+
+
+def test_a_vm_running_on_another_thread_is_pushed_by_the_loop_the_timeline_was_made_on():
+    import asyncio
+    import threading
+
+    async def in_a_loop():
+        vm = cp.VM()
+        timeline = Timeline(vm)  # made while the loop runs (as in the kernel)
+        seen = Pushes(timeline)
+        worker = threading.Thread(target=vm.run, args=(kitchen(),))
+        worker.start()
+        while worker.is_alive():
+            await asyncio.sleep(0.01)
+        for _ in range(100):  # the trailing push: about 1/30 s after the records
+            if seen.pushes and seen.pushes[-1]["total"] == len(vm.journal):
+                break
+            await asyncio.sleep(0.01)
+        return seen.pushes, len(vm.journal)
+
+    pushes, total = asyncio.run(in_a_loop())
+    assert pushes and pushes[-1]["total"] == total

@@ -197,6 +197,7 @@ class Timeline(Widget):
     updates = traitlets.Int(0).tag(sync=True)  # pushes sent while following a VM
     _unwatch: Any = None  # (class defaults: close() runs even when __init__ raised)
     _trailing: Any = None  # the pending push of what the throttle held back
+    _loop: Any = None  # the event loop the timeline was made on (None: a script)
 
     def __init__(self, source: Any, *, x: str = "event", last: int | None = None) -> None:
         static._check_options(x, None)
@@ -266,6 +267,10 @@ class Timeline(Widget):
         unwatch = vm.watch(on_records)
         self._unwatch = unwatch
         self.live = True
+        try:  # the kernel's loop: pushes held back go out when it runs again
+            self._loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            self._loop = None
 
     def _on_records(self) -> None:
         now = time.monotonic()
@@ -285,20 +290,31 @@ class Timeline(Widget):
     def _push_later(self, delay: float) -> None:
         """Push what the throttle held back once the kernel's event loop runs again:
         ``delay`` seconds from now, or when the cell (or the message handler that
-        stepped the VM) ends, whichever is later.  Outside an event loop (a script)
-        nothing is shown, and :meth:`flush` does it by hand."""
+        stepped the VM) ends, whichever is later.  A VM running on another thread asks
+        the loop the timeline was made on.  Without an event loop (a script) nothing is
+        shown, and :meth:`flush` does it by hand."""
         if self._trailing is not None:
             return
         try:
-            loop = asyncio.get_running_loop()
+            here = asyncio.get_running_loop()
         except RuntimeError:
-            return
-        self._trailing = loop.call_later(delay, self._trail)
+            here = None
+        if here is not None:
+            self._trailing = here.call_later(delay, self._trail)
+        elif self._loop is not None and not self._loop.is_closed():
+            self._trailing = True  # (a handle comes from the loop's thread)
+            self._loop.call_soon_threadsafe(self._trail_later, delay)
+
+    def _trail_later(self, delay: float) -> None:
+        self._trailing = asyncio.get_running_loop().call_later(delay, self._trail)
 
     def _trail(self) -> None:
         self._trailing = None
         if self._dirty and self._unwatch is not None:
-            self.flush()
+            try:
+                self.flush()
+            except Exception as error:  # (a VM on another thread may be writing)
+                self.error = f"following the VM: {type(error).__name__}: {error}"
 
     def _push(self) -> None:
         """Send the newest window (the view follows the end) and the new total."""
@@ -330,7 +346,8 @@ class Timeline(Widget):
             self._unwatch()
             self._unwatch = None
         if self._trailing is not None:
-            self._trailing.cancel()
+            if self._trailing is not True:
+                self._trailing.cancel()
             self._trailing = None
         super().close()
 
