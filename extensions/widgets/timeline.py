@@ -31,10 +31,10 @@ from ._sources import journal_of
 MAX_WINDOW = 4000  # records drawn at once, at most
 MAX_UPDATES_PER_SECOND = 30  # a live timeline's pushes, at most
 # a live timeline spends at most about 1/BUDGET of the run's time on its pushes
-BUDGET = 40
-# records a push indexes, at most (about a millisecond); arrows of records not indexed
+BUDGET = 50
+# records a push indexes, at most (a fraction of a millisecond); arrows of records not indexed
 # yet are drawn when the cell ends
-PUSH_ROWS = 20_000
+PUSH_ROWS = 5_000
 _ENDINGS = ("step", "done", "fail", "cancelled")
 
 
@@ -194,7 +194,7 @@ class Timeline(Widget):
     picked = traitlets.Int(0).tag(sync=True)
     live = traitlets.Bool(False).tag(sync=True)
     symbols = traitlets.Dict().tag(sync=True)
-    updates = traitlets.Int(0).tag(sync=True)  # pushes sent while following a VM
+    updates = 0  # pushes sent while following a VM
     _unwatch: Any = None  # (class defaults: close() runs even when __init__ raised)
     _trailing: Any = None  # the pending push of what the throttle held back
     _loop: Any = None  # the event loop the timeline was made on (None: a script)
@@ -321,25 +321,24 @@ class Timeline(Widget):
         self._dirty = False
         total = self._index.update(PUSH_ROWS)  # (the rest when the cell ends: flush)
         if self.comm is None:
-            self.total = total
             return
         count = self._asked_count or self.count or self._last or 100
         names = None
         if self._index.scanned < total and self._vm is not None:
             names = {info.id: info.name for info in self._vm.tasks()}
         meta, buffers = window(self._journal, self._index, total - count + 1, count, names)
-        with self.hold_sync():
-            self.total = total
-        self.send({"type": "push", **meta}, buffers)
+        self.send({"type": "push", **meta}, buffers)  # (one message: the total is in it)
         self.shown = (meta["start"], meta["stop"])
         self.updates += 1
 
     def flush(self) -> None:
-        """Push what the throttle held back, with every arrow (done by the kernel's
-        event loop when the cell that ran the VM ends)."""
-        if self._dirty or self.total != len(self._journal) or self._index.scanned < self.total:
+        """Push what the throttle held back, with every arrow, and sync ``total`` (done
+        by the kernel's event loop when the cell that ran the VM ends)."""
+        total = len(self._journal)
+        if self._dirty or self.shown[1] != total + 1 or self._index.scanned < total:
             self._index.update()
             self._push()
+        self.total = total
 
     def close(self) -> None:
         if self._unwatch is not None:

@@ -30,7 +30,9 @@ from .timeline import Timeline
 # deadlocked); a bigger one opens at event 0, so that the first picture costs no full pass
 # over the journal (``state_at``'s first call reads every record up to the event).
 QUICK_START = 200_000
-WARM_CHUNK = 32_768  # records that one "warm" request builds time travel's snapshots over
+# records that one "warm" request builds time travel's snapshots over (about 5 ms: a
+# scrub that comes meanwhile waits at most that long)
+WARM_CHUNK = 8_192
 MAX_ROWS = 200  # rows of one table in a view (the rest are counted, not shipped)
 MAX_ITEMS = 20  # values of one channel's buffer shown
 MAX_TEXT = 120  # characters of one value's text

@@ -49,6 +49,8 @@ function render({ model, el }) {
   let inflight = false;
   let queued = null;
   let pushes = 0; // live windows drawn: a reply asked for before the last one is stale
+  let pushedTotal = 0; // the journal's length in the last push (the trait syncs at the end)
+  const total = () => Math.max(model.get("total"), pushedTotal);
   const folded = new Set(); // task ids whose lanes are folded
 
   const caption = h("span", { class: "cp-caption" });
@@ -121,13 +123,13 @@ function render({ model, el }) {
   function goEnd() {
     follow = true;
     const count = countOf();
-    ask(Math.max(1, model.get("total") - count + 1), count);
+    ask(Math.max(1, total() - count + 1), count);
   }
   function zoom(factor) {
     const count = countOf();
     const next = Math.max(MIN_COUNT, Math.min(MAX_COUNT, Math.round(count * factor)));
     const center = startOf() + count / 2;
-    if (follow) ask(model.get("total") - next + 1, next);
+    if (follow) ask(total() - next + 1, next);
     else ask(center - next / 2, next);
   }
 
@@ -537,6 +539,7 @@ function render({ model, el }) {
     ask(model.get("start") || 1, countOf());
   };
   const onPush = (msg, buffers) => {
+    if (msg && msg.type === "push") pushedTotal = msg.total;
     if (msg && msg.type === "push" && follow) {
       pushes++;
       draw(msg, buffers || []);
@@ -555,7 +558,7 @@ function render({ model, el }) {
 
   const start = model.get("start");
   if (start) {
-    follow = start + countOf() > model.get("total");
+    follow = start + countOf() > total();
     ask(start, countOf());
   } else goEnd();
 

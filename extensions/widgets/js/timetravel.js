@@ -14,6 +14,10 @@ function render({ model, el }) {
   let shown = (model.get("view") || {}).event; // the event the pane shows
   let busy = false; // a jump or warm request in flight
   let warmed = false; // the kernel's snapshots cover the whole journal
+  let lastScrub = 0; // when the learner last moved (no warming for WARM_QUIET_MS)
+  let warmSoon = null;
+  const WARM_QUIET_MS = 250;
+  const WARM_GAP_MS = 10;
   let timer = null; // the play timer
   let speed = 16;
 
@@ -97,11 +101,18 @@ function render({ model, el }) {
     if (asked !== null || busy) return;
     if (wanted !== shown) {
       asked = wanted;
-      askedAt = performance.now();
+      askedAt = lastScrub = performance.now();
       root.classList.add("cp-pending");
       model.set("event", wanted);
       model.save_changes();
     } else if (!warmed && timer === null) {
+      // warm in small steps, and never right after a scrub: a scrub waits for at most
+      // one small warm step (a few ms), not for the whole pass over the journal
+      const quiet = performance.now() - lastScrub;
+      if (quiet < WARM_QUIET_MS) {
+        if (!warmSoon) warmSoon = setTimeout(() => ((warmSoon = null), pump()), WARM_QUIET_MS - quiet);
+        return;
+      }
       busy = true;
       request("warm")
         .then(({ reply }) => {
@@ -112,7 +123,7 @@ function render({ model, el }) {
         })
         .finally(() => {
           busy = false;
-          setTimeout(pump, 0);
+          setTimeout(pump, WARM_GAP_MS);
         });
     }
   }
@@ -267,6 +278,7 @@ function render({ model, el }) {
   drawError();
   return () => {
     if (timer !== null) clearInterval(timer);
+    if (warmSoon !== null) clearTimeout(warmSoon);
     root.removeEventListener("keydown", onKey);
     model.off("change:view", draw);
     model.off("change:error", drawError);
