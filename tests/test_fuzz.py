@@ -347,7 +347,7 @@ def test_the_command_line_fuzzes_and_checks_a_reproducer_file(tmp_path):
         timeout=600,
     )
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "12 seeds, 108 property checks" in done.stdout  # (9 properties each)
+    assert "12 seeds, 120 property checks" in done.stdout  # (10 properties each)
     path = tmp_path / "repro.py"
     path.write_text(Subject.from_seed(40).source)
     done = subprocess.run(

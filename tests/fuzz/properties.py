@@ -829,6 +829,75 @@ def prop_explore(subject: Subject) -> None:
         )
 
 
+def _int32s(buffer: Any) -> list[int]:
+    import array
+
+    column = array.array("i")
+    column.frombytes(bytes(buffer))
+    return column.tolist()
+
+
+def prop_widgets(subject: Subject) -> None:
+    """The widgets draw what the journal says: the timeline's windows, read across the
+    whole journal, put every record on its task's lane and pair exactly the sends and
+    receives ``lowlevel.messages`` pairs; the static picture is well-formed XML without
+    script, the same twice; TimeTravel's views at a few events are plain JSON listing
+    ``state_at``'s tasks."""
+    import json
+    from xml.etree import ElementTree
+
+    from counterpoint import lowlevel
+    from counterpoint.widgets import MAX_WINDOW, TimeTravel, svg
+    from counterpoint.widgets._index import JournalIndex
+    from counterpoint.widgets.timeline import window
+
+    run = execute(subject)
+    try:
+        journal = run.vm.journal
+        if not journal.enabled:
+            return
+        index = JournalIndex(journal)
+        index.update()
+        expected = {(m.sent, m.received) for m in lowlevel.messages(journal) if m.received}
+        drawn: set[tuple[int, int]] = set()
+        for start in range(1, len(journal) + 1, MAX_WINDOW):
+            meta, buffers = window(journal, index, start, MAX_WINDOW)
+            records = journal.records(meta["start"], meta["stop"])
+            for record, lane in zip(records, _int32s(buffers[0]), strict=True):
+                task = meta["lanes"][lane]["task"]
+                root_spawn = record.task == 0 and record.kind == "spawn"
+                if task != record.task and not (root_spawn and task == record.data["child"]):
+                    raise PropertyFailure(
+                        "widgets", "lane", f"record #{record.event_id} drawn on task {task}'s lane"
+                    )
+            pairs = _int32s(buffers[4])
+            drawn |= set(zip(pairs[::2], pairs[1::2], strict=True))
+        if drawn != expected:
+            raise PropertyFailure(
+                "widgets",
+                "arrows",
+                f"arrows {sorted(drawn ^ expected)[:5]} differ from lowlevel.messages",
+            )
+        picture = svg(journal)
+        if picture != svg(journal) or "<script" in picture:
+            raise PropertyFailure("widgets", "picture", "the static picture differs or scripts")
+        ElementTree.fromstring(picture)  # (a ParseError fails the property too)
+        travel = TimeTravel(journal, timeline=False)
+        for event in sorted({0, len(journal) // 2, len(journal)}):
+            travel.event = event
+            view = json.loads(json.dumps(travel.view))
+            rows = view["sections"][0]["rows"]
+            listed = {int(row[0]) for row in rows}
+            known = set(journal.state_at(event).tasks.keys())
+            if len(rows) < 200 and listed != known:
+                raise PropertyFailure(
+                    "widgets", "travel", f"event {event}: tasks {sorted(listed)} != {sorted(known)}"
+                )
+        travel.close()
+    finally:
+        dispose(run.vm)
+
+
 PROPERTIES: dict[str, Callable[[Subject], None]] = {
     "twice": prop_twice,
     "random": prop_random,
@@ -839,6 +908,7 @@ PROPERTIES: dict[str, Callable[[Subject], None]] = {
     "state_at": prop_state_at,
     "backends": prop_backends,
     "explore": prop_explore,
+    "widgets": prop_widgets,
 }
 # what CI checks on every generated program (explore is checked by its own tests: it is
 # issue 9's "exhaustive when it is not", which the exploration branch is fixing)
