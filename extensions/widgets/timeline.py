@@ -30,6 +30,7 @@ from ._sources import journal_of
 
 MAX_WINDOW = 4000  # records drawn at once, at most
 MAX_UPDATES_PER_SECOND = 30  # a live timeline's pushes, at most
+MAX_NOW = 200  # lanes of a window told where their task is paused now, at most
 # a live timeline spends at most about 1/BUDGET of the run's time on its pushes
 BUDGET = 50
 # records a push indexes, at most (a fraction of a millisecond); arrows of records not indexed
@@ -240,11 +241,12 @@ class Timeline(Widget):
         self._index.update()
         meta, buffers = window(self._journal, self._index, start, count)
         if self._vm is not None:  # where the live tasks are paused now (the kernel is idle)
-            now = {info.id: info for info in self._vm.tasks()}
-            for lane in meta["lanes"]:
-                info = now.get(lane["task"])
-                if info is not None and info.where:
-                    lane["now"] = f"{info.where}  {info.code or ''}".rstrip()
+            for lane in meta["lanes"][:MAX_NOW]:
+                source = lowlevel.source_of(self._vm, lane["task"]) if lane["task"] else None
+                if source is not None:
+                    index = source.line - source.first
+                    code = source.lines[index].strip() if 0 <= index < len(source.lines) else ""
+                    lane["now"] = f"{source.where}  {code}".rstrip()
         self.shown = (meta["start"], meta["stop"])
         self._asked_count = count  # (pushes send as many)
         self.total = meta["total"]
