@@ -421,3 +421,14 @@ def test_explore_magic_shows_the_view_and_binds_the_report():
         )
     finally:
         kernel.shutdown()
+
+
+def test_a_search_without_findings_says_there_is_nothing_to_pick():
+    async def fine():
+        return 1
+
+    view = cp.explore(fine).show()
+    with pytest.raises(ValueError, match="found no failure or deadlock"):
+        view.select(0)
+    view.select(-1)
+    assert view.selected == -1

@@ -397,6 +397,11 @@ class ExploreView(StaticPicture, ipywidgets.VBox):
         if not isinstance(finding, int) or isinstance(finding, bool):
             raise TypeError(f"select() takes a finding's index or the cp.Finding, not {finding!r}")
         if not -1 <= finding < len(self.findings):
+            if not self.findings:
+                raise ValueError(
+                    f"select({finding}): the search found no failure or deadlock, so there "
+                    "is no finding to pick (-1 picks none)"
+                )
             raise ValueError(
                 f"select({finding}): this view lists {_count(len(self.findings), 'finding')}; "
                 f"pick 0 to {len(self.findings) - 1}, or -1 for none"
