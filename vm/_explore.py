@@ -501,6 +501,8 @@ def explore(
     report = tally.report(
         strategy, search.verdict, preemption_bound, seconds, (seed, max_steps, name)
     )
+    if tally.first_finding_clock is not None:
+        report.first_finding_seconds = tally.first_finding_clock - started
     report._explored(program)
     return report
 

@@ -4,6 +4,7 @@ in (``summary()``, ``repr``, ``_repr_html_``)."""
 
 from __future__ import annotations
 
+import time
 from typing import Any, NamedTuple
 
 _REDUCED = (
@@ -151,7 +152,9 @@ class ExploreReport:
     nothing was left out), ``outcomes`` (outcome -> count; an outcome is the return
     value, or the exception type name), ``deadlocks`` and ``failures`` (lists of
     :class:`Finding`), ``pruned`` (executions ended by ``cp.require``), ``seconds``
-    and ``schedules_per_second``; ``program``, the callable explored (``None`` in a
+    and ``schedules_per_second``; ``first_finding`` (the number of the run, 1, 2 ...,
+    that first failed or deadlocked; None if none did) and ``first_finding_seconds``
+    (how long the search took to get there); ``program``, the callable explored (``None`` in a
     report pickled from another process: it is not pickled) -- ``show()`` needs it to
     run a finding again.
 
@@ -176,6 +179,8 @@ class ExploreReport:
         self.failures: list[Finding] = []
         self.pruned = 0
         self.seconds = 0.0
+        self.first_finding: int | None = None  # which run (1, 2, ...) first failed
+        self.first_finding_seconds: float | None = None  # and how long the search took to it
         self.program: Any = None  # what was explored (this process only: never pickled)
 
     def _explored(self, program: Any) -> None:
@@ -188,6 +193,44 @@ class ExploreReport:
         state = dict(self.__dict__)
         state["program"] = None
         return state
+
+    def assert_ok(self, *, allow_partial: bool = False) -> None:
+        """Raise ``AssertionError`` unless the search is a pass: it found no failure and
+        no deadlock, and -- unless ``allow_partial`` -- it was exhaustive (a search that
+        stopped at ``max_schedules`` proves nothing about the schedules it did not run).
+        The message shows the first finding (the fewest preemptions among its kind)
+        and the line that replays it, or why the search is not a proof.
+
+        >>> import counterpoint as cp
+        >>> async def main():
+        ...     return cp.choose([1, 2])
+        >>> cp.explore(main).assert_ok()  # exhaustive, nothing found: a pass
+        """
+        if not isinstance(allow_partial, bool):
+            raise TypeError(f"assert_ok(allow_partial=...) is True or False, not {allow_partial!r}")
+        findings = self.failures + self.deadlocks
+        if findings:
+            first = min(findings, key=lambda f: (f.preemptions, len(f.schedule)))
+            more = len(findings) - 1
+            message = (first.message or "").strip()
+            lines = [
+                f"cp.explore found {count(len(findings), 'problem')}: {self._problems()} "
+                f"in {count(self.schedules, 'schedule')}",
+                f"{first.outcome} (in {count(first.count, 'schedule')}, "
+                f"{count(first.preemptions, 'preemption')})" + (f": {message}" if message else ""),
+                f"replay it: {first.replay}",
+            ]
+            if more:
+                lines.append(f"({more} more: see the report's failures and deadlocks)")
+            raise AssertionError("\n".join(lines))
+        if not self.exhaustive and not allow_partial:
+            raise AssertionError(
+                f"cp.explore found no problem, but the search is not exhaustive: it ran "
+                f"{count(self.schedules, 'schedule')} ({self.strategy}) and stopped before "
+                "covering every schedule, so untried schedules may fail. Raise "
+                "max_schedules (dfs covers every schedule of a small program), or pass "
+                "allow_partial=True to accept a partial search"
+            )
 
     def show(self) -> Any:
         """The report as a widget, ``cp.widgets.ExploreView``: outcomes as a bar chart,
@@ -318,6 +361,8 @@ class Tally:
         self.pruned = 0
         self.outcomes: dict[Any, int] = {}
         self.found: dict[tuple, _Best] = {}  # (kind, outcome, key) -> the best run
+        self.first_finding: int | None = None  # the run that first failed or deadlocked
+        self.first_finding_clock: float | None = None  # (time.perf_counter() then)
 
     def add(self, summary: Any) -> None:
         self.schedules += 1
@@ -329,6 +374,9 @@ class Tally:
         self.outcomes[outcome] = self.outcomes.get(outcome, 0) + 1
         if kind == "ok":
             return
+        if self.first_finding is None:
+            self.first_finding = self.schedules
+            self.first_finding_clock = time.perf_counter()
         # the same blocked tasks are the same deadlock, whatever the tick
         key = (kind, outcome, summary.blocked if kind == "deadlock" else summary.message)
         best = self.found.get(key)
@@ -359,6 +407,7 @@ class Tally:
         if verdict.reduced:
             report.assumptions.append(_REDUCED)
         report.seconds = seconds
+        report.first_finding = self.first_finding
         for (kind, outcome, _), best in self.found.items():
             limit = f", max_steps={max_steps}" if outcome == "StepLimitExceeded" else ""
             replay_line = f"cp.VM(schedule={best.schedule!r}, seed={seed}{limit}).run({name}())"
