@@ -58,7 +58,7 @@ def test_a_finding_fails_with_its_outcome_message_and_replay_line():
 def test_a_search_that_stopped_early_is_not_a_pass_unless_partial_is_allowed():
     report = cp.explore(locked, max_schedules=3)
     assert not report.exhaustive and not report.failures
-    with pytest.raises(AssertionError, match="not exhaustive.*allow_partial=True"):
+    with pytest.raises(AssertionError, match=r"not exhaustive.*allow_partial=True"):
         report.assert_ok()
     report.assert_ok(allow_partial=True)
     with pytest.raises(TypeError, match="True or False"):

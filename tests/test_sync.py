@@ -801,3 +801,65 @@ def test_bad_barrier_parties_is_a_named_error(vm, parties, error):
 def test_primitives_outside_a_task_raise_not_in_task_error(make):
     with pytest.raises(cp.NotInTaskError, match="outside a Counterpoint task"):
         make()
+
+
+# -- try_acquire: take it now or say no, without waiting ---------------------------------
+
+
+def test_try_acquire_takes_a_free_lock_and_refuses_a_held_one_without_waiting():
+    async def main():
+        door = cp.Lock(name="door")
+
+        async def knock():
+            before = cp.now()
+            got = door.try_acquire()
+            return got, cp.now() - before
+
+        assert door.try_acquire()
+        refused = await cp.spawn(knock())
+        door.release()
+        granted = await cp.spawn(knock())
+        return refused, granted, door.owner is not None
+
+    vm = cp.VM()
+    refused, granted, held = vm.run(main())
+    assert refused == (False, 0) and granted == (True, 0) and held
+    records = vm.journal.records()
+    kinds = [r.kind for r in records if r.kind in ("acquire", "release")]
+    assert kinds == ["acquire", "release", "acquire"]  # a refusal writes nothing
+    assert {r.task for r in records if r.kind == "block"} == {1}  # (main joins; knock never waits)
+
+
+def test_try_acquire_on_a_semaphore_takes_one_unit_while_any_is_left():
+    async def main():
+        pool = cp.Semaphore(2, name="pool")
+        return [pool.try_acquire() for _ in range(3)]
+
+    assert cp.VM().run(main()) == [True, True, False]
+
+
+def test_try_acquire_of_a_lock_already_held_by_the_same_task_is_a_lock_error():
+    async def main():
+        lock = cp.Lock()
+        lock.try_acquire()
+        lock.try_acquire()
+
+    with pytest.raises(cp.LockError, match="not re-entrant"):
+        cp.VM().run(main())
+
+
+def test_try_acquire_is_explored_as_a_read_of_the_lock():
+    async def main():
+        lock = cp.Lock()
+        got = []
+
+        async def grab(name):
+            await cp.checkpoint()
+            if lock.try_acquire():
+                got.append(name)
+
+        await cp.par(grab("a"), grab("b"))
+        return tuple(got)
+
+    report = cp.explore(main)
+    assert report.exhaustive and set(report.outcomes) == {("a",), ("b",)}

@@ -110,6 +110,30 @@ class _AcquireContext:
         """``await x.acquire()``; waits (FIFO) while the lock/semaphore is taken."""
         return new_op(require_task(f"{self.KIND}.acquire()"), _checkpointed(self, "acquire"))
 
+    def try_acquire(self) -> bool:
+        """Take it now if it is free (the lock, or one unit) and return True; else
+        return False at once -- no waiting and no schedule point, like
+        ``threading.Lock.acquire(blocking=False)``.  A success is journaled as an
+        ``acquire``; a failure only reads the state (exploration sees the read).
+
+        >>> import counterpoint as cp
+        >>> async def main():
+        ...     door = cp.Lock(name="door")
+        ...     async def knock():
+        ...         return door.try_acquire()
+        ...     mine = door.try_acquire()
+        ...     theirs = await cp.spawn(knock())
+        ...     return mine, theirs
+        >>> cp.VM().run(main())
+        (True, False)
+        """
+        task = self._actor("try_acquire()")
+        if self._try_take(task):
+            self._record(task, ACQUIRE)
+            return True
+        observed(self._vm, self.KIND, self.id)
+        return False
+
     def _acquire(self, task: Task):
         if self._try_take(task):
             self._record(task, ACQUIRE)
