@@ -1,9 +1,11 @@
 """Message sequence charts: which value went from which task to which, over which channel.
 
-:func:`messages` pairs every ``send`` record with the ``recv`` record that took its value
-(per channel, first in first out: a buffer keeps order and a hand-over is immediate),
-from the journal alone.  :func:`to_mermaid` writes a run as a Mermaid sequence diagram
-(``journal.to_mermaid()``); the widgets' timeline draws the same pairs as arrows.
+:class:`MessagePairs` pairs every ``send`` record with the ``recv`` record that took its
+value (per channel, first in first out: a buffer keeps order and a hand-over is
+immediate), from the journal's packed rows alone and incrementally; :func:`messages` lists
+the pairs with their tasks and values.  :func:`to_mermaid` writes a run as a Mermaid
+sequence diagram (``journal.to_mermaid()``); the widgets' timeline draws the same pairs
+as arrows.
 """
 
 from __future__ import annotations
@@ -12,7 +14,20 @@ import json
 from collections import deque
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from ._kinds import CANCELLED, CLOSE, CREATE, DONE, FAIL, RECV, SEND, SPAWN
+from ._kinds import (
+    _KIND_MASK,
+    _TASK_MASK,
+    A_SHIFT,
+    CANCELLED,
+    CLOSE,
+    CREATE,
+    DONE,
+    FAIL,
+    RECV,
+    SEND,
+    SPAWN,
+    TASK_SHIFT,
+)
 
 if TYPE_CHECKING:
     from ._journal import Journal
@@ -31,24 +46,62 @@ class Message(NamedTuple):
     value: Any
 
 
+class MessagePairs:
+    """Which ``recv`` took the value of which ``send``, for one journal, kept up to date
+    cheaply: :meth:`update` reads only the packed rows written since the last call (no
+    decoding), so a live picture pays for its new records only.  ``received[send_event]
+    = recv_event`` and ``sent[recv_event] = send_event``; receives are matched first in,
+    first out per channel from the start of the journal."""
+
+    def __init__(self, journal: Journal) -> None:
+        self.journal = journal
+        self.scanned = 0  # records read so far
+        self.received: dict[int, int] = {}
+        self.sent: dict[int, int] = {}
+        self._pending: dict[int, deque[int]] = {}
+
+    def update(self, limit: int | None = None) -> int:
+        """Read the records written since the last call (at most ``limit`` of them);
+        return the journal's length."""
+        rows = self.journal._rows
+        total = len(rows)
+        start = self.scanned
+        stop = total if limit is None else min(total, start + limit)
+        pending, received, sent = self._pending, self.received, self.sent
+        for index in range(start, stop):
+            packed = rows[index]
+            kind = packed & _KIND_MASK
+            if kind == SEND:
+                queue = pending.get(packed >> A_SHIFT)
+                if queue is None:
+                    queue = pending[packed >> A_SHIFT] = deque()
+                queue.append(index + 1)
+            elif kind == RECV:
+                queue = pending.get(packed >> A_SHIFT)
+                if queue:  # (a journal cut short may lack the send: nothing to pair)
+                    send = queue.popleft()
+                    received[send] = index + 1
+                    sent[index + 1] = send
+        self.scanned = max(start, stop)
+        return total
+
+
 def messages(journal: Journal, start: int = 1, stop: int | None = None) -> list[Message]:
     """Every value sent over a channel with ``start <= sent < stop`` (event ids), in the
     order sent, paired with the record that received it.  Receives are matched from the
     start of the journal, so a window gets the same pairs as the whole run."""
     total = len(journal)
     stop = total + 1 if stop is None else min(stop, total + 1)
-    pending: dict[int, deque[int]] = {}
-    found: list[list] = []
-    for index, _, task, kind, a, b in journal._iter_raw(0, total):
+    pairs = MessagePairs(journal)
+    pairs.update()
+    rows = journal._rows
+    found = []
+    for index, _, task, kind, a, b in journal._iter_raw(max(0, start - 1), max(0, stop - 1)):
         if kind == SEND:
-            pending.setdefault(a, deque()).append(len(found))
-            found.append([a, index + 1, task, None, None, b])
-        elif kind == RECV:
-            queue = pending.get(a)
-            if queue:  # (a journal cut short may lack the send: nothing to pair)
-                entry = found[queue.popleft()]
-                entry[3], entry[4] = index + 1, task
-    return [Message(*entry) for entry in found if start <= entry[1] < stop]
+            got = pairs.received.get(index + 1)
+            receiver = None if got is None else (rows[got - 1] >> TASK_SHIFT) & _TASK_MASK
+            found.append(Message(a, index + 1, task, got, receiver, b))
+    return found
 
 
 def _participant(task: int) -> str:

@@ -27,7 +27,8 @@ public API (``import counterpoint as cp``), never ``counterpoint._*``.  It holds
   :func:`first_difference`, :func:`divergence`.
 * **Rich output** helpers shared by the CLI and the kernel (``display``), and
   :func:`messages`: every value sent over a channel paired with its receive (what a
-  message sequence chart draws); :func:`label` names an object as every message does
+  message sequence chart draws), and :class:`MessagePairs`, the same pairing kept up to
+  date incrementally for a live picture; :func:`label` names an object as every message does
   (``lock 'fork 1'``); :func:`next_effect` finds a task's next or previous effect in a
   big journal without decoding it (time travel's "jump to the next effect").
 
@@ -86,7 +87,7 @@ from ._kinds import (
     encode,
     row,
 )
-from ._msc import Message, messages
+from ._msc import Message, MessagePairs, messages
 from ._names import Wait, label
 from ._replay import divergence, first_difference, replaying_vm
 from ._roots import RootRun, Words, run_root
@@ -159,6 +160,7 @@ __all__ = [
     "label",
     "mark",
     "Message",
+    "MessagePairs",
     "messages",
     "next_effect",
     "park",
