@@ -72,7 +72,7 @@ SYMBOLS: dict[str, Symbol] = {
     "cancelled": Symbol("X", VERMILLION, "#fff", "diamond", "cancelled"),
     "fail": Symbol("F", VERMILLION, "#fff", "diamond", "fail"),
 }
-_UNKNOWN = Symbol("?", GREY, "#000", "circle", "other")
+UNKNOWN = Symbol("?", GREY, "#000", "circle", "other")
 DEADLOCK_REASON = "vm.run() found a deadlock"
 
 # layout, in px
@@ -97,7 +97,7 @@ def _short(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "\u2026"
 
 
-def _check_options(x: Any, last: Any) -> None:
+def check_options(x: Any, last: Any) -> None:
     if not isinstance(x, str):
         raise TypeError(f'widgets.svg(x=...) is "event" or "tick", not {type(x).__name__}')
     if x not in ("event", "tick"):
@@ -149,7 +149,7 @@ def lanes(window: list) -> tuple[bool, list[int]]:
     return host_acts, ([0] if host_acts else []) + sorted(tasks)
 
 
-def _deadlocked(window: list) -> list:
+def deadlocked(window: list) -> list:
     """The cancel records that end the window when vm.run() found a deadlock."""
     found = []
     for record in reversed(window):
@@ -214,7 +214,7 @@ def svg(source: Any, *, x: str = "event", last: int | None = None) -> str:
     >>> picture.startswith("<svg"), picture.count('class="message"')
     (True, 1)
     """
-    _check_options(x, last)
+    check_options(x, last)
     journal = journal_of(source, "widgets.svg()")
     total = len(journal)
     count = min(total, MAX_RECORDS if last is None else last)
@@ -344,7 +344,7 @@ def svg(source: Any, *, x: str = "event", last: int | None = None) -> str:
                 f'x2="{px}" y2="{py + 4}" stroke="currentColor" stroke-opacity="0.6"/></g>'
             )
             continue
-        symbol = SYMBOLS.get(record.kind, _UNKNOWN)
+        symbol = SYMBOLS.get(record.kind, UNKNOWN)
         shown.add(record.kind if record.kind in SYMBOLS else "")
         ending = record.kind in ("fail", "cancelled", "cancel", "timeout")
         note = ""
@@ -363,7 +363,7 @@ def svg(source: Any, *, x: str = "event", last: int | None = None) -> str:
         )
 
     # a deadlock: the run ended with vm.run() cancelling the tasks it found stuck
-    stuck = _deadlocked(window)
+    stuck = deadlocked(window)
     if stuck:
         dx_ = xpos(stuck[0]) - _DX // 2
         who = ", ".join(f"{r.task} {names.get(r.task, '')!r}" for r in stuck)
@@ -413,7 +413,7 @@ def svg(source: Any, *, x: str = "event", last: int | None = None) -> str:
     lx, ly = left, axis_y + 34
     items = [(k, s) for k, s in SYMBOLS.items() if k in shown]
     if "" in shown:
-        items.append(("", _UNKNOWN))
+        items.append(("", UNKNOWN))
     if any(r.kind == "step" for r in window):
         items.insert(0, ("step", Symbol("", "", "", "step", "step")))
     for kind, symbol in items:

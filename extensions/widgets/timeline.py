@@ -39,15 +39,10 @@ PUSH_ROWS = 5_000
 _ENDINGS = ("step", "done", "fail", "cancelled")
 
 
-def _int32(values: list[int]) -> memoryview:
-    column = array.array("i", values)
-    if sys.byteorder == "big":  # the browser reads little-endian
-        column.byteswap()
-    return memoryview(column.tobytes())
-
-
-def _float64(values: list[float]) -> memoryview:
-    column = array.array("d", values)
+def _column(typecode: str, values: list) -> memoryview:
+    """``values`` as a little-endian binary column (what the browser reads): ``"i"``
+    int32, ``"d"`` float64."""
+    column = array.array(typecode, values)
     if sys.byteorder == "big":
         column.byteswap()
     return memoryview(column.tobytes())
@@ -130,7 +125,7 @@ def window(
 
     deadlock = None
     if stop == total + 1:
-        stuck = static._deadlocked(records)
+        stuck = static.deadlocked(records)
         if stuck:
             who = ", ".join(
                 f"{r.task} {lanes[lane_of[r.task]]['label'] if r.task in lane_of else ''}"
@@ -154,18 +149,18 @@ def window(
         "deadlock": deadlock,
     }
     buffers = [
-        _int32(lane_col),
-        _int32(kind_col),
-        _float64(tick_col),
-        _int32(spans),
-        _int32(messages),
+        _column("i", lane_col),
+        _column("i", kind_col),
+        _column("d", tick_col),
+        _column("i", spans),
+        _column("i", messages),
     ]
     return meta, buffers
 
 
 def _symbols() -> dict[str, dict[str, str]]:
     table = {kind: symbol._asdict() for kind, symbol in static.SYMBOLS.items()}
-    table[""] = static._UNKNOWN._asdict()
+    table[""] = static.UNKNOWN._asdict()
     return table
 
 
@@ -201,7 +196,7 @@ class Timeline(Widget):
     _loop: Any = None  # the event loop the timeline was made on (None: a script)
 
     def __init__(self, source: Any, *, x: str = "event", last: int | None = None) -> None:
-        static._check_options(x, None)
+        static.check_options(x, None)
         if last is not None:
             if not isinstance(last, int) or isinstance(last, bool):
                 raise TypeError(f"Timeline(last=...) is a number of records, not {last!r}")
