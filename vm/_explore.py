@@ -39,7 +39,7 @@ from ._schedule import (
     encode_schedule,
 )
 from ._sources import Sources
-from ._strategies import DEFAULT, DepthFirst, Expected, RandomSearch
+from ._strategies import DEFAULT, FAIRNESS, DepthFirst, Expected, RandomSearch
 from ._traps import discard, require_task
 
 __all__ = [
@@ -81,12 +81,14 @@ class Point(NamedTuple):
 class RunOptions(NamedTuple):
     """How each execution runs: the VM's ``seed`` and ``max_steps``; whether to compute
     the steps' ``footprints`` (partial-order reduction needs them) and to keep the
-    ``journal``'s ticks and values (the determinism check compares two runs by them)."""
+    ``journal``'s ticks and values (the determinism check compares two runs by them);
+    the ``fairness`` bound of the default decisions (None: off; see :class:`_Recorder`)."""
 
     seed: int = 0
     max_steps: int = 100_000
     footprints: bool = True
     journal: bool = False
+    fairness: int | None = FAIRNESS
 
 
 class RunSummary(NamedTuple):
@@ -121,6 +123,7 @@ class RunSummary(NamedTuple):
     left_behind: tuple[int, ...]
     tasks: int
     journal: tuple | None
+    yields: tuple[int, ...] = ()  # choice points where the running task was past the fairness bound
 
     @property
     def schedule(self) -> str:
@@ -151,9 +154,23 @@ class _Recorder(Chooser):
     choice points and steps.
 
     ``expected`` holds the (kind, options) the prefix's choice points had when they
-    were first seen; a re-run that offers anything else is a NondeterminismError."""
+    were first seen; a re-run that offers anything else is a NondeterminismError.
 
-    def __init__(self, prefix: Sequence[int], then: Any, expected: Sequence = ()) -> None:
+    The fairness bound (``fairness``, an int or None), as CHESS's fair scheduler has
+    it: a task whose last ``fairness`` steps had no effect (each wrote no journal record
+    but its own ``step`` record; reads reported through :meth:`observe` are no effect,
+    :meth:`effect` reports one that writes no record) is spinning, and at the next
+    choice point where it could go on, the default decision is the next ready task
+    after it in ascending id (round-robin), not it.  That choice point is noted in
+    ``yields`` and records no preemption (``previous`` 0): the task gave way."""
+
+    def __init__(
+        self,
+        prefix: Sequence[int],
+        then: Any,
+        expected: Sequence = (),
+        fairness: int | None = None,
+    ) -> None:
         super().__init__()
         self.prefix = prefix
         self.expected = expected
@@ -168,6 +185,12 @@ class _Recorder(Chooser):
         self.left_behind: list[int] | None = []  # tasks still ready when the execution ended
         self.tasks = 0  # how many task ids the execution used (1 more than the largest)
         self.preemptions = 0
+        self.fairness = fairness
+        self.idle: dict[int, int] = {}  # task id -> its last steps in a row without effect
+        self.effected = False  # the running step had an effect that wrote no record
+        self.settled = False  # the last step's effect is counted (at a choice point)
+        self.spinner: Any = None  # at a choice point: the task past the bound, if it is ready
+        self.yields: list[int] = []  # choice points where the running task had to yield
 
     def _replay(self, kind: str, options: tuple) -> int | None:
         """The prefix's choice at this point (None past the prefix), after checking that
@@ -198,6 +221,17 @@ class _Recorder(Chooser):
         previous = self.previous
         went_on = previous in candidates
         default = candidates.index(previous if went_on else front)
+        ran_before = previous.id if previous else 0
+        if self.fairness is not None:
+            self._settle(vm)
+            self.spinner = None
+            if went_on and self.idle.get(previous.id, 0) >= self.fairness:
+                # spinning: it yields to the next ready task after it (round-robin)
+                default = default + 1 if default + 1 < len(candidates) else 0
+                self.spinner = previous
+                self.yields.append(len(self.points))
+                went_on = False  # (giving way is no preemption, whoever is chosen)
+                ran_before = 0
         ids = tuple([task.id for task in candidates])
         self.positions.append(len(vm._rows))
         choice = self._replay("sched", ids) if len(self.points) < self.known else None
@@ -205,7 +239,9 @@ class _Recorder(Chooser):
             choice = default if self.defaults else self.strategy.pick(self, candidates, default)
         if went_on and candidates[choice] is not previous:
             self.preemptions += 1
-        point = ("sched", ids, choice, previous.id if previous else 0)
+        elif self.spinner is not None and candidates[choice] is not previous:
+            self.idle[previous.id] = 0  # it gave way: it may spin again when it runs next
+        point = ("sched", ids, choice, ran_before)
         self.points.append(_new_point(Point, point))
         return choice
 
@@ -230,9 +266,30 @@ class _Recorder(Chooser):
             )
 
     def ran(self, vm: Any, task: Any, candidates: list | None) -> None:
+        if self.fairness is not None:
+            if not self.settled:
+                self._settle(vm)
+            self.settled = False
         point = len(self.points) - 1 if candidates is not None else None
         self.steps.append((task.id, len(vm._rows), point))
         self.previous = task
+
+    def _settle(self, vm: Any) -> None:
+        """Count the step that just ended towards its task's run of steps without effect."""
+        self.settled = True
+        if not self.steps:
+            return
+        task, start, _ = self.steps[-1]
+        if self.effected or len(vm._rows) - start > 1:  # more than its own step record
+            self.idle[task] = 0
+            self.effected = False
+        else:
+            self.idle[task] = self.idle.get(task, 0) + 1
+
+    def effect(self) -> None:
+        """The running step changed shared state without writing a journal record (a
+        write to a ``cp.shared`` wrapper): progress, for the fairness bound."""
+        self.effected = True
 
     def advancing(self, vm: Any) -> None:
         self.advances.append(len(vm._rows))
@@ -271,7 +328,8 @@ def run_prefix(
     if options is None:
         options = RunOptions()
     expected = expect.offers if expect is not None else ()
-    recorder = _Recorder(prefix, then if then is DEFAULT else then.chooser(), expected)
+    chooser = then if then is DEFAULT else then.chooser()
+    recorder = _Recorder(prefix, chooser, expected, options.fairness)
     kind, outcome, detail, vm = _execute(program, recorder, options)
     recorder.check_prefix_used()
     journal = vm._journal
@@ -303,6 +361,7 @@ def run_prefix(
         tuple(recorder.left_behind or ()),
         recorder.tasks,
         _plain_journal(journal) if options.journal else None,
+        tuple(recorder.yields),
     )
     return _new_summary(RunSummary, fields)  # (RunSummary(*fields), without a Python call)
 
@@ -436,6 +495,8 @@ def explore(
     por: bool = True,
     depth: int = 3,
     progress: bool | None = None,
+    fairness: int | None = FAIRNESS,
+    stop_on_first: bool = False,
 ) -> ExploreReport:
     """Run ``program`` under many schedules and report the outcomes, failures and deadlocks.
 
@@ -445,7 +506,10 @@ def explore(
     (``depth`` is its bug depth).  ``preemption_bound`` limits the preemptions of a
     schedule (switching away from a task that could go on); ``max_steps`` bounds
     each execution.  A progress bar shows on searches that take more than a second
-    (``progress=False`` hides it).
+    (``progress=False`` hides it).  ``fairness`` is the fairness bound of the default
+    decisions (a task that takes that many steps in a row without effect yields to the
+    next ready task; ``None``: off); ``stop_on_first`` ends the search at the first
+    failure or deadlock.
 
     >>> import counterpoint as cp
     >>> async def main():
@@ -476,11 +540,20 @@ def explore(
         raise ValueError(
             f"preemption_bound must be a non-negative int or None, got {preemption_bound!r}"
         )
+    if fairness is not None and (
+        not isinstance(fairness, int) or isinstance(fairness, bool) or fairness < 1
+    ):
+        raise ValueError(
+            f"fairness must be a positive int (steps without effect before a spinning task "
+            f"yields) or None to switch the bound off, got {fairness!r}"
+        )
+    if not isinstance(stop_on_first, bool):
+        raise TypeError(f"stop_on_first is True or False, not {stop_on_first!r}")
     if strategy == "dfs":
         search: Any = DepthFirst(max_schedules, preemption_bound, por)
     else:
         search = RandomSearch(strategy, seed, max_schedules, preemption_bound, depth)
-    options = RunOptions(seed, max_steps, footprints=strategy == "dfs" and por)
+    options = RunOptions(seed, max_steps, strategy == "dfs" and por, False, fairness)
     run = _Checked(program, options)
     tally = Tally()
     bar = _progress_bar(max_schedules, strategy, progress)
@@ -493,6 +566,8 @@ def explore(
                 tally.add(summary)
                 if bar is not None:
                     bar.update(1)
+                if stop_on_first and tally.first_finding is not None:
+                    break  # (the search's verdict stays "not covered")
     finally:
         if bar is not None:
             bar.close()
@@ -501,6 +576,7 @@ def explore(
     report = tally.report(
         strategy, search.verdict, preemption_bound, seconds, (seed, max_steps, name)
     )
+    report.stopped_at_first = stop_on_first and tally.first_finding is not None
     if tally.first_finding_clock is not None:
         report.first_finding_seconds = tally.first_finding_clock - started
     report._explored(program)

@@ -181,6 +181,7 @@ class ExploreReport:
         self.seconds = 0.0
         self.first_finding: int | None = None  # which run (1, 2, ...) first failed
         self.first_finding_seconds: float | None = None  # and how long the search took to it
+        self.stopped_at_first = False  # explore(stop_on_first=True) ended the search there
         self.program: Any = None  # what was explored (this process only: never pickled)
 
     def _explored(self, program: Any) -> None:
@@ -244,6 +245,8 @@ class ExploreReport:
         return self.schedules / self.seconds if self.seconds else 0.0
 
     def _verdict(self) -> str:
+        if self.stopped_at_first:
+            return f"stopped at the first finding (schedule {self.first_finding})"
         if not self.exhaustive:
             return "not exhaustive"
         if not self.assumptions:
@@ -297,7 +300,8 @@ class ExploreReport:
     def _headline(self) -> str:
         return (
             f"{self.strategy}: {count(self.schedules, 'schedule')}"
-            f"{f' ({self._verdict()})' if self.exhaustive else ''}, {self._problems()}, "
+            f"{f' ({self._verdict()})' if self.exhaustive or self.stopped_at_first else ''}, "
+            f"{self._problems()}, "
             f"{_outcomes(len(self.outcomes))}"
             f"{f', {self.pruned} pruned' if self.pruned else ''}"
         )

@@ -39,6 +39,8 @@ class Verdict(NamedTuple):
 
 # -- past the prefix: who decides -----------------------------------------------------------------
 
+FAIRNESS = 8  # the default fairness bound: steps without effect before a task yields
+
 
 class Default(NamedTuple):
     """The default decisions: the task that just ran goes on, ``cp.choose`` takes 0."""
@@ -111,7 +113,11 @@ class _PCTChooser:
         for task in candidates:
             if task.id not in self.priority:
                 self.priority[task.id] = self.depth + self.rng.random()  # high, distinct
-        return max(range(len(candidates)), key=lambda i: self.priority[candidates[i].id])
+        spinner = recorder.spinner  # past the fairness bound: the others go first
+        return max(
+            range(len(candidates)),
+            key=lambda i: (candidates[i] is not spinner, self.priority[candidates[i].id]),
+        )
 
     def choose(self, recorder: Any, count: int) -> int:
         return self.rng.randrange(count)

@@ -1,0 +1,306 @@
+"""Spin-waits and livelocks under exploration: the fairness bound of the default
+decisions, stopping at the first finding, and short schedule strings for long runs."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import warnings
+
+import pytest
+from explore_programs import generate
+
+import counterpoint as cp
+from counterpoint._explore import RunOptions, run_prefix
+from counterpoint._strategies import FAIRNESS
+
+# -- programs -------------------------------------------------------------------------------------
+
+
+async def spin_wait():
+    """A waiter spins on a plain flag that a second task sets after two steps: it ends
+    under any fair schedule, but the default "let the running task go on" never lets
+    the setter run."""
+    flag = {"set": False}
+
+    async def waiter():
+        spins = 0
+        while not flag["set"]:
+            spins += 1
+            await cp.checkpoint()
+        return spins
+
+    async def setter():
+        await cp.checkpoint()
+        flag["set"] = True
+
+    await cp.par(waiter(), setter())
+    return "the flag was seen"
+
+
+async def spin_count():
+    """Like spin_wait, but it fails saying how often the waiter spun: a finding whose
+    message depends on every choice of its schedule."""
+    flag = {"set": False}
+
+    async def waiter():
+        spins = 0
+        while not flag["set"]:
+            spins += 1
+            await cp.checkpoint()
+        raise ValueError(f"the waiter spun {spins} times")
+
+    async def setter():
+        await cp.checkpoint()
+        flag["set"] = True
+
+    await cp.par(waiter(), setter())
+
+
+async def mutual_wait():
+    """A genuine livelock: each task waits for the other's flag before it sets its own."""
+    flags = {"a": False, "b": False}
+
+    async def polite(mine, other):
+        while not flags[other]:
+            await cp.checkpoint()
+        flags[mine] = True
+
+    await cp.par(polite("a", "b"), polite("b", "a"))
+
+
+async def event_poll():
+    """A waiter polls an event (a read the VM reports, which writes no record)."""
+    ready = cp.Event()
+
+    async def waiter():
+        while not ready.is_set():
+            await cp.checkpoint()
+        return "saw it"
+
+    async def setter():
+        await cp.checkpoint()
+        ready.set()
+
+    seen, _ = await cp.par(waiter(), setter())
+    return seen
+
+
+async def busy_producer():
+    """A producer whose every step sends: each step has an effect, so it never yields."""
+    box = cp.channel(100)
+
+    async def produce():
+        for item in range(30):
+            await box.send(item)
+
+    async def consume():
+        await cp.checkpoint()
+        return len(box)
+
+    _, seen = await cp.par(produce(), consume())
+    return seen
+
+
+def quiet(**options):
+    return cp.explore(progress=False, **options)
+
+
+# -- the fairness bound ---------------------------------------------------------------------------
+
+
+def test_without_the_fairness_bound_a_spin_wait_runs_into_the_step_limit():
+    report = cp.explore(spin_wait, fairness=None, max_steps=500, max_schedules=3, progress=False)
+    assert "StepLimitExceeded" in report.outcomes
+
+
+def test_under_the_fairness_bound_a_spin_wait_ends_with_its_real_outcome():
+    report = cp.explore(spin_wait, max_steps=2_000, max_schedules=200, progress=False)
+    assert report.outcomes == {"the flag was seen": 200}
+    assert report.failures == [] and report.deadlocks == []
+
+
+def test_a_spin_wait_has_a_schedule_per_number_of_spins_so_dfs_is_never_exhaustive():
+    report = cp.explore(spin_wait, max_steps=2_000, max_schedules=50, progress=False)
+    assert report.schedules == 50 and not report.exhaustive
+    assert "not exhaustive" in report.summary()
+
+
+def test_a_genuine_livelock_is_still_a_step_limit_finding_under_the_fairness_bound():
+    report = cp.explore(mutual_wait, max_steps=3_000, max_schedules=5, progress=False)
+    assert set(report.outcomes) == {"StepLimitExceeded"}
+    (finding,) = report.failures
+    assert finding.outcome == "StepLimitExceeded"
+    assert "max_steps=3000" in finding.replay
+    with pytest.raises(cp.StepLimitExceeded):
+        cp.VM(schedule=finding.schedule, max_steps=3_000).run(mutual_wait())
+
+
+def test_the_spinning_task_yields_after_fairness_steps_without_effect_round_robin():
+    for bound in (1, 3, FAIRNESS):
+        summary = run_prefix(mutual_wait, [], RunOptions(max_steps=200, fairness=bound))
+        chosen = [point.options[point.chosen] for point in summary.points]
+        # the two tasks take turns, each running `bound` steps without effect, then giving way
+        turns = [len(list(run)) for _, run in __import__("itertools").groupby(chosen)]
+        assert set(turns[1:-1]) == {bound}, (bound, turns[:6])
+        assert summary.yields and summary.preemptions == 0
+        assert all(summary.points[k].previous == 0 for k in summary.yields)
+
+
+def test_fairness_none_keeps_the_running_task_going():
+    summary = run_prefix(mutual_wait, [], RunOptions(max_steps=200, fairness=None))
+    assert summary.yields == ()
+    assert {point.chosen for point in summary.points} == {0}
+
+
+def test_a_read_the_vm_reports_is_no_effect_so_an_event_poll_yields():
+    summary = run_prefix(event_poll, [], RunOptions(fairness=3))
+    assert summary.outcome == "saw it" and summary.yields
+
+
+def test_a_step_that_writes_a_record_is_progress_so_a_producer_never_yields():
+    summary = run_prefix(busy_producer, [], RunOptions(fairness=1))
+    assert summary.yields == ()
+    assert summary.outcome == 30  # the producer went on to the end before the consumer
+
+
+def test_a_spin_wait_finding_replays_exactly_from_its_schedule():
+    report = cp.explore(spin_count, max_steps=2_000, max_schedules=20, progress=False)
+    assert report.failures
+    for finding in report.failures:
+        with pytest.raises(ValueError) as caught:
+            cp.VM(schedule=finding.schedule, max_steps=2_000).run(spin_count())
+        assert str(caught.value) == finding.message  # the same number of spins
+        finding.run()  # (checks the outcome too)
+    spun = sorted(int(f.message.split()[3]) for f in report.failures)
+    assert spun[0] == FAIRNESS  # the default run: the waiter spins FAIRNESS times, then yields
+
+
+@pytest.mark.parametrize("strategy", ["random", "pct"])
+def test_random_and_pct_end_a_spin_wait_too(strategy):
+    report = cp.explore(
+        spin_wait, strategy=strategy, max_steps=2_000, max_schedules=30, progress=False
+    )
+    assert report.outcomes == {"the flag was seen": 30}
+
+
+def test_pct_gives_a_spinning_task_s_turn_to_the_others_whatever_the_priorities():
+    # depth 1: no priority changes, so without the bound a waiter with the higher
+    # priority spins until max_steps
+    options = {"strategy": "pct", "depth": 1, "max_steps": 500, "max_schedules": 30}
+    unfair = cp.explore(spin_wait, fairness=None, progress=False, **options)
+    assert "StepLimitExceeded" in unfair.outcomes
+    fair = cp.explore(spin_wait, progress=False, **options)
+    assert fair.outcomes == {"the flag was seen": 30}
+
+
+def test_a_fair_yield_is_no_preemption_so_a_bound_of_0_still_ends_a_spin_wait():
+    report = cp.explore(
+        spin_wait, preemption_bound=0, max_steps=2_000, max_schedules=50, progress=False
+    )
+    assert report.outcomes == {"the flag was seen": report.schedules}
+
+
+def test_the_default_fairness_bound_changes_no_count_of_the_generated_programs():
+    # the soundness generator's programs (tasks of up to 4 operations): the default bound
+    # never fires, so the counts, verdicts and outcomes are exactly those without it
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", cp.UnobservedTaskFailure)
+        for seed in range(60):
+            program = generate(seed)
+            reports = [
+                cp.explore(
+                    program,
+                    preemption_bound=program.preemption_bound,
+                    max_schedules=3000,
+                    progress=False,
+                    fairness=fairness,
+                )
+                for fairness in (None, FAIRNESS)
+            ]
+            without, with_bound = (
+                (r.schedules, r.exhaustive, r.assumptions, sorted(map(repr, r.outcomes)))
+                for r in reports
+            )
+            assert with_bound == without, program.describe()
+
+
+@pytest.mark.parametrize("fairness", [0, -1, 2.5, "8", True])
+def test_fairness_must_be_a_positive_int_or_none(fairness):
+    with pytest.raises(ValueError, match="fairness must be a positive int"):
+        cp.explore(spin_wait, fairness=fairness)
+    assert cp.explore(spin_wait, max_schedules=2, progress=False).schedules == 2
+
+
+_IN_ANOTHER_PROCESS = """
+import sys
+sys.path.insert(0, {tests!r})
+import counterpoint as cp
+from test_explore_livelock import spin_count, mutual_wait
+a = cp.explore(spin_count, max_steps=2_000, max_schedules=20, progress=False)
+b = cp.explore(mutual_wait, max_steps=3_000, max_schedules=3, progress=False)
+print([(f.schedule, f.message) for f in a.failures + b.failures])
+"""
+
+
+def test_fair_exploration_is_the_same_in_another_process():
+    here = cp.explore(spin_count, max_steps=2_000, max_schedules=20, progress=False)
+    again = cp.explore(mutual_wait, max_steps=3_000, max_schedules=3, progress=False)
+    expected = repr([(f.schedule, f.message) for f in here.failures + again.failures])
+    tests = os.path.dirname(__file__)
+    env = {**os.environ, "PYTHONHASHSEED": "4321"}
+    out = subprocess.run(
+        [sys.executable, "-c", _IN_ANOTHER_PROCESS.format(tests=tests)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        check=True,
+    )
+    assert out.stdout.strip() == expected
+
+
+# -- stop at the first finding --------------------------------------------------------------------
+
+
+async def lost_update():
+    box = {"n": 0}
+
+    async def add():
+        seen = box["n"]
+        await cp.checkpoint()
+        box["n"] = seen + 1
+
+    await cp.par(add(), add(), add())
+    assert box["n"] == 3, "an update was lost"
+
+
+@pytest.mark.parametrize("strategy", ["dfs", "random", "pct"])
+def test_stop_on_first_ends_the_search_at_the_first_finding(strategy):
+    full = cp.explore(lost_update, strategy=strategy, max_schedules=200, progress=False)
+    stopped = cp.explore(
+        lost_update, strategy=strategy, max_schedules=200, progress=False, stop_on_first=True
+    )
+    assert stopped.first_finding == full.first_finding
+    assert stopped.schedules == stopped.first_finding < full.schedules
+    assert not stopped.exhaustive
+    assert len(stopped.failures) == 1 and stopped.failures[0].count == 1
+    words = f"stopped at the first finding (schedule {stopped.first_finding})"
+    assert words in stopped.summary() and words in repr(stopped)
+    with pytest.raises(AssertionError, match="an update was lost"):
+        stopped.assert_ok()
+
+
+def test_stop_on_first_changes_nothing_when_nothing_is_found():
+    async def fine():
+        return cp.choose([1, 2, 3])
+
+    report = cp.explore(fine, stop_on_first=True, progress=False)
+    assert report.exhaustive and report.schedules == 3 and report.first_finding is None
+    assert report.summary().startswith("dfs: 3 schedules, exhaustive;")
+
+
+def test_stop_on_first_is_true_or_false():
+    with pytest.raises(TypeError, match="stop_on_first is True or False"):
+        cp.explore(lost_update, stop_on_first="yes")
