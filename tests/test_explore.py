@@ -896,7 +896,22 @@ def test_long_runs_of_equal_choices_round_trip(choices):
 
 @pytest.mark.parametrize(
     "schedule",
-    ["", "cp1", "cp2:01", "01", "cp1:0", "cp1:(5", "cp1:(5)", "cp1:!1", "cp1:0!", "cp1:(x)1", 5],
+    [
+        *[
+            "",
+            "cp1",
+            "cp2:01",
+            "01",
+            "cp1:0",
+            "cp1:(5",
+            "cp1:(5)",
+            "cp1:!1",
+            "cp1:0!",
+            "cp1:(x)1",
+            5,
+        ],
+        *["cp1:[01", "cp1:[01]", "cp1:[]2", "cp1:01]2", "cp1:[01]0", "cp1:[[01]2]2"],
+    ],
 )
 def test_a_malformed_schedule_is_a_value_error(schedule):
     with pytest.raises(ValueError):
@@ -1365,6 +1380,19 @@ def test_a_replayed_prefix_that_takes_other_steps_is_nondeterminism():
         ("cp1:(-1)1", "position 4"),
         ("cp1:(5)", "position 7"),
         ("cp1:00", "position 5"),
+        ("cp1:01[11", "position 6"),
+        ("cp1:[01]", "position 8"),
+        ("cp1:[]2", "position 4"),
+        ("cp1:01]2", "position 6"),
+        ("cp1:[01]0", "position 8"),
+        ("cp1:[01](0)", "position 8"),
+        ("cp1:[01]!", "position 8"),
+        ("cp1:[01](-2)", "position 8"),
+        ("cp1:[01](x)", "position 8"),
+        ("cp1:[01](3", "position 8"),
+        ("cp1:[0[1]2]2", "position 6"),
+        ("cp1:[0]2", "position 6"),
+        ("cp1:[01[11]2]2", "position 7"),
     ],
 )
 def test_a_malformed_schedule_is_a_schedule_error_that_says_where(schedule, where):

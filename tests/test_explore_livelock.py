@@ -10,9 +10,12 @@ import warnings
 
 import pytest
 from explore_programs import generate
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import counterpoint as cp
 from counterpoint._explore import RunOptions, run_prefix
+from counterpoint._schedule import decode_schedule, encode_schedule
 from counterpoint._strategies import FAIRNESS
 
 # -- programs -------------------------------------------------------------------------------------
@@ -304,3 +307,102 @@ def test_stop_on_first_changes_nothing_when_nothing_is_found():
 def test_stop_on_first_is_true_or_false():
     with pytest.raises(TypeError, match="stop_on_first is True or False"):
         cp.explore(lost_update, stop_on_first="yes")
+
+
+# -- short schedule strings for long runs ---------------------------------------------------------
+
+
+def test_a_100000_step_ping_pong_livelock_has_a_schedule_string_of_20_characters():
+    report = cp.explore(mutual_wait, max_steps=100_000, max_schedules=1, progress=False)
+    (finding,) = report.failures
+    assert finding.schedule == "cp1:[0818](6249)0817"  # 99,999 choice points
+    assert len(decode_schedule(finding.schedule)) == 99_999
+    with pytest.raises(cp.StepLimitExceeded):
+        cp.VM(schedule=finding.schedule, max_steps=100_000).run(mutual_wait())
+
+
+def test_a_step_limit_run_of_one_task_is_one_group():
+    assert encode_schedule([0] * 100_000) == "cp1:[0Z](1639)0l"  # 1639 * 61 + 21
+
+
+def test_short_schedules_are_written_without_groups():
+    choices = [0, 1] * 15  # 30 runs: below the length where groups are looked for
+    assert encode_schedule(choices) == "cp1:" + "0111" * 15
+    assert "[" in encode_schedule([0, 1] * 40)
+
+
+@pytest.mark.parametrize(
+    ("choices", "encoded"),
+    [
+        ([0, 0, 1] * 40, "cp1:[0211]E"),
+        ([5] * 3 + [0, 1] * 40 + [7], "cp1:53[0111]E71"),
+        ([70, 1] * 40, "cp1:[(70)111]E"),
+        ([0, 1] * 20 + [2, 3, 4] * 30, "cp1:[0111]k[213141]u"),
+    ],
+)
+def test_a_repeating_stretch_is_written_once_with_its_repeat_count(choices, encoded):
+    assert encode_schedule(choices) == encoded
+    assert decode_schedule(encoded) == choices
+
+
+def test_every_string_without_brackets_parses_to_the_same_choices_as_before():
+    # the runs-only grammar is a part of the new one: a group is the only new syntax
+    assert decode_schedule("cp1:0311") == [0, 0, 0, 1]
+    assert decode_schedule("cp1:(70)2") == [70, 70]
+    assert decode_schedule("cp1:0Z0Z05") == [0] * 127
+    assert decode_schedule("cp1:[0Z]205") == [0] * 127
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.lists(st.integers(0, 3) | st.sampled_from([61, 62, 900]), min_size=1, max_size=6),
+            st.integers(1, 70),
+        ),
+        max_size=6,
+    )
+)
+def test_schedules_with_repeating_stretches_round_trip(pieces):
+    choices = [c for body, repeat in pieces for c in body * repeat]
+    encoded = encode_schedule(choices)
+    assert decode_schedule(encoded) == choices
+    assert len(encoded) <= len(_ungrouped(choices))
+
+
+def _ungrouped(choices):
+    from itertools import groupby
+
+    out = "cp1:"
+    for choice, run in groupby(choices):
+        n = len(list(run))
+        digit = str_choice(choice)
+        out += (digit + "Z") * (n // 61) + (digit + _digit(n % 61) if n % 61 else "")
+    return out
+
+
+def str_choice(choice):
+    return _digit(choice) if choice < 62 else f"({choice})"
+
+
+def _digit(n):
+    return "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"[n]
+
+
+def test_a_tiny_string_for_billions_of_choices_is_replayed_lazily():
+    huge = "cp1:[0111](999999999999)"
+    with pytest.raises(cp.ScheduleError, match="stands for 1,999,999,999,998 choices"):
+        decode_schedule(huge)
+    vm = cp.VM(schedule=huge, max_steps=300)
+    with pytest.raises(cp.StepLimitExceeded):
+        vm.run(mutual_wait())  # the choices are taken as the run goes: no list is made
+    assert vm.journal.meta["schedule"] == huge
+    assert vm.run(spin_wait()) == "the flag was seen"  # the VM stays usable
+
+
+def test_a_misfit_inside_a_group_names_the_run_and_the_choice_point():
+    async def pick():
+        return cp.choose("ab") + cp.choose("ab") + cp.choose("ab")
+
+    with pytest.raises(cp.ScheduleError, match=r"at choice point 3 .* option 2 .* position 9"):
+        cp.VM(schedule="cp1:11[0121]9").run(pick())

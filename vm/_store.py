@@ -551,10 +551,10 @@ def _check_meta(key: str, value: Any) -> None:
     elif key == "program":
         ok = type(value) is str
     elif key == "schedule":
-        from ._schedule import decode_schedule
+        from ._schedule import check_schedule
 
         try:
-            ok = type(value) is str and decode_schedule(value) is not None
+            ok = type(value) is str and check_schedule(value) is None
         except (ValueError, TypeError, IndexError) as error:
             raise ValueError(f"its schedule is not one ({error})") from None
     else:
