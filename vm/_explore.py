@@ -75,7 +75,7 @@ class Point(NamedTuple):
     kind: str  # "sched" or "data"
     options: tuple  # task ids (sched) or range(count) as a tuple (data)
     chosen: int  # the index taken
-    previous: int  # id of the task that ran before (sched), else 0
+    previous: int  # id of the task that ran before (sched), else 0; 0 where it gave way (fairness)
 
 
 class RunOptions(NamedTuple):
@@ -104,7 +104,8 @@ class RunSummary(NamedTuple):
     begin after virtual time advanced (``barriers``), the tasks still ready at the end
     (``left_behind``), how many task ids it used (``tasks``), and, when asked for, the
     rest of the ``journal`` as plain data: (where time advanced, to which tick, the
-    records' values).
+    records' values); ``yields``: the choice points where the running task was past
+    the fairness bound (see :class:`_Recorder`).
 
     The return value is the outcome itself when it is hashable (a report counts
     outcomes by it), so a summary pickles when the program's results do."""
