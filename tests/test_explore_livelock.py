@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 import counterpoint as cp
 from counterpoint._explore import RunOptions, run_prefix
 from counterpoint._schedule import decode_schedule, encode_schedule
+from counterpoint._traps import require_task
 from counterpoint._strategies import FAIRNESS
 
 # -- programs -------------------------------------------------------------------------------------
@@ -406,3 +407,31 @@ def test_a_misfit_inside_a_group_names_the_run_and_the_choice_point():
 
     with pytest.raises(cp.ScheduleError, match=r"at choice point 3 .* option 2 .* position 9"):
         cp.VM(schedule="cp1:11[0121]9").run(pick())
+
+
+def _steps_of_a_writer(report_writes):
+    async def main():
+        box = []
+
+        async def writer():
+            for item in range(10):
+                box.append(item)  # plain state: invisible to the VM ...
+                if report_writes:  # ... unless reported, as a cp.shared wrapper does
+                    require_task("a test")._vm._chooser.effect()
+                await cp.checkpoint()
+
+        async def reader():
+            await cp.checkpoint()
+            return len(box)
+
+        _, seen = await cp.par(writer(), reader())
+        return seen
+
+    return main
+
+
+def test_a_write_reported_through_the_recorder_s_effect_is_progress():
+    unreported = run_prefix(_steps_of_a_writer(False), [], RunOptions(fairness=2))
+    assert unreported.yields and unreported.outcome == 2  # the writer gave way after 2 steps
+    reported = run_prefix(_steps_of_a_writer(True), [], RunOptions(fairness=2))
+    assert reported.yields == () and reported.outcome == 10  # it went on to the end

@@ -5,7 +5,8 @@ offered in ascending task id) or a ``cp.choose(options)`` call.  A *schedule* is
 list of indices chosen at the choice points of one execution, written as a compact
 string (see :func:`encode_schedule`); ``cp.VM(schedule=...)`` replays it exactly with
 a :class:`ScheduleChooser`.  The VM asks its chooser (``vm._chooser``) through the
-:class:`Chooser` protocol: ``pick``, ``choose``, ``ran``, ``advancing``, ``observe``.
+:class:`Chooser` protocol: ``pick``, ``choose``, ``ran``, ``advancing``, ``observe``,
+``effect``.
 """
 
 from __future__ import annotations
@@ -281,6 +282,10 @@ class Chooser:
 
     def observe(self, obj: tuple) -> None:
         """The running step read VM object ``obj`` without writing a journal record."""
+
+    def effect(self) -> None:
+        """The running step changed shared state without writing a journal record (a
+        write to a ``cp.shared`` wrapper): progress, for an explorer's fairness bound."""
 
     def abandoning(self, vm: Any) -> None:
         """The run is being abandoned (deadlock, ``max_steps``, an interrupt): its tasks
