@@ -16,8 +16,8 @@ from hypothesis import strategies as st
 import counterpoint as cp
 from counterpoint._explore import RunOptions, run_prefix
 from counterpoint._schedule import decode_schedule, encode_schedule
-from counterpoint._traps import require_task
 from counterpoint._strategies import FAIRNESS
+from counterpoint._traps import require_task
 
 # -- programs -------------------------------------------------------------------------------------
 
