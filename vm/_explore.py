@@ -302,6 +302,8 @@ class _Recorder(Chooser):
     def check_invariant(self) -> None:
         """Check the invariant after a step; a falsy result raises AssertionError (the
         run's failure), an exception propagates as it is."""
+        if not self.steps:  # (before the first step: nothing has run yet)
+            return
         if self.visible is None:
             self.visible = set()
         self._checking = True
@@ -310,13 +312,44 @@ class _Recorder(Chooser):
         finally:
             self._checking = False
         if not holds:
-            name = getattr(self.invariant, "__name__", "invariant")
-            task = self.previous
-            after = f"task {task.id} {task.name!r}" if task is not None else "the start"
-            raise AssertionError(
-                f"the invariant {name}() does not hold after step {len(self.steps)} "
-                f"(a step of {after}); it returned {holds!r}"
-            )
+            raise invariant_broken(self.invariant, holds, self.previous)
+
+
+def invariant_broken(invariant: Any, value: Any, task: Any) -> AssertionError:
+    """The failure of an ``invariant=`` that returned ``value`` (falsy) after a step of
+    ``task``."""
+    name = getattr(invariant, "__name__", "invariant")
+    after = f"a step of task {task.id} {task.name!r}" if task is not None else "the start"
+    return AssertionError(f"the invariant {name}() returned {value!r} after {after}")
+
+
+class InvariantReplay(ScheduleChooser):
+    """Replays a schedule, checking ``invariant`` after every step as ``explore`` did
+    (``Finding.run`` of a finding an invariant made)."""
+
+    def __init__(self, schedule: str, invariant: Any) -> None:
+        super().__init__(schedule)
+        self.invariant = invariant
+        self.steps = 0
+
+    def check(self) -> None:
+        if self.steps:
+            holds = self.invariant()
+            if not holds:
+                raise invariant_broken(self.invariant, holds, self.previous)
+
+    def pick(self, vm: Any, candidates: list, front: Any) -> int:
+        self.check()
+        return super().pick(vm, candidates, front)
+
+    def ran(self, vm: Any, task: Any, candidates: list | None) -> None:
+        if candidates is None:
+            self.check()
+        self.steps += 1
+        super().ran(vm, task, candidates)
+
+    def advancing(self, vm: Any) -> None:
+        self.check()
 
 
 class SleepBlocked(BaseException):
@@ -760,7 +793,7 @@ def explore(
     )
     if tally.first_finding_clock is not None:
         report.first_finding_seconds = tally.first_finding_clock - started
-    report._explored(program)
+    report._explored(program, invariant)
     return report
 
 

@@ -77,7 +77,8 @@ class Finding(_FindingFields):
         return made
 
     def __getstate__(self) -> dict | None:  # the program stays in this process
-        return {k: v for k, v in self.__dict__.items() if k != "_program"} or None
+        kept = {k: v for k, v in self.__dict__.items() if k not in ("_program", "_invariant")}
+        return kept or None
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
@@ -114,13 +115,20 @@ class Finding(_FindingFields):
                 "program= is the zero-argument callable cp.explore() was given (such as "
                 f"`main`, not `main()`), not {type(program).__name__}"
             )
-        vm = VM(
-            schedule=self.schedule,
-            seed=self.__dict__.get("_seed", 0),
-            max_steps=self.__dict__.get("_max_steps", 100_000),
-        )
+        invariant = self.__dict__.get("_invariant")
+        seed, max_steps = self.__dict__.get("_seed", 0), self.__dict__.get("_max_steps", 100_000)
+        if invariant is None:
+            vm = VM(schedule=self.schedule, seed=seed, max_steps=max_steps)
+        else:  # checked after every step again, as explore did
+            from ._explore import InvariantReplay
+            from ._sources import Sources
+
+            replay = InvariantReplay(self.schedule, invariant)
+            vm = VM(seed=seed, max_steps=max_steps, sources=Sources(chooser=replay))
         try:
             value = vm.run(program())
+            if invariant is not None:
+                replay.check()
         except Deadlock:
             ended = "Deadlock"
         except Exception as error:
@@ -129,6 +137,9 @@ class Finding(_FindingFields):
             ended = "Cancelled"
         else:
             ended = f"returned {value!r}"[:80]
+        finally:
+            if invariant is not None:  # (a broken invariant stops the run between steps)
+                vm._dispose()
         if ended != self.outcome:
             raise NondeterminismError(
                 f"the finding's schedule {self.schedule!r} ran again ended {ended}, not "
@@ -191,11 +202,14 @@ class ExploreReport:
         self.warnings: list[str] = []  # the lint: atomic here, racy under threads
         self.program: Any = None  # what was explored (this process only: never pickled)
 
-    def _explored(self, program: Any) -> None:
-        """Remember the program explored, here and on each finding (for ``show()``)."""
+    def _explored(self, program: Any, invariant: Any = None) -> None:
+        """Remember the program explored (and the invariant checked), here and on each
+        finding (for ``run()`` and ``show()``)."""
         self.program = program
         for finding in self.deadlocks + self.failures:
             finding.__dict__["_program"] = program
+            if invariant is not None:
+                finding.__dict__["_invariant"] = invariant
 
     def __getstate__(self) -> dict:  # the program stays in this process (it may not pickle)
         state = dict(self.__dict__)
