@@ -91,22 +91,7 @@ class Finding(_FindingFields):
         from ._errors import Cancelled, Deadlock, NondeterminismError
         from ._vm import VM  # (here: _vm imports this module through _explore)
 
-        if program is None:
-            program = self.__dict__.get("_program")
-            if program is None:
-                raise ValueError(
-                    "this finding does not know its program (it was made or unpickled "
-                    "outside the cp.explore() call that found it): pass it, e.g. "
-                    "finding.show(program=main) with the function cp.explore() was given"
-                )
-        if not callable(program):
-            from ._traps import discard
-
-            discard(program)  # (a refused coroutine must not warn "never awaited")
-            raise TypeError(
-                "program= is the zero-argument callable cp.explore() was given (such as "
-                f"`main`, not `main()`), not {type(program).__name__}"
-            )
+        program = self._program_of(program, "show")
         vm = VM(
             schedule=self.schedule,
             seed=self.__dict__.get("_seed", 0),
@@ -130,12 +115,74 @@ class Finding(_FindingFields):
             )
         return vm
 
+    def _program_of(self, program: Any, method: str) -> Any:
+        """``program``, or the one ``explore`` was given; a clear error if neither."""
+        if program is None:
+            program = self.__dict__.get("_program")
+            if program is None:
+                raise ValueError(
+                    "this finding does not know its program (it was made or unpickled "
+                    "outside the cp.explore() call that found it): pass it, e.g. "
+                    f"finding.{method}(program=main) with the function cp.explore() was given"
+                )
+        if not callable(program):
+            from ._traps import discard
+
+            discard(program)  # (a refused coroutine must not warn "never awaited")
+            raise TypeError(
+                "program= is the zero-argument callable cp.explore() was given (such as "
+                f"`main`, not `main()`), not {type(program).__name__}"
+            )
+        return program
+
+    def explain(self, program: Any = None) -> str:
+        """The finding's schedule told step by step: each step's task, source lines and
+        what it did (VM operations, record-free reads, ``cp.shared`` accesses), the
+        conflicting pair marked ``<-``, and the pattern named (lost update,
+        check-then-act, lock-order cycle, lost wake-up, or other).  The program is run
+        again under the finding's schedule, as :meth:`run` does (``program``: the same).
+
+        >>> import counterpoint as cp
+        >>> async def main():
+        ...     a, b = cp.Lock(name="a"), cp.Lock(name="b")
+        ...     async def one():
+        ...         async with a:
+        ...             await cp.checkpoint()
+        ...             async with b:
+        ...                 pass
+        ...     async def two():
+        ...         async with b:
+        ...             await cp.checkpoint()
+        ...             async with a:
+        ...                 pass
+        ...     await cp.par(one(), two())
+        >>> finding = cp.explore(main).deadlocks[0]
+        >>> print(finding.explain().splitlines()[1].replace("; ", ";\\n"))
+        Lock-order cycle: task 2 'one' holds lock 'a' and waits for lock 'b';
+        task 3 'two' holds lock 'b' and waits for lock 'a'.
+        """
+        from ._explain import explain
+
+        return explain(self, self._program_of(program, "explain"))
+
     def show(self, program: Any = None) -> Any:
         """The finding's run as a widget (``cp.widgets.Timeline``): the program run
         again under the finding's schedule (see :meth:`run`)."""
         from counterpoint import widgets
 
         return widgets.Timeline(self.run(program).journal)
+
+
+def _explained(finding: Finding) -> list[str]:
+    """The lines of ``finding.explain()`` that ``assert_ok`` adds to its message (its
+    headline and replay line are said already); none when the program is unknown."""
+    if finding.__dict__.get("_program") is None:
+        return []
+    try:
+        text = finding.explain()
+    except Exception as error:  # the message must still say what was found
+        return ["", f"(finding.explain() failed: {type(error).__name__}: {error})"]
+    return ["", *text.splitlines()[1:-1]]
 
 
 def _found(fields: tuple, seed: int, max_steps: int) -> Finding:
@@ -222,6 +269,7 @@ class ExploreReport:
             ]
             if more:
                 lines.append(f"({more} more: see the report's failures and deadlocks)")
+            lines.extend(_explained(first))
             raise AssertionError("\n".join(lines))
         if not self.exhaustive and not allow_partial:
             raise AssertionError(

@@ -1,0 +1,341 @@
+"""finding.explain(): the failing schedule step by step, the conflicting pair marked, the
+pattern named."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+import counterpoint as cp
+from counterpoint._explain import explanation
+
+
+def marked_lines(text: str) -> list[str]:
+    return [line for line in text.splitlines() if line.endswith("<-")]
+
+
+# -- lock-order cycle ------------------------------------------------------------------------
+
+
+async def two_locks():
+    a, b = cp.Lock(name="a"), cp.Lock(name="b")
+
+    async def one():
+        async with a:
+            await cp.checkpoint()
+            async with b:
+                pass
+
+    async def two():
+        async with b:
+            await cp.checkpoint()
+            async with a:
+                pass
+
+    await cp.par(one(), two())
+
+
+def test_a_deadlock_of_locks_taken_in_opposite_orders_is_a_lock_order_cycle():
+    finding = cp.explore(two_locks).deadlocks[0]
+    found = explanation(finding, two_locks)
+    assert found.pattern == "lock-order cycle"
+    assert found.sentence == (
+        "Lock-order cycle: task 2 'one' holds lock 'a' and waits for lock 'b'; "
+        "task 3 'two' holds lock 'b' and waits for lock 'a'."
+    )
+
+
+def test_a_lock_order_cycle_keeps_the_deadlock_message_and_marks_the_acquisitions():
+    finding = cp.explore(two_locks).deadlocks[0]
+    text = finding.explain()
+    for line in finding.message.splitlines():  # who holds what, word for word
+        assert line in text.splitlines()
+    marked = marked_lines(text)
+    assert len(marked) == 2
+    assert "async with a:" in marked[0] and "acquires lock 'a'" in marked[0]
+    assert "async with b:" in marked[1] and "acquires lock 'b'" in marked[1]
+    assert text.splitlines()[-1] == f"replay it: {finding.replay}"
+
+
+# -- lost wake-up ----------------------------------------------------------------------------
+
+
+async def notify_too_early():
+    ready = cp.Condition(name="ready")
+
+    async def consumer():
+        await cp.checkpoint()
+        async with ready:
+            await ready.wait()
+
+    async def producer():
+        async with ready:
+            ready.notify()
+
+    await cp.par(consumer(), producer())
+
+
+def test_a_notify_that_wakes_nobody_before_the_wait_is_a_lost_wake_up():
+    finding = cp.explore(notify_too_early).deadlocks[0]
+    found = explanation(finding, notify_too_early)
+    assert found.pattern == "lost wake-up"
+    assert found.sentence.startswith(
+        "Lost wake-up on condition 'ready': task 3 'producer' notified it (step "
+    )
+    marked = marked_lines(found.text)
+    assert "ready.notify()" in marked[0] and "waking nobody" in marked[0]
+    assert "await ready.wait()" in marked[1]
+
+
+async def set_then_cleared():
+    go = cp.Event(name="go")
+
+    async def waiter():
+        await cp.checkpoint()
+        go.clear()
+        await go.wait()
+
+    async def setter():
+        go.set()
+
+    await cp.par(waiter(), setter())
+
+
+def test_an_event_set_then_cleared_before_the_wait_is_a_lost_wake_up():
+    finding = cp.explore(set_then_cleared).deadlocks[0]
+    found = explanation(finding, set_then_cleared)
+    assert found.pattern == "lost wake-up"
+    assert "task 3 'setter' set it" in found.sentence
+    assert "task 2 'waiter' cleared it" in found.sentence
+    marked = marked_lines(found.text)
+    assert "go.set()" in marked[0] and "go.clear()" in marked[1]
+
+
+# -- check-then-act --------------------------------------------------------------------------
+
+
+async def put_if_empty():
+    slot = cp.channel(1, name="slot")
+
+    async def put(value):
+        if len(slot) == 0:
+            await cp.checkpoint()
+            if not slot.try_send(value):
+                raise RuntimeError("the slot was taken")
+
+    await cp.par(put(1), put(2))
+
+
+def test_acting_on_a_stale_len_of_a_channel_is_check_then_act():
+    finding = cp.explore(put_if_empty).failures[0]
+    found = explanation(finding, put_if_empty)
+    assert found.pattern == "check-then-act"
+    assert found.sentence.startswith("Check-then-act on channel 'slot': task 2 'put' read it")
+    assert "then task 2 'put' failed" in found.sentence
+    marked = marked_lines(found.text)
+    assert "if len(slot) == 0:" in marked[0] and "reads channel 'slot'" in marked[0]
+    assert "sends 2 on channel 'slot'" in marked[1]
+    assert "raise RuntimeError" in found.text.splitlines()[2]  # where it was raised
+
+
+async def start_once():
+    started = cp.Event(name="started")
+    log = cp.channel(4, name="log")
+
+    async def starter(name):
+        if not started.is_set():
+            await cp.checkpoint()
+            started.set()
+            await log.send(name)
+
+    await cp.par(starter("a"), starter("b"))
+    assert len(log) == 1, "started twice"
+
+
+def test_acting_on_a_stale_event_is_set_is_check_then_act():
+    finding = cp.explore(start_once).failures[0]
+    found = explanation(finding, start_once)
+    assert found.pattern == "check-then-act"
+    assert found.sentence.startswith("Check-then-act on event 'started'")
+    assert "acted on what it had read" in found.sentence
+    assert "if not started.is_set():" in marked_lines(found.text)[0]
+
+
+# -- plain Python state ----------------------------------------------------------------------
+
+
+async def plain_lost_update():
+    box = {"n": 0}
+
+    async def add():
+        seen = box["n"]
+        await cp.checkpoint()
+        box["n"] = seen + 1
+
+    await cp.par(add(), add())
+    assert box["n"] == 2, "an update was lost"
+
+
+def test_plain_python_state_gives_the_steps_with_their_source_lines_and_the_last_race():
+    finding = cp.explore(plain_lost_update).failures[0]
+    found = explanation(finding, plain_lost_update)
+    assert found.pattern == "other"
+    assert found.sentence.startswith("Other: the last race is step 2 (task 2 'add') against")
+    assert "cp.shared(" in found.sentence  # what to do to learn more
+    lines = found.text.splitlines()
+    assert lines[0] == "AssertionError: an update was lost  (schedule cp1:0112, 1 preemption)"
+    assert sum('seen = box["n"]' in line for line in lines) == 2
+    assert sum('box["n"] = seen + 1' in line for line in lines) == 2
+    assert any("raises AssertionError" in line for line in lines)
+
+
+# -- long runs, determinism, errors ----------------------------------------------------------
+
+
+async def long_then_deadlock():
+    a, b = cp.Lock(name="a"), cp.Lock(name="b")
+
+    async def one():
+        for _ in range(30):
+            await cp.checkpoint()
+        async with a:
+            await cp.checkpoint()
+            async with b:
+                pass
+
+    async def two():
+        for _ in range(30):
+            await cp.checkpoint()
+        async with b:
+            await cp.checkpoint()
+            async with a:
+                pass
+
+    await cp.par(one(), two())
+
+
+def test_a_long_run_is_elided_around_the_marked_steps():
+    report = cp.explore(long_then_deadlock, preemption_bound=1, max_schedules=5000)
+    finding = report.deadlocks[0]
+    found = explanation(finding, long_then_deadlock)
+    assert found.pattern == "lock-order cycle"
+    step_lines = [line for line in found.text.splitlines() if line.startswith("  step ")]
+    assert len(step_lines) < len(found.steps) / 2
+    assert any(
+        line.strip().startswith("...") and "steps ..." in line for line in found.text.splitlines()
+    )
+    assert len(marked_lines(found.text)) == 2
+
+
+def test_an_explanation_is_the_same_twice():
+    finding = cp.explore(put_if_empty).failures[0]
+    assert finding.explain() == finding.explain()
+
+
+PROGRAM = textwrap.dedent(
+    """
+    import counterpoint as cp
+
+    async def notify_too_early():
+        ready = cp.Condition(name="ready")
+
+        async def consumer():
+            await cp.checkpoint()
+            async with ready:
+                await ready.wait()
+
+        async def producer():
+            async with ready:
+                ready.notify()
+
+        await cp.par(consumer(), producer())
+
+    if __name__ == "__main__":
+        print(cp.explore(notify_too_early).deadlocks[0].explain())
+    """
+)
+
+
+def test_an_explanation_is_the_same_in_another_process(tmp_path):
+    path = tmp_path / "wakeup.py"
+    path.write_text(PROGRAM)
+    texts = []
+    for seed in ("1", "2"):
+        env = dict(os.environ, PYTHONHASHSEED=seed)
+        done = subprocess.run(
+            [sys.executable, str(path)], capture_output=True, text=True, env=env, timeout=120
+        )
+        assert done.returncode == 0, done.stderr
+        texts.append(done.stdout)
+    namespace: dict = {"__name__": "wakeup"}
+    exec(compile(PROGRAM, str(path), "exec"), namespace)
+    here = cp.explore(namespace["notify_too_early"]).deadlocks[0].explain()
+    assert texts[0] == texts[1] == here + "\n"
+    assert "ready.notify()" in here
+
+
+def test_a_finding_without_its_program_says_to_pass_it_as_run_does():
+    finding = pickle.loads(pickle.dumps(cp.explore(two_locks).deadlocks[0]))
+    with pytest.raises(ValueError, match="does not know its program") as explained:
+        finding.explain()
+    with pytest.raises(ValueError, match="does not know its program") as ran:
+        finding.run()
+    assert str(explained.value).replace("explain", "show") == str(ran.value)
+    assert finding.explain(program=two_locks).splitlines()[1].startswith("Lock-order cycle")
+
+
+def test_explain_refuses_a_coroutine_for_program():
+    finding = cp.explore(two_locks).deadlocks[0]
+    coroutine = two_locks()
+    with pytest.raises(TypeError, match="zero-argument callable"):
+        finding.explain(program=coroutine)
+
+
+def test_explaining_with_another_program_is_a_nondeterminism_error():
+    finding = cp.explore(two_locks).deadlocks[0]
+
+    async def fine():
+        return 1
+
+    with pytest.raises(cp.NondeterminismError, match="not the one explored"):
+        finding.explain(program=fine)
+
+
+def test_explaining_leaves_the_trace_function_as_it_was():
+    calls = []
+
+    def tracer(frame, event, arg):
+        calls.append(event)
+
+    finding = cp.explore(two_locks).deadlocks[0]
+    before = sys.gettrace()
+    sys.settrace(tracer)
+    try:
+        finding.explain()
+        assert sys.gettrace() is tracer
+    finally:
+        sys.settrace(before)
+
+
+def test_assert_ok_shows_the_first_finding_explained_after_its_first_lines():
+    report = cp.explore(put_if_empty)
+    with pytest.raises(AssertionError) as failed:
+        report.assert_ok()
+    lines = str(failed.value).splitlines()
+    assert lines[0].startswith("cp.explore found 1 problem: 1 failure, no deadlocks in ")
+    assert lines[1].startswith("RuntimeError (in ")
+    assert lines[2] == f"replay it: {report.failures[0].replay}"
+    assert lines[4].startswith("Check-then-act on channel 'slot'")
+    assert any("if len(slot) == 0:" in line and line.endswith("<-") for line in lines)
+
+
+def test_assert_ok_of_a_report_from_another_process_has_no_explanation():
+    report = pickle.loads(pickle.dumps(cp.explore(put_if_empty)))
+    with pytest.raises(AssertionError) as failed:
+        report.assert_ok()
+    assert len(str(failed.value).splitlines()) == 3
