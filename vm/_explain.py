@@ -12,10 +12,13 @@ lock-order cycle, lost wake-up, or other), and the text.
 
 from __future__ import annotations
 
+import functools
+import io
 import linecache
 import os
 import sys
 import sysconfig
+import tokenize
 from typing import Any, NamedTuple
 
 from ._journal import HAS_VALUE, KINDS
@@ -71,11 +74,26 @@ class Explanation(NamedTuple):
 
 
 def _where(filename: str, line: int, module_globals: Any = None) -> tuple:
-    """(the file as ``where`` spells it, the line number, the line's text)."""
+    """(the file as ``where`` spells it, the line number, the line's code)."""
     from ._where import source_name
 
-    text = linecache.getline(filename, line, module_globals).strip()
-    return source_name(filename), line, text
+    text = linecache.getline(filename, line, module_globals)
+    return source_name(filename), line, _code(text)
+
+
+@functools.lru_cache(maxsize=4096)
+def _code(text: str) -> str:
+    """A source line without its indentation and its comment."""
+    text = text.strip()
+    if "#" not in text:
+        return text
+    try:
+        for token in tokenize.generate_tokens(io.StringIO(text).readline):
+            if token.type == tokenize.COMMENT:
+                return text[: token.start[1]].rstrip()
+    except (tokenize.TokenError, SyntaxError):  # (part of a statement: keep it whole)
+        pass
+    return text
 
 
 class _Notes:
@@ -150,10 +168,10 @@ def _recorder_class() -> type:
             source = source_of(vm, task.id)
             resumed = None
             if source is not None:
-                text = source.lines[source.line - source.first] if source.lines else ""
-                if not source.first <= source.line < source.first + len(source.lines):
-                    text = ""
-                resumed = (source.where.rsplit(":", 1)[0], source.line, text.strip())
+                text = ""
+                if source.first <= source.line < source.first + len(source.lines):
+                    text = source.lines[source.line - source.first]
+                resumed = (source.where.rsplit(":", 1)[0], source.line, _code(text))
             notes.resumed.append(resumed)
             notes.marks.append([])
             notes.reads.append([])
