@@ -166,7 +166,7 @@ def test_acting_on_a_stale_event_is_set_is_check_then_act():
     assert "if not started.is_set():" in marked_lines(found.text)[0]
 
 
-# -- plain Python state ----------------------------------------------------------------------
+# -- lost update: plain Python state ---------------------------------------------------------
 
 
 async def plain_lost_update():
@@ -181,16 +181,69 @@ async def plain_lost_update():
     assert box["n"] == 2, "an update was lost"
 
 
-def test_plain_python_state_gives_the_steps_with_their_source_lines_and_the_last_race():
+def test_two_tasks_that_read_a_dict_item_before_either_writes_it_back_are_a_lost_update():
     finding = cp.explore(plain_lost_update).failures[0]
     found = explanation(finding, plain_lost_update)
+    assert found.pattern == "lost update"
+    assert found.sentence == (
+        "Lost update on box['n']: task 2 'add' and task 3 'add' both read it before either "
+        "wrote it back."
+    )
+    lines = found.text.splitlines()
+    assert lines[0] == "AssertionError: an update was lost  (schedule cp1:0112, 1 preemption)"
+    marked = marked_lines(found.text)
+    assert len(marked) == 2
+    assert all('seen = box["n"]' in line and "reads box['n']" in line for line in marked)
+    assert sum("writes box['n']" in line for line in lines) == 2
+
+
+class Counter:
+    def __init__(self):
+        self.value = 0
+
+
+async def attribute_lost_update():
+    counter = Counter()
+
+    async def bump(by):
+        counter.value += (await cp.checkpoint()) or by  # read, await, write back
+
+    await cp.par(bump(1), bump(2))
+    assert counter.value == 3, "an update was lost"
+
+
+def test_an_augmented_attribute_update_across_an_await_is_a_lost_update():
+    finding = cp.explore(attribute_lost_update).failures[0]
+    found = explanation(finding, attribute_lost_update)
+    assert found.pattern == "lost update"
+    assert found.sentence.startswith("Lost update on Counter.value: task ")
+    writes = [line for line in found.text.splitlines() if "writes Counter.value" in line]
+    assert len(writes) == 3  # __init__'s, and each task's write back
+    assert sum("counter.value += (await" in line for line in writes) == 2
+
+
+async def nonlocal_lost_update():
+    count = 0
+
+    async def add():
+        nonlocal count
+        seen = count
+        await cp.checkpoint()
+        count = seen + 1
+
+    await cp.par(add(), add())
+    assert count == 2, "an update was lost"
+
+
+def test_state_explain_cannot_see_gives_the_steps_the_last_race_and_what_to_do():
+    finding = cp.explore(nonlocal_lost_update).failures[0]
+    found = explanation(finding, nonlocal_lost_update)
     assert found.pattern == "other"
     assert found.sentence.startswith("Other: the last race is step 2 (task 2 'add') against")
     assert "cp.shared(" in found.sentence  # what to do to learn more
     lines = found.text.splitlines()
-    assert lines[0] == "AssertionError: an update was lost  (schedule cp1:0112, 1 preemption)"
-    assert sum('seen = box["n"]' in line for line in lines) == 2
-    assert sum('box["n"] = seen + 1' in line for line in lines) == 2
+    assert sum("seen = count" in line for line in lines) == 2
+    assert sum("count = seen + 1" in line for line in lines) == 2
     assert any("raises AssertionError" in line for line in lines)
 
 

@@ -12,6 +12,7 @@ lock-order cycle, lost wake-up, or other), and the text.
 
 from __future__ import annotations
 
+import dis
 import functools
 import io
 import linecache
@@ -122,8 +123,13 @@ class _Notes:
     def tracer(self, internal: Any) -> Any:
         notes = self
 
+        plain = _PlainState(notes)
+
         def local(frame: Any, event: str, arg: Any) -> Any:
-            if event == "line" and notes.marks:
+            if event == "opcode":
+                if notes.marks:
+                    plain.opcode(frame)
+            elif event == "line" and notes.marks:
                 code = frame.f_code
                 where = _where(code.co_filename, frame.f_lineno, frame.f_globals)
                 notes.marks[-1].append((notes.when(), where))
@@ -131,10 +137,136 @@ class _Notes:
 
         def call(frame: Any, event: str, arg: Any) -> Any:
             if event == "call" and _user(frame.f_code.co_filename, internal):
+                frame.f_trace_opcodes = _OPCODES
                 return local
             return None
 
         return call
+
+
+# -- plain Python state: subscripts and attributes, read off the bytecode ------------------------
+
+_OPCODES = sys.version_info[:2] == (3, 11)  # (the bytecode patterns below are 3.11's)
+_LOADS = frozenset({"LOAD_FAST", "LOAD_DEREF", "LOAD_CLOSURE", "LOAD_GLOBAL", "LOAD_NAME"})
+_MUTATORS = frozenset(
+    {"append", "extend", "insert", "pop", "remove", "clear", "update", "setdefault", "popitem"}
+)
+_MISSING = object()
+
+
+@functools.lru_cache(maxsize=512)
+def _instructions(code: Any) -> tuple[list, dict[int, int]]:
+    found = list(dis.get_instructions(code))
+    return found, {ins.offset: k for k, ins in enumerate(found)}
+
+
+class _PlainState:
+    """Reads and writes of plain Python state during the re-run: ``x[k]``, ``x[k] = v``,
+    ``x[k] += v``, ``o.a``, ``o.a = v``, ``o.a += v`` and a mutating method of a list or
+    dict (``log.append(v)``), where ``x`` / ``o`` is a name (a local, a closure's or a
+    global variable), found by looking at the instruction about to run (opcode
+    events) and the simple loads before it.  A dict or list is labelled by the name it
+    was first reached through, an instance of a user class by its class; a second
+    object that would get the same label gets ``#2``, and so on.  Objects are told
+    apart by identity during the run only (kept alive, so identities are not reused);
+    nothing observable depends on an identity."""
+
+    def __init__(self, notes: _Notes) -> None:
+        self.notes = notes
+        self.labels: dict[int, str] = {}
+        self.kept: list = []
+        self.used: dict[str, int] = {}
+        self.pending: dict[int, tuple] = {}  # frame -> the target of an augmented store
+
+    def opcode(self, frame: Any) -> None:
+        found, index = _instructions(frame.f_code)
+        k = index.get(frame.f_lasti)
+        if k is None:
+            return
+        name = found[k].opname
+        if name == "BINARY_SUBSCR":
+            augmented = k >= 4 and found[k - 1].opname == found[k - 2].opname == "COPY"
+            first = k - 4 if augmented else k - 2
+            target = self._target(frame, found, first, first + 1)
+            if augmented:
+                self.pending[id(frame)] = target
+            self._note(frame, target, False)
+        elif name == "STORE_SUBSCR":
+            if k >= 2 and found[k - 1].opname == found[k - 2].opname == "SWAP":
+                target = self.pending.pop(id(frame), None)
+            else:
+                target = self._target(frame, found, k - 2, k - 1)
+            self._note(frame, target, True)
+        elif name == "LOAD_ATTR":
+            augmented = k >= 2 and found[k - 1].opname == "COPY"
+            target = self._attribute(frame, found, k - 2 if augmented else k - 1, found[k])
+            if augmented:
+                self.pending[id(frame)] = target
+            self._note(frame, target, False)
+        elif name == "STORE_ATTR":
+            if k >= 1 and found[k - 1].opname == "SWAP":
+                target = self.pending.pop(id(frame), None)
+            else:
+                target = self._attribute(frame, found, k - 1, found[k])
+            self._note(frame, target, True)
+        elif name == "LOAD_METHOD" and found[k].argval in _MUTATORS:
+            held = self._operand(frame, found, k - 1)
+            if held is not None and type(held[0]) in (list, dict):
+                self._note(frame, (held[0], held[1], None), True)
+
+    def _operand(self, frame: Any, found: list, k: int) -> tuple | None:
+        """(value, name) of the simple load at instruction ``k`` (None if it is not one)."""
+        if k < 0:
+            return None
+        ins = found[k]
+        if ins.opname == "LOAD_CONST":
+            return ins.argval, None
+        if ins.opname not in _LOADS:
+            return None
+        name = ins.argval
+        value = frame.f_locals.get(name, _MISSING)
+        if value is _MISSING:
+            value = frame.f_globals.get(name, _MISSING)
+        return None if value is _MISSING else (value, name)
+
+    def _target(self, frame: Any, found: list, at: int, key_at: int) -> tuple | None:
+        held, key = self._operand(frame, found, at), self._operand(frame, found, key_at)
+        if held is None or key is None or type(held[0]) not in (list, dict):
+            return None
+        if type(key[0]) not in (str, int, bool, float, tuple, type(None)):
+            return None
+        return held[0], held[1], ("item", key[0])
+
+    def _attribute(self, frame: Any, found: list, at: int, ins: Any) -> tuple | None:
+        held = self._operand(frame, found, at)
+        if held is None or not _user_object(held[0]):
+            return None
+        return held[0], None, ("attribute", ins.argval)
+
+    def _note(self, frame: Any, target: tuple | None, write: bool) -> None:
+        if target is None:
+            return
+        obj, name, key = target
+        label = self.labels.get(id(obj))
+        if label is None:
+            base = name if name is not None else type(obj).__name__
+            n = self.used[base] = self.used.get(base, 0) + 1
+            label = base if n == 1 else f"{base}#{n}"
+            self.labels[id(obj)] = label
+            self.kept.append(obj)
+        notes = self.notes
+        where = _where(frame.f_code.co_filename, frame.f_lineno, frame.f_globals)
+        notes.shared[-1].append((("plain", label, key), write, where, notes.when()))
+
+
+def _user_object(value: Any) -> bool:
+    """An instance of a class of the program (not a module, class, function, or one of
+    Counterpoint's or the standard library's objects)."""
+    cls = type(value)
+    module = getattr(cls, "__module__", "") or ""
+    if module in ("builtins",) or module.startswith("counterpoint") or module.startswith("_"):
+        return False
+    return hasattr(value, "__dict__") and not isinstance(value, type) and not callable(value)
 
 
 _LIBRARY = tuple({sysconfig.get_paths()[key] + os.sep for key in ("stdlib", "platstdlib")})
@@ -258,6 +390,11 @@ class _Names:
         if obj[0] == "shared":
             _, label, key = obj
             return f"{label} (its size or order)" if key is None else f"{label}[{key!r}]"
+        if obj[0] == "plain":
+            _, label, key = obj
+            if key is None:
+                return f"{label} (its items)"
+            return f"{label}.{key[1]}" if key[0] == "attribute" else f"{label}[{key[1]!r}]"
         if obj[0] == "timer":
             return f"the timer at tick {obj[1]}"
         if obj[1] is None:
@@ -419,13 +556,16 @@ def _later_step(steps: list[StepNote], i: int, task: int) -> int | None:
     return None
 
 
+_STATE = ("shared", "plain")  # locations of Python state (not VM objects)
+
+
 def _lost_update(steps: list[StepNote], names: _Names) -> tuple | None:
     """Two tasks read a location, then both write it: the last such location."""
     best = None
     by_location: dict[Any, list[tuple[int, int, bool]]] = {}
     for j, step in enumerate(steps):
         for access in step.accesses:
-            if access.obj is not None and access.obj[0] == "shared":
+            if access.obj is not None and access.obj[0] in _STATE:
                 by_location.setdefault(access.obj, []).append((j, step.task, access.write))
     for location, uses in by_location.items():
         read: dict[int, int] = {}  # task -> its last read not yet written back
@@ -436,20 +576,20 @@ def _lost_update(steps: list[StepNote], names: _Names) -> tuple | None:
             first = read.pop(task, None)
             if first is None:
                 continue
-            # another task read it after this one did and before this write, and writes
-            # it back later: both read before either wrote
+            # another task read it before this write and writes it back later, without
+            # reading it again: both read before either wrote
             for other, seen in read.items():
-                writes_back = any(t == other and w and k > j for k, t, w in uses)
-                later = best is None or seen > best[2]
-                if other != task and first < seen and writes_back and later:
-                    best = (location, first, seen, task, other)
+                again = next(((k, wr) for k, t, wr in uses if t == other and k > j), None)
+                later = best is None or max(first, seen) > best[2]
+                if other != task and again is not None and again[1] and later:
+                    best = (location, min(first, seen), max(first, seen), task, other)
     if best is None:
         return None
-    location, first, seen, task, other = best
+    location, first, seen, _, _ = best
     where = names.obj(location)
     sentence = (
-        f"Lost update on {where}: {names.task(task)} and {names.task(other)} both read it "
-        "before either wrote it back."
+        f"Lost update on {where}: {names.task(steps[first].task)} and "
+        f"{names.task(steps[seen].task)} both read it before either wrote it back."
     )
     return "lost update", sentence, {first: location, seen: location}
 
@@ -648,7 +788,7 @@ def explanation(finding: Any, program: Any) -> Explanation:
                 f"Other: the last race is step {i + 1} ({names.task(steps[i].task)}) against "
                 f"step {j + 1} ({names.task(steps[j].task)})."
             )
-            if not any(a.obj and a.obj[0] == "shared" for s in steps for a in s.accesses):
+            if not any(a.obj and a.obj[0] in _STATE for s in steps for a in s.accesses):
                 sentence += "\n" + _PLAIN_HINT
         found = ("other", sentence, marked)
     pattern, sentence, marked = found
