@@ -3,8 +3,9 @@
 The finding's schedule is run again on a fresh VM (as ``Finding.run`` does) with a
 recorder that also notes, for every step, the source lines the task ran (a
 ``sys.settrace`` line tracer on user frames, so each journal record, each record-free
-read of a VM object and each ``cp.shared`` access is put on the line that made it),
-where the task resumed (``lowlevel.source_of``) and where a failure was raised
+read of a VM object and each ``cp.shared`` access is put on the line that made it; its
+opcode events also see subscripts and attributes of plain Python state), where the
+task resumed (``lowlevel.source_of``) and where a failure was raised
 (``lowlevel.failure_source``).  From those notes: the conflicting pair (the last race,
 as :func:`~._reduction.races` finds races), the pattern (lost update, check-then-act,
 lock-order cycle, lost wake-up, or other), and the text.
