@@ -298,6 +298,7 @@ def _recorder_class() -> type:
 
             super().ran(vm, task, candidates)
             notes = self.notes
+            notes.vm = vm
             source = source_of(vm, task.id)
             resumed = None
             if source is not None:
@@ -332,42 +333,19 @@ def _recorder_class() -> type:
 
 def _rerun(finding: Any, program: Any) -> tuple:
     """Run the finding's schedule again, taking notes: (vm, recorder, notes, error)."""
-    from ._errors import Cancelled, Deadlock, NondeterminismError
     from ._schedule import decode_schedule
-    from ._sources import Sources
-    from ._vm import VM, is_internal
+    from ._vm import is_internal
 
     notes = _Notes()
     recorder = _recorder_class()(decode_schedule(finding.schedule), notes)
-    vm = VM(
-        seed=finding.__dict__.get("_seed", 0),
-        max_steps=finding.__dict__.get("_max_steps", 100_000),
-        sources=Sources(chooser=recorder),
-    )
-    notes.vm = vm
-    error: BaseException | None = None
     before = sys.gettrace()
     sys.settrace(notes.tracer(is_internal))
     try:
-        value = vm.run(program())
-    except Deadlock as raised:
-        error, ended = raised, "Deadlock"
-    except Exception as raised:
-        error, ended = raised, type(raised).__name__
-    except Cancelled as raised:
-        error, ended = raised, "Cancelled"
-    else:
-        ended = f"returned {value!r}"[:80]
+        vm, error = finding._replay(program, recorder)
     finally:
         sys.settrace(before)
-        recorder.tasks = vm._next_task
-        vm._dispose()
-    if ended != finding.outcome:
-        raise NondeterminismError(
-            f"the finding's schedule {finding.schedule!r} ran again ended {ended}, not "
-            f"{finding.outcome}: the program is not the one explored, or it is not "
-            "deterministic (see cp.explore)"
-        )
+    recorder.tasks = vm._next_task
+    vm._dispose()
     return vm, recorder, notes, error
 
 

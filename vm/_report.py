@@ -88,23 +88,30 @@ class Finding(_FindingFields):
         otherwise raises ``cp.NondeterminismError``.  ``program`` is the zero-argument
         callable that was explored; by default the one ``explore`` was given (known
         when the finding comes from an ``explore`` call in this process)."""
+        return self._replay(self._program_of(program, "show"))[0]
+
+    def _replay(self, program: Any, chooser: Any = None) -> tuple[Any, BaseException | None]:
+        """Run the finding's schedule again (or let ``chooser`` follow it): (the VM, the
+        run's exception); ``cp.NondeterminismError`` if it ends otherwise."""
         from ._errors import Cancelled, Deadlock, NondeterminismError
+        from ._sources import Sources
         from ._vm import VM  # (here: _vm imports this module through _explore)
 
-        program = self._program_of(program, "show")
         vm = VM(
-            schedule=self.schedule,
+            schedule=self.schedule if chooser is None else None,
             seed=self.__dict__.get("_seed", 0),
             max_steps=self.__dict__.get("_max_steps", 100_000),
+            sources=Sources(chooser=chooser),
         )
+        raised: BaseException | None = None
         try:
             value = vm.run(program())
-        except Deadlock:
-            ended = "Deadlock"
+        except Deadlock as error:
+            raised, ended = error, "Deadlock"
         except Exception as error:
-            ended = type(error).__name__
-        except Cancelled:
-            ended = "Cancelled"
+            raised, ended = error, type(error).__name__
+        except Cancelled as error:
+            raised, ended = error, "Cancelled"
         else:
             ended = f"returned {value!r}"[:80]
         if ended != self.outcome:
@@ -113,7 +120,7 @@ class Finding(_FindingFields):
                 f"{self.outcome}: the program is not the one explored, or it is not "
                 "deterministic (see cp.explore)"
             )
-        return vm
+        return vm, raised
 
     def _program_of(self, program: Any, method: str) -> Any:
         """``program``, or the one ``explore`` was given; a clear error if neither."""
