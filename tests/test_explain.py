@@ -166,6 +166,72 @@ def test_acting_on_a_stale_event_is_set_is_check_then_act():
     assert "if not started.is_set():" in marked_lines(found.text)[0]
 
 
+# -- cp.shared state ---------------------------------------------------------------------------
+
+
+async def shared_lost_update():
+    box = cp.shared({"n": 0}, name="box")
+
+    async def add():
+        seen = box["n"]
+        await cp.checkpoint()
+        box["n"] = seen + 1
+
+    await cp.par(add(), add(), add())
+    assert box["n"] == 3, "an update was lost"
+
+
+def test_a_lost_update_on_a_shared_dict_names_the_location_and_the_two_readers():
+    finding = cp.explore(shared_lost_update, shared_only=True).failures[0]
+    found = explanation(finding, shared_lost_update)
+    assert found.pattern == "lost update"
+    first, second = (found.steps[j].task for j in found.marked)
+    assert found.sentence == (
+        f"Lost update on box['n']: task {first} 'add' and task {second} 'add' both read it "
+        "before either wrote it back."
+    )
+    marked = marked_lines(found.text)
+    assert all('seen = box["n"]' in line and "reads box['n']" in line for line in marked)
+
+
+def test_each_shared_access_is_told_once():
+    finding = cp.explore(shared_lost_update, shared_only=True).failures[0]
+    text = finding.explain()
+    assert sum(line.count("reads box['n']") for line in text.splitlines()) == 4  # 3 + assert
+    assert sum(line.count("writes box['n']") for line in text.splitlines()) == 3
+
+
+class Account:
+    def __init__(self):
+        self.balance = 100
+
+
+async def overdraw():
+    account = cp.shared(Account(), name="account")
+
+    async def withdraw(amount):
+        if account.balance >= amount:
+            await cp.checkpoint()
+            account.balance -= amount
+
+    await cp.par(withdraw(80), withdraw(50))
+    assert account.balance >= 0, f"overdrawn: {account.balance}"
+
+
+def test_withdrawing_on_a_stale_shared_balance_is_check_then_act():
+    finding = cp.explore(overdraw, shared_only=True).failures[0]
+    found = explanation(finding, overdraw)
+    assert found.pattern == "check-then-act"
+    assert found.sentence.startswith(
+        "Check-then-act on account.balance: task 2 'withdraw' read it (step 2), "
+        "task 3 'withdraw' changed it (step 4), then task 2 'withdraw' acted on what it had "
+        "read (step 5)."
+    )
+    marked = marked_lines(found.text)
+    assert "if account.balance >= amount:" in marked[0]
+    assert "account.balance -= amount" in marked[1] and "writes account.balance" in marked[1]
+
+
 # -- lost update: plain Python state ---------------------------------------------------------
 
 
@@ -392,3 +458,32 @@ def test_assert_ok_of_a_report_from_another_process_has_no_explanation():
     with pytest.raises(AssertionError) as failed:
         report.assert_ok()
     assert len(str(failed.value).splitlines()) == 3
+
+
+def test_a_finding_of_a_broken_invariant_runs_and_explains_with_the_invariant_checked():
+    state: dict = {}
+
+    async def main():
+        box = state["box"] = cp.shared({"n": 0}, name="box")
+
+        async def add():
+            seen = box["n"]
+            await cp.checkpoint()
+            box["n"] = seen + 1
+
+        await cp.par(add(), add())
+
+    def program():
+        state.clear()
+        return main()
+
+    def below_two():
+        return "box" not in state or state["box"]["n"] < 2
+
+    finding = cp.explore(program, invariant=below_two, shared_only=True).failures[0]
+    assert finding.message.startswith("the invariant below_two() does not hold after step ")
+    assert finding.run().journal  # (it used to end "returned None": no invariant checked)
+    text = finding.explain()
+    assert text.startswith("AssertionError: the invariant below_two() does not hold")
+    assert "def below_two" not in text and 'return "box" not in state' not in text
+    assert "writes box['n']" in text.splitlines()[-2]

@@ -27,6 +27,7 @@ from ._journal import HAS_VALUE, KINDS
 from ._kinds import OBJECT_KINDS
 from ._reduction import footprint, footprints, races
 from ._report import count
+from ._shared import SHARED, describe
 
 _CONTEXT = 2  # steps shown around each interesting one when a long run is elided
 _SHORT = 24  # runs with at most this many steps are shown whole
@@ -104,6 +105,7 @@ class _Notes:
 
     def __init__(self) -> None:
         self.vm: Any = None
+        self.recorder: Any = None
         self.marks: list[list[tuple]] = []  # per step: (journal position, where)
         self.resumed: list[tuple | None] = []
         self.reads: list[list[tuple]] = []  # per step: (object, where)
@@ -116,6 +118,10 @@ class _Notes:
         self.seq += 1
         return len(self.vm._rows), -1, self.seq
 
+    def checking(self) -> bool:
+        """Whether the recorder is checking the explored invariant right now."""
+        return self.recorder is not None and self.recorder._checking
+
     def current(self) -> tuple | None:
         if self.marks and self.marks[-1]:
             return self.marks[-1][-1][1]
@@ -127,6 +133,8 @@ class _Notes:
         plain = _PlainState(notes)
 
         def local(frame: Any, event: str, arg: Any) -> Any:
+            if notes.checking():  # (the invariant's own lines are no step's)
+                return local
             if event == "opcode":
                 if notes.marks:
                     plain.opcode(frame)
@@ -236,13 +244,13 @@ class _PlainState:
             return None
         if type(key[0]) not in (str, int, bool, float, tuple, type(None)):
             return None
-        return held[0], held[1], ("item", key[0])
+        return held[0], held[1], key[0]
 
     def _attribute(self, frame: Any, found: list, at: int, ins: Any) -> tuple | None:
         held = self._operand(frame, found, at)
         if held is None or not _user_object(held[0]):
             return None
-        return held[0], None, ("attribute", ins.argval)
+        return held[0], None, "." + ins.argval
 
     def _note(self, frame: Any, target: tuple | None, write: bool) -> None:
         if target is None:
@@ -261,13 +269,21 @@ class _PlainState:
 
 
 def _user_object(value: Any) -> bool:
-    """An instance of a class of the program (not a module, class, function, or one of
+    """An instance of a class of the program (not a module, class or function, nor one of
     Counterpoint's or the standard library's objects)."""
-    cls = type(value)
-    module = getattr(cls, "__module__", "") or ""
-    if module in ("builtins",) or module.startswith("counterpoint") or module.startswith("_"):
-        return False
-    return hasattr(value, "__dict__") and not isinstance(value, type) and not callable(value)
+    cls = type(value)  # (only the class is asked: an instance may report what it is asked)
+    return _user_class(cls) and not issubclass(cls, type) and not callable(value)
+
+
+@functools.lru_cache(maxsize=256)
+def _user_class(cls: type) -> bool:
+    from ._vm import is_internal
+
+    module = getattr(cls, "__module__", None) or ""
+    if module == "__main__":
+        return True
+    filename = getattr(sys.modules.get(module), "__file__", None)
+    return bool(filename) and _user(filename, is_internal)
 
 
 _LIBRARY = tuple({sysconfig.get_paths()[key] + os.sep for key in ("stdlib", "platstdlib")})
@@ -318,15 +334,14 @@ def _recorder_class() -> type:
                 notes.reads[-1].append((obj, notes.current(), notes.when()))
 
         def access(self, location: tuple, write: bool) -> None:
-            parent = getattr(super(), "access", None)
-            if parent is not None:
-                parent(location, write)
+            from ._shared import user_frame
+
+            super().access(location, write)
             notes = self.notes
-            if not notes.shared:
+            if not notes.shared or self._checking:  # (an invariant's reads are not steps')
                 return
-            frame = sys._getframe(2)
-            where = _where(frame.f_code.co_filename, frame.f_lineno, frame.f_globals)
-            notes.shared[-1].append((location, bool(write), where, notes.when()))
+            filename, line, _ = user_frame()
+            notes.shared[-1].append((location, bool(write), _where(filename, line), notes.when()))
 
     return _Explaining
 
@@ -337,7 +352,7 @@ def _rerun(finding: Any, program: Any) -> tuple:
     from ._vm import is_internal
 
     notes = _Notes()
-    recorder = _recorder_class()(decode_schedule(finding.schedule), notes)
+    recorder = notes.recorder = _recorder_class()(decode_schedule(finding.schedule), notes)
     before = sys.gettrace()
     sys.settrace(notes.tracer(is_internal))
     try:
@@ -366,14 +381,8 @@ class _Names:
     def obj(self, obj: Any) -> str:
         if obj is None:
             return "nothing"
-        if obj[0] == "shared":
-            _, label, key = obj
-            return f"{label} (its size or order)" if key is None else f"{label}[{key!r}]"
-        if obj[0] == "plain":
-            _, label, key = obj
-            if key is None:
-                return f"{label} (its items)"
-            return f"{label}.{key[1]}" if key[0] == "attribute" else f"{label}[{key[1]!r}]"
+        if obj[0] in _STATE:  # (as the program spells it: box['n'], account.balance)
+            return describe((SHARED, *obj[1:]))
         if obj[0] == "timer":
             return f"the timer at tick {obj[1]}"
         if obj[1] is None:
@@ -493,12 +502,22 @@ def _steps(vm: Any, recorder: Any, notes: _Notes, names: _Names) -> list[StepNot
             verb = "writes" if write else "reads"
             found.append((when, Access(location, write, f"{verb} {names.obj(location)}", where)))
         found.sort(key=lambda item: item[0])
+        found = [item for k, item in enumerate(found) if not _repeats(found, k)]
         accesses = tuple(access for _, access in found)
         out.append(StepNote(task, resumed, paused, accesses, _lines(marks, found, resumed)))
     return out
 
 
 _NOWHERE = ("", 0, "")
+
+
+def _repeats(found: list, k: int) -> bool:
+    """Whether access k says again what the one before it said, on the same line (a
+    condition that reads a location twice)."""
+    if not k:
+        return False
+    before, access = found[k - 1][1], found[k][1]
+    return before.words == access.words and before.line == access.line
 
 
 def _lines(marks: list[tuple], found: list[tuple], resumed: tuple | None) -> tuple:
@@ -755,7 +774,7 @@ def explanation(finding: Any, program: Any) -> Explanation:
         found = _lost_update(steps, names) or _check_then_act(steps, names, failed)
     if found is None:
         summary_steps, barriers = footprints(
-            vm.journal, recorder.steps, recorder.advances, recorder.reads
+            vm.journal, recorder.steps, recorder.advances, recorder.reads, recorder.accesses
         )
         race = _last_race(summary_steps, barriers, steps, recorder)
         marked = dict.fromkeys(race or ())

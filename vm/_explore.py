@@ -760,7 +760,7 @@ def explore(
     )
     if tally.first_finding_clock is not None:
         report.first_finding_seconds = tally.first_finding_clock - started
-    report._explored(program)
+    report._explored(program, invariant)
     return report
 
 

@@ -77,7 +77,8 @@ class Finding(_FindingFields):
         return made
 
     def __getstate__(self) -> dict | None:  # the program stays in this process
-        return {k: v for k, v in self.__dict__.items() if k != "_program"} or None
+        here = ("_program", "_invariant")  # (they may not pickle)
+        return {k: v for k, v in self.__dict__.items() if k not in here} or None
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
@@ -104,6 +105,15 @@ class Finding(_FindingFields):
         from ._sources import Sources
         from ._vm import VM  # (here: _vm imports this module through _explore)
 
+        invariant = self.__dict__.get("_invariant")
+        if invariant is not None:  # checked after every step, as explore did
+            if chooser is None:
+                from ._explore import _Recorder
+                from ._schedule import decode_schedule
+                from ._strategies import DEFAULT
+
+                chooser = _Recorder(decode_schedule(self.schedule), DEFAULT)
+            chooser.invariant = invariant
         vm = VM(
             schedule=self.schedule if chooser is None else None,
             seed=self.__dict__.get("_seed", 0),
@@ -245,11 +255,14 @@ class ExploreReport:
         self.warnings: list[str] = []  # the lint: atomic here, racy under threads
         self.program: Any = None  # what was explored (this process only: never pickled)
 
-    def _explored(self, program: Any) -> None:
-        """Remember the program explored, here and on each finding (for ``show()``)."""
+    def _explored(self, program: Any, invariant: Any = None) -> None:
+        """Remember the program explored, here and on each finding (for ``show()``),
+        and the invariant it was explored with (a finding's run checks it again)."""
         self.program = program
         for finding in self.deadlocks + self.failures:
             finding.__dict__["_program"] = program
+            if invariant is not None:
+                finding.__dict__["_invariant"] = invariant
 
     def __getstate__(self) -> dict:  # the program stays in this process (it may not pickle)
         state = dict(self.__dict__)
