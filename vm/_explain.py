@@ -310,19 +310,10 @@ def _recorder_class() -> type:
             self.notes = notes
 
         def ran(self, vm: Any, task: Any, candidates: list | None) -> None:
-            from .lowlevel import source_of
-
             super().ran(vm, task, candidates)
             notes = self.notes
             notes.vm = vm
-            source = source_of(vm, task.id)
-            resumed = None
-            if source is not None:
-                text = ""
-                if source.first <= source.line < source.first + len(source.lines):
-                    text = source.lines[source.line - source.first]
-                resumed = (source.where.rsplit(":", 1)[0], source.line, _code(text))
-            notes.resumed.append(resumed)
+            notes.resumed.append(_resumes_at(task))
             notes.marks.append([])
             notes.reads.append([])
             notes.shared.append([])
@@ -344,6 +335,26 @@ def _recorder_class() -> type:
             notes.shared[-1].append((location, bool(write), _where(filename, line), notes.when()))
 
     return _Explaining
+
+
+def _resumes_at(task: Any) -> tuple | None:
+    """Where ``task`` resumes: the line its innermost user frame is paused at (its
+    ``def`` line if it has not started), as ``lowlevel.source_of`` finds it, without
+    reading the whole function's source (one line is all a step needs)."""
+    from ._vm import is_internal
+    from ._where import paused_frame
+
+    coro = task._coro
+    if coro is None:
+        return None
+    frame = paused_frame(coro)
+    if frame is not None:
+        return _where(frame.f_code.co_filename, frame.f_lineno, frame.f_globals)
+    frame = getattr(coro, "cr_frame", None)  # not started (a closed one has no frame)
+    if frame is None or is_internal(frame.f_code.co_filename):
+        return None
+    code = frame.f_code
+    return _where(code.co_filename, code.co_firstlineno, frame.f_globals)
 
 
 def _rerun(finding: Any, program: Any) -> tuple:
