@@ -860,8 +860,9 @@ def _render(
     deadlock = finding.outcome == "Deadlock"
     head = message.splitlines()[0] if message and not deadlock else ""
     first = f"{finding.outcome}: {head}" if head else finding.outcome
+    schedule = _clip(finding.schedule, _TEXT)  # (the replay line below has all of it)
     lines = [
-        f"{first}  (schedule {finding.schedule}, {count(finding.preemptions, 'preemption')})",
+        f"{first}  (schedule {schedule}, {count(finding.preemptions, 'preemption')})",
         sentence,
     ]
     if deadlock and message:
