@@ -487,3 +487,35 @@ def test_a_finding_of_a_broken_invariant_runs_and_explains_with_the_invariant_ch
     assert text.startswith("AssertionError: the invariant below_two() does not hold")
     assert "def below_two" not in text and 'return "box" not in state' not in text
     assert "writes box['n']" in text.splitlines()[-2]
+
+
+async def nobody_sends():
+    inbox = cp.channel(name="inbox")
+
+    async def reader():
+        return await inbox.recv()
+
+    async def idle():
+        await cp.checkpoint()
+
+    await cp.par(reader(), idle())
+
+
+def test_a_deadlock_on_a_channel_is_other_without_a_word_about_plain_state():
+    finding = cp.explore(nobody_sends).deadlocks[0]
+    found = explanation(finding, nobody_sends)
+    assert found.pattern == "other"
+    assert "cp.shared" not in found.text
+    assert "task 2 'reader' waits to receive on channel 'inbox'" in found.text
+    assert any(
+        "return await inbox.recv()" in line and "waits to receive on channel 'inbox'" in line
+        for line in found.text.splitlines()
+    )
+
+
+def test_an_explanation_shows_as_its_text_in_a_repl_and_a_notebook():
+    text = cp.explore(two_locks).deadlocks[0].explain()
+    assert isinstance(text, str)
+    assert repr(text) == str(text)
+    assert text._repr_html_().startswith("<pre>Deadlock  (schedule ")
+    assert "holds lock &#x27;a&#x27;" in text._repr_html_()

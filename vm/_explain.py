@@ -25,6 +25,7 @@ from typing import Any, NamedTuple
 
 from ._journal import HAS_VALUE, KINDS
 from ._kinds import OBJECT_KINDS
+from ._names import Wait, wait_words
 from ._reduction import footprint, footprints, races
 from ._report import count
 from ._shared import SHARED, describe
@@ -421,10 +422,13 @@ def _words(kind: str, data: dict, subject: int, task: int, names: _Names) -> str
         return f"creates {obj((object_kind, data.get(object_kind)))}"
     if kind == "block":
         op = data["op"]
-        target = [(k, v) for k, v in data.items() if k != "op"]
-        what = ", ".join(" or ".join(v) if isinstance(v, list) else obj((k, v)) for k, v in target)
-        verbs = {"send": "to send on", "recv": "to receive from", "acquire": "to acquire"}
-        return f"{who}waits {verbs.get(op, 'for' if op != 'select' else 'in select on')} {what}"
+        ((key, target),) = [(k, v) for k, v in data.items() if k != "op"] or [("", None)]
+        if isinstance(target, list):  # a select's cases ("channel 3", ...)
+            return f"{who}waits in select on {', '.join(map(str, target))}"
+        if op in ("recv", "send", "acquire", "wait", "join"):  # (the VM's own words)
+            name = names.objects.get((key, target))
+            return f"{who}waits {wait_words(Wait(op, key, target, name))}"
+        return f"{who}waits for {obj((key, target))}"
     if kind == "wake":
         return None
     if kind in ("send", "recv"):
@@ -459,7 +463,19 @@ def _words(kind: str, data: dict, subject: int, task: int, names: _Names) -> str
         return f"{who}selects case {data['index']}"
     if kind == "scope":
         return None
-    return f"{who}{kind} {data}"
+    if kind == "queue":
+        return f"queues {data['name']!r} for worker {data['worker']}"
+    if kind == "start":
+        return f"worker {data['worker']} starts {data['name']!r} ({data['cost']} ticks)"
+    if kind == "receipt":
+        return f"{who}gets worker {data['worker']}'s receipt"
+    if kind == "event":
+        return f"{who}takes a host event from {data['source']!r}"
+    if kind in ("suspend", "resume"):
+        return f"{kind}s {names.task(subject)}"
+    if kind == "timeout":
+        return f"scope {data['scope']} times out"
+    return None  # (notebook cell markers and the like: no part of a step's story)
 
 
 def _steps(vm: Any, recorder: Any, notes: _Notes, names: _Names) -> list[StepNote]:
@@ -751,25 +767,46 @@ def _last_race(
     for i, task in races(summary_steps, barriers, (), recorder.tasks):
         j = _later_step(steps, i, task)
         if j is not None:
-            pairs.append((j, i))
+            seen = _touches(steps[i]) and _touches(steps[j])
+            pairs.append((seen, j, i))
     if not pairs:
         return None
-    j, i = max(pairs)
+    _, j, i = max(pairs)  # (the last race on something known, else the last one)
     return i, j
 
 
+def _touches(step: StepNote) -> bool:
+    """Whether a step touched anything explain can name (a VM object, Python state)."""
+    return any(access.obj for access in step.accesses)
+
+
 _PLAIN_HINT = (
-    "(The tasks share no cp.shared state, so explain cannot say what they read and "
-    "wrote:\n wrap shared dicts, lists and objects in cp.shared(...) to have each access "
-    "named.)"
+    "(A step of this race touched nothing explain can see: state shared through a "
+    "nonlocal or global\n variable, or reached through a call, is invisible to it; keep "
+    "it in cp.shared(...) to have each access named.)"
 )
 
 # -- the text ---------------------------------------------------------------------------------
 
 
-def explain(finding: Any, program: Any) -> str:
+class Text(str):
+    """The text of an explanation: a ``str`` that a REPL or a notebook shows as the text
+    it is (lines and all), not as a quoted string."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return str(self)
+
+    def _repr_html_(self) -> str:
+        from html import escape
+
+        return f"<pre>{escape(str(self))}</pre>"
+
+
+def explain(finding: Any, program: Any) -> Text:
     """The text of ``finding.explain()`` (see :func:`explanation`)."""
-    return explanation(finding, program).text
+    return Text(explanation(finding, program).text)
 
 
 def explanation(finding: Any, program: Any) -> Explanation:
@@ -790,14 +827,17 @@ def explanation(finding: Any, program: Any) -> Explanation:
         race = _last_race(summary_steps, barriers, steps, recorder)
         marked = dict.fromkeys(race or ())
         if race is None:
-            sentence = "No race decides this outcome: it happens in every order of these steps."
+            sentence = (
+                "Other: no two steps below race, so this outcome does not depend on their order."
+            )
         else:
             i, j = race
             sentence = (
                 f"Other: the last race is step {i + 1} ({names.task(steps[i].task)}) against "
                 f"step {j + 1} ({names.task(steps[j].task)})."
             )
-            if not any(a.obj and a.obj[0] in _STATE for s in steps for a in s.accesses):
+            if finding.outcome != "Deadlock" and not all(_touches(steps[k]) for k in race):
+                # a step that touched nothing known: state explain cannot see
                 sentence += "\n" + _PLAIN_HINT
         found = ("other", sentence, marked)
     pattern, sentence, marked = found

@@ -165,6 +165,7 @@ class Finding(_FindingFields):
         conflicting pair marked ``<-``, and the pattern named (lost update,
         check-then-act, lock-order cycle, lost wake-up, or other).  The program is run
         again under the finding's schedule, as :meth:`run` does (``program``: the same).
+        The text is a ``str`` that a REPL or a notebook shows as text.
 
         >>> import counterpoint as cp
         >>> async def main():
