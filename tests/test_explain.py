@@ -374,8 +374,33 @@ PROGRAM = textwrap.dedent(
 
         await cp.par(consumer(), producer())
 
+    class Counter:
+        def __init__(self):
+            self.value = 0
+
+    async def plain_state():
+        counters = [Counter(), Counter()]
+        box = {"n": 0}
+
+        async def add(counter):
+            seen, before = box["n"], counter.value
+            await cp.checkpoint()
+            box["n"] = seen + 1
+            counter.value = before + 1
+
+        await cp.par(add(counters[0]), add(counters[1]), add(counters[0]))
+        assert box["n"] == 3, "lost"
+
+    def both():
+        return "\\n".join(
+            [
+                cp.explore(notify_too_early).deadlocks[0].explain(),
+                cp.explore(plain_state).failures[0].explain(),
+            ]
+        )
+
     if __name__ == "__main__":
-        print(cp.explore(notify_too_early).deadlocks[0].explain())
+        print(both())
     """
 )
 
@@ -393,9 +418,10 @@ def test_an_explanation_is_the_same_in_another_process(tmp_path):
         texts.append(done.stdout)
     namespace: dict = {"__name__": "wakeup"}
     exec(compile(PROGRAM, str(path), "exec"), namespace)
-    here = cp.explore(namespace["notify_too_early"]).deadlocks[0].explain()
+    here = namespace["both"]()
     assert texts[0] == texts[1] == here + "\n"
     assert "ready.notify()" in here
+    assert "reads Counter#2.value" in here and "Lost update on box['n']" in here
 
 
 def test_a_finding_without_its_program_says_to_pass_it_as_run_does():

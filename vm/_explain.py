@@ -278,16 +278,22 @@ def _user_object(value: Any) -> bool:
 
 @functools.lru_cache(maxsize=256)
 def _user_class(cls: type) -> bool:
+    """A class of the program: defined in ``__main__``, in code run without a module of
+    its own (``exec``, a notebook), or in a file of the program's (not Counterpoint's,
+    the standard library's or an installed package's)."""
     from ._vm import is_internal
 
     module = getattr(cls, "__module__", None) or ""
-    if module == "__main__":
+    if module == "__main__" or module not in sys.modules:
         return True
-    filename = getattr(sys.modules.get(module), "__file__", None)
-    return bool(filename) and _user(filename, is_internal)
+    filename = getattr(sys.modules[module], "__file__", None)
+    if not filename or filename.startswith(_INSTALLED):
+        return False
+    return _user(filename, is_internal)
 
 
 _LIBRARY = tuple({sysconfig.get_paths()[key] + os.sep for key in ("stdlib", "platstdlib")})
+_INSTALLED = tuple({sysconfig.get_paths()[key] + os.sep for key in ("purelib", "platlib")})
 
 
 def _user(filename: str, internal: Any) -> bool:
