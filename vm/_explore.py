@@ -323,35 +323,6 @@ def invariant_broken(invariant: Any, value: Any, task: Any) -> AssertionError:
     return AssertionError(f"the invariant {name}() returned {value!r} after {after}")
 
 
-class InvariantReplay(ScheduleChooser):
-    """Replays a schedule, checking ``invariant`` after every step as ``explore`` did
-    (``Finding.run`` of a finding an invariant made)."""
-
-    def __init__(self, schedule: str, invariant: Any) -> None:
-        super().__init__(schedule)
-        self.invariant = invariant
-        self.steps = 0
-
-    def check(self) -> None:
-        if self.steps:
-            holds = self.invariant()
-            if not holds:
-                raise invariant_broken(self.invariant, holds, self.previous)
-
-    def pick(self, vm: Any, candidates: list, front: Any) -> int:
-        self.check()
-        return super().pick(vm, candidates, front)
-
-    def ran(self, vm: Any, task: Any, candidates: list | None) -> None:
-        if candidates is None:
-            self.check()
-        self.steps += 1
-        super().ran(vm, task, candidates)
-
-    def advancing(self, vm: Any) -> None:
-        self.check()
-
-
 class SleepBlocked(BaseException):
     """Every task that could run is asleep: the execution is equivalent to one already
     explored (sleep sets), so it is abandoned here."""

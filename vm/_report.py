@@ -77,8 +77,8 @@ class Finding(_FindingFields):
         return made
 
     def __getstate__(self) -> dict | None:  # the program stays in this process
-        kept = {k: v for k, v in self.__dict__.items() if k not in ("_program", "_invariant")}
-        return kept or None
+        here = ("_program", "_invariant")  # (they may not pickle)
+        return {k: v for k, v in self.__dict__.items() if k not in here} or None
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
@@ -96,45 +96,41 @@ class Finding(_FindingFields):
         otherwise raises ``cp.NondeterminismError``.  ``program`` is the zero-argument
         callable that was explored; by default the one ``explore`` was given (known
         when the finding comes from an ``explore`` call in this process)."""
+        return self._replay(self._program_of(program, "show"))[0]
+
+    def _replay(self, program: Any, chooser: Any = None) -> tuple[Any, BaseException | None]:
+        """Run the finding's schedule again (or let ``chooser`` follow it): (the VM, the
+        run's exception); ``cp.NondeterminismError`` if it ends otherwise."""
         from ._errors import Cancelled, Deadlock, NondeterminismError
+        from ._sources import Sources
         from ._vm import VM  # (here: _vm imports this module through _explore)
 
-        if program is None:
-            program = self.__dict__.get("_program")
-            if program is None:
-                raise ValueError(
-                    "this finding does not know its program (it was made or unpickled "
-                    "outside the cp.explore() call that found it): pass it, e.g. "
-                    "finding.show(program=main) with the function cp.explore() was given"
-                )
-        if not callable(program):
-            from ._traps import discard
-
-            discard(program)  # (a refused coroutine must not warn "never awaited")
-            raise TypeError(
-                "program= is the zero-argument callable cp.explore() was given (such as "
-                f"`main`, not `main()`), not {type(program).__name__}"
-            )
         invariant = self.__dict__.get("_invariant")
-        seed, max_steps = self.__dict__.get("_seed", 0), self.__dict__.get("_max_steps", 100_000)
-        if invariant is None:
-            vm = VM(schedule=self.schedule, seed=seed, max_steps=max_steps)
-        else:  # checked after every step again, as explore did
-            from ._explore import InvariantReplay
-            from ._sources import Sources
+        if invariant is not None:  # checked after every step, as explore did
+            if chooser is None:
+                from ._explore import _Recorder
+                from ._schedule import decode_schedule
+                from ._strategies import DEFAULT
 
-            replay = InvariantReplay(self.schedule, invariant)
-            vm = VM(seed=seed, max_steps=max_steps, sources=Sources(chooser=replay))
+                chooser = _Recorder(decode_schedule(self.schedule), DEFAULT)
+            chooser.invariant = invariant
+        vm = VM(
+            schedule=self.schedule if chooser is None else None,
+            seed=self.__dict__.get("_seed", 0),
+            max_steps=self.__dict__.get("_max_steps", 100_000),
+            sources=Sources(chooser=chooser),
+        )
+        raised: BaseException | None = None
         try:
             value = vm.run(program())
             if invariant is not None:
-                replay.check()
-        except Deadlock:
-            ended = "Deadlock"
+                chooser.check_invariant()  # (after the last step, as explore does)
+        except Deadlock as error:
+            raised, ended = error, "Deadlock"
         except Exception as error:
-            ended = type(error).__name__
-        except Cancelled:
-            ended = "Cancelled"
+            raised, ended = error, type(error).__name__
+        except Cancelled as error:
+            raised, ended = error, "Cancelled"
         else:
             ended = f"returned {value!r}"[:80]
         finally:
@@ -146,7 +142,58 @@ class Finding(_FindingFields):
                 f"{self.outcome}: the program is not the one explored, or it is not "
                 "deterministic (see cp.explore)"
             )
-        return vm
+        return vm, raised
+
+    def _program_of(self, program: Any, method: str) -> Any:
+        """``program``, or the one ``explore`` was given; a clear error if neither."""
+        if program is None:
+            program = self.__dict__.get("_program")
+            if program is None:
+                raise ValueError(
+                    "this finding does not know its program (it was made or unpickled "
+                    "outside the cp.explore() call that found it): pass it, e.g. "
+                    f"finding.{method}(program=main) with the function cp.explore() was given"
+                )
+        if not callable(program):
+            from ._traps import discard
+
+            discard(program)  # (a refused coroutine must not warn "never awaited")
+            raise TypeError(
+                "program= is the zero-argument callable cp.explore() was given (such as "
+                f"`main`, not `main()`), not {type(program).__name__}"
+            )
+        return program
+
+    def explain(self, program: Any = None) -> str:
+        """The finding's schedule told step by step: each step's task, source lines and
+        what it did (VM operations, record-free reads, ``cp.shared`` accesses), the
+        conflicting pair marked ``<-``, and the pattern named (lost update,
+        check-then-act, lock-order cycle, lost wake-up, or other).  The program is run
+        again under the finding's schedule, as :meth:`run` does (``program``: the same).
+        The text is a ``str`` that a REPL or a notebook shows as text.
+
+        >>> import counterpoint as cp
+        >>> async def main():
+        ...     a, b = cp.Lock(name="a"), cp.Lock(name="b")
+        ...     async def one():
+        ...         async with a:
+        ...             await cp.checkpoint()
+        ...             async with b:
+        ...                 pass
+        ...     async def two():
+        ...         async with b:
+        ...             await cp.checkpoint()
+        ...             async with a:
+        ...                 pass
+        ...     await cp.par(one(), two())
+        >>> finding = cp.explore(main).deadlocks[0]
+        >>> print(finding.explain().splitlines()[1].replace("; ", ";\\n"))
+        Lock-order cycle: task 2 'one' holds lock 'a' and waits for lock 'b';
+        task 3 'two' holds lock 'b' and waits for lock 'a'.
+        """
+        from ._explain import explain
+
+        return explain(self, self._program_of(program, "explain"))
 
     def show(self, program: Any = None) -> Any:
         """The finding's run as a widget (``cp.widgets.Timeline``): the program run
@@ -154,6 +201,18 @@ class Finding(_FindingFields):
         from counterpoint import widgets
 
         return widgets.Timeline(self.run(program).journal)
+
+
+def _explained(finding: Finding) -> list[str]:
+    """The lines of ``finding.explain()`` that ``assert_ok`` adds to its message (its
+    headline and replay line are said already); none when the program is unknown."""
+    if finding.__dict__.get("_program") is None:
+        return []
+    try:
+        text = finding.explain()
+    except Exception as error:  # the message must still say what was found
+        return ["", f"(finding.explain() failed: {type(error).__name__}: {error})"]
+    return ["", *text.splitlines()[1:-1]]
 
 
 def _found(fields: tuple, seed: int, max_steps: int) -> Finding:
@@ -203,8 +262,8 @@ class ExploreReport:
         self.program: Any = None  # what was explored (this process only: never pickled)
 
     def _explored(self, program: Any, invariant: Any = None) -> None:
-        """Remember the program explored (and the invariant checked), here and on each
-        finding (for ``run()`` and ``show()``)."""
+        """Remember the program explored, here and on each finding (for ``show()``),
+        and the invariant it was explored with (a finding's run checks it again)."""
         self.program = program
         for finding in self.deadlocks + self.failures:
             finding.__dict__["_program"] = program
@@ -244,6 +303,7 @@ class ExploreReport:
             ]
             if more:
                 lines.append(f"({more} more: see the report's failures and deadlocks)")
+            lines.extend(_explained(first))
             raise AssertionError("\n".join(lines))
         if not self.exhaustive and not allow_partial:
             raise AssertionError(
