@@ -102,7 +102,7 @@ class RunSummary(NamedTuple):
     begin after virtual time advanced (``barriers``), the tasks still ready at the end
     (``left_behind``), how many task ids it used (``tasks``), and, when asked for, the
     rest of the ``journal`` as plain data: (where time advanced, to which tick, the
-    records' values).
+    records' values); last, a deadlock's ``finished`` tasks (``cp.Deadlock.finished``).
 
     The return value is the outcome itself when it is hashable (a report counts
     outcomes by it), so a summary pickles when the program's results do."""
@@ -121,6 +121,7 @@ class RunSummary(NamedTuple):
     left_behind: tuple[int, ...]
     tasks: int
     journal: tuple | None
+    finished: tuple = ()
 
     @property
     def schedule(self) -> str:
@@ -288,6 +289,7 @@ def run_prefix(
     else:
         message = str(detail)
         blocked = tuple(map(tuple, detail.blocked)) if kind == "deadlock" else ()
+    finished = tuple(map(tuple, detail.finished)) if kind == "deadlock" else ()
     fields = (
         tuple(recorder.points),
         len(recorder.steps),
@@ -303,6 +305,7 @@ def run_prefix(
         tuple(recorder.left_behind or ()),
         recorder.tasks,
         _plain_journal(journal) if options.journal else None,
+        finished,
     )
     return _new_summary(RunSummary, fields)  # (RunSummary(*fields), without a Python call)
 
