@@ -740,9 +740,8 @@ async def rich():
     countdown.add_count()
     countdown.signal(2)
     await countdown.wait()
-    async with rlock:
-        async with rlock:
-            await cp.checkpoint()
+    async with rlock, rlock:
+        await cp.checkpoint()
     picked = await cp.select(buffered, idle, timeout=2)
     timed_out = await cp.select(idle, timeout=1)
     joined = await cp.select(waiting)

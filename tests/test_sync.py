@@ -946,9 +946,8 @@ def test_try_acquire_of_an_rlock_takes_it_again_for_its_holder_and_refuses_other
 
 def test_a_deadlock_on_an_rlock_says_who_holds_it_and_how_many_times(vm):
     async def deposit(lock, gate):
-        async with lock:
-            async with lock:
-                await gate.wait()
+        async with lock, lock:
+            await gate.wait()
 
     async def audit(lock):
         await cp.checkpoint()
@@ -983,9 +982,7 @@ def test_state_at_follows_an_rlocks_holder_through_nested_acquires():
     vm.run(main())
     journal = vm.journal
     holders = [
-        journal.state_at(r.event_id).locks[1]
-        for r in journal
-        if r.kind in ("acquire", "release")
+        journal.state_at(r.event_id).locks[1] for r in journal if r.kind in ("acquire", "release")
     ]
     assert holders == [1, 1, 1, None]  # free only after the second release
 
@@ -1003,9 +1000,8 @@ def test_rlock_holders_are_explored_in_both_orders():
         lock, order = cp.RLock(), []
 
         async def grab(name):
-            async with lock:
-                async with lock:
-                    order.append(name)
+            async with lock, lock:
+                order.append(name)
 
         await cp.par(grab("a"), grab("b"))
         return tuple(order)
@@ -1154,9 +1150,8 @@ def test_partial_order_reduction_sees_countdowns_and_rlocks_as_the_objects_they_
             await cp.checkpoint()
             done.signal(3)
             await cp.checkpoint()
-            async with lock:
-                async with lock:
-                    await cp.checkpoint()
+            async with lock, lock:
+                await cp.checkpoint()
 
         async def waits():
             await done.wait()

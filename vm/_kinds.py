@@ -592,7 +592,6 @@ NOTIFY = _declare(
 )
 
 
-
 def _check_units(a: int, b: Any, tick: int) -> None:
     if type(b) is not int or b < 1:
         raise ValueError(f"the number of units must be an int >= 1, not {b!r}")

@@ -453,9 +453,8 @@ def _par(coros: tuple, names: tuple):
         raise
     inner = Scope(_par=True)
     inner._open(task)
-    children = [
-        inner._spawn_child(coro, name, "cp.par()") for coro, name in zip(checked, names, strict=True)
-    ]
+    branches = zip(checked, names, strict=True)
+    children = [inner._spawn_child(coro, name, "cp.par()") for coro, name in branches]
     inner._leave_body(task)
     if inner._children:
         _park_for_children(task, inner)

@@ -48,8 +48,7 @@ from ._journal import (
     TIMER,
     WAKE,
 )
-from ._kinds import ADD_COUNT, SIGNAL
-from ._kinds import _KIND_MASK, _TASK_MASK, A_SHIFT, HAS_VALUE, TASK_SHIFT
+from ._kinds import _KIND_MASK, _TASK_MASK, A_SHIFT, ADD_COUNT, HAS_VALUE, SIGNAL, TASK_SHIFT
 from ._names import AND_SUSPENDED, SUSPENDED, Wait, label, wait_words, worker_wait
 
 if TYPE_CHECKING:
@@ -442,7 +441,8 @@ class _Channel:
         return twin
 
 
-_QUEUED = frozenset({"lock", "semaphore", "event", "condition", "barrier", "countdown"})  # FIFO waiters
+# kinds of objects with FIFO waiters
+_QUEUED = frozenset({"lock", "semaphore", "event", "condition", "barrier", "countdown"})
 
 
 # a cancel or wake record with ``by`` 0 is made by the host (or the clock), not a step
