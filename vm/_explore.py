@@ -557,7 +557,13 @@ def choose(options: Any) -> Any:
 
 
 def require(condition: Any) -> None:
-    """Prune this execution unless ``condition`` holds (raises ``cp.Pruned`` if not).
+    """Assume ``condition``: prune this execution unless it holds (raises ``cp.Pruned``).
+
+    An assumption, not an assertion: ``cp.explore`` leaves a pruned execution out --
+    counted in ``report.pruned``, in no outcome, never a finding -- where a false
+    ``assert`` would be a failure with a replay line.  Use it for the inputs and
+    environments the program is not meant to handle; use ``assert`` for what must hold
+    in every interleaving (docs/explore.md, "cp.require: an assumption").
 
     >>> import counterpoint as cp
     >>> async def main():
