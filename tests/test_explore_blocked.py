@@ -97,3 +97,60 @@ def test_blocked_and_finished_are_the_same_in_another_process_with_another_hash_
     assert done.returncode == 0, done.stderr
     there = pickle.loads(base64.b64decode(done.stdout))
     assert there == (finding.blocked, finding.finished)
+
+
+# -- partial-order reduction keeps every outcome of programs on the teaching primitives ----
+
+
+async def rlock_readers():
+    lock, log = cp.RLock(), []
+
+    async def nested(name):
+        async with lock:
+            await cp.checkpoint()
+            async with lock:
+                log.append(name)
+            log.append(lock.locked())
+
+    async def peek():
+        await cp.checkpoint()
+        got = lock.try_acquire()
+        log.append(("peek", got))
+        if got:
+            lock.release()
+
+    await cp.par(nested("a"), nested("b"), peek())
+    return tuple(log)
+
+
+async def countdown_readers():
+    done, log = cp.CountdownEvent(1), []
+
+    async def signaller():
+        await cp.checkpoint()
+        log.append(done.signal())
+
+    async def adder():  # more work, unless the countdown is set already
+        await cp.checkpoint()
+        if not done.is_set():
+            done.add_count()
+            await cp.checkpoint()
+            log.append(done.signal())
+
+    async def reader():
+        await cp.checkpoint()
+        log.append(done.count)
+        await done.wait()
+        log.append("woke")
+
+    await cp.par(signaller(), adder(), reader(), names=["s", "a", "r"])
+    return tuple(log)
+
+
+def test_reduction_finds_every_outcome_of_programs_on_rlocks_and_countdowns():
+    for program in (rlock_readers, countdown_readers):
+        full = cp.explore(program, por=False)
+        reduced = cp.explore(program)
+        assert full.exhaustive and reduced.exhaustive
+        assert len(full.outcomes) > 1  # (the programs race)
+        assert set(reduced.outcomes) == set(full.outcomes), program.__name__
