@@ -1227,3 +1227,27 @@ def test_rlock_and_countdown_runs_give_the_same_journal_twice_and_in_another_pro
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == here
+
+
+def test_a_cancelled_countdown_waiter_leaves_the_queue_and_time_travel_agrees(vm):
+    async def waiter(done):
+        try:
+            async with cp.scope(timeout=2):
+                await done.wait()
+        except TimeoutError:
+            return "gave up"
+
+    async def main():
+        done = cp.CountdownEvent(1, name="done")
+        task = cp.spawn(waiter(done))
+        await cp.sleep(3)
+        queued = repr(done)
+        done.signal()
+        return await task, queued
+
+    assert vm.run(main()) == ("gave up", "<CountdownEvent 1 'done' count=1 waiters=0>")
+    timeout = next(r.event_id for r in vm.journal if r.kind == "timeout")
+    signal = next(r.event_id for r in vm.journal if r.kind == "signal")
+    before, after = vm.journal.state_at(timeout - 1), vm.journal.state_at(signal - 1)
+    assert before.countdowns[1].waiters == [2] and after.countdowns[1] == (1, "done", 1, [])
+    assert vm.journal.state_at(signal).countdowns[1].count == 0
