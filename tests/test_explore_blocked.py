@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 import counterpoint as cp
 from counterpoint._report import Finding
 
@@ -103,7 +105,7 @@ def test_blocked_and_finished_are_the_same_in_another_process_with_another_hash_
 
 
 async def rlock_readers():
-    lock, log = cp.RLock(), []
+    lock, log = cp.RLock(), cp.shared([])
 
     async def nested(name):
         async with lock:
@@ -124,7 +126,7 @@ async def rlock_readers():
 
 
 async def countdown_readers():
-    done, log = cp.CountdownEvent(1), []
+    done, log = cp.CountdownEvent(1), cp.shared([])
 
     async def signaller():
         await cp.checkpoint()
@@ -147,10 +149,11 @@ async def countdown_readers():
     return tuple(log)
 
 
-def test_reduction_finds_every_outcome_of_programs_on_rlocks_and_countdowns():
-    for program in (rlock_readers, countdown_readers):
-        full = cp.explore(program, por=False)
-        reduced = cp.explore(program)
-        assert full.exhaustive and reduced.exhaustive
-        assert len(full.outcomes) > 1  # (the programs race)
-        assert set(reduced.outcomes) == set(full.outcomes), program.__name__
+@pytest.mark.parametrize("program", [rlock_readers, countdown_readers])
+@pytest.mark.parametrize("shared_only", [False, True])
+def test_reduction_finds_every_outcome_of_programs_on_rlocks_and_countdowns(program, shared_only):
+    full = cp.explore(program, por=False)
+    reduced = cp.explore(program, shared_only=shared_only)
+    assert full.exhaustive and reduced.exhaustive
+    assert len(full.outcomes) > 1  # (the programs race)
+    assert set(reduced.outcomes) == set(full.outcomes)
