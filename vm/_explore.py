@@ -119,7 +119,8 @@ class RunSummary(NamedTuple):
     records' values); with sleep sets (``shared_only=True``), the sleep set in force at
     each choice point past the prefix (``sleeps``: tuples of (task, footprint));
     ``warnings``: the lint's sentences (a read-modify-write of a ``cp.shared``
-    location in one step that another task also uses: atomic here, racy under threads).
+    location in one step that another task also uses: atomic here, racy under threads);
+    last, a deadlock's ``finished`` tasks (``cp.Deadlock.finished``).
 
     The return value is the outcome itself when it is hashable (a report counts
     outcomes by it), so a summary pickles when the program's results do."""
@@ -140,6 +141,7 @@ class RunSummary(NamedTuple):
     journal: tuple | None
     sleeps: tuple = ()
     warnings: tuple = ()
+    finished: tuple = ()
 
     @property
     def schedule(self) -> str:
@@ -492,6 +494,7 @@ def run_prefix(
     else:
         message = str(detail)
         blocked = tuple(map(tuple, detail.blocked)) if kind == "deadlock" else ()
+    finished = tuple(map(tuple, detail.finished)) if kind == "deadlock" else ()
     fields = (
         tuple(recorder.points),
         len(recorder.steps),
@@ -509,6 +512,7 @@ def run_prefix(
         _plain_journal(journal) if options.journal else None,
         tuple(recorder.sleeps) if sleep is not None else (),
         _warnings(recorder) if recorder.rmw else (),
+        finished,
     )
     return _new_summary(RunSummary, fields)  # (RunSummary(*fields), without a Python call)
 
@@ -815,7 +819,13 @@ def choose(options: Any) -> Any:
 
 
 def require(condition: Any) -> None:
-    """Prune this execution unless ``condition`` holds (raises ``cp.Pruned`` if not).
+    """Assume ``condition``: prune this execution unless it holds (raises ``cp.Pruned``).
+
+    An assumption, not an assertion: ``cp.explore`` leaves a pruned execution out --
+    counted in ``report.pruned``, in no outcome, never a finding -- where a false
+    ``assert`` would be a failure with a replay line.  Use it for the inputs and
+    environments the program is not meant to handle; use ``assert`` for what must hold
+    in every interleaving (docs/explore.md, "cp.require: an assumption").
 
     >>> import counterpoint as cp
     >>> async def main():

@@ -69,7 +69,45 @@ class Finding(_FindingFields):
     It also remembers, outside its fields, how ``explore`` ran it (the program, the seed
     and ``max_steps``), so :meth:`show` can run it again; the program is not pickled
     (it may not pickle), so a finding from another process needs ``program=``.
+
+    A deadlock also says who was stuck: :attr:`blocked` and :attr:`finished` (plain
+    data, kept outside the six fields and pickled with the finding).
     """
+
+    @property
+    def blocked(self) -> tuple[tuple[int, str, str], ...]:
+        """A deadlock's blocked tasks, ``(task id, name, what it waits on)`` in ascending
+        task id -- ``cp.Deadlock.blocked`` of the finding's run; ``()`` for a failure
+        (and for a finding pickled before findings carried it).
+
+        >>> import counterpoint as cp
+        >>> async def main():
+        ...     fork, knife = cp.Lock(name="fork"), cp.Lock(name="knife")
+        ...     async def eat(first, second):
+        ...         async with first:
+        ...             await cp.checkpoint()
+        ...             async with second:
+        ...                 pass
+        ...     async def left():
+        ...         await eat(fork, knife)
+        ...     async def right():
+        ...         await eat(knife, fork)
+        ...     await cp.par(left(), right())
+        >>> finding = cp.explore(main).deadlocks[0]
+        >>> for task, name, waits in finding.blocked:
+        ...     print(task, name, waits)
+        1 main for its cp.par() branches (tasks 2, 3) to finish
+        2 left to acquire lock 'knife' (held by task 3 'right')
+        3 right to acquire lock 'fork' (held by task 2 'left')
+        """
+        return self.__dict__.get("_blocked", ())
+
+    @property
+    def finished(self) -> tuple[tuple[int, str, str], ...]:
+        """A deadlock's tasks that had ended by then, ``(task id, name, how)`` with
+        ``how`` one of ``"done"``, ``"failed"``, ``"cancelled"`` (``cp.Deadlock.finished``);
+        ``()`` for a failure."""
+        return self.__dict__.get("_finished", ())
 
     def _replace(self, **changes: Any) -> Finding:
         made = super()._replace(**changes)
@@ -441,6 +479,7 @@ class _Best(NamedTuple):
     count: int
     steps: int = 0
     order: int = 0  # which distinct problem it was (0, 1, ...): ties keep the order found
+    finished: tuple = ()  # (a deadlock's: Finding.finished)
 
 
 class Tally:
@@ -483,7 +522,13 @@ class Tally:
         if best is None or (summary.preemptions, summary.steps) < (best.preemptions, best.steps):
             number, order = (best.count + 1, best.order) if best else (1, len(self.found))
             self.found[key] = _Best(
-                summary.schedule, summary.preemptions, summary.message, number, summary.steps, order
+                summary.schedule,
+                summary.preemptions,
+                summary.message,
+                number,
+                summary.steps,
+                order,
+                summary.finished,
             )
         else:
             self.found[key] = best._replace(count=best.count + 1)
@@ -514,10 +559,12 @@ class Tally:
         report.warnings = list(self.warnings)
         # the simplest story first: fewest preemptions, then fewest steps, then as found
         found = sorted(self.found.items(), key=lambda item: _simplest(item[1]))
-        for (kind, outcome, _), best in found:
+        for (kind, outcome, detail), best in found:
             limit = f", max_steps={max_steps}" if outcome == "StepLimitExceeded" else ""
             replay_line = f"cp.VM(schedule={best.schedule!r}, seed={seed}{limit}).run({name}())"
             fields = (outcome, best.message, best.schedule, best.preemptions, best.count)
             finding = _found((*fields, replay_line), seed, max_steps)
+            if kind == "deadlock":
+                finding.__dict__.update(_blocked=detail, _finished=best.finished)
             (report.deadlocks if kind == "deadlock" else report.failures).append(finding)
         return report
