@@ -293,6 +293,7 @@ def test_an_invariant_is_checked_after_every_step_and_a_falsy_result_is_a_findin
     assert finding.message.startswith("the invariant money_is_conserved() returned False")
     vm = finding.run()  # the replay checks the invariant again, and stops where it broke
     assert isinstance(vm, cp.VM)
+    assert finding.replay.endswith("# the invariant breaks on the way: finding.run() checks it")
 
 
 def test_an_invariant_that_raises_is_a_finding_of_that_exception():

@@ -765,6 +765,7 @@ def explore(
         seconds,
         (seed, max_steps, name),
         shared_only=bool(shared_only) and strategy == "dfs" and por,
+        invariant=invariant is not None,
     )
     if tally.first_finding_clock is not None:
         report.first_finding_seconds = tally.first_finding_clock - started

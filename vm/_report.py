@@ -468,6 +468,9 @@ class ExploreReport:
         return out
 
 
+_BROKEN = "the invariant "  # (how explore's invariant failures begin: see _explore)
+
+
 def _simplest(best: _Best) -> tuple[int, int, int]:
     return best.preemptions, best.steps, best.order
 
@@ -541,6 +544,7 @@ class Tally:
         seconds: float,
         replay: tuple[int, int, str],
         shared_only: bool = False,
+        invariant: bool = False,
     ) -> ExploreReport:
         """The report of a search that ended with ``verdict``; ``replay`` is (seed,
         max_steps, program name) for the findings' replay lines."""
@@ -562,6 +566,9 @@ class Tally:
         for (kind, outcome, detail), best in found:
             limit = f", max_steps={max_steps}" if outcome == "StepLimitExceeded" else ""
             replay_line = f"cp.VM(schedule={best.schedule!r}, seed={seed}{limit}).run({name}())"
+            if invariant and outcome == "AssertionError" and best.message.startswith(_BROKEN):
+                # the VM checks no invariant: the line runs the interleaving, run() checks
+                replay_line += "  # the invariant breaks on the way: finding.run() checks it"
             fields = (outcome, best.message, best.schedule, best.preemptions, best.count)
             finding = _found((*fields, replay_line), seed, max_steps)
             if kind == "deadlock":
