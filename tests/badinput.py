@@ -541,6 +541,19 @@ case("explore", "`cp.choose(range(2**30))`", cp.LimitExceeded, "choose in steps"
 case("explore", "`cp.require(x)` outside a task", cp.NotInTaskError, "outside")(
     lambda: cp.require(True)
 )
+case("explore", "`cp.explore(main, invariant=True)`", TypeError, "zero-argument callable")(
+    lambda: cp.explore(idle, invariant=True)
+)
+case("explore", "`cp.explore(main, shared_only='yes')`", TypeError, "True or False")(
+    lambda: cp.explore(idle, shared_only="yes")
+)
+case("explore", "`cp.shared(5)` (an immutable value)", TypeError, "put the value in a dict")(
+    lambda: cp.shared(5)
+)
+case("explore", "`cp.shared(d, name=3)`", TypeError, "takes a str")(lambda: cp.shared({}, name=3))
+case("explore", "`pickle.dumps(cp.shared(d))`", TypeError, "pickle the object it wraps")(
+    lambda: __import__("pickle").dumps(cp.shared({}))
+)
 
 
 # -- widgets -------------------------------------------------------------------------------------

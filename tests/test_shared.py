@@ -91,6 +91,31 @@ def test_a_shared_object_runs_its_methods_on_the_wrapper_and_passes_isinstance()
     assert account.balance == 5 and not account.empty
 
 
+def test_a_shared_object_compares_as_its_object_and_its_super_calling_methods_still_work():
+    class Base:
+        def __init__(self):
+            self.log = []
+
+        def note(self, text):
+            self.log.append(text)
+
+    class Child(Base):
+        def note(self, text):
+            super().note(text.upper())
+
+    class Point:
+        def __init__(self, x):
+            self.x = x
+
+        def __eq__(self, other):
+            return isinstance(other, Point) and other.x == self.x
+
+    child = cp.shared(Child())
+    child.note("hi")
+    assert child.log == ["HI"]
+    assert cp.shared(Point(1)) == Point(1) and cp.shared(Point(1)) != Point(2)
+
+
 def test_nested_dicts_and_lists_come_out_wrapped_and_named_after_their_place():
     async def main():
         state = cp.shared({"items": [], "meta": {"n": 0}}, name="state")

@@ -731,6 +731,11 @@ def explore(
         raise ValueError(
             f"preemption_bound must be a non-negative int or None, got {preemption_bound!r}"
         )
+    if not isinstance(shared_only, bool):
+        raise TypeError(
+            f"shared_only= is True or False (True promises that tasks share state only "
+            f"through VM objects and cp.shared() wrappers), not {shared_only!r}"
+        )
     if invariant is not None and not callable(invariant):
         raise TypeError(
             f"invariant= takes a zero-argument callable (checked after every step), not "

@@ -465,7 +465,9 @@ class SharedList(_Shared):
 class SharedObject(_Shared):
     """An object whose attribute reads and writes exploration sees, attribute by
     attribute.  Its methods run with ``self`` the wrapper, so what they read and write
-    is seen too; ``isinstance`` sees the wrapped object's class."""
+    is seen too (a method that calls ``super()`` runs on the object itself: Python
+    needs a real instance there, so its accesses are not seen); ``isinstance`` sees
+    the wrapped object's class; ``==`` compares the wrapped objects."""
 
     __slots__ = ()
 
@@ -473,6 +475,8 @@ class SharedObject(_Shared):
         target = self._cp_target
         found = getattr(type(target), name, None)
         if isinstance(found, types.FunctionType) and name not in getattr(target, "__dict__", ()):
+            if "__class__" in found.__code__.co_freevars:  # it calls super(): on the object
+                return types.MethodType(found, target)
             return types.MethodType(found, self)  # a method: runs on the wrapper
         if isinstance(found, property) and found.fget is not None:
             return found.fget(self)
@@ -501,6 +505,16 @@ class SharedObject(_Shared):
     @property  # type: ignore[misc]
     def __class__(self) -> type:  # (isinstance(wrapper, Account) holds)
         return type(self._cp_target)
+
+    def __eq__(self, other: Any) -> bool:
+        chooser = _chooser()
+        target = self._cp_target
+        if chooser is not None:
+            for name in getattr(target, "__dict__", ()):
+                chooser.access((SHARED, self._cp_label, "." + name), False)
+        return target == _unwrap(other)
+
+    __hash__ = None  # type: ignore[assignment]
 
     def __repr__(self) -> str:
         return f"cp.shared({self._cp_target!r})"
