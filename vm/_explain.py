@@ -28,7 +28,7 @@ from ._kinds import OBJECT_KINDS
 from ._names import Wait, wait_words
 from ._reduction import footprint, footprints, races
 from ._report import count
-from ._shared import SHARED, describe
+from ._shared import SHARED, describe, ours
 
 _CONTEXT = 2  # steps shown around each interesting one when a long run is elided
 _SHORT = 24  # runs with at most this many steps are shown whole
@@ -297,11 +297,12 @@ _INSTALLED = tuple({sysconfig.get_paths()[key] + os.sep for key in ("purelib", "
 
 
 def _user(filename: str, internal: Any) -> bool:
-    """Whether a frame of ``filename`` is the program's: not Counterpoint's, not the
+    """Whether a frame of ``filename`` is the program's: not Counterpoint's (the VM, the
+    IPython extension, the kernel, the widgets), not the
     standard library's, not code Python generates (``<string>``, ``<frozen ...>``)."""
     if filename.startswith(("<string>", "<frozen")) or filename.startswith(_LIBRARY):
         return False
-    return not internal(filename)
+    return not internal(filename) and not ours(filename)
 
 
 def _recorder_class() -> type:

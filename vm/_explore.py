@@ -18,7 +18,6 @@ deterministic given its choices (``cp.NondeterminismError`` otherwise).
 from __future__ import annotations
 
 import linecache
-import os
 import time
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
@@ -53,6 +52,7 @@ from ._shared import describe, user_frame
 from ._sources import Sources
 from ._strategies import DEFAULT, DepthFirst, Expected, RandomSearch
 from ._traps import discard, require_task
+from ._where import source_name
 
 __all__ = [
     "Chooser",
@@ -543,7 +543,7 @@ def _warnings(recorder: _Recorder) -> tuple[str, ...]:
         if not users.get(location, set()) - {task}:
             continue  # no other task uses it: no race, whatever the model
         text = linecache.getline(filename, line).strip()
-        where = f"{os.path.basename(filename)}:{line} in {function}()"
+        where = f"{source_name(filename)}:{line} in {function}()"
         said.append(
             f"{describe(location)} is read and written back in one step ({where}: "
             f"{text or '?'}): atomic here, since no await separates the read from the "

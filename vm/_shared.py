@@ -42,13 +42,33 @@ _host_numbers = itertools.count(1)  # wrappers made outside any VM task
 
 
 _PACKAGE = os.path.dirname(os.path.abspath(__file__)) + os.sep
+_OURS: tuple[str, ...] | None = None
+
+
+def ours(filename: str) -> bool:
+    """Whether ``filename`` is Counterpoint's own code: the VM, or the IPython
+    extension, the kernel and the widgets (which run inside a notebook's tasks)."""
+    global _OURS
+    if _OURS is None:
+        import importlib.util
+
+        dirs = [_PACKAGE]
+        for name in ("counterpoint.ipython", "counterpoint.kernel", "counterpoint.widgets"):
+            try:
+                spec = importlib.util.find_spec(name)
+            except (ImportError, ValueError):  # pragma: no cover - a partial install
+                spec = None
+            for place in (spec.submodule_search_locations or []) if spec else []:
+                dirs.append(os.path.abspath(place) + os.sep)
+        _OURS = tuple(dirs)
+    return filename.startswith(_OURS)
 
 
 def user_frame() -> tuple[str, int, str]:
-    """(file, line, function) of the innermost frame outside this package: the user code
+    """(file, line, function) of the innermost frame outside Counterpoint: the user code
     that made the access being reported."""
     frame = sys._getframe(1)
-    while frame.f_back is not None and frame.f_code.co_filename.startswith(_PACKAGE):
+    while frame.f_back is not None and ours(frame.f_code.co_filename):
         frame = frame.f_back
     code = frame.f_code
     return code.co_filename, frame.f_lineno, code.co_name
