@@ -1,0 +1,297 @@
+"""The pytest plugin: ``@pytest.mark.counterpoint_explore`` explores an ``async def`` test.
+
+Each test writes a small test file and runs pytest on it (``pytester``): in this process,
+and once in a subprocess that finds the plugin only through its ``pytest11`` entry point.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+pytest_plugins = ["pytester"]
+
+LOST_UPDATE = """
+import pytest
+import counterpoint as cp
+
+@pytest.mark.counterpoint_explore(strategy="dfs", max_schedules=1000)
+async def test_two_deposits():
+    box = {"n": 0}
+
+    async def add():
+        seen = box["n"]
+        await cp.checkpoint()
+        box["n"] = seen + 1
+
+    await cp.par(add(), add())
+    assert box["n"] == 2, "an update was lost"
+"""
+
+LOCKED_COUNTER = """
+import pytest
+import counterpoint as cp
+
+@pytest.mark.counterpoint_explore(max_schedules=1000)
+async def test_locked_deposits():
+    box = {"n": 0}
+    lock = cp.Lock()
+
+    async def add():
+        async with lock:
+            seen = box["n"]
+            await cp.checkpoint()
+            box["n"] = seen + 1
+
+    await cp.par(add(), add(), add())
+    assert box["n"] == 3
+"""
+
+
+def _output(result: pytest.RunResult) -> str:
+    return "\n".join(result.outlines + result.errlines)
+
+
+def test_a_race_free_test_passes_and_verbose_output_shows_the_search_summary(pytester):
+    pytester.makepyfile(LOCKED_COUNTER)
+    result = pytester.runpytest("-v", "--strict-markers")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*counterpoint explore*",
+            "test_a_race_free_test_passes*::test_locked_deposits: dfs: * schedules, exhaustive;*",
+        ]
+    )
+
+
+def test_the_search_summary_is_a_user_property_in_the_junit_report(pytester):
+    pytester.makepyfile(LOCKED_COUNTER)
+    result = pytester.runpytest("--junitxml=report.xml")
+    result.assert_outcomes(passed=1)
+    xml = (pytester.path / "report.xml").read_text()
+    assert re.search(r'<property name="counterpoint_explore" value="dfs: \d+ schedules', xml)
+
+
+def test_a_lost_update_fails_with_the_finding_and_the_replay_line(pytester):
+    pytester.makepyfile(LOST_UPDATE)
+    result = pytester.runpytest()
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*cp.explore found 1 problem: 1 failure, no deadlocks in * schedules",
+            "*AssertionError (in * schedules, 1 preemption): an update was lost*",
+            "*replay it: cp.VM(schedule='cp1:*', seed=0).run(test_two_deposits())",
+        ]
+    )
+    output = _output(result)
+    assert "pytest_plugin.py" not in output  # the message, not the plugin's frames
+    assert output.count("replay it: ") == 1  # once: no chained traceback repeats it
+
+
+def test_the_replay_line_reproduces_the_failure(pytester):
+    pytester.makepyfile(LOST_UPDATE)
+    result = pytester.runpytest()
+    line = next(line for line in result.outlines if "replay it: " in line)
+    schedule = re.search(r"schedule='(cp1:[^']*)'", line).group(1)
+    module = pytester.path / "test_the_replay_line_reproduces_the_failure.py"
+    namespace: dict = {}
+    exec(compile(module.read_text(), str(module), "exec"), namespace)
+    import counterpoint as cp
+
+    with pytest.raises(AssertionError, match="an update was lost"):
+        cp.VM(schedule=schedule, seed=0).run(namespace["test_two_deposits"]())
+
+
+def test_a_search_stopped_by_max_schedules_fails_unless_allow_partial(pytester):
+    pytester.makepyfile(
+        """
+        import pytest
+        import counterpoint as cp
+
+        async def choices():
+            return cp.choose(range(10)) + cp.choose(range(10))
+
+        @pytest.mark.counterpoint_explore(max_schedules=5)
+        async def test_partial():
+            await choices()
+
+        @pytest.mark.counterpoint_explore(max_schedules=5, allow_partial=True)
+        async def test_partial_allowed():
+            await choices()
+        """
+    )
+    result = pytester.runpytest("-v")
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*::test_partial FAILED*",
+            "*::test_partial_allowed PASSED*",
+            "*cp.explore found no problem, but the search is not exhaustive: it ran 5 schedules*",
+        ],
+        consecutive=False,
+    )
+
+
+def test_the_command_line_overrides_max_schedules(pytester):
+    pytester.makepyfile(LOCKED_COUNTER)
+    pytester.runpytest().assert_outcomes(passed=1)
+    result = pytester.runpytest("--counterpoint-max-schedules=2")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*not exhaustive: it ran 2 schedules*"])
+
+
+def test_a_lock_order_deadlock_fails_saying_who_holds_what(pytester):
+    pytester.makepyfile(
+        """
+        import pytest
+        import counterpoint as cp
+
+        @pytest.mark.counterpoint_explore()
+        async def test_transfers():
+            a, b = cp.Lock(name="a"), cp.Lock(name="b")
+
+            async def take(first, second):
+                async with first:
+                    await cp.checkpoint()
+                    async with second:
+                        pass
+
+            await cp.par(take(a, b), take(b, a))
+        """
+    )
+    result = pytester.runpytest()
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*cp.explore found 1 problem: no failures, 1 deadlock in * schedules",
+            "*waits to acquire lock*(held by task*",
+            "*replay it: cp.VM(schedule='cp1:*', seed=0).run(test_transfers())",
+        ],
+        consecutive=False,
+    )
+
+
+def test_the_marker_on_a_plain_def_test_fails_saying_to_make_it_async(pytester):
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.counterpoint_explore()
+        def test_sync():
+            pass
+        """
+    )
+    result = pytester.runpytest()
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*test_sync: the test is a plain `def`*async def*"])
+
+
+def test_the_marker_refuses_positional_arguments_and_unknown_keywords(pytester):
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.counterpoint_explore("dfs")
+        async def test_positional():
+            pass
+
+        @pytest.mark.counterpoint_explore(max_schedule=10)
+        async def test_misspelt():
+            pass
+        """
+    )
+    result = pytester.runpytest()
+    result.assert_outcomes(failed=2)
+    result.stdout.fnmatch_lines(
+        [
+            "*test_positional: the marker takes keywords only*('dfs',)*",
+            "*test_misspelt: unknown keyword 'max_schedule'*max_schedules*",
+        ],
+        consecutive=False,
+    )
+
+
+def test_fixture_values_are_passed_to_every_execution_and_named_in_the_replay_line(pytester):
+    pytester.makepyfile(
+        """
+        import pytest
+        import counterpoint as cp
+
+        @pytest.fixture
+        def start():
+            return 5
+
+        @pytest.mark.counterpoint_explore()
+        async def test_with_fixture(start):
+            box = {"n": start}
+
+            async def add():
+                seen = box["n"]
+                await cp.checkpoint()
+                box["n"] = seen + 1
+
+            await cp.par(add(), add())
+            assert box["n"] == start + 2
+        """
+    )
+    result = pytester.runpytest()
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        ["*replay it: cp.VM(schedule=*).run((lambda: test_with_fixture(start=start))())"]
+    )
+
+
+def test_state_kept_in_a_fixture_between_executions_is_reported_as_nondeterminism(pytester):
+    pytester.makepyfile(
+        """
+        import pytest
+        import counterpoint as cp
+
+        @pytest.fixture
+        def seen():
+            return []
+
+        @pytest.mark.counterpoint_explore()
+        async def test_keeps_state(seen):
+            seen.append(1)
+            await cp.checkpoint()
+            assert len(seen) == 1
+        """
+    )
+    result = pytester.runpytest()
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*NondeterminismError*"])
+
+
+def test_a_test_marked_for_another_async_plugin_too_is_refused_and_not_run(pytester):
+    pytester.makepyfile(
+        """
+        import pytest
+
+        RUNS = []
+
+        @pytest.mark.anyio
+        @pytest.mark.counterpoint_explore()
+        async def test_both():
+            RUNS.append(1)
+
+        def test_never_ran():
+            assert RUNS == []
+        """
+    )
+    result = pytester.runpytest()
+    outcomes = result.parseoutcomes()  # an error for each anyio backend; test_never_ran passes
+    assert outcomes.get("passed") == 1 and outcomes.get("errors", 0) >= 1, outcomes
+    assert "failed" not in outcomes
+    result.stdout.fnmatch_lines(["*marked both counterpoint_explore and anyio*"])
+
+
+def test_the_plugin_loads_through_its_entry_point(pytester):
+    pytester.makepyfile(LOST_UPDATE)
+    pytester.makepyfile(test_locked=LOCKED_COUNTER)
+    result = pytester.runpytest_subprocess("--strict-markers", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(
+        ["replay it: cp.VM(schedule='cp1:*', seed=0).run(test_two_deposits())"]
+    )
