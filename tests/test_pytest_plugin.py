@@ -287,11 +287,21 @@ def test_a_test_marked_for_another_async_plugin_too_is_refused_and_not_run(pytes
     result.stdout.fnmatch_lines(["*marked both counterpoint_explore and anyio*"])
 
 
-def test_the_plugin_loads_through_its_entry_point(pytester):
+def _replay_line(result: pytest.RunResult) -> str:
+    return next(line for line in result.outlines if line.startswith("replay it: "))
+
+
+def test_the_plugin_loads_through_its_entry_point_and_fails_the_same_way_there(
+    pytester, monkeypatch
+):
     pytester.makepyfile(LOST_UPDATE)
     pytester.makepyfile(test_locked=LOCKED_COUNTER)
+    here = _replay_line(pytester.runpytest("-p", "no:cacheprovider"))
+    monkeypatch.setenv("PYTHONHASHSEED", "4242")
     result = pytester.runpytest_subprocess("--strict-markers", "-p", "no:cacheprovider")
     result.assert_outcomes(passed=1, failed=1)
-    result.stdout.fnmatch_lines(
-        ["replay it: cp.VM(schedule='cp1:*', seed=0).run(test_two_deposits())"]
+    assert "counterpoint-" in result.stdout.str()  # "plugins: counterpoint-0.1.0, ..."
+    assert _replay_line(result) == here  # the same finding in another process
+    assert re.fullmatch(
+        r"replay it: cp\.VM\(schedule='cp1:\w+', seed=0\)\.run\(test_two_deposits\(\)\)", here
     )
