@@ -31,7 +31,7 @@ from typing import Any
 
 import counterpoint as cp
 
-from . import write_json
+from . import write_json, write_marked
 from .explore_programs import PROGRAMS, Case
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -177,16 +177,12 @@ def table(results: dict) -> str:
 
 
 def update_readme(readme: Path, markdown: str, rounds: int, max_schedules: int) -> None:
-    text = readme.read_text()
-    begin, end = "<!-- explore-table -->\n", "<!-- /explore-table -->"
-    before, rest = text.split(begin, 1)
-    after = rest.split(end, 1)[1]
     intro = (
         f"Measured on this project's 2-core machine (Python {platform.python_version()}; "
         f"medians of {rounds} rounds; at most {max_schedules:,} schedules; frontrun 0.7 on "
         "threads, DPOR, no preemption bound):\n\n"
     )
-    readme.write_text(before + begin + intro + markdown + "\n" + end + after)
+    write_marked(readme, "explore-table", intro + markdown)
 
 
 def main(argv: list[str] | None = None) -> int:
