@@ -305,3 +305,54 @@ def test_the_plugin_loads_through_its_entry_point_and_fails_the_same_way_there(
     assert re.fullmatch(
         r"replay it: cp\.VM\(schedule='cp1:\w+', seed=0\)\.run\(test_two_deposits\(\)\)", here
     )
+
+
+def test_a_plugin_that_swaps_the_test_for_a_sync_wrapper_does_not_run_a_marked_test(pytester):
+    # what pytest-asyncio does (auto mode): mark every async test "asyncio", and run it
+    # with item.obj swapped for a synchronous wrapper that drives an event loop
+    pytester.makeconftest(
+        """
+        import functools
+        import inspect
+        import pytest
+
+        def pytest_configure(config):
+            config.addinivalue_line("markers", "asyncio: run on an event loop")
+
+        def pytest_collection_modifyitems(items):
+            for item in items:
+                if inspect.iscoroutinefunction(item.obj):
+                    item.add_marker("asyncio")
+
+        @pytest.hookimpl(tryfirst=True)
+        def pytest_runtest_call(item):
+            original = item.obj
+            if not inspect.iscoroutinefunction(original):
+                return
+
+            @functools.wraps(original)
+            def on_an_event_loop(*args, **kwargs):
+                raise AssertionError("the wrapper ran the test")
+
+            item.obj = on_an_event_loop
+        """
+    )
+    pytester.makepyfile(
+        """
+        import pytest
+        import counterpoint as cp
+
+        RUNS = []
+
+        @pytest.mark.counterpoint_explore()
+        async def test_explored():
+            RUNS.append(cp.choose([1, 2]))
+            await cp.checkpoint()
+
+        def test_each_execution_ran_once():
+            # 2 schedules, and the first once more (the determinism check)
+            assert sorted(RUNS) == [1, 1, 2]
+        """
+    )
+    result = pytester.runpytest()
+    result.assert_outcomes(passed=2)
