@@ -185,3 +185,11 @@ def test_the_frontrun_side_prints_frontrun_not_installed_when_it_cannot_import(m
     monkeypatch.setitem(sys.modules, "frontrun", None)  # import frontrun raises ImportError
     assert explore_frontrun.main(["--rounds", "1"]) == 0
     assert json.loads(capsys.readouterr().out) == {"missing": "frontrun not installed"}
+
+
+def test_the_exploration_programs_module_examples_run():
+    import doctest
+
+    from benchmarks import explore_programs
+
+    assert doctest.testmod(explore_programs).failed == 0
