@@ -52,6 +52,7 @@ from ._plaindata import NotPlainData
 from ._replay import check_determinism, replay
 from ._scope import Scope, Slot, par, scope
 from ._select import SelectResult, SelectTag, select
+from ._shared import shared
 from ._sync import Barrier, BoundedSemaphore, Condition, Event, Lock, Semaphore
 from ._task import Task, TaskInfo
 from ._vm import VM
@@ -145,6 +146,7 @@ __all__ = [
     "rng",
     "scope",
     "select",
+    "shared",
     "sleep",
     "spawn",
     "worker",

@@ -7,6 +7,13 @@ from __future__ import annotations
 import time
 from typing import Any, NamedTuple
 
+_REDUCED_SHARED = (
+    "Partial-order reduction left out schedules it judged equivalent to ones it ran "
+    "(shared_only=True): it assumes that tasks share state only through VM objects and "
+    "cp.shared() wrappers, so that steps touching neither commute, and so do reads. Plain "
+    "Python state shared without a wrapper breaks it: wrap it, or explore without "
+    "shared_only."
+)
 _REDUCED = (
     "Partial-order reduction left out schedules it judged equivalent to ones it ran. It "
     "assumes that tasks share plain Python state (anything but VM objects) only in steps "
@@ -181,6 +188,7 @@ class ExploreReport:
         self.seconds = 0.0
         self.first_finding: int | None = None  # which run (1, 2, ...) first failed
         self.first_finding_seconds: float | None = None  # and how long the search took to it
+        self.warnings: list[str] = []  # the lint: atomic here, racy under threads
         self.program: Any = None  # what was explored (this process only: never pickled)
 
     def _explored(self, program: Any) -> None:
@@ -316,6 +324,7 @@ class ExploreReport:
             )
             lines.append(f"  replay: {finding.replay}")
         lines.extend(f"assumes: {sentence}" for sentence in self.assumptions)
+        lines.extend(f"warning: {sentence}" for sentence in self.warnings)
         return "\n".join(lines)
 
     def _repr_html_(self) -> str:
@@ -341,7 +350,14 @@ class ExploreReport:
         if self.assumptions:
             items = "".join(f"<li>{escape(sentence)}</li>" for sentence in self.assumptions)
             out += f"<p><b>This verdict assumes:</b></p><ul>{items}</ul>"
+        if self.warnings:
+            items = "".join(f"<li>{escape(sentence)}</li>" for sentence in self.warnings)
+            out += f"<p><b>Warnings:</b></p><ul>{items}</ul>"
         return out
+
+
+def _simplest(best: _Best) -> tuple[int, int, int]:
+    return best.preemptions, best.steps, best.order
 
 
 class _Best(NamedTuple):
@@ -349,6 +365,8 @@ class _Best(NamedTuple):
     preemptions: int
     message: str
     count: int
+    steps: int = 0
+    order: int = 0  # which distinct problem it was (0, 1, ...): ties keep the order found
 
 
 class Tally:
@@ -363,10 +381,18 @@ class Tally:
         self.found: dict[tuple, _Best] = {}  # (kind, outcome, key) -> the best run
         self.first_finding: int | None = None  # the run that first failed or deadlocked
         self.first_finding_clock: float | None = None  # (time.perf_counter() then)
+        self.redundant = 0  # runs abandoned by sleep sets
+        self.warnings: dict[str, None] = {}  # the lint's sentences, in the order found
 
     def add(self, summary: Any) -> None:
-        self.schedules += 1
         kind = summary.kind
+        if kind == "blocked":  # (sleep sets: equivalent to a run already counted)
+            self.redundant += 1
+            return
+        self.schedules += 1
+        if summary.warnings:
+            for warning in summary.warnings:
+                self.warnings.setdefault(warning, None)
         if kind == "pruned":
             self.pruned += 1
             return
@@ -380,9 +406,11 @@ class Tally:
         # the same blocked tasks are the same deadlock, whatever the tick
         key = (kind, outcome, summary.blocked if kind == "deadlock" else summary.message)
         best = self.found.get(key)
-        if best is None or summary.preemptions < best.preemptions:
-            number = best.count + 1 if best else 1
-            self.found[key] = _Best(summary.schedule, summary.preemptions, summary.message, number)
+        if best is None or (summary.preemptions, summary.steps) < (best.preemptions, best.steps):
+            number, order = (best.count + 1, best.order) if best else (1, len(self.found))
+            self.found[key] = _Best(
+                summary.schedule, summary.preemptions, summary.message, number, summary.steps, order
+            )
         else:
             self.found[key] = best._replace(count=best.count + 1)
 
@@ -393,6 +421,7 @@ class Tally:
         bound: int | None,
         seconds: float,
         replay: tuple[int, int, str],
+        shared_only: bool = False,
     ) -> ExploreReport:
         """The report of a search that ended with ``verdict``; ``replay`` is (seed,
         max_steps, program name) for the findings' replay lines."""
@@ -405,10 +434,13 @@ class Tally:
         if verdict.bounded and bound is not None:
             report.assumptions.append(_bounded(bound))
         if verdict.reduced:
-            report.assumptions.append(_REDUCED)
+            report.assumptions.append(_REDUCED_SHARED if shared_only else _REDUCED)
         report.seconds = seconds
         report.first_finding = self.first_finding
-        for (kind, outcome, _), best in self.found.items():
+        report.warnings = list(self.warnings)
+        # the simplest story first: fewest preemptions, then fewest steps, then as found
+        found = sorted(self.found.items(), key=lambda item: _simplest(item[1]))
+        for (kind, outcome, _), best in found:
             limit = f", max_steps={max_steps}" if outcome == "StepLimitExceeded" else ""
             replay_line = f"cp.VM(schedule={best.schedule!r}, seed={seed}{limit}).run({name}())"
             fields = (outcome, best.message, best.schedule, best.preemptions, best.count)
