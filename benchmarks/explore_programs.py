@@ -38,7 +38,6 @@ class Case:
     build: Callable[[Share], Program]
     bug: str | None  # the outcome that shows the bug; None: a correct program
     tasks: int
-    shares_plain_state: bool = True  # False: every shared object is a VM object
 
     def program(self, share: Share = plain) -> Program:
         return self.build(share)
@@ -216,7 +215,7 @@ PROGRAMS: dict[str, Case] = {
         Case("lost update, 3 tasks", lost_update(3), "AssertionError", 3),
         Case("lost update, 4 tasks", lost_update(4), "AssertionError", 4),
         Case("check-then-act", check_then_act, "AssertionError", 2),
-        Case("lock-order deadlock", lock_order_deadlock, "Deadlock", 2, False),
+        Case("lock-order deadlock", lock_order_deadlock, "Deadlock", 2),
         Case("bank transfer, racy", bank_transfer(False), "AssertionError", 2),
         Case("bank transfer, locked", bank_transfer(True), None, 2),
         Case("bounded buffer, missing notify", bounded_buffer, "Deadlock", 4),

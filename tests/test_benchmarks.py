@@ -140,6 +140,15 @@ def test_the_exploration_benchmark_finds_each_programs_known_bug_and_tabulates(t
     assert results["throughput"]["schedules_per_search"] == 90
     assert "dfs on the lost update, 3 tasks (90 schedules per search)" in printed
     assert "frontrun not run (--no-frontrun)" in printed
+    # with cp.shared and shared_only=True: the same bugs, and one execution per trace
+    shared = results["shared_only"]
+    assert list(shared) == list(PROGRAMS)
+    for name, row in shared.items():
+        assert row["bug_found"] == (PROGRAMS[name].bug is not None), name
+    proved = {name: row["schedules"] for name, row in shared.items() if row["exhaustive"]}
+    assert proved["lost update, 3 tasks"] == 36  # one per trace; 90 interleavings without
+    assert proved["independent tasks, 4 x 4"] == 1
+    assert "| shared_only: first bug | shared_only: schedules |" in printed
 
 
 def test_the_exploration_benchmark_says_when_frontrun_is_missing(tmp_path):
