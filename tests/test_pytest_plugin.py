@@ -356,3 +356,35 @@ def test_a_plugin_that_swaps_the_test_for_a_sync_wrapper_does_not_run_a_marked_t
     )
     result = pytester.runpytest()
     result.assert_outcomes(passed=2)
+
+
+def test_explore_keywords_reach_the_search(pytester):
+    pytester.makepyfile(
+        """
+        import pytest
+        import counterpoint as cp
+
+        @pytest.mark.counterpoint_explore(shared_only=True, allow_partial=False)
+        async def test_shared():
+            box = cp.shared({"n": 0})
+
+            async def add():
+                async with lock:
+                    seen = box["n"]
+                    await cp.checkpoint()
+                    box["n"] = seen + 1
+
+            lock = cp.Lock()
+            await cp.par(add(), add())
+            assert box["n"] == 2
+        """
+    )
+    import counterpoint as cp
+
+    namespace: dict = {}
+    exec(compile(next(pytester.path.glob("*.py")).read_text(), "test", "exec"), namespace)
+    expected = cp.explore(namespace["test_shared"], shared_only=True).summary()
+    assert expected != cp.explore(namespace["test_shared"]).summary()  # the keyword matters
+    result = pytester.runpytest("-v")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines([f"*::test_shared: {expected}"])
