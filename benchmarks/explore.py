@@ -180,7 +180,8 @@ def update_readme(readme: Path, markdown: str, rounds: int, max_schedules: int) 
     intro = (
         f"Measured on this project's 2-core machine (Python {platform.python_version()}; "
         f"medians of {rounds} rounds; at most {max_schedules:,} schedules; frontrun 0.7 on "
-        "threads, DPOR, no preemption bound):\n\n"
+        "threads, DPOR, no preemption bound). The machine is shared, so rates by the wall "
+        "clock swing from run to run; the throughput line gives CPU time too:\n\n"
     )
     write_marked(readme, "explore-table", intro + markdown)
 
