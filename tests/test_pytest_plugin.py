@@ -388,3 +388,24 @@ def test_explore_keywords_reach_the_search(pytester):
     result = pytester.runpytest("-v")
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines([f"*::test_shared: {expected}"])
+
+
+def test_the_failure_names_a_pytest_command_that_reruns_the_finding_with_its_traceback(pytester):
+    pytester.makepyfile(LOST_UPDATE)
+    explored = pytester.runpytest()
+    line = next(line for line in explored.outlines if line.startswith("run it alone"))
+    command = line.split(": ", 1)[1].split()
+    (module,) = pytester.path.glob("*.py")
+    assert command[:2] == ["pytest", f"{module.name}::test_two_deposits"]
+    schedule = command[2].split("=", 1)[1]
+    assert f"replay it: cp.VM(schedule='{schedule}', seed=0)" in explored.stdout.str()
+    rerun = pytester.runpytest(command[1], command[2])
+    rerun.assert_outcomes(failed=1)
+    rerun.stdout.fnmatch_lines(
+        [
+            '>       assert box["n"] == 2, "an update was lost"',  # the test's own traceback
+            "E       AssertionError: an update was lost",
+        ]
+    )
+    # the serial schedule (each task runs to its end) does not lose the update
+    pytester.runpytest(command[1], "--counterpoint-schedule=cp1:").assert_outcomes(passed=1)

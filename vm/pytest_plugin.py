@@ -16,6 +16,8 @@ calls the test function again with the same fixture values.  See docs/explore.md
 from __future__ import annotations
 
 import inspect
+import re
+import shlex
 from typing import Any
 
 import pytest
@@ -34,6 +36,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=None,
         metavar="N",
         help="override max_schedules of every @pytest.mark.counterpoint_explore test",
+    )
+    group.addoption(
+        "--counterpoint-schedule",
+        default=None,
+        metavar="SCHEDULE",
+        help="run each @pytest.mark.counterpoint_explore test once under this schedule "
+        "(a finding's, e.g. cp1:0112) instead of exploring: it fails with its own traceback",
     )
 
 
@@ -94,6 +103,11 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
 
     import counterpoint as cp
 
+    schedule = pyfuncitem.config.getoption("counterpoint_schedule")
+    if schedule is not None:  # one run, as the finding's replay line would make it
+        seed, max_steps = keywords.get("seed", 0), keywords.get("max_steps", 100_000)
+        cp.VM(schedule=schedule, seed=seed, max_steps=max_steps).run(program())
+        return True
     report = cp.explore(program, **keywords)
     summary = report.summary()
     pyfuncitem.user_properties.append((MARKER, summary))
@@ -104,6 +118,10 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
         failure = str(error)
     else:
         return True
+    found = re.search(r"replay it: cp\.VM\(schedule='(cp1:[^']*)'", failure)
+    if found:
+        rerun = f"pytest {shlex.quote(pyfuncitem.nodeid)} --counterpoint-schedule={found[1]}"
+        failure += f"\nrun it alone, with its traceback: {rerun}"
     # outside the except block: the message is the whole story, with no chained traceback
     pytest.fail(failure, pytrace=False)
 
