@@ -159,6 +159,8 @@ def table(results: dict) -> str:
         else:
             cells += ["not run", "", ""]
         lines.append("| " + " | ".join(cells) + " |")
+    if results.get("frontrun_asyncio"):
+        lines += ["", *asyncio_table(results)]
     rate = results["throughput"]
     lines += [
         "",
@@ -174,6 +176,19 @@ def table(results: dict) -> str:
             "this version."
         )
     return "\n".join(lines)
+
+
+def asyncio_table(results: dict) -> list[str]:
+    """frontrun's asyncio mode beside Counterpoint's dfs on the programs it can express."""
+    lines = [
+        "| program (frontrun's asyncio mode) | dfs: schedules | frontrun asyncio: first bug "
+        "| frontrun asyncio: schedules | frontrun asyncio: time, rate |",
+        "|---|---|---|---|---|",
+    ]
+    for name, row in results["frontrun_asyncio"].items():
+        ours = _count(results["counterpoint"][name])
+        lines.append(f"| {name} | {ours} | {_first(row)} | {_count(row)} | {_rate(row)} |")
+    return lines
 
 
 def update_readme(readme: Path, markdown: str, rounds: int, max_schedules: int) -> None:
@@ -212,7 +227,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.no_frontrun:
         results["frontrun"] = {"missing": "frontrun not run (--no-frontrun)"}
     else:
-        results["frontrun"] = frontrun(args.max_schedules, args.rounds, names)
+        peer = frontrun(args.max_schedules, args.rounds, names)
+        results["frontrun"] = peer.get("threads", peer)
+        if "asyncio" in peer:
+            results["frontrun_asyncio"] = peer["asyncio"]
     markdown = table(results)
     print(markdown)
     if args.update_readme:

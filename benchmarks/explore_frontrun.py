@@ -6,16 +6,18 @@ for the whole process):
 
     python -m benchmarks.explore_frontrun --max-executions 5000 --rounds 3
 
-prints one JSON object: program name -> the same columns as Counterpoint's, or
-``{"missing": "frontrun not installed"}``.  frontrun is not a dependency of the package.
-Each program is the thread version of the Counterpoint one: the same shared state, the
-same steps (frontrun preempts between bytecodes, so it needs no ``await``), the same
-assertion as the invariant.
+prints one JSON object: ``{"threads": {program name: the same columns as Counterpoint's},
+"asyncio": {...}}`` (frontrun's asyncio mode, for the racy programs it can express as
+coroutines), or ``{"missing": "frontrun not installed"}``.  frontrun is not a dependency
+of the package.  Each program is the thread version of the Counterpoint one: the same
+shared state, the same steps (frontrun preempts between bytecodes, so it needs no
+``await``), the same assertion as the invariant.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import statistics
 import threading
@@ -157,10 +159,52 @@ PROGRAMS = {
 }
 
 
-def measure(name: str, max_executions: int, rounds: int) -> dict:
+# frontrun's asyncio mode: the racy programs as coroutines, with an ``await`` where the
+# Counterpoint program has its ``cp.checkpoint()`` (asyncio tasks switch only there)
+
+
+def async_lost_update(tasks: int) -> tuple:
+    async def increment(box: Box) -> None:
+        seen = box.value
+        await asyncio.sleep(0)
+        box.value = seen + 1
+
+    return (lambda: Box(value=0), [increment] * tasks, lambda box: box.value == tasks)
+
+
+def async_check_then_act() -> tuple:
+    async def withdraw(box: Box) -> None:
+        if box.balance >= 60:
+            await asyncio.sleep(0)
+            box.balance -= 60
+
+    return (lambda: Box(balance=100), [withdraw, withdraw], lambda box: box.balance >= 0)
+
+
+def async_lazy_init() -> tuple:
+    async def get(box: Box) -> None:
+        if box.instance is None:
+            await asyncio.sleep(0)
+            box.created += 1
+            box.instance = object()
+
+    return (lambda: Box(instance=None, created=0), [get, get], lambda box: box.created == 1)
+
+
+ASYNC_PROGRAMS = {
+    "lost update, 2 tasks": lambda: async_lost_update(2),
+    "lost update, 3 tasks": lambda: async_lost_update(3),
+    "lost update, 4 tasks": lambda: async_lost_update(4),
+    "check-then-act": async_check_then_act,
+    "lazy init": async_lazy_init,
+}
+
+
+def measure(name: str, max_executions: int, rounds: int, mode: str = "threads") -> dict:
     import frontrun
 
-    setup, workers, invariant = PROGRAMS[name]()
+    programs = ASYNC_PROGRAMS if mode == "asyncio" else PROGRAMS
+    setup, workers, invariant = programs[name]()
 
     def search(stop_on_first: bool) -> tuple[Any, float]:
         started = time.perf_counter()
@@ -173,6 +217,8 @@ def measure(name: str, max_executions: int, rounds: int) -> dict:
             max_executions=max_executions,
             reproduce_on_failure=0,
         )
+        if mode == "asyncio":  # (async workers: explore returns a coroutine)
+            result = asyncio.run(result)
         return result, time.perf_counter() - started
 
     first = [search(True) for _ in range(rounds)]
@@ -215,12 +261,15 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps({"missing": "frontrun not installed"}))
         return 0
     patch_locks()  # what the `frontrun` command line does before running a test
-    results = {}
-    for name in args.programs:
-        try:
-            results[name] = measure(name, args.max_executions, args.rounds)
-        except Exception as error:  # a program frontrun cannot run: say so in the table
-            results[name] = {"error": f"{type(error).__name__}: {error}"[:200]}
+    results: dict[str, dict] = {"threads": {}, "asyncio": {}}
+    for mode, programs in (("threads", PROGRAMS), ("asyncio", ASYNC_PROGRAMS)):
+        for name in args.programs:
+            if name not in programs:
+                continue
+            try:
+                results[mode][name] = measure(name, args.max_executions, args.rounds, mode)
+            except Exception as error:  # a program frontrun cannot run: say so in the table
+                results[mode][name] = {"error": f"{type(error).__name__}: {error}"[:200]}
     print(json.dumps(results))
     return 0
 

@@ -202,3 +202,34 @@ def test_the_exploration_programs_module_examples_run():
     from benchmarks import explore_programs
 
     assert doctest.testmod(explore_programs).failed == 0
+
+
+def test_the_exploration_table_sets_frontruns_asyncio_mode_beside_dfs():
+    from benchmarks import explore as bench
+
+    def row(schedules, exhaustive, first_bug):
+        return {
+            "bug": "AssertionError",
+            "bug_found": True,
+            "first_bug": first_bug,
+            "schedules": schedules,
+            "exhaustive": exhaustive,
+            "seconds": 0.5,
+            "schedules_per_second": schedules / 0.5,
+        }
+
+    results = {
+        "counterpoint": {"lost update, 3 tasks": row(90, True, 2)},
+        "frontrun": {"lost update, 3 tasks": row(90, True, 2)},
+        "frontrun_asyncio": {"lost update, 3 tasks": row(81, True, 2)},
+        "throughput": {
+            "program": "lost update, 3 tasks",
+            "schedules_per_search": 90,
+            "schedules_per_second": 9000.0,
+            "schedules_per_cpu_second": 9500.0,
+            "bar": 10_000,
+            "meets_bar": False,
+        },
+    }
+    markdown = bench.table(results)
+    assert "| lost update, 3 tasks | 90 | #2 | 81 | 0.500 s, 162/s |" in markdown
