@@ -17,7 +17,6 @@ import counterpoint as cp
 from counterpoint._explore import RunOptions, run_prefix
 from counterpoint._schedule import decode_schedule, encode_schedule
 from counterpoint._strategies import FAIRNESS
-from counterpoint._traps import require_task
 
 # -- programs -------------------------------------------------------------------------------------
 
@@ -409,15 +408,13 @@ def test_a_misfit_inside_a_group_names_the_run_and_the_choice_point():
         cp.VM(schedule="cp1:11[0121]9").run(pick())
 
 
-def _steps_of_a_writer(report_writes):
+def _steps_of_a_writer(shared):
     async def main():
-        box = []
+        box = cp.shared([]) if shared else []
 
         async def writer():
             for item in range(10):
-                box.append(item)  # plain state: invisible to the VM ...
-                if report_writes:  # ... unless reported, as a cp.shared wrapper does
-                    require_task("a test")._vm._chooser.effect()
+                box.append(item)  # a plain list is invisible; a cp.shared write is progress
                 await cp.checkpoint()
 
         async def reader():
@@ -430,8 +427,31 @@ def _steps_of_a_writer(report_writes):
     return main
 
 
-def test_a_write_reported_through_the_recorder_s_effect_is_progress():
-    unreported = run_prefix(_steps_of_a_writer(False), [], RunOptions(fairness=2))
-    assert unreported.yields and unreported.outcome == 2  # the writer gave way after 2 steps
-    reported = run_prefix(_steps_of_a_writer(True), [], RunOptions(fairness=2))
-    assert reported.yields == () and reported.outcome == 10  # it went on to the end
+def test_a_write_to_a_cp_shared_wrapper_is_progress_and_a_plain_write_is_not():
+    plain = run_prefix(_steps_of_a_writer(False), [], RunOptions(fairness=2))
+    assert plain.yields and plain.outcome < 10  # the writer gave way after 2 steps
+    shared = run_prefix(_steps_of_a_writer(True), [], RunOptions(fairness=2))
+    assert shared.yields == () and shared.outcome == 10  # it went on to the end
+
+
+async def shared_spin_wait():
+    """A spin-wait on a cp.shared flag: reading it is no effect."""
+    flag = cp.shared({"set": False})
+
+    async def waiter():
+        while not flag["set"]:
+            await cp.checkpoint()
+
+    async def setter():
+        await cp.checkpoint()
+        flag["set"] = True
+
+    await cp.par(waiter(), setter())
+    return "seen"
+
+
+def test_reading_a_cp_shared_wrapper_is_no_effect_so_its_spin_wait_ends():
+    summary = run_prefix(shared_spin_wait, [], RunOptions(fairness=3))
+    assert summary.outcome == "seen" and summary.yields
+    report = cp.explore(shared_spin_wait, shared_only=True, max_steps=2_000, max_schedules=30)
+    assert report.outcomes == {"seen": report.schedules}

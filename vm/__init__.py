@@ -52,7 +52,17 @@ from ._plaindata import NotPlainData
 from ._replay import check_determinism, replay
 from ._scope import Scope, Slot, par, scope
 from ._select import SelectResult, SelectTag, select
-from ._sync import Barrier, BoundedSemaphore, Condition, Event, Lock, Semaphore
+from ._shared import shared
+from ._sync import (
+    Barrier,
+    BoundedSemaphore,
+    Condition,
+    CountdownEvent,
+    Event,
+    Lock,
+    RLock,
+    Semaphore,
+)
 from ._task import Task, TaskInfo
 from ._vm import VM
 from .events import HostEvent
@@ -93,6 +103,7 @@ __all__ = [
     "ChannelClosed",
     "Condition",
     "CounterpointError",
+    "CountdownEvent",
     "Deadlock",
     "Event",
     "ExploreReport",
@@ -111,6 +122,7 @@ __all__ = [
     "NotPlainData",
     "PolicyError",
     "Pruned",
+    "RLock",
     "Record",
     "RecvStatus",
     "ScheduleError",
@@ -145,6 +157,7 @@ __all__ = [
     "rng",
     "scope",
     "select",
+    "shared",
     "sleep",
     "spawn",
     "worker",

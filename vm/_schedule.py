@@ -6,7 +6,7 @@ list of indices chosen at the choice points of one execution, written as a compa
 string (see :func:`encode_schedule`); ``cp.VM(schedule=...)`` replays it exactly with
 a :class:`ScheduleChooser`.  The VM asks its chooser (``vm._chooser``) through the
 :class:`Chooser` protocol: ``pick``, ``choose``, ``ran``, ``advancing``, ``observe``,
-``effect``.
+``access``.
 """
 
 from __future__ import annotations
@@ -283,9 +283,10 @@ class Chooser:
     def observe(self, obj: tuple) -> None:
         """The running step read VM object ``obj`` without writing a journal record."""
 
-    def effect(self) -> None:
-        """The running step changed shared state without writing a journal record (a
-        write to a ``cp.shared`` wrapper): progress, for an explorer's fairness bound."""
+    def access(self, location: tuple, write: bool) -> None:
+        """The running step read (or wrote) ``location`` of a ``cp.shared`` wrapper:
+        ``("shared", label, key)``.  Called directly from the wrapper's method, so the
+        user's frame that made the access is ``sys._getframe(2)`` here."""
 
     def abandoning(self, vm: Any) -> None:
         """The run is being abandoned (deadlock, ``max_steps``, an interrupt): its tasks
