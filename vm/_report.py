@@ -270,9 +270,9 @@ class ExploreReport:
     and ``schedules_per_second``; ``first_finding`` (the number of the run, 1, 2 ...,
     that first failed or deadlocked; None if none did) and ``first_finding_seconds``
     (how long the search took to get there); ``stopped_at_first`` (``explore(...,
-    stop_on_first=True)`` ended the search there); ``program``, the callable explored (``None`` in a
-    report pickled from another process: it is not pickled) -- ``show()`` needs it to
-    run a finding again.
+    stop_on_first=True)`` ended the search there); ``program``, the callable explored
+    (``None`` in a report pickled from another process: it is not pickled) --
+    ``show()`` needs it to run a finding again.
 
     >>> import counterpoint as cp
     >>> async def main():
