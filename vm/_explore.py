@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
+from . import _distributed
 from ._errors import (
     Cancelled,
     Deadlock,
@@ -436,6 +437,8 @@ def explore(
     por: bool = True,
     depth: int = 3,
     progress: bool | None = None,
+    client: Any = None,
+    processes: int | None = None,
 ) -> ExploreReport:
     """Run ``program`` under many schedules and report the outcomes, failures and deadlocks.
 
@@ -445,7 +448,9 @@ def explore(
     (``depth`` is its bug depth).  ``preemption_bound`` limits the preemptions of a
     schedule (switching away from a task that could go on); ``max_steps`` bounds
     each execution.  A progress bar shows on searches that take more than a second
-    (``progress=False`` hides it).
+    (``progress=False`` hides it).  ``client`` (a ``distributed.Client``) runs the
+    executions on a Dask cluster, ``processes=N`` on N local processes; the report is
+    the one this process alone would make (see docs/explore.md).
 
     >>> import counterpoint as cp
     >>> async def main():
@@ -481,7 +486,11 @@ def explore(
     else:
         search = RandomSearch(strategy, seed, max_schedules, preemption_bound, depth)
     options = RunOptions(seed, max_steps, footprints=strategy == "dfs" and por)
-    run = _Checked(program, options)
+    cluster = _distributed.resolve(client, processes)
+    if cluster is None:
+        run: Any = _Checked(program, options)
+    else:
+        run = _distributed.Master(cluster, program, options, search)
     tally = Tally()
     bar = _progress_bar(max_schedules, strategy, progress)
     started = time.perf_counter()
@@ -496,6 +505,8 @@ def explore(
     finally:
         if bar is not None:
             bar.close()
+        if cluster is not None:
+            run.close()
     name = getattr(program, "__name__", "program")
     seconds = time.perf_counter() - started
     report = tally.report(
