@@ -253,6 +253,12 @@ def _unentered_scope():
 case("scopes", "`cp.par(work)` (a function)", TypeError, "did you forget to call it")(
     lambda: in_task(lambda: cp.par(idle))
 )
+case("scopes", "`cp.par(a(), b(), names=['a'])` (too few names)", ValueError, "one per coroutine")(
+    lambda: in_task(lambda: cp.par(idle(), idle(), names=["a"]))
+)
+case("scopes", "`cp.par(a(), names='a')`", TypeError, "one name (a str, or None) per")(
+    lambda: in_task(lambda: cp.par(idle(), names="a"))
+)
 
 # -- channels and select -------------------------------------------------------------------------
 
@@ -338,6 +344,40 @@ def _reacquire():
         await lock.acquire()
 
     return in_task(body)
+
+
+@case("sync", "releasing a `cp.RLock` held by another task", cp.LockError, "held by task")
+def _foreign_rlock_release():
+    async def body():
+        lock = cp.RLock()
+        await lock.acquire()
+        await cp.spawn(_release(lock))
+
+    return in_task(body)
+
+
+async def _release(lock: Any) -> None:
+    lock.release()
+
+
+case("sync", "`cp.Condition(cp.RLock())`", TypeError, "not re-entrant")(
+    lambda: in_task(lambda: cp.Condition(cp.RLock()))
+)
+case("sync", "`cp.CountdownEvent(-1)`", ValueError, "count) needs value >= 0")(
+    lambda: in_task(lambda: cp.CountdownEvent(-1))
+)
+case("sync", "`countdown.signal(0)`", ValueError, "needs n >= 1")(
+    lambda: in_task(lambda: cp.CountdownEvent(1).signal(0))
+)
+case("sync", "`countdown.signal(2.0)`", TypeError, "needs an int")(
+    lambda: in_task(lambda: cp.CountdownEvent(1).signal(2.0))
+)
+case("sync", "signalling a countdown past 0", ValueError, "below 0")(
+    lambda: in_task(lambda: cp.CountdownEvent(1).signal(2))
+)
+case("sync", "`add_count()` on a set countdown", ValueError, "already set")(
+    lambda: in_task(lambda: cp.CountdownEvent(0).add_count())
+)
 
 
 @case("sync", "`cond.wait()` without holding its lock", cp.LockError, "async with cond:")
@@ -500,6 +540,19 @@ case("explore", "`cp.choose(range(2**30))`", cp.LimitExceeded, "choose in steps"
 )
 case("explore", "`cp.require(x)` outside a task", cp.NotInTaskError, "outside")(
     lambda: cp.require(True)
+)
+case("explore", "`cp.explore(main, invariant=True)`", TypeError, "zero-argument callable")(
+    lambda: cp.explore(idle, invariant=True)
+)
+case("explore", "`cp.explore(main, shared_only='yes')`", TypeError, "True or False")(
+    lambda: cp.explore(idle, shared_only="yes")
+)
+case("explore", "`cp.shared(5)` (an immutable value)", TypeError, "put the value in a dict")(
+    lambda: cp.shared(5)
+)
+case("explore", "`cp.shared(d, name=3)`", TypeError, "takes a str")(lambda: cp.shared({}, name=3))
+case("explore", "`pickle.dumps(cp.shared(d))`", TypeError, "pickle the object it wraps")(
+    lambda: __import__("pickle").dumps(cp.shared({}))
 )
 
 

@@ -23,6 +23,7 @@ hypothesis can draw (and shrink) programs too.  Every draw of 0 picks the simple
 option.
 
     python tests/explore_programs.py 1000        # check seeds 0..999, print failures
+    python tests/explore_programs.py --shared 1000   # the same for shared_only=True
 """
 
 from __future__ import annotations
@@ -58,6 +59,15 @@ class Program:
         self.preemption_bound = preemption_bound
         self.keeps_assumption = not any(op[-1] == "touch" for ops in tasks for op in ops)
         self.__name__ = f"program_{label}"
+        self.shared = False  # wrap the plain state with cp.shared (see shared_variant)
+
+    def shared_variant(self) -> Program:
+        """The same program with its plain state (the dict and the list) in cp.shared
+        wrappers: it keeps the promise of ``explore(..., shared_only=True)``."""
+        made = Program(self.label, self.tasks, self.start, self.capacities, self.preemption_bound)
+        made.shared = True
+        made.__name__ = f"shared_program_{self.label}"
+        return made
 
     def __call__(self) -> Any:
         return self._main()
@@ -78,8 +88,10 @@ class Program:
         return "\n".join(lines)
 
     async def _main(self) -> Any:
-        state = {"x": 0, "y": 0}
-        log: list[str] = []
+        state: Any = {"x": 0, "y": 0}
+        log: Any = []
+        if self.shared:
+            state, log = cp.shared(state, name="state"), cp.shared(log, name="log")
         channels = [cp.channel(capacity) for capacity in self.capacities]
         world = {"state": state, "log": log, "channels": channels}
         world["lock"] = cp.Lock()
@@ -299,14 +311,49 @@ def check(program: Program, full_limit: int = FULL_LIMIT) -> str:
     return "ok"
 
 
+def check_shared(program: Program, full_limit: int = FULL_LIMIT) -> str:
+    """The soundness property of ``shared_only=True``, on the program's cp.shared variant:
+    the same outcomes as exploring every interleaving, in no more schedules, and an
+    exhaustive verdict.  "skipped" as for :func:`check`."""
+    program = program.shared_variant()
+    bound = program.preemption_bound
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", cp.UnobservedTaskFailure)
+        full = cp.explore(
+            program, por=False, preemption_bound=bound, max_schedules=full_limit, progress=False
+        )
+        if not full.exhaustive:
+            return "skipped"
+        reduced = cp.explore(
+            program,
+            preemption_bound=bound,
+            max_schedules=full_limit,
+            progress=False,
+            shared_only=True,
+        )
+    detail = (
+        f"\n{program.describe()} (state in cp.shared, shared_only=True)\n"
+        f"por=False: {full.schedules} schedules, outcomes {sorted(map(repr, full.outcomes))}\n"
+        f"shared_only: {reduced.schedules} schedules, outcomes "
+        f"{sorted(map(repr, reduced.outcomes))}, {reduced.summary()}"
+    )
+    assert reduced.exhaustive, "the reduced search did not finish" + detail
+    assert reduced.schedules <= full.schedules, "the reduction explored more" + detail
+    same = set(map(repr, reduced.outcomes)) == set(map(repr, full.outcomes))
+    assert same, "shared_only reduction lost an outcome" + detail
+    return "ok"
+
+
 def main(argv: list[str]) -> int:
+    shared = "--shared" in argv
+    argv = [arg for arg in argv if arg != "--shared"]
     count = int(argv[0]) if argv else 200
     start = int(argv[1]) if len(argv) > 1 else 0
     tally: dict[str, int] = {}
     failures = 0
     for seed in range(start, start + count):
         try:
-            verdict = check(generate(seed))
+            verdict = (check_shared if shared else check)(generate(seed))
         except AssertionError as error:
             failures += 1
             verdict = "failed"

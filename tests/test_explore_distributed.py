@@ -24,7 +24,6 @@ from counterpoint._strategies import DepthFirst
 distributed = pytest.importorskip("distributed")
 
 
-
 @pytest.fixture(scope="module")
 def client():
     """A 2-process Dask ``LocalCluster`` (one thread each) and its ``Client``."""
@@ -72,7 +71,7 @@ def assert_same_report(program, **options) -> cp.ExploreReport:
     return other
 
 
-# -- programs (defined here: they travel to the workers by value) --------------------------------
+# -- programs (defined here: they travel to the workers by value) ---------------------------------
 
 
 def lost_update(tasks: int, check: bool = False):
@@ -141,6 +140,24 @@ async def messages():
     return tuple(log)
 
 
+def shared_counter(tasks: int):
+    """The lost update on a ``cp.shared`` dict, for ``shared_only=True`` (sleep sets)."""
+
+    async def main():
+        box = cp.shared({"n": 0, "seen": 0}, name="box")
+
+        async def add():
+            seen = box["n"]
+            await cp.checkpoint()
+            box["n"] = seen + 1
+            box["seen"] += 0 if seen else 1
+
+        await cp.par(*[add() for _ in range(tasks)])
+        return box["n"], box["seen"]
+
+    return main
+
+
 # -- the same report ------------------------------------------------------------------------------
 
 
@@ -149,13 +166,21 @@ def test_dfs_on_a_cluster_reports_what_one_process_reports(client, tiny_slices, 
     assert_same_report(lost_update(3), client=client, por=por)
 
 
-@pytest.mark.parametrize(
-    "program", [philosophers, chosen_pair, messages], ids=lambda p: p.__name__
-)
+@pytest.mark.parametrize("program", [philosophers, chosen_pair, messages], ids=lambda p: p.__name__)
 def test_deadlocks_failures_choices_and_channels_report_the_same_on_a_cluster(
     client, tiny_slices, program
 ):
     report = assert_same_report(program, client=client)
+    assert report.exhaustive
+
+
+@pytest.mark.parametrize("bound", [None, 1])
+def test_shared_only_searches_report_the_same_on_a_cluster(client, tiny_slices, bound):
+    """With sleep sets (no bound: runs are given a sleep set, some end "blocked") and
+    without (a bound)."""
+    report = assert_same_report(
+        shared_counter(3), client=client, shared_only=True, preemption_bound=bound
+    )
     assert report.exhaustive
 
 
@@ -206,7 +231,7 @@ def test_processes_n_makes_one_local_cluster_and_reuses_it():
     assert [worker["nthreads"] for worker in workers] == [1]
 
 
-# -- the search from a cursor (what a worker runs) --------------------------------------------------
+# -- the search from a cursor (what a worker runs) ------------------------------------------------
 
 
 @pytest.mark.parametrize("floor", [0, 1, 2, 3])
@@ -235,11 +260,11 @@ def test_a_search_from_a_cursor_makes_the_runs_of_its_subtree_in_the_full_order(
         assert decode_schedule(full[k + len(sub)])[:floor] != frozen
 
 
-# -- errors ------------------------------------------------------------------------------------------
+# -- errors ---------------------------------------------------------------------------------------
 
 
 def test_client_must_be_a_dask_client():
-    with pytest.raises(TypeError, match="client= is a distributed.Client"):
+    with pytest.raises(TypeError, match=r"client= is a distributed\.Client"):
         cp.explore(philosophers, client="tcp://127.0.0.1:8786")
     assert cp.explore(philosophers, progress=False).exhaustive  # still usable
 
@@ -291,6 +316,28 @@ def test_a_worker_that_dies_mid_search_is_replaced_and_the_report_is_the_same(
     other = cp.explore(program, progress=False, client=client)
     assert died.read_text() == "once"  # a worker did die
     assert everything_but_seconds(other) == everything_but_seconds(one)
+
+
+def test_a_job_that_keeps_killing_its_workers_raises_worker_lost():
+    """Dask gives up on a job whose workers die more often than it allows (here: at
+    once); the search says so, and this process stays usable."""
+    import dask
+
+    async def kills():
+        if cp.choose(range(2)) == 1:
+            os._exit(1)
+
+    with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
+        cluster = distributed.LocalCluster(
+            n_workers=1, threads_per_worker=1, processes=True, dashboard_address=":0"
+        )
+    try:
+        with distributed.Client(cluster) as lost:
+            with pytest.raises(cp.WorkerLost, match="died again and again"):
+                cp.explore(kills, progress=False, client=lost)
+    finally:
+        cluster.close()
+    assert cp.explore(philosophers, progress=False).exhaustive
 
 
 def test_a_cluster_search_shows_the_progress_bar(client, capsys):

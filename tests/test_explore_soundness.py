@@ -12,7 +12,7 @@ from __future__ import annotations
 import gc
 
 import pytest
-from explore_programs import build, check, generate
+from explore_programs import build, check, check_shared, generate
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -35,6 +35,17 @@ def test_reduction_reaches_every_outcome_of_exploring_everything(seed):
 @pytest.mark.parametrize("seed", SLOW_SEEDS)
 def test_reduction_reaches_every_outcome_on_thousands_more_programs(seed):
     assert check(generate(seed)) in ("ok", "skipped")
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_shared_only_reaches_every_outcome_when_the_state_is_in_cp_shared(seed):
+    assert check_shared(generate(seed)) in ("ok", "skipped")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", SLOW_SEEDS)
+def test_shared_only_reaches_every_outcome_on_thousands_more_programs(seed):
+    assert check_shared(generate(seed)) in ("ok", "skipped")
 
 
 def test_most_generated_programs_are_small_enough_to_explore_everything():
@@ -89,3 +100,14 @@ def test_the_generator_covers_every_feature_it_promises():
 def test_reduction_is_sound_on_programs_hypothesis_draws_and_shrinks(data):
     program = build(lambda n: data.draw(st.integers(0, n - 1)), label="hypothesis")
     assert check(program) in ("ok", "skipped")
+
+
+@settings(
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+@given(st.data())
+def test_shared_only_is_sound_on_programs_hypothesis_draws_and_shrinks(data):
+    program = build(lambda n: data.draw(st.integers(0, n - 1)), label="hypothesis")
+    assert check_shared(program) in ("ok", "skipped")

@@ -736,6 +736,12 @@ async def rich():
     async with condition:
         condition.notify()
     await barrier.wait()
+    countdown, rlock = cp.CountdownEvent(1), cp.RLock()
+    countdown.add_count()
+    countdown.signal(2)
+    await countdown.wait()
+    async with rlock, rlock:
+        await cp.checkpoint()
     picked = await cp.select(buffered, idle, timeout=2)
     timed_out = await cp.select(idle, timeout=1)
     joined = await cp.select(waiting)

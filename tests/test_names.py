@@ -385,6 +385,7 @@ def test_every_wait_names_its_object_in_the_report_and_in_state_at():
         "until": None,
         "tasks": [],
         "cases": [],
+        "count": None,
     }
     assert state.waits[8].cases == (("channel", 1, "jobs"), ("channel", 3, None))
     assert state.to_dict()["waits"]["6"]["name"] == "ready"

@@ -230,3 +230,55 @@ def test_par_results_do_not_depend_on_the_random_policy():
 
     for seed in range(5):
         assert cp.VM(seed=seed, policy="random").run(main()) == list(range(6))
+
+
+# -- the branches' names ------------------------------------------------------------------
+
+
+async def transfer(gate):
+    await gate.wait()
+
+
+def test_par_branches_are_named_after_their_coroutines_functions(vm):
+    async def main():
+        gate = cp.Event(name="gate")
+        await cp.par(transfer(gate), work(1, "x"))
+
+    with pytest.raises(cp.Deadlock) as info:
+        vm.run(main())
+    assert [(task, name) for task, name, _ in info.value.blocked] == [(1, "main"), (2, "transfer")]
+    assert info.value.finished == [(3, "work", "done")]
+    assert "task 2 'transfer' waits for event 'gate'" in str(info.value)
+    assert [r.data["name"] for r in vm.journal.filter(kind="spawn")] == ["main", "transfer", "work"]
+
+
+def test_par_names_name_each_branch_and_none_keeps_the_functions_name(vm):
+    async def main():
+        gate = cp.Event()
+        await cp.par(transfer(gate), transfer(gate), work(0, 1), names=["alice", "bob", None])
+
+    with pytest.raises(cp.Deadlock) as info:
+        vm.run(main())
+    assert [name for _, name, _ in info.value.blocked] == ["main", "alice", "bob"]
+    assert info.value.finished == [(4, "work", "done")]
+    spawned = [r.data["name"] for r in vm.journal.filter(kind="spawn")]
+    assert spawned == ["main", "alice", "bob", "work"]
+
+
+@pytest.mark.parametrize(
+    "names, error, says",
+    [
+        (["a"], ValueError, "1 names for 2 coroutines"),
+        (["a", "b", "c"], ValueError, "3 names for 2 coroutines"),
+        ("ab", TypeError, "got str"),
+        (["a", 2], TypeError, "holds a int"),
+    ],
+)
+def test_bad_par_names_are_named_errors_and_start_no_branch(vm, names, error, says):
+    async def main():
+        with pytest.raises(error, match=says):
+            await cp.par(work(1, "a"), work(1, "b"), names=names)
+        return await cp.par(work(1, "a"), work(1, "b"), names=("x", "y"))
+
+    assert vm.run(main()) == ["a", "b"]
+    assert [r.data["name"] for r in vm.journal.filter(kind="spawn")] == ["main", "x", "y"]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from programs import state_of
+from programs import assert_vm_usable, state_of
 
 import counterpoint as cp
 
@@ -863,3 +863,391 @@ def test_try_acquire_is_explored_as_a_read_of_the_lock():
 
     report = cp.explore(main)
     assert report.exhaustive and set(report.outcomes) == {("a",), ("b",)}
+
+
+# -- RLock: re-entrant, journaled like a Lock --------------------------------------------
+
+
+def test_rlock_may_be_taken_again_by_its_holder_and_is_free_after_as_many_releases(vm):
+    async def main():
+        lock = cp.RLock(name="account")
+        seen = []
+        await lock.acquire()
+        await lock.acquire()
+        seen.append((lock.locked(), lock.owner.name))
+        lock.release()
+        seen.append(lock.locked())
+        lock.release()
+        seen.append((lock.locked(), lock.owner))
+        return seen
+
+    assert vm.run(main()) == [(True, "main"), True, (False, None)]
+    kinds = [r.kind for r in vm.journal if r.kind in ("acquire", "release")]
+    assert kinds == ["acquire", "acquire", "release", "release"]  # every one journaled
+    assert records(vm, "create") == [(1, {"lock": 1, "reentrant": True, "name": "account"})]
+
+
+def test_rlock_goes_to_the_longest_waiter_only_after_the_holders_last_release(vm):
+    log = []
+
+    async def holder(lock):
+        async with lock:
+            async with lock:
+                await cp.sleep(2)
+            log.append(("inner released", cp.now()))
+            await cp.sleep(3)
+        log.append(("outer released", cp.now()))
+
+    async def waiter(lock, name):
+        await cp.sleep(1)
+        async with lock:
+            log.append((name, cp.now()))
+
+    async def main():
+        lock = cp.RLock()
+        await cp.par(holder(lock), waiter(lock, "b"), waiter(lock, "c"))
+
+    vm.run(main())
+    assert log == [("inner released", 2), ("outer released", 5), ("b", 5), ("c", 5)]
+
+
+def test_releasing_an_rlock_one_does_not_hold_is_a_lock_error_and_the_lock_stays_held(vm):
+    async def thief(lock):
+        with pytest.raises(cp.LockError, match="held by task 1"):
+            lock.release()
+
+    async def main():
+        lock = cp.RLock(name="vault")
+        with pytest.raises(cp.LockError, match="held by nobody"):
+            lock.release()
+        await lock.acquire()
+        await cp.spawn(thief(lock))
+        return lock.owner.name, lock.locked()
+
+    assert vm.run(main()) == ("main", True)
+    assert_vm_usable(vm)
+
+
+def test_try_acquire_of_an_rlock_takes_it_again_for_its_holder_and_refuses_others(vm):
+    async def other(lock):
+        return lock.try_acquire()
+
+    async def main():
+        lock = cp.RLock()
+        got = [lock.try_acquire(), lock.try_acquire(), await cp.spawn(other(lock))]
+        lock.release()
+        got.append(await cp.spawn(other(lock)))  # still held once
+        lock.release()
+        got.append(await cp.spawn(other(lock)))
+        return got
+
+    assert vm.run(main()) == [True, True, False, False, True]
+
+
+def test_a_deadlock_on_an_rlock_says_who_holds_it_and_how_many_times(vm):
+    async def deposit(lock, gate):
+        async with lock, lock:
+            await gate.wait()
+
+    async def audit(lock):
+        await cp.checkpoint()
+        await lock.acquire()
+
+    async def main():
+        lock, gate = cp.RLock(name="account"), cp.Event(name="gate")
+        await cp.par(deposit(lock, gate), audit(lock))
+
+    with pytest.raises(cp.Deadlock) as info:
+        vm.run(main())
+    words = "to acquire lock 'account' (held by task 2 'deposit', 2 times)"
+    assert (3, "audit", words) in info.value.blocked
+    assert f"task 3 'audit' waits {words}" in str(info.value)
+    first_cancel = next(r.event_id for r in vm.journal if r.kind == "cancel")
+    state = vm.journal.state_at(first_cancel - 1)  # time travel words it the same way
+    assert state.tasks[3].waiting_on == words
+    assert state.locks == {1: 2} and state.lock_states[1].waiters == [3]
+    assert state.waits[3].count == 2
+
+
+def test_state_at_follows_an_rlocks_holder_through_nested_acquires():
+    async def main():
+        lock = cp.RLock()
+        async with lock:
+            async with lock:
+                await cp.checkpoint()
+            await cp.checkpoint()
+        await cp.checkpoint()
+
+    vm = cp.VM()
+    vm.run(main())
+    journal = vm.journal
+    holders = [
+        journal.state_at(r.event_id).locks[1] for r in journal if r.kind in ("acquire", "release")
+    ]
+    assert holders == [1, 1, 1, None]  # free only after the second release
+
+
+def test_an_rlock_cannot_be_the_lock_of_a_condition():
+    async def main():
+        cp.Condition(cp.RLock())
+
+    with pytest.raises(TypeError, match="not re-entrant"):
+        cp.VM().run(main())
+
+
+def test_rlock_holders_are_explored_in_both_orders():
+    async def main():
+        lock, order = cp.RLock(), []
+
+        async def grab(name):
+            async with lock, lock:
+                order.append(name)
+
+        await cp.par(grab("a"), grab("b"))
+        return tuple(order)
+
+    report = cp.explore(main)
+    assert report.exhaustive and set(report.outcomes) == {("a", "b"), ("b", "a")}
+
+
+# -- CountdownEvent ----------------------------------------------------------------------
+
+
+def test_a_countdown_wakes_every_waiter_fifo_when_the_count_reaches_zero(vm):
+    woken = []
+
+    async def boss(done, name):
+        await done.wait()
+        woken.append((name, cp.now()))
+
+    async def worker(done, ticks):
+        await cp.sleep(ticks)
+        return done.signal()
+
+    async def main():
+        done = cp.CountdownEvent(2, name="done")
+        results = await cp.par(boss(done, "x"), boss(done, "y"), worker(done, 1), worker(done, 4))
+        return results[2:], done.count, done.is_set()
+
+    assert vm.run(main()) == ([False, True], 0, True)
+    assert woken == [("x", 4), ("y", 4)]
+    assert [data for _, data in records(vm, "signal")] == [
+        {"countdown": 1, "n": 1},
+        {"countdown": 1, "n": 1},
+    ]
+
+
+def test_add_count_raises_the_count_while_the_countdown_is_not_set(vm):
+    async def main():
+        done = cp.CountdownEvent(1)
+        done.add_count(2)
+        counts = [done.count]
+        done.signal(2)
+        counts.append(done.count)
+        done.signal()
+        return counts, done.is_set()
+
+    assert vm.run(main()) == ([3, 1], True)
+    assert [data for _, data in records(vm, "add_count")] == [{"countdown": 1, "n": 2}]
+
+
+def test_signalling_a_countdown_below_zero_is_a_value_error_that_changes_nothing(vm):
+    async def main():
+        done = cp.CountdownEvent(1, name="done")
+        with pytest.raises(ValueError, match=r"signal\(2\) would take the count below 0: only 1"):
+            done.signal(2)
+        return done.count
+
+    assert vm.run(main()) == 1
+    assert records(vm, "signal") == []
+    assert_vm_usable(vm)
+
+
+def test_add_count_on_a_set_countdown_is_a_value_error(vm):
+    async def main():
+        done = cp.CountdownEvent(1)
+        done.signal()
+        with pytest.raises(ValueError, match="already set"):
+            done.add_count()
+        return done.count, done.is_set()
+
+    assert vm.run(main()) == (0, True)
+
+
+@pytest.mark.parametrize("n, error", [(0, ValueError), (-1, ValueError), (1.0, TypeError)])
+def test_bad_countdown_units_are_named_errors(vm, n, error):
+    async def main():
+        done = cp.CountdownEvent(3)
+        with pytest.raises(error):
+            done.signal(n)
+        with pytest.raises(error):
+            done.add_count(n)
+        return done.count
+
+    assert vm.run(main()) == 3
+
+
+def test_waiting_on_a_countdown_at_zero_returns_at_once_but_is_a_checkpoint(vm):
+    async def other(log):
+        log.append("other")
+
+    async def main():
+        log = []
+        done = cp.CountdownEvent(0)
+        cp.spawn(other(log))
+        await done.wait()
+        log.append("main")
+        return log, cp.now()
+
+    assert vm.run(main()) == (["other", "main"], 0)
+
+
+def test_a_deadlock_on_a_countdown_says_how_many_signals_are_left(vm):
+    async def boss(done):
+        await done.wait()
+
+    async def worker(done):
+        done.signal()
+
+    async def main():
+        done = cp.CountdownEvent(3, name="done")
+        await cp.par(boss(done), worker(done))
+
+    with pytest.raises(cp.Deadlock) as info:
+        vm.run(main())
+    assert (2, "boss", "for countdown 'done' (2 left)") in info.value.blocked
+    first_cancel = next(r.event_id for r in vm.journal if r.kind == "cancel")
+    state = vm.journal.state_at(first_cancel - 1)
+    assert state.tasks[2].waiting_on == "for countdown 'done' (2 left)"
+    assert state.countdowns[1] == (1, "done", 2, [2])
+
+
+def test_exploration_sees_a_countdown_signal_race_with_a_read():
+    async def main():
+        done = cp.CountdownEvent(1)
+
+        async def signaller():
+            done.signal()
+
+        async def reader():
+            return done.is_set()
+
+        _, seen = await cp.par(signaller(), reader())
+        return seen
+
+    report = cp.explore(main)
+    assert report.exhaustive and set(report.outcomes) == {True, False}
+
+
+def test_partial_order_reduction_sees_countdowns_and_rlocks_as_the_objects_they_are():
+    from counterpoint._explore import run_prefix
+
+    async def program():
+        done, lock = cp.CountdownEvent(2), cp.RLock()
+
+        async def counts():
+            done.add_count()
+            await cp.checkpoint()
+            done.signal(3)
+            await cp.checkpoint()
+            async with lock, lock:
+                await cp.checkpoint()
+
+        async def waits():
+            await done.wait()
+
+        await cp.par(counts(), waits())
+
+    touched = [(step[0], step[2]) for step in run_prefix(program, []).footprints]
+    assert touched[1:7] == [
+        (2, {("countdown", 1)}),  # add_count
+        (2, {("countdown", 1)}),  # signal: 0 reached
+        (2, {("lock", 1)}),  # acquire
+        (2, {("lock", 1)}),  # acquire again
+        (2, set()),  # the checkpoint inside
+        (2, {("lock", 1), ("task", 2)}),  # release twice, then done
+    ]
+    assert (3, {("countdown", 1)}) in touched  # the wait
+
+
+def test_countdown_repr_shows_its_count_and_waiters():
+    async def main():
+        return repr(cp.CountdownEvent(2, name="done"))
+
+    assert cp.VM().run(main()) == "<CountdownEvent 1 'done' count=2 waiters=0>"
+
+
+# -- RLock and CountdownEvent journal the same run in any process ------------------------
+
+TEACHING_PROGRAM = """
+import counterpoint as cp
+
+async def main():
+    account, done = cp.RLock(name="account"), cp.CountdownEvent(3, name="done")
+    balance = [0]
+
+    async def deposit(amount):
+        async with account:
+            async with account:
+                seen = balance[0]
+                await cp.checkpoint()
+                balance[0] = seen + amount
+        done.signal()
+
+    async def boss():
+        await done.wait()
+        return balance[0]
+
+    total, *_ = await cp.par(boss(), deposit(1), deposit(2), deposit(3))
+    return total
+
+def digest(seed):
+    vm = cp.VM(policy="random", seed=seed)
+    vm.run(main())
+    return vm.journal.digest()
+"""
+
+
+def _teaching_digests() -> list[str]:
+    namespace: dict = {}
+    exec(TEACHING_PROGRAM, namespace)
+    return [namespace["digest"](seed) for seed in (1, 2, 3)]
+
+
+def test_rlock_and_countdown_runs_give_the_same_journal_twice_and_in_another_process():
+    import subprocess
+    import sys
+
+    here = _teaching_digests()
+    assert here == _teaching_digests() and len(set(here)) > 1  # (the seeds differ)
+    code = TEACHING_PROGRAM + "\nprint(' '.join(digest(seed) for seed in (1, 2, 3)))\n"
+    env = {"PYTHONHASHSEED": "17", "PATH": ""}
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == here
+
+
+def test_a_cancelled_countdown_waiter_leaves_the_queue_and_time_travel_agrees(vm):
+    async def waiter(done):
+        try:
+            async with cp.scope(timeout=2):
+                await done.wait()
+        except TimeoutError:
+            return "gave up"
+
+    async def main():
+        done = cp.CountdownEvent(1, name="done")
+        task = cp.spawn(waiter(done))
+        await cp.sleep(3)
+        queued = repr(done)
+        done.signal()
+        return await task, queued
+
+    assert vm.run(main()) == ("gave up", "<CountdownEvent 1 'done' count=1 waiters=0>")
+    timeout = next(r.event_id for r in vm.journal if r.kind == "timeout")
+    signal = next(r.event_id for r in vm.journal if r.kind == "signal")
+    before, after = vm.journal.state_at(timeout - 1), vm.journal.state_at(signal - 1)
+    assert before.countdowns[1].waiters == [2] and after.countdowns[1] == (1, "done", 1, [])
+    assert vm.journal.state_at(signal).countdowns[1].count == 0

@@ -702,6 +702,7 @@ def test_to_dict_is_plain_json_data_with_string_keys():
         "event_states",
         "conditions",
         "barriers",
+        "countdowns",
     }
     for i in range(len(vm.journal) + 1):
         data = vm.journal.state_at(i).to_dict()
@@ -760,6 +761,7 @@ def test_state_at_zero_is_the_empty_start_at_tick_zero(vm):
         "event_states": {},
         "conditions": {},
         "barriers": {},
+        "countdowns": {},
     }
     vm.run(failure_program())
     start = vm.journal.state_at(0)

@@ -419,6 +419,14 @@ def test_explore_magic_shows_the_view_and_binds_the_report():
         assert kernel.value("view.select(0)\nview.vm.journal.records()[-1].data['error']") == (
             "AssertionError"
         )
+        shared = code.replace("--name race", "--name counted --shared-only").replace(
+            'box = {"n": 0}', 'box = shared({"n": 0}, name="box")'
+        )
+        reply = kernel.execute(shared)
+        assert reply.status == "ok", reply.traceback_text
+        assert reply.result["text/plain"].startswith("<ExploreReport dfs: 4 schedules")
+        reply = kernel.execute("%%explore --invariant nowhere\nawait checkpoint()")
+        assert "--invariant names a function" in reply.evalue
     finally:
         kernel.shutdown()
 

@@ -53,7 +53,17 @@ from ._plaindata import NotPlainData
 from ._replay import check_determinism, replay
 from ._scope import Scope, Slot, par, scope
 from ._select import SelectResult, SelectTag, select
-from ._sync import Barrier, BoundedSemaphore, Condition, Event, Lock, Semaphore
+from ._shared import shared
+from ._sync import (
+    Barrier,
+    BoundedSemaphore,
+    Condition,
+    CountdownEvent,
+    Event,
+    Lock,
+    RLock,
+    Semaphore,
+)
 from ._task import Task, TaskInfo
 from ._vm import VM
 from .events import HostEvent
@@ -94,6 +104,7 @@ __all__ = [
     "ChannelClosed",
     "Condition",
     "CounterpointError",
+    "CountdownEvent",
     "Deadlock",
     "Event",
     "ExploreReport",
@@ -112,6 +123,7 @@ __all__ = [
     "NotPlainData",
     "PolicyError",
     "Pruned",
+    "RLock",
     "Record",
     "RecvStatus",
     "ScheduleError",
@@ -147,6 +159,7 @@ __all__ = [
     "rng",
     "scope",
     "select",
+    "shared",
     "sleep",
     "spawn",
     "worker",

@@ -30,21 +30,23 @@ its key and raised by the master when (and only if) its search gets there.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import copyreg
 import hashlib
-import io
 import heapq
+import io
 import itertools
 import pickle
 import time
+import types
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 from typing import Any
 
 from ._errors import NondeterminismError, WorkerLost
-from ._reduction import backtrack_points
-from ._strategies import DEFAULT, Cursor, DepthFirst, Expected, RandomSearch
+from ._reduction import backtrack_points, source_sets
+from ._strategies import DEFAULT, Cursor, DepthFirst, Expected
 
 _SLICE = 0.25  # CPU seconds a dfs job runs before it hands back the rest of its subtree
 _FIRST_SLICE = 0.05  # (the first job: the sooner its subtree is split, the sooner all work)
@@ -131,30 +133,28 @@ def _key(prefix: Sequence[int], then: Any, extra: tuple, named: dict) -> tuple:
     return (tuple(prefix), then, extra, tuple(sorted(named.items())) if named else ())
 
 
-def _lite(summary: Any, known: int) -> Any:
-    """What the master reads of a summary: not the footprints, rows or journal, and
-    of the choice points only those past the ``known`` ones the master has on its
-    stack (a run that fails or deadlocks keeps them all: its schedule is reported)."""
+def _lite(summary: Any, known: int, sleepy: bool) -> Any:
+    """What the master reads of a summary: not the rows or journal, nor the footprints
+    but (with sleep sets) those of the steps chosen at new choice points; of the choice
+    points only those past the ``known`` ones the master has on its stack (a run that
+    fails or deadlocks keeps them all: its schedule is reported)."""
     points = summary.points
-    if summary.kind in ("ok", "pruned") and known:
+    if summary.kind in ("ok", "pruned", "blocked") and known:
         points = (None,) * known + points[known:]
-    fields = (
-        points,
-        summary.steps,
-        None,
-        summary.kind,
-        summary.outcome,
-        summary.message,
-        summary.blocked,
-        summary.preemptions,
-        summary.positions,
-        (),
-        frozenset(),
-        (),
-        summary.tasks,
-        None,
+    footprints = None
+    if sleepy and summary.footprints is not None:  # (what _note_sleep reads)
+        first = max(known - 1, 0)
+        footprints = tuple(
+            step for step in summary.footprints if step[1] is not None and step[1] >= first
+        )
+    return summary._replace(
+        points=points,
+        footprints=footprints,
+        rows=(),
+        barriers=frozenset(),
+        left_behind=(),
+        journal=None,
     )
-    return tuple.__new__(type(summary), fields)
 
 
 def _as_tuple(obj: tuple) -> tuple:
@@ -177,6 +177,34 @@ def _dumps(obj: Any) -> bytes:
         import cloudpickle
 
         return cloudpickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+@contextlib.contextmanager
+def _keeping_filenames() -> Iterator[None]:
+    """Code shipped by value keeps its file name (cloudpickle writes "<dynamic-code>"):
+    what a run reports of its source lines (the lint's warnings, ``where``) must read
+    on a worker as it reads here."""
+    import cloudpickle.cloudpickle as module
+
+    from ._shipping import _LOCK
+
+    base = module.Pickler
+
+    class Pickler(base):  # type: ignore[misc, valid-type]
+        def reducer_override(self, obj: Any) -> Any:
+            if type(obj) is types.CodeType:
+                make, args = module._code_reduce(obj)
+                return make, tuple(
+                    obj.co_filename if arg == "<dynamic-code>" else arg for arg in args
+                )
+            return super().reducer_override(obj)
+
+    with _LOCK:
+        module.Pickler = Pickler
+        try:
+            yield
+        finally:
+            module.Pickler = base
 
 
 # -- the worker side ----------------------------------------------------------------------------
@@ -262,14 +290,14 @@ class _Recording:
         except NondeterminismError as error:
             self.results.append([key, error, None])
             raise
-        self.results.append([key, _lite(summary, len(prefix)), None])
+        self.results.append([key, _lite(summary, len(prefix), "sleep" in named), None])
         return summary
 
-    def backtrack_points(self, summary: Any, bounded: bool) -> list:
+    def backtrack_points(self, summary: Any, bounded: bool, shared_only: bool) -> list:
         """The run's backtrack points; the master gets only those that add an option to
         try: the rest add nothing on the master either (its frames have every option
         these frames have, and more)."""
-        points = backtrack_points(summary, bounded)
+        points = backtrack_points(summary, bounded, shared_only)
         stack = self.search.at.stack
         effective = []
         for point, task in points:
@@ -282,6 +310,11 @@ class _Recording:
                 effective.append((point, task))
         self.results[-1][2] = effective
         return points
+
+    def source_sets(self, summary: Any) -> list:
+        """The run's races with sleep sets (shipped whole)."""
+        found = self.results[-1][2] = source_sets(summary)
+        return found
 
 
 def _job(data: bytes, job: bytes) -> tuple[list[bytes], bytes]:
@@ -308,10 +341,11 @@ def _run_job(program: Callable, options: Any, job: tuple, began: tuple) -> tuple
         except NondeterminismError:
             pass
         return recording.pickled(), _dumps((None, _used(began)))
-    cursor, bound, por, max_schedules, seconds = spec
+    cursor, bound, por, shared_only, max_schedules, seconds = spec
     recording = _Recording(run, time.thread_time() + seconds)
-    search = DepthFirst(max_schedules, bound, por)
+    search = DepthFirst(max_schedules, bound, por, shared_only)
     search.backtrack_points = recording.backtrack_points
+    search.source_sets = recording.source_sets
     recording.search = search
     rest = None
     try:
@@ -322,7 +356,6 @@ def _run_job(program: Callable, options: Any, job: tuple, began: tuple) -> tuple
     except NondeterminismError:
         pass
     return recording.pickled(), _dumps((rest, _used(began)))
-
 
 
 # -- the master side ----------------------------------------------------------------------------
@@ -339,9 +372,10 @@ class Master:
         self.search = search
         self.workers = max(1, len(client.scheduler_info().get("workers", {})))
         # (sent with every job, not scattered once: scattered data dies with its worker)
-        self.program = program_bytes(
-            program, {"run": tuple(options), "warnings": _warning_filters()}
-        )
+        with _keeping_filenames():
+            self.program = program_bytes(
+                program, {"run": tuple(options), "warnings": _warning_filters()}
+            )
         self.cache: dict[tuple, Any] = {}
         self.queue: list[tuple] = []  # (order, number, job bytes): in the order needed
         self.numbers = itertools.count()
@@ -352,11 +386,15 @@ class Master:
         self.used: list[tuple[float, float]] = []  # each job's (wall, CPU) seconds
         from distributed import as_completed
 
-        self.done = as_completed()
+        self.done = as_completed(loop=client.loop, with_results=True)
         if isinstance(search, DepthFirst):
             search.backtrack_points = self._backtrack_points
+            search.source_sets = self._source_sets
 
-    def _backtrack_points(self, summary: Any, bounded: bool) -> list:
+    def _backtrack_points(self, summary: Any, bounded: bool, shared_only: bool) -> list:
+        return self.bt
+
+    def _source_sets(self, summary: Any) -> list:
         return self.bt
 
     def __call__(
@@ -386,7 +424,7 @@ class Master:
             at = search.at
             expect = Expected(list(at.offers), (), 0)  # (the master keeps no rows)
             cursor = Cursor(list(at.stack), list(at.offers), list(at.choices), expect)
-            cursor.floor = len(cursor.stack)
+            cursor.floor, cursor.sleep = len(cursor.stack), at.sleep
             self._dispatch_cursor(cursor, checked)
             return
         if then == DEFAULT:  # pct's first run, which tells how long a run is
@@ -403,7 +441,14 @@ class Master:
 
     def _dispatch_cursor(self, cursor: Cursor, checked: bool) -> None:
         search = self.search
-        spec = (cursor, search.bound, search.por, search.max_schedules, self.slice)
+        spec = (
+            cursor,
+            search.bound,
+            search.por,
+            search.shared_only,
+            search.max_schedules,
+            self.slice,
+        )
         self._push(tuple(cursor.choices), ("dfs", checked, spec))
 
     def _push(self, order: Any, job: tuple) -> None:
@@ -418,10 +463,8 @@ class Master:
             self.done.add(future)
 
     def _wait(self) -> None:
-        future = next(self.done)
-        self.running.pop(future)
-        try:
-            chunks, tail = future.result()
+        try:  # (results are fetched as jobs end, while this process goes on)
+            future, (chunks, tail) = next(self.done)
         except Exception as error:
             if type(error).__name__ == "KilledWorker":
                 raise WorkerLost(
@@ -431,6 +474,7 @@ class Master:
                     "workers: explore it in this process to see the failure"
                 ) from None
             raise
+        self.running.pop(future)
         cache = self.cache
         for chunk in chunks:
             for key, lite, bt in pickle.loads(chunk):
@@ -448,6 +492,8 @@ class Master:
         cursor with those options marked done."""
         stack, bound = cursor.stack, self.search.bound
         wanted = _PER_WORKER * self.workers + 1 - len(self.running) - len(self.queue)
+        if self.search.sleepy:
+            wanted = 0  # (a branch's sleep set needs the steps its earlier siblings took)
         for depth in range(cursor.floor, len(stack) - _HEIGHT):
             if wanted <= 0:
                 break
@@ -459,7 +505,7 @@ class Master:
             for option in sorted(pending):
                 frame.done.add(option)
                 branch = replace(frame, chosen=option, done=set(frame.done))
-                choices = cursor.choices[:depth] + [branch.index()]
+                choices = [*cursor.choices[:depth], branch.index()]
                 offers = cursor.offers[: depth + 1]
                 expect = Expected(offers, frame.rows, frame.position)
                 job = Cursor([*stack[:depth], branch], offers, choices, expect, depth + 1)

@@ -29,12 +29,20 @@ class Deadlock(CounterpointError):
     """No task can make progress while the root task of ``vm.run`` is still waiting.
 
     ``.blocked`` lists ``(task_id, name, waiting_on)`` for every blocked task, in
-    ascending task id; the message says the same in words.
+    ascending task id; the message says the same in words.  ``.finished`` lists
+    ``(task_id, name, how)`` for every task that had ended by then (``how``: ``"done"``,
+    ``"failed"`` or ``"cancelled"``), in ascending task id.
     """
 
-    def __init__(self, message: str, blocked: list[tuple[int, str, str]] | None = None):
+    def __init__(
+        self,
+        message: str,
+        blocked: list[tuple[int, str, str]] | None = None,
+        finished: list[tuple[int, str, str]] | None = None,
+    ):
         super().__init__(message)
         self.blocked = blocked or []
+        self.finished = finished or []
 
 
 class StepLimitExceeded(CounterpointError):

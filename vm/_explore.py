@@ -17,6 +17,7 @@ deterministic given its choices (``cp.NondeterminismError`` otherwise).
 
 from __future__ import annotations
 
+import linecache
 import time
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
@@ -31,7 +32,16 @@ from ._errors import (
 )
 from ._interrupts import DeferredInterrupts
 from ._journal import _ATOMIC, plain
-from ._reduction import describe_row, footprints
+from ._reduction import (
+    _KIND_MASK,
+    STEP,
+    dependent,
+    describe_row,
+    footprint,
+    footprints,
+    visible_steps,
+    with_accesses,
+)
 from ._report import ExploreReport, Finding, Tally
 from ._schedule import (
     Chooser,
@@ -39,9 +49,11 @@ from ._schedule import (
     decode_schedule,
     encode_schedule,
 )
+from ._shared import describe, user_frame
 from ._sources import Sources
 from ._strategies import DEFAULT, DepthFirst, Expected, RandomSearch
 from ._traps import discard, require_task
+from ._where import source_name
 
 __all__ = [
     "Chooser",
@@ -82,12 +94,14 @@ class Point(NamedTuple):
 class RunOptions(NamedTuple):
     """How each execution runs: the VM's ``seed`` and ``max_steps``; whether to compute
     the steps' ``footprints`` (partial-order reduction needs them) and to keep the
-    ``journal``'s ticks and values (the determinism check compares two runs by them)."""
+    ``journal``'s ticks and values (the determinism check compares two runs by them);
+    the ``invariant`` checked after every step (None: none)."""
 
     seed: int = 0
     max_steps: int = 100_000
     footprints: bool = True
     journal: bool = False
+    invariant: Any = None  # fn() checked after every step (explore(..., invariant=fn))
 
 
 class RunSummary(NamedTuple):
@@ -103,7 +117,11 @@ class RunSummary(NamedTuple):
     begin after virtual time advanced (``barriers``), the tasks still ready at the end
     (``left_behind``), how many task ids it used (``tasks``), and, when asked for, the
     rest of the ``journal`` as plain data: (where time advanced, to which tick, the
-    records' values).
+    records' values); with sleep sets (``shared_only=True``), the sleep set in force at
+    each choice point past the prefix (``sleeps``: tuples of (task, footprint));
+    ``warnings``: the lint's sentences (a read-modify-write of a ``cp.shared``
+    location in one step that another task also uses: atomic here, racy under threads);
+    last, a deadlock's ``finished`` tasks (``cp.Deadlock.finished``).
 
     The return value is the outcome itself when it is hashable (a report counts
     outcomes by it), so a summary pickles when the program's results do."""
@@ -122,6 +140,9 @@ class RunSummary(NamedTuple):
     left_behind: tuple[int, ...]
     tasks: int
     journal: tuple | None
+    sleeps: tuple = ()
+    warnings: tuple = ()
+    finished: tuple = ()
 
     @property
     def schedule(self) -> str:
@@ -169,6 +190,13 @@ class _Recorder(Chooser):
         self.left_behind: list[int] | None = []  # tasks still ready when the execution ended
         self.tasks = 0  # how many task ids the execution used (1 more than the largest)
         self.preemptions = 0
+        self.accesses: list[tuple[int, tuple, bool]] = []  # (step, location, write): cp.shared
+        self.rmw: list[tuple] = []  # read-modify-writes of a location within one step
+        self._read_step = -1  # the step whose cp.shared reads are in _step_reads
+        self._step_reads: set = set()
+        self.invariant: Any = None  # fn() to check after every step
+        self.visible: set | None = None  # what the invariant read (None: not checked yet)
+        self._checking = False
 
     def _replay(self, kind: str, options: tuple) -> int | None:
         """The prefix's choice at this point (None past the prefix), after checking that
@@ -196,19 +224,26 @@ class _Recorder(Chooser):
         return None
 
     def pick(self, vm: Any, candidates: list, front: Any) -> int:
+        if self.invariant is not None:
+            self.check_invariant()
         previous = self.previous
         went_on = previous in candidates
-        default = candidates.index(previous if went_on else front)
         ids = tuple([task.id for task in candidates])
         self.positions.append(len(vm._rows))
         choice = self._replay("sched", ids) if len(self.points) < self.known else None
         if choice is None:
-            choice = default if self.defaults else self.strategy.pick(self, candidates, default)
+            choice = self.decide(candidates, previous if went_on else front)
         if went_on and candidates[choice] is not previous:
             self.preemptions += 1
         point = ("sched", ids, choice, previous.id if previous else 0)
         self.points.append(_new_point(Point, point))
         return choice
+
+    def decide(self, candidates: list, default: Any) -> int:
+        """Past the prefix: the default decision (the task that ran goes on, else the
+        front of the ready queue), or the strategy's."""
+        index = candidates.index(default)
+        return index if self.defaults else self.strategy.pick(self, candidates, index)
 
     def choose(self, vm: Any, count: int) -> int:
         options = tuple(range(count))
@@ -231,11 +266,15 @@ class _Recorder(Chooser):
             )
 
     def ran(self, vm: Any, task: Any, candidates: list | None) -> None:
+        if candidates is None and self.invariant is not None:
+            self.check_invariant()
         point = len(self.points) - 1 if candidates is not None else None
         self.steps.append((task.id, len(vm._rows), point))
         self.previous = task
 
     def advancing(self, vm: Any) -> None:
+        if self.invariant is not None:
+            self.check_invariant()
         self.advances.append(len(vm._rows))
 
     def abandoning(self, vm: Any) -> None:
@@ -243,7 +282,158 @@ class _Recorder(Chooser):
         self.left_behind = [task.id for task in vm._ready]
 
     def observe(self, obj: tuple) -> None:
+        if self._checking:  # the invariant reads it: steps that write it are visible
+            self.visible.add(obj)
+            return
         self.reads.append((len(self.steps) - 1, obj))
+
+    def access(self, location: tuple, write: bool) -> None:
+        if self._checking:
+            self.visible.add(location)
+            return
+        step = len(self.steps) - 1
+        self.accesses.append((step, location, write))
+        if not write:
+            if self._read_step != step:
+                self._read_step = step
+                self._step_reads = set()
+            self._step_reads.add(location)
+        elif self._read_step == step and location in self._step_reads:
+            self._step_reads.discard(location)  # (one warning per read-then-write)
+            self.rmw.append((step, location, user_frame()))
+
+    def check_invariant(self) -> None:
+        """Check the invariant after a step; a falsy result raises AssertionError (the
+        run's failure), an exception propagates as it is."""
+        if not self.steps:  # (before the first step: nothing has run yet)
+            return
+        if self.visible is None:
+            self.visible = set()
+        self._checking = True
+        try:
+            holds = self.invariant()
+        finally:
+            self._checking = False
+        if not holds:
+            raise invariant_broken(self.invariant, holds, self.previous)
+
+
+def invariant_broken(invariant: Any, value: Any, task: Any) -> AssertionError:
+    """The failure of an ``invariant=`` that returned ``value`` (falsy) after a step of
+    ``task``."""
+    name = getattr(invariant, "__name__", "invariant")
+    after = f"a step of task {task.id} {task.name!r}" if task is not None else "the start"
+    return AssertionError(f"the invariant {name}() returned {value!r} after {after}")
+
+
+class SleepBlocked(BaseException):
+    """Every task that could run is asleep: the execution is equivalent to one already
+    explored (sleep sets), so it is abandoned here."""
+
+
+class _SleepRecorder(_Recorder):
+    """A :class:`_Recorder` with sleep sets (``shared_only=True``, no preemption bound).
+
+    ``given`` is the sleep set in force at the prefix's last choice point (task id ->
+    the footprint of the step it would take, explored from there already).  Past that
+    point the recorder keeps it up to date -- a step wakes every sleeper whose step it
+    depends on; time advancing wakes them all -- and never picks a sleeping task; when
+    every task that could run is asleep the run is redundant (:class:`SleepBlocked`).
+    At each choice point past the prefix it notes the sleep set in force (``sleeps``)."""
+
+    def __init__(self, prefix: Sequence[int], then: Any, expected: Sequence, given: Any) -> None:
+        super().__init__(prefix, then, expected)
+        self.given = dict(given or ())
+        self.sleep: dict[int, tuple] = {}
+        self.sleeps: list[tuple] = []
+        self.starts: list[int] = []  # journal value count where each step began
+        self.settled = 0  # steps whose footprint has been applied to the sleep set
+        self.read_at = 0  # (positions in reads and accesses already applied)
+        self.access_at = 0
+
+    def settle(self, vm: Any, upto: int) -> None:
+        """Apply the footprints of the steps before ``upto`` that ended since the last
+        call: each wakes the sleepers it depends on."""
+        steps = self.steps
+        if not self.sleep:
+            self.settled = max(self.settled, upto)
+            self.read_at, self.access_at = len(self.reads), len(self.accesses)
+            return
+        rows, values = vm._rows, vm._journal._vals
+        reads, accesses = self.reads, self.accesses
+        while self.settled < upto and self.sleep:
+            j = self.settled
+            task, start, point = steps[j]
+            end = steps[j + 1][1] if j + 1 < len(steps) else len(rows)
+            read = []
+            while self.read_at < len(reads) and reads[self.read_at][0] <= j:
+                if reads[self.read_at][0] == j:
+                    read.append(reads[self.read_at][1])
+                self.read_at += 1
+            shared = []
+            while self.access_at < len(accesses) and accesses[self.access_at][0] <= j:
+                if accesses[self.access_at][0] == j:
+                    shared.append(accesses[self.access_at])
+                self.access_at += 1
+            if start < end and rows[start] & _KIND_MASK == STEP:
+                start += 1
+            step = footprint(task, point, rows[start:end], iter(values[self.starts[j] :]), read)
+            step = with_accesses(step, shared)
+            self.sleep = {q: other for q, other in self.sleep.items() if not dependent(step, other)}
+            self.settled = j + 1
+        self.settled = max(self.settled, upto)
+
+    def _activate(self, chosen: int | None) -> None:
+        """At the prefix's last choice point: the given sleep set comes into force."""
+        self.sleep = {q: step for q, step in self.given.items() if q != chosen}
+
+    def pick(self, vm: Any, candidates: list, front: Any) -> int:
+        position = len(self.points)
+        last = len(self.prefix) - 1
+        if position > last:
+            self.settle(vm, len(self.steps))
+            self.sleeps.append(tuple(sorted(self.sleep.items())) if self.sleep else ())
+            return super().pick(vm, candidates, front)
+        choice = super().pick(vm, candidates, front)
+        if position == last:
+            self.settled = len(self.steps)
+            self.read_at, self.access_at = len(self.reads), len(self.accesses)
+            self._activate(candidates[choice].id)
+        return choice
+
+    def decide(self, candidates: list, default: Any) -> int:
+        sleep = self.sleep
+        if sleep and default.id in sleep:  # never a sleeper: the first awake task
+            default = next((task for task in candidates if task.id not in sleep), None)
+            if default is None:
+                raise SleepBlocked()
+        return super().decide(candidates, default)
+
+    def choose(self, vm: Any, count: int) -> int:
+        position = len(self.points)
+        last = len(self.prefix) - 1
+        if position > last:
+            self.settle(vm, len(self.steps) - 1)  # (the running step has not ended)
+            self.sleeps.append(tuple(sorted(self.sleep.items())) if self.sleep else ())
+            return super().choose(vm, count)
+        choice = super().choose(vm, count)
+        if position == last:
+            self.settled = len(self.steps) - 1
+            self.read_at, self.access_at = len(self.reads), len(self.accesses)
+            self._activate(None)
+        return choice
+
+    def ran(self, vm: Any, task: Any, candidates: list | None) -> None:
+        if candidates is None and self.sleep:
+            self.settle(vm, len(self.steps))
+            if task.id in self.sleep:  # the only task that can run is asleep
+                raise SleepBlocked()
+        self.starts.append(len(vm._journal._vals))
+        super().ran(vm, task, candidates)
+
+    def advancing(self, vm: Any) -> None:
+        super().advancing(vm)
+        self.sleep = {}  # time advancing orders everything before it before everything after
 
 
 def run_prefix(
@@ -252,10 +442,15 @@ def run_prefix(
     options: RunOptions | None = None,
     expect: Expected | None = None,
     then: Any = DEFAULT,
+    sleep: Any = None,
 ) -> RunSummary:
     """Run ``program`` once on a fresh VM: the choices of ``prefix`` (indices, as in a
     schedule) at its first choice points, then the decisions of ``then`` (the default
     decisions unless a strategy passes its own); return the :class:`RunSummary`.
+
+    ``sleep`` turns sleep sets on (``shared_only=True``): the sleep set in force at the
+    prefix's last choice point, as (task, footprint) pairs (``()`` for the first run).
+    A run that finds every task that could run asleep ends early, of kind ``"blocked"``.
 
     ``expect`` is what an earlier execution that took the same choices saw (its
     choice points' offers and journal rows): a run that does not repeat it raises
@@ -272,7 +467,12 @@ def run_prefix(
     if options is None:
         options = RunOptions()
     expected = expect.offers if expect is not None else ()
-    recorder = _Recorder(prefix, then if then is DEFAULT else then.chooser(), expected)
+    chooser = then if then is DEFAULT else then.chooser()
+    if sleep is None:
+        recorder = _Recorder(prefix, chooser, expected)
+    else:
+        recorder = _SleepRecorder(prefix, chooser, expected, sleep)
+    recorder.invariant = options.invariant
     kind, outcome, detail, vm = _execute(program, recorder, options)
     recorder.check_prefix_used()
     journal = vm._journal
@@ -280,15 +480,22 @@ def run_prefix(
     if expect is not None and expect.position:
         _check_prefix(expect, recorder, rows, len(prefix))
     if options.footprints:
-        steps, barriers = footprints(journal, recorder.steps, recorder.advances, recorder.reads)
+        steps, barriers = footprints(
+            journal, recorder.steps, recorder.advances, recorder.reads, recorder.accesses
+        )
+        if options.invariant is not None:
+            steps = visible_steps(steps, recorder.visible)
     else:
         steps, barriers = None, frozenset()
     message = blocked = None
-    if kind == "ok":
+    if kind == "ok" or kind == "blocked":
         message, blocked = "", ()
+        if kind == "blocked":  # (every task that could run was asleep: known elsewhere)
+            recorder.left_behind = ()
     else:
         message = str(detail)
         blocked = tuple(map(tuple, detail.blocked)) if kind == "deadlock" else ()
+    finished = tuple(map(tuple, detail.finished)) if kind == "deadlock" else ()
     fields = (
         tuple(recorder.points),
         len(recorder.steps),
@@ -304,6 +511,9 @@ def run_prefix(
         tuple(recorder.left_behind or ()),
         recorder.tasks,
         _plain_journal(journal) if options.journal else None,
+        tuple(recorder.sleeps) if sleep is not None else (),
+        _warnings(recorder) if recorder.rmw else (),
+        finished,
     )
     return _new_summary(RunSummary, fields)  # (RunSummary(*fields), without a Python call)
 
@@ -319,6 +529,30 @@ def _plain_journal(journal: Any) -> tuple:
 _new_summary = tuple.__new__
 
 
+def _warnings(recorder: _Recorder) -> tuple[str, ...]:
+    """The lint: a step that reads a cp.shared location and writes it back with no await
+    in between is atomic under the VM (a step runs alone) but is a lost update under
+    threads -- worth saying when another task uses the location too."""
+    users: dict[tuple, set] = {}
+    steps = recorder.steps
+    for step, location, _ in recorder.accesses:
+        if step >= 0:
+            users.setdefault(location, set()).add(steps[step][0])
+    said = []
+    for step, location, (filename, line, function) in recorder.rmw:
+        task = steps[step][0] if step >= 0 else 0
+        if not users.get(location, set()) - {task}:
+            continue  # no other task uses it: no race, whatever the model
+        text = linecache.getline(filename, line).strip()
+        where = f"{source_name(filename)}:{line} in {function}()"
+        said.append(
+            f"{describe(location)} is read and written back in one step ({where}: "
+            f"{text or '?'}): atomic here, since no await separates the read from the "
+            f"write, but racy under threads, where another thread can write it in between"
+        )
+    return tuple(dict.fromkeys(said))
+
+
 def _execute(program: Callable, chooser: _Recorder, options: RunOptions) -> tuple:
     """Run one execution; return (kind, outcome key, exception or value, vm)."""
     from ._vm import VM  # (here: _vm imports this module)
@@ -327,9 +561,18 @@ def _execute(program: Callable, chooser: _Recorder, options: RunOptions) -> tupl
     chooser.left_behind = None
     try:
         value = vm.run(program())
+        if chooser.invariant is not None:
+            chooser.check_invariant()  # (after the last step)
+    except SleepBlocked:
+        return "blocked", None, None, vm
     except Pruned as pruned:
         return "pruned", None, pruned, vm
     except Deadlock as error:
+        if chooser.invariant is not None:
+            try:
+                chooser.check_invariant()  # (a broken invariant comes first)
+            except Exception as broken:
+                return "failure", type(broken).__name__, broken, vm
         return "deadlock", "Deadlock", error, vm
     except StepLimitExceeded as error:
         return "failure", "StepLimitExceeded", error, vm
@@ -391,13 +634,17 @@ class _Checked:
         self.first = True
 
     def __call__(
-        self, prefix: Sequence[int], expect: Expected | None = None, then: Any = DEFAULT
+        self,
+        prefix: Sequence[int],
+        expect: Expected | None = None,
+        then: Any = DEFAULT,
+        sleep: Any = None,
     ) -> RunSummary:
         if not self.first:
-            return run_prefix(self.program, prefix, self.options, expect, then)
+            return run_prefix(self.program, prefix, self.options, expect, then, sleep)
         self.first = False
         options = self.options._replace(journal=True)
-        first = run_prefix(self.program, prefix, options, expect, then)
+        first = run_prefix(self.program, prefix, options, expect, then, sleep)
         again = run_prefix(
             self.program,
             [point.chosen for point in first.points],
@@ -437,6 +684,8 @@ def explore(
     por: bool = True,
     depth: int = 3,
     progress: bool | None = None,
+    shared_only: bool = False,
+    invariant: Callable[[], Any] | None = None,
     client: Any = None,
     processes: int | None = None,
 ) -> ExploreReport:
@@ -451,6 +700,12 @@ def explore(
     (``progress=False`` hides it).  ``client`` (a ``distributed.Client``) runs the
     executions on a Dask cluster, ``processes=N`` on N local processes; the report is
     the one this process alone would make (see docs/explore.md).
+
+    ``shared_only=True`` promises that tasks share state only through VM objects and
+    ``cp.shared`` wrappers: steps that touch neither commute, and so do reads, which
+    lets ``dfs`` run one schedule per distinct order of conflicting accesses.
+    ``invariant`` is a zero-argument callable checked after every step: a falsy result
+    fails the run with ``AssertionError``, an exception fails it with that exception.
 
     >>> import counterpoint as cp
     >>> async def main():
@@ -481,11 +736,21 @@ def explore(
         raise ValueError(
             f"preemption_bound must be a non-negative int or None, got {preemption_bound!r}"
         )
+    if not isinstance(shared_only, bool):
+        raise TypeError(
+            f"shared_only= is True or False (True promises that tasks share state only "
+            f"through VM objects and cp.shared() wrappers), not {shared_only!r}"
+        )
+    if invariant is not None and not callable(invariant):
+        raise TypeError(
+            f"invariant= takes a zero-argument callable (checked after every step), not "
+            f"{type(invariant).__name__}: pass the function, e.g. invariant=balanced"
+        )
     if strategy == "dfs":
-        search: Any = DepthFirst(max_schedules, preemption_bound, por)
+        search: Any = DepthFirst(max_schedules, preemption_bound, por, bool(shared_only))
     else:
         search = RandomSearch(strategy, seed, max_schedules, preemption_bound, depth)
-    options = RunOptions(seed, max_steps, footprints=strategy == "dfs" and por)
+    options = RunOptions(seed, max_steps, footprints=strategy == "dfs" and por, invariant=invariant)
     cluster = _distributed.resolve(client, processes)
     if cluster is None:
         run: Any = _Checked(program, options)
@@ -510,11 +775,17 @@ def explore(
     name = getattr(program, "__name__", "program")
     seconds = time.perf_counter() - started
     report = tally.report(
-        strategy, search.verdict, preemption_bound, seconds, (seed, max_steps, name)
+        strategy,
+        search.verdict,
+        preemption_bound,
+        seconds,
+        (seed, max_steps, name),
+        shared_only=bool(shared_only) and strategy == "dfs" and por,
+        invariant=invariant is not None,
     )
     if tally.first_finding_clock is not None:
         report.first_finding_seconds = tally.first_finding_clock - started
-    report._explored(program)
+    report._explored(program, invariant)
     return report
 
 
@@ -565,7 +836,13 @@ def choose(options: Any) -> Any:
 
 
 def require(condition: Any) -> None:
-    """Prune this execution unless ``condition`` holds (raises ``cp.Pruned`` if not).
+    """Assume ``condition``: prune this execution unless it holds (raises ``cp.Pruned``).
+
+    An assumption, not an assertion: ``cp.explore`` leaves a pruned execution out --
+    counted in ``report.pruned``, in no outcome, never a finding -- where a false
+    ``assert`` would be a failure with a replay line.  Use it for the inputs and
+    environments the program is not meant to handle; use ``assert`` for what must hold
+    in every interleaving (docs/explore.md, "cp.require: an assumption").
 
     >>> import counterpoint as cp
     >>> async def main():

@@ -125,6 +125,7 @@ _CREATE_EXTRAS: dict[str, dict[str, Any]] = {
     "event": {},
     "condition": {"lock": lambda v: type(v) is int and 0 <= v <= MAX_OBJECT_ID},
     "barrier": {"parties": lambda v: _count(v, 1)},
+    "countdown": {"count": _count},
 }
 # options a create record may also carry: every object may have a name (name=...)
 _CREATE_OPTIONAL: dict[str, dict[str, Any]] = {
@@ -132,6 +133,7 @@ _CREATE_OPTIONAL: dict[str, dict[str, Any]] = {
     for kind in _CREATE_EXTRAS
 }
 _CREATE_OPTIONAL["semaphore"]["bounded"] = lambda v: v is True  # cp.BoundedSemaphore
+_CREATE_OPTIONAL["lock"]["reentrant"] = lambda v: v is True  # cp.RLock
 
 
 def _check_plain(value: Any, what: str, depth: int = 0) -> None:
@@ -589,9 +591,33 @@ NOTIFY = _declare(
     touches="condition",
 )
 
+
+def _check_units(a: int, b: Any, tick: int) -> None:
+    if type(b) is not int or b < 1:
+        raise ValueError(f"the number of units must be an int >= 1, not {b!r}")
+
+
+def _declare_countdown(code: int, name: str) -> int:
+    """``signal`` / ``add_count`` of a ``cp.CountdownEvent``: ``{"countdown": id, "n": n}``."""
+    return _declare(
+        code,
+        name,
+        ("countdown", "n"),
+        lambda a, b, tick: {"countdown": a, "n": b},
+        lambda d: (code, d["countdown"], d["n"]),
+        check=_check_units,
+        touches="countdown",
+    )
+
+
+SIGNAL = _declare_countdown(40, "signal")  # (codes 34-39 left free for other kinds)
+ADD_COUNT = _declare_countdown(41, "add_count")
+
 # -- objects and scopes ----------------------------------------------------------------------
 
-OBJECT_KINDS = frozenset({"channel", "lock", "semaphore", "event", "condition", "barrier"})
+OBJECT_KINDS = frozenset(
+    {"channel", "lock", "semaphore", "event", "condition", "barrier", "countdown"}
+)
 
 
 def _decode_create(a: int, b: Any, tick: int) -> dict[str, Any]:

@@ -53,7 +53,9 @@ class Wait(NamedTuple):
     ``events`` (host events).  ``object``/``id``/``name`` say which object (``name``
     is None for unnamed ones).  ``holder`` (and ``holder_name``): the task holding
     the lock waited for; ``until``: the tick a sleep ends; ``tasks``: the branches of
-    ``cp.par``; ``cases``: ``(object, id, name)`` of each select case or awaited worker.
+    ``cp.par``; ``cases``: ``(object, id, name)`` of each select case or awaited worker;
+    ``count``: how many times the holder of a ``cp.RLock`` holds it, or how many signals
+    a ``cp.CountdownEvent`` still needs.
     """
 
     op: str
@@ -65,6 +67,7 @@ class Wait(NamedTuple):
     until: int | None = None
     tasks: tuple[int, ...] = ()
     cases: tuple[tuple[str, int, str | None], ...] = ()
+    count: int | None = None
 
     def plain(self) -> dict[str, Any]:
         """Plain data (lists, not tuples), for JSON and widgets."""
@@ -91,7 +94,8 @@ def wait_words(wait: Wait) -> str:
     if verb is not None:
         words = f"{verb} {label(wait.object, wait.id, wait.name)}"
         if wait.holder is not None:
-            words += f" (held by task {wait.holder} {wait.holder_name!r})"
+            times = f", {wait.count} times" if wait.count and wait.count > 1 else ""
+            words += f" (held by task {wait.holder} {wait.holder_name!r}{times})"
         return words
     if op == "join":
         return f"for task {wait.id} to finish"
@@ -99,6 +103,8 @@ def wait_words(wait: Wait) -> str:
         what = label(wait.object, wait.id, wait.name)
         if wait.object == "scope":
             return f"for the children of {what} to finish (wait_all)"
+        if wait.object == "countdown":
+            return f"for {what} ({wait.count} left)"
         return f"at {what}" if wait.object == "barrier" else f"for {what}"
     if op == "sleep":
         return f"until tick {wait.until}"

@@ -37,8 +37,10 @@ _NONE: frozenset = frozenset()
 class Step(NamedTuple):
     """The fields of a step's footprint: the task that took it, the index of the choice
     point that picked it (None when no other task was ready), the VM objects it
-    ``touched`` (``("channel", 3)``, ``("lock", 2)``, ``("timer", 5)`` ...), the tasks it
-    ``woke`` or spawned, and the other tasks it ``cancelled``.
+    ``touched`` (``("channel", 3)``, ``("lock", 2)``, ``("timer", 5)`` ...) and the
+    ``cp.shared`` locations it wrote (``("shared", "box", "n")``), the tasks it ``woke``
+    or spawned, the other tasks it ``cancelled``, and the ``cp.shared`` locations it only
+    ``read`` (reads commute with reads).
 
     Footprints are plain tuples in this order (``Step._make(t)`` names the fields): the
     reduction reads one per step of every run, and Python unpacks an exact tuple
@@ -49,6 +51,7 @@ class Step(NamedTuple):
     touched: frozenset
     woke: frozenset
     cancelled: frozenset
+    read: frozenset = frozenset()
 
 
 def _object(item: Any) -> tuple:
@@ -144,18 +147,61 @@ def footprint(
         frozenset(touched) if touched else _NONE,
         frozenset(woke) if woke else _NONE,
         frozenset(cancelled) if cancelled else _NONE,
+        _NONE,
     )
 
 
+def with_accesses(step: tuple, accesses: Sequence) -> tuple:
+    """``step`` (a footprint) with its ``cp.shared`` accesses, (step, location, write)
+    triples: the locations written join ``touched``, the ones only read ``read``."""
+    if not accesses:
+        return step
+    written = {location for _, location, write in accesses if write}
+    read = {location for _, location, write in accesses if not write} - written
+    touched = step[2].union(written) if written else step[2]
+    return (step[0], step[1], touched, step[3], step[4], frozenset(read) if read else _NONE)
+
+
+def dependent(a: tuple, b: tuple) -> bool:
+    """Whether two steps (footprints) of different tasks do not commute: one writes
+    what the other reads or writes, or one cancels or wakes the other's task."""
+    touched_a, touched_b = a[2], b[2]
+    if touched_a and not (touched_a.isdisjoint(touched_b) and touched_a.isdisjoint(b[5])):
+        return True
+    if touched_b and not touched_b.isdisjoint(a[5]):
+        return True
+    return b[0] in a[3] or b[0] in a[4] or a[0] in b[3] or a[0] in b[4]
+
+
+def visible_steps(steps: tuple, visible: set | None) -> tuple:
+    """With ``invariant=``: the steps that write what the invariant read are *visible*
+    and all depend on each other (so every order of them is explored: the invariant's
+    value can only change there).  An invariant that read nothing the VM sees (plain
+    Python state) makes every step visible."""
+    mark = ("invariant",)
+    out = []
+    for step in steps:
+        touched = step[2]
+        if not visible or not touched.isdisjoint(visible):
+            step = (step[0], step[1], touched.union((mark,)), *step[3:])
+        out.append(step)
+    return tuple(out)
+
+
 def footprints(
-    journal: Any, steps: list[tuple], advances: list[int], reads: list[tuple[int, tuple]]
+    journal: Any,
+    steps: list[tuple],
+    advances: list[int],
+    reads: list[tuple[int, tuple]],
+    accesses: Sequence[tuple[int, tuple, bool]] = (),
 ) -> tuple[tuple[tuple, ...], frozenset[int]]:
     """The footprint (fields of :class:`Step`) of every step of an execution, and the
     steps that begin after virtual time advanced (global barriers).
 
     ``steps`` holds (task, journal position where the step began, choice point),
     ``advances`` the journal positions where time advanced, ``reads`` (step index,
-    object) for each record-free read.  Step j's records run from its start to the next
+    object) for each record-free read, ``accesses`` (step index, location, write) for
+    each ``cp.shared`` access.  Step j's records run from its start to the next
     step's start, or to the moment time advanced, whichever comes first (records of
     time advancing belong to no step)."""
     n = len(steps)
@@ -177,6 +223,10 @@ def footprints(
     for j, obj in reads:
         if j >= 0:
             by_step.setdefault(j, []).append(obj)
+    shared: dict[int, list] = {}
+    for access in accesses:
+        if access[0] >= 0:
+            shared.setdefault(access[0], []).append(access)
     nothing: tuple = ()
     out: list[tuple] = []
     append = out.append
@@ -197,9 +247,10 @@ def footprints(
         if start < end and rows[start] & _KIND_MASK == STEP:
             start += 1  # its own step record (no value) touches nothing
         if start == end and not read:  # (the usual step between two checkpoints)
-            append((task, point, _NONE, _NONE, _NONE))
+            step = (task, point, _NONE, _NONE, _NONE, _NONE)
         else:
-            append(footprint(task, point, rows[start:end], values, read))
+            step = footprint(task, point, rows[start:end], values, read)
+        append(with_accesses(step, shared[j]) if j in shared else step)
         index = end
     return tuple(out), barriers
 
@@ -233,15 +284,20 @@ def races(steps: Sequence[tuple], barriers: frozenset[int], left_behind: Sequenc
     last_wildcard_of: dict[int, int] = {}
     last_touched: dict[int, Any] = {}
     uses_vm: set[int] = set()  # tasks that have touched a VM object
-    for j, (task, _, touched, woke, cancelled) in enumerate(steps):
+    for j, step in enumerate(steps):
+        task, _, touched, woke, cancelled, read = step
         if j in barriers:
             floor = latest[:]
         clock = task_clock.get(task, nothing)
         clock = list(map(max, clock, floor)) if floor is not None else clock[:]
         # Python state: a step that touches no VM object, or ends a task that never
-        # touched one, may share plain Python state with any task
-        wild = not touched or (
-            task not in uses_vm and len(touched) == 1 and ("task", task) in touched
+        # touched one, may share plain Python state with any task (cp.shared locations
+        # are not VM objects here: the step may touch unwrapped state too)
+        if read:
+            touched = touched.union(read)  # (reads do not commute in this mode)
+        objects = _vm_objects(touched) if touched else touched
+        wild = not objects or (
+            task not in uses_vm and len(objects) == 1 and ("task", task) in objects
         )
         if cancelled:  # a cancel takes a task off what it waits on: it touches that too
             touched = touched.union(*(last_touched.get(p, ()) for p in cancelled))
@@ -275,6 +331,108 @@ def races(steps: Sequence[tuple], barriers: frozenset[int], left_behind: Sequenc
     return found
 
 
+def _vm_objects(touched: frozenset) -> frozenset:
+    """The VM objects among a step's touched things (not cp.shared locations)."""
+    if all(obj[0] != "shared" for obj in touched):
+        return touched
+    return frozenset(obj for obj in touched if obj[0] != "shared")
+
+
+def races_rw(
+    steps: Sequence[tuple], barriers: frozenset[int], left_behind: Sequence[int], tasks: int
+):
+    """Races of an execution when every shared thing is a VM object or a ``cp.shared``
+    location (``shared_only=True``): steps that touch nothing shared are independent
+    of everything, and reads commute.  Returns (races, clocks): races are (step i, task
+    p, step j) -- j is p's step that races with i, None for an unknown next step (see
+    :func:`races`) -- and clocks the vector clock of each step.
+
+    A race is *immediate*: the conflicting earlier steps are taken latest first, and one
+    already ordered before j through another is not a race."""
+    found: list[tuple] = []
+    owner = [step[0] for step in steps]
+    nothing = [-1] * tasks
+    task_clock: dict[int, list[int]] = {}
+    step_clock: list[list[int]] = []
+    floor: list[int] | None = None
+    latest = nothing[:]
+    last_write: dict[tuple, int] = {}
+    readers: dict[tuple, dict[int, int]] = {}  # location -> task -> its last read since the write
+    last_step_of: dict[int, int] = {}
+    last_touched: dict[int, Any] = {}
+    for j, (task, _, touched, woke, cancelled, read) in enumerate(steps):
+        if j in barriers:
+            floor = latest[:]
+        clock = task_clock.get(task, nothing)
+        clock = list(map(max, clock, floor)) if floor is not None else clock[:]
+        conflicts: set[int] = set()
+        if cancelled:  # it changes what p does next: it depends on p's last step too
+            touched = touched.union(*(last_touched.get(p, ()) for p in cancelled))
+            conflicts.update(last_step_of[p] for p in cancelled if p in last_step_of)
+        for obj in touched:
+            if obj in last_write:
+                conflicts.add(last_write[obj])
+            if obj in readers:
+                conflicts.update(readers[obj].values())
+        for obj in read:
+            if obj in last_write:
+                conflicts.add(last_write[obj])
+        for i in sorted(conflicts, reverse=True):  # latest first: immediate races only
+            if owner[i] != task and clock[owner[i]] < i:
+                found.append((i, task, j))
+                clock = list(map(max, clock, step_clock[i]))
+        clock[task] = j
+        latest[task] = j
+        step_clock.append(clock)
+        task_clock[task] = clock
+        for obj in touched:
+            last_write[obj] = j
+            readers.pop(obj, None)
+        for obj in read:
+            readers.setdefault(obj, {})[task] = j
+        last_step_of[task] = j
+        last_touched[task] = touched
+        for p in cancelled:
+            _unknown_next_step(p, task_clock.get(p, nothing), last_step_of, found)
+        for other in woke:
+            task_clock[other] = list(map(max, task_clock.get(other, nothing), clock))
+    for p in left_behind:
+        _unknown_next_step(p, task_clock.get(p, nothing), last_step_of, found)
+    return [race if len(race) == 3 else (*race, None) for race in found], step_clock
+
+
+def source_sets(run: Any) -> list[tuple[int | None, frozenset | None, int]]:
+    """Source-DPOR (Abdulla, Aronis, Jonsson and Sagonas, "Source Sets", JACM 2017):
+    for each race (i, j) of ``run``, (the choice point before step i, the *initials* of
+    ``v`` -- the tasks that can start the steps between i and j that do not depend on
+    i, followed by j --, j's task).  Reversing the race needs just one initial tried
+    at that choice point (or one asleep there).  Initials are None for a race with an
+    unknown next step: that task itself must be tried."""
+    steps = run.footprints
+    found, clocks = races_rw(steps, run.barriers, run.left_behind, run.tasks)
+    out = []
+    for i, p, j in found:
+        point = steps[i][1]
+        if point is None or j is None:
+            out.append((point, None, p))
+            continue
+        mine = steps[i][0]
+        firsts: dict[int, int] = {}  # task -> its first step in v
+        initials = set()
+        for k in range(i + 1, j):
+            clock = clocks[k]
+            if clock[mine] >= i:
+                continue  # after i: not in v
+            if not any(clock[t] >= first for t, first in firsts.items()):
+                initials.add(steps[k][0])
+            firsts.setdefault(steps[k][0], k)
+        clock = clocks[j]
+        if not any(clock[t] >= first for t, first in firsts.items()):
+            initials.add(p)
+        out.append((point, frozenset(initials), p))
+    return out
+
+
 def _unknown_next_step(
     p: int, clock: list[int], last_step_of: dict[int, int], found: list[tuple[int, int]]
 ) -> None:
@@ -285,7 +443,9 @@ def _unknown_next_step(
             found.append((i, p))
 
 
-def backtrack_points(run: Any, bounded: bool) -> list[tuple[int | None, int]]:
+def backtrack_points(
+    run: Any, bounded: bool, shared_only: bool = False
+) -> list[tuple[int | None, int]]:
     """(choice point, task): for each race of ``run`` (a
     :class:`~counterpoint._explore.RunSummary` with footprints), the choice point where
     trying ``task`` reverses it (None when no other task was ready there, so nothing can
@@ -294,9 +454,14 @@ def backtrack_points(run: Any, bounded: bool) -> list[tuple[int | None, int]]:
     Under a preemption bound (Coons, Musuvathi and McKinley, "Bounded partial-order
     reduction", OOPSLA 2013) the reversal at step i may need a preemption the bound
     forbids while an equivalent schedule does not, so the task is also tried where the
-    run of steps containing i began, a switch that costs no more."""
+    run of steps containing i began, a switch that costs no more.
+
+    ``shared_only``: the races of :func:`races_rw` (nothing is wild, reads commute)."""
     steps = run.footprints
-    found = races(steps, run.barriers, run.left_behind, run.tasks)
+    if shared_only:
+        found = [race[:2] for race in races_rw(steps, run.barriers, run.left_behind, run.tasks)[0]]
+    else:
+        found = races(steps, run.barriers, run.left_behind, run.tasks)
     if not bounded:
         return [(steps[i][1], task) for i, task in found]
     points = []

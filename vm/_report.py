@@ -7,6 +7,13 @@ from __future__ import annotations
 import time
 from typing import Any, NamedTuple
 
+_REDUCED_SHARED = (
+    "Partial-order reduction left out schedules it judged equivalent to ones it ran "
+    "(shared_only=True): it assumes that tasks share state only through VM objects and "
+    "cp.shared() wrappers, so that steps touching neither commute, and so do reads. Plain "
+    "Python state shared without a wrapper breaks it: wrap it, or explore without "
+    "shared_only."
+)
 _REDUCED = (
     "Partial-order reduction left out schedules it judged equivalent to ones it ran. It "
     "assumes that tasks share plain Python state (anything but VM objects) only in steps "
@@ -62,7 +69,45 @@ class Finding(_FindingFields):
     It also remembers, outside its fields, how ``explore`` ran it (the program, the seed
     and ``max_steps``), so :meth:`show` can run it again; the program is not pickled
     (it may not pickle), so a finding from another process needs ``program=``.
+
+    A deadlock also says who was stuck: :attr:`blocked` and :attr:`finished` (plain
+    data, kept outside the six fields and pickled with the finding).
     """
+
+    @property
+    def blocked(self) -> tuple[tuple[int, str, str], ...]:
+        """A deadlock's blocked tasks, ``(task id, name, what it waits on)`` in ascending
+        task id -- ``cp.Deadlock.blocked`` of the finding's run; ``()`` for a failure
+        (and for a finding pickled before findings carried it).
+
+        >>> import counterpoint as cp
+        >>> async def main():
+        ...     fork, knife = cp.Lock(name="fork"), cp.Lock(name="knife")
+        ...     async def eat(first, second):
+        ...         async with first:
+        ...             await cp.checkpoint()
+        ...             async with second:
+        ...                 pass
+        ...     async def left():
+        ...         await eat(fork, knife)
+        ...     async def right():
+        ...         await eat(knife, fork)
+        ...     await cp.par(left(), right())
+        >>> finding = cp.explore(main).deadlocks[0]
+        >>> for task, name, waits in finding.blocked:
+        ...     print(task, name, waits)
+        1 main for its cp.par() branches (tasks 2, 3) to finish
+        2 left to acquire lock 'knife' (held by task 3 'right')
+        3 right to acquire lock 'fork' (held by task 2 'left')
+        """
+        return self.__dict__.get("_blocked", ())
+
+    @property
+    def finished(self) -> tuple[tuple[int, str, str], ...]:
+        """A deadlock's tasks that had ended by then, ``(task id, name, how)`` with
+        ``how`` one of ``"done"``, ``"failed"``, ``"cancelled"`` (``cp.Deadlock.finished``);
+        ``()`` for a failure."""
+        return self.__dict__.get("_finished", ())
 
     def _replace(self, **changes: Any) -> Finding:
         made = super()._replace(**changes)
@@ -70,7 +115,8 @@ class Finding(_FindingFields):
         return made
 
     def __getstate__(self) -> dict | None:  # the program stays in this process
-        return {k: v for k, v in self.__dict__.items() if k != "_program"} or None
+        here = ("_program", "_invariant")  # (they may not pickle)
+        return {k: v for k, v in self.__dict__.items() if k not in here} or None
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
@@ -88,16 +134,63 @@ class Finding(_FindingFields):
         otherwise raises ``cp.NondeterminismError``.  ``program`` is the zero-argument
         callable that was explored; by default the one ``explore`` was given (known
         when the finding comes from an ``explore`` call in this process)."""
+        return self._replay(self._program_of(program, "show"))[0]
+
+    def _replay(self, program: Any, chooser: Any = None) -> tuple[Any, BaseException | None]:
+        """Run the finding's schedule again (or let ``chooser`` follow it): (the VM, the
+        run's exception); ``cp.NondeterminismError`` if it ends otherwise."""
         from ._errors import Cancelled, Deadlock, NondeterminismError
+        from ._sources import Sources
         from ._vm import VM  # (here: _vm imports this module through _explore)
 
+        invariant = self.__dict__.get("_invariant")
+        if invariant is not None:  # checked after every step, as explore did
+            if chooser is None:
+                from ._explore import _Recorder
+                from ._schedule import decode_schedule
+                from ._strategies import DEFAULT
+
+                chooser = _Recorder(decode_schedule(self.schedule), DEFAULT)
+            chooser.invariant = invariant
+        vm = VM(
+            schedule=self.schedule if chooser is None else None,
+            seed=self.__dict__.get("_seed", 0),
+            max_steps=self.__dict__.get("_max_steps", 100_000),
+            sources=Sources(chooser=chooser),
+        )
+        raised: BaseException | None = None
+        try:
+            value = vm.run(program())
+            if invariant is not None:
+                chooser.check_invariant()  # (after the last step, as explore does)
+        except Deadlock as error:
+            raised, ended = error, "Deadlock"
+        except Exception as error:
+            raised, ended = error, type(error).__name__
+        except Cancelled as error:
+            raised, ended = error, "Cancelled"
+        else:
+            ended = f"returned {value!r}"[:80]
+        finally:
+            if invariant is not None:  # (a broken invariant stops the run between steps)
+                vm._dispose()
+        if ended != self.outcome:
+            raise NondeterminismError(
+                f"the finding's schedule {self.schedule!r} ran again ended {ended}, not "
+                f"{self.outcome}: the program is not the one explored, or it is not "
+                "deterministic (see cp.explore)"
+            )
+        return vm, raised
+
+    def _program_of(self, program: Any, method: str) -> Any:
+        """``program``, or the one ``explore`` was given; a clear error if neither."""
         if program is None:
             program = self.__dict__.get("_program")
             if program is None:
                 raise ValueError(
                     "this finding does not know its program (it was made or unpickled "
                     "outside the cp.explore() call that found it): pass it, e.g. "
-                    "finding.show(program=main) with the function cp.explore() was given"
+                    f"finding.{method}(program=main) with the function cp.explore() was given"
                 )
         if not callable(program):
             from ._traps import discard
@@ -107,28 +200,38 @@ class Finding(_FindingFields):
                 "program= is the zero-argument callable cp.explore() was given (such as "
                 f"`main`, not `main()`), not {type(program).__name__}"
             )
-        vm = VM(
-            schedule=self.schedule,
-            seed=self.__dict__.get("_seed", 0),
-            max_steps=self.__dict__.get("_max_steps", 100_000),
-        )
-        try:
-            value = vm.run(program())
-        except Deadlock:
-            ended = "Deadlock"
-        except Exception as error:
-            ended = type(error).__name__
-        except Cancelled:
-            ended = "Cancelled"
-        else:
-            ended = f"returned {value!r}"[:80]
-        if ended != self.outcome:
-            raise NondeterminismError(
-                f"the finding's schedule {self.schedule!r} ran again ended {ended}, not "
-                f"{self.outcome}: the program is not the one explored, or it is not "
-                "deterministic (see cp.explore)"
-            )
-        return vm
+        return program
+
+    def explain(self, program: Any = None) -> str:
+        """The finding's schedule told step by step: each step's task, source lines and
+        what it did (VM operations, record-free reads, ``cp.shared`` accesses), the
+        conflicting pair marked ``<-``, and the pattern named (lost update,
+        check-then-act, lock-order cycle, lost wake-up, or other).  The program is run
+        again under the finding's schedule, as :meth:`run` does (``program``: the same).
+        The text is a ``str`` that a REPL or a notebook shows as text.
+
+        >>> import counterpoint as cp
+        >>> async def main():
+        ...     a, b = cp.Lock(name="a"), cp.Lock(name="b")
+        ...     async def one():
+        ...         async with a:
+        ...             await cp.checkpoint()
+        ...             async with b:
+        ...                 pass
+        ...     async def two():
+        ...         async with b:
+        ...             await cp.checkpoint()
+        ...             async with a:
+        ...                 pass
+        ...     await cp.par(one(), two())
+        >>> finding = cp.explore(main).deadlocks[0]
+        >>> print(finding.explain().splitlines()[1].replace("; ", ";\\n"))
+        Lock-order cycle: task 2 'one' holds lock 'a' and waits for lock 'b';
+        task 3 'two' holds lock 'b' and waits for lock 'a'.
+        """
+        from ._explain import explain
+
+        return explain(self, self._program_of(program, "explain"))
 
     def show(self, program: Any = None) -> Any:
         """The finding's run as a widget (``cp.widgets.Timeline``): the program run
@@ -136,6 +239,18 @@ class Finding(_FindingFields):
         from counterpoint import widgets
 
         return widgets.Timeline(self.run(program).journal)
+
+
+def _explained(finding: Finding) -> list[str]:
+    """The lines of ``finding.explain()`` that ``assert_ok`` adds to its message (its
+    headline and replay line are said already); none when the program is unknown."""
+    if finding.__dict__.get("_program") is None:
+        return []
+    try:
+        text = finding.explain()
+    except Exception as error:  # the message must still say what was found
+        return ["", f"(finding.explain() failed: {type(error).__name__}: {error})"]
+    return ["", *text.splitlines()[1:-1]]
 
 
 def _found(fields: tuple, seed: int, max_steps: int) -> Finding:
@@ -181,13 +296,17 @@ class ExploreReport:
         self.seconds = 0.0
         self.first_finding: int | None = None  # which run (1, 2, ...) first failed
         self.first_finding_seconds: float | None = None  # and how long the search took to it
+        self.warnings: list[str] = []  # the lint: atomic here, racy under threads
         self.program: Any = None  # what was explored (this process only: never pickled)
 
-    def _explored(self, program: Any) -> None:
-        """Remember the program explored, here and on each finding (for ``show()``)."""
+    def _explored(self, program: Any, invariant: Any = None) -> None:
+        """Remember the program explored, here and on each finding (for ``show()``),
+        and the invariant it was explored with (a finding's run checks it again)."""
         self.program = program
         for finding in self.deadlocks + self.failures:
             finding.__dict__["_program"] = program
+            if invariant is not None:
+                finding.__dict__["_invariant"] = invariant
 
     def __getstate__(self) -> dict:  # the program stays in this process (it may not pickle)
         state = dict(self.__dict__)
@@ -222,6 +341,7 @@ class ExploreReport:
             ]
             if more:
                 lines.append(f"({more} more: see the report's failures and deadlocks)")
+            lines.extend(_explained(first))
             raise AssertionError("\n".join(lines))
         if not self.exhaustive and not allow_partial:
             raise AssertionError(
@@ -316,6 +436,7 @@ class ExploreReport:
             )
             lines.append(f"  replay: {finding.replay}")
         lines.extend(f"assumes: {sentence}" for sentence in self.assumptions)
+        lines.extend(f"warning: {sentence}" for sentence in self.warnings)
         return "\n".join(lines)
 
     def _repr_html_(self) -> str:
@@ -341,7 +462,17 @@ class ExploreReport:
         if self.assumptions:
             items = "".join(f"<li>{escape(sentence)}</li>" for sentence in self.assumptions)
             out += f"<p><b>This verdict assumes:</b></p><ul>{items}</ul>"
+        if self.warnings:
+            items = "".join(f"<li>{escape(sentence)}</li>" for sentence in self.warnings)
+            out += f"<p><b>Warnings:</b></p><ul>{items}</ul>"
         return out
+
+
+_BROKEN = "the invariant "  # (how explore's invariant failures begin: see _explore)
+
+
+def _simplest(best: _Best) -> tuple[int, int, int]:
+    return best.preemptions, best.steps, best.order
 
 
 class _Best(NamedTuple):
@@ -349,6 +480,9 @@ class _Best(NamedTuple):
     preemptions: int
     message: str
     count: int
+    steps: int = 0
+    order: int = 0  # which distinct problem it was (0, 1, ...): ties keep the order found
+    finished: tuple = ()  # (a deadlock's: Finding.finished)
 
 
 class Tally:
@@ -363,10 +497,18 @@ class Tally:
         self.found: dict[tuple, _Best] = {}  # (kind, outcome, key) -> the best run
         self.first_finding: int | None = None  # the run that first failed or deadlocked
         self.first_finding_clock: float | None = None  # (time.perf_counter() then)
+        self.redundant = 0  # runs abandoned by sleep sets
+        self.warnings: dict[str, None] = {}  # the lint's sentences, in the order found
 
     def add(self, summary: Any) -> None:
-        self.schedules += 1
         kind = summary.kind
+        if kind == "blocked":  # (sleep sets: equivalent to a run already counted)
+            self.redundant += 1
+            return
+        self.schedules += 1
+        if summary.warnings:
+            for warning in summary.warnings:
+                self.warnings.setdefault(warning, None)
         if kind == "pruned":
             self.pruned += 1
             return
@@ -380,9 +522,17 @@ class Tally:
         # the same blocked tasks are the same deadlock, whatever the tick
         key = (kind, outcome, summary.blocked if kind == "deadlock" else summary.message)
         best = self.found.get(key)
-        if best is None or summary.preemptions < best.preemptions:
-            number = best.count + 1 if best else 1
-            self.found[key] = _Best(summary.schedule, summary.preemptions, summary.message, number)
+        if best is None or (summary.preemptions, summary.steps) < (best.preemptions, best.steps):
+            number, order = (best.count + 1, best.order) if best else (1, len(self.found))
+            self.found[key] = _Best(
+                summary.schedule,
+                summary.preemptions,
+                summary.message,
+                number,
+                summary.steps,
+                order,
+                summary.finished,
+            )
         else:
             self.found[key] = best._replace(count=best.count + 1)
 
@@ -393,6 +543,8 @@ class Tally:
         bound: int | None,
         seconds: float,
         replay: tuple[int, int, str],
+        shared_only: bool = False,
+        invariant: bool = False,
     ) -> ExploreReport:
         """The report of a search that ended with ``verdict``; ``replay`` is (seed,
         max_steps, program name) for the findings' replay lines."""
@@ -405,13 +557,21 @@ class Tally:
         if verdict.bounded and bound is not None:
             report.assumptions.append(_bounded(bound))
         if verdict.reduced:
-            report.assumptions.append(_REDUCED)
+            report.assumptions.append(_REDUCED_SHARED if shared_only else _REDUCED)
         report.seconds = seconds
         report.first_finding = self.first_finding
-        for (kind, outcome, _), best in self.found.items():
+        report.warnings = list(self.warnings)
+        # the simplest story first: fewest preemptions, then fewest steps, then as found
+        found = sorted(self.found.items(), key=lambda item: _simplest(item[1]))
+        for (kind, outcome, detail), best in found:
             limit = f", max_steps={max_steps}" if outcome == "StepLimitExceeded" else ""
             replay_line = f"cp.VM(schedule={best.schedule!r}, seed={seed}{limit}).run({name}())"
+            if invariant and outcome == "AssertionError" and best.message.startswith(_BROKEN):
+                # the VM checks no invariant: the line runs the interleaving, run() checks
+                replay_line += "  # the invariant breaks on the way: finding.run() checks it"
             fields = (outcome, best.message, best.schedule, best.preemptions, best.count)
             finding = _found((*fields, replay_line), seed, max_steps)
+            if kind == "deadlock":
+                finding.__dict__.update(_blocked=detail, _finished=best.finished)
             (report.deadlocks if kind == "deadlock" else report.failures).append(finding)
         return report

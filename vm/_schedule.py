@@ -5,7 +5,8 @@ offered in ascending task id) or a ``cp.choose(options)`` call.  A *schedule* is
 list of indices chosen at the choice points of one execution, written as a compact
 string (see :func:`encode_schedule`); ``cp.VM(schedule=...)`` replays it exactly with
 a :class:`ScheduleChooser`.  The VM asks its chooser (``vm._chooser``) through the
-:class:`Chooser` protocol: ``pick``, ``choose``, ``ran``, ``advancing``, ``observe``.
+:class:`Chooser` protocol: ``pick``, ``choose``, ``ran``, ``advancing``, ``observe``,
+``access``.
 """
 
 from __future__ import annotations
@@ -141,6 +142,11 @@ class Chooser:
 
     def observe(self, obj: tuple) -> None:
         """The running step read VM object ``obj`` without writing a journal record."""
+
+    def access(self, location: tuple, write: bool) -> None:
+        """The running step read (or wrote) ``location`` of a ``cp.shared`` wrapper:
+        ``("shared", label, key)``.  Called directly from the wrapper's method, so the
+        user's frame that made the access is ``sys._getframe(2)`` here."""
 
     def abandoning(self, vm: Any) -> None:
         """The run is being abandoned (deadlock, ``max_steps``, an interrupt): its tasks

@@ -436,8 +436,8 @@ def _close_all(coros: tuple) -> None:
         discard(coro)
 
 
-@operation(lambda coros: f"cp.par(<{len(coros)} coroutines>)")
-def _par(coros: tuple):
+@operation(lambda coros, names: f"cp.par(<{len(coros)} coroutines>)")
+def _par(coros: tuple, names: tuple):
     task = current().task
     task._fresh = None
     vm = task._vm
@@ -453,7 +453,8 @@ def _par(coros: tuple):
         raise
     inner = Scope(_par=True)
     inner._open(task)
-    children = [inner._spawn_child(coro, None, "cp.par()") for coro in checked]
+    branches = zip(checked, names, strict=True)
+    children = [inner._spawn_child(coro, name, "cp.par()") for coro, name in branches]
     inner._leave_body(task)
     if inner._children:
         _park_for_children(task, inner)
@@ -475,12 +476,18 @@ def _par(coros: tuple):
     return [child._result for child in children]
 
 
-def par(*coros: Any):
+def par(*coros: Any, names: Any = None):
     """``await cp.par(a(), b(), ...)``: run the coroutines as tasks; results in declaration order.
 
     If a branch fails, the others are cancelled and ``par`` raises the failure of
     the earliest-declared failed branch (branches that merely end cancelled do
     not count).
+
+    Each branch is a task named after its coroutine's function (``deposit``), as
+    ``cp.spawn`` names one; ``names=["alice", "bob"]`` (one str, or None for that
+    default, per coroutine) names them in ``cp.Deadlock``, ``vm.tasks()``, the
+    journal's ``spawn`` records and the Timeline instead -- two branches running the
+    same function then read apart.
 
     >>> import counterpoint as cp
     >>> async def work(n):
@@ -495,4 +502,29 @@ def par(*coros: Any):
     if task is None:
         _close_all(coros)
         task = require_task("cp.par()")
-    return new_op(task, _par(coros))
+    if names is None:
+        return new_op(task, _par(coros, (None,) * len(coros)))
+    try:
+        names = _branch_names(names, len(coros))
+    except (TypeError, ValueError):
+        _close_all(coros)
+        raise
+    return new_op(task, _par(coros, names))
+
+
+def _branch_names(names: Any, count: int) -> tuple:
+    """``cp.par(names=...)`` checked: a list or tuple of one str or None per branch."""
+    if not isinstance(names, list | tuple):
+        raise TypeError(
+            f"cp.par(names=...) needs a list with one name (a str, or None) per coroutine, "
+            f"got {type(names).__name__}"
+        )
+    if len(names) != count:
+        raise ValueError(
+            f"cp.par(names=...) has {len(names)} names for {count} coroutines: give one "
+            f"per coroutine (None keeps a coroutine's function name)"
+        )
+    for name in names:
+        if name is not None and not isinstance(name, str):
+            raise TypeError(f"cp.par(names=...) holds a {type(name).__name__}: names are strs")
+    return tuple(names)

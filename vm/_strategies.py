@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-from ._reduction import backtrack_points
+from ._reduction import backtrack_points, source_sets
 
 
 class Verdict(NamedTuple):
@@ -166,6 +166,8 @@ class Frame:
     done: set[int]
     position: int
     rows: Any
+    sleep: dict | None = None  # sleep sets: asleep here, task -> the step it would take
+    took: dict | None = None  # sleep sets: the step each task tried here took
 
     @classmethod
     def reached(cls, point: Any, por: bool, position: int, rows: Any) -> Frame:
@@ -211,9 +213,10 @@ _new_expected = tuple.__new__  # (Expected(...) without a Python call: one per r
 @dataclass(slots=True)
 class Cursor:
     """Where a depth-first search stands when it is about to run ``choices``: its
-    ``stack`` of frames (with the ``offers`` and ``choices`` of each) and what the run
-    must repeat (``expect``).  A search started from a cursor explores only the subtree
-    below its first ``floor`` frames: it ends when it would go back up to them.  (The
+    ``stack`` of frames (with the ``offers`` and ``choices`` of each), what the run
+    must repeat (``expect``) and, with sleep sets, the ``sleep`` set it starts its
+    branch with.  A search started from a cursor explores only the subtree below its
+    first ``floor`` frames: it ends when it would go back up to them.  (The
     distributed search, :mod:`._distributed`, ships cursors to workers.)"""
 
     stack: list[Frame]
@@ -221,19 +224,31 @@ class Cursor:
     choices: list[int]
     expect: Expected | None = None
     floor: int = 0
+    sleep: tuple | None = None
 
 
 class DepthFirst:
     """Depth-first search over choice points.  The tree is covered unless
     ``max_schedules`` stops it or an execution is cut short by ``max_steps`` (its
-    subtree is unknown)."""
+    subtree is unknown).
 
-    def __init__(self, max_schedules: int, bound: int | None, por: bool) -> None:
+    With ``shared_only`` (all shared state is VM objects or ``cp.shared`` locations),
+    steps that touch nothing shared commute and so do reads; without a preemption
+    bound the search is then source-DPOR with sleep sets (Abdulla et al., "Source
+    Sets", JACM 2017): each run is given the sleep set at its prefix's end, a race adds
+    one of its initials at its choice point only when none is there (or asleep)
+    already, and a run whose every runnable task is asleep is abandoned (kind
+    ``"blocked"``: equivalent to one already run; not counted as a schedule)."""
+
+    def __init__(self, max_schedules: int, bound: int | None, por: bool, shared_only: bool = False):
         self.max_schedules = max_schedules
         self.bound = bound
         self.por = por
+        self.shared_only = shared_only and por
+        self.sleepy = self.shared_only and bound is None
         self.verdict = Verdict(False, False, False)
-        self.backtrack_points = backtrack_points  # (a distributed search ships them)
+        self.backtrack_points = backtrack_points  # (a distributed search ships these two)
+        self.source_sets = source_sets
         self.at = Cursor([], [], [])
 
     def runs(self, run: Run, at: Cursor | None = None) -> Iterator[Any]:
@@ -243,27 +258,42 @@ class DepthFirst:
         stack = at.stack
         offers = at.offers  # (kind, options) of each frame: what a re-run must offer
         choices = at.choices  # the index each frame takes: the next execution's prefix
-        floor, bound, por = at.floor, self.bound, self.por
+        floor, bound, por, sleepy = at.floor, self.bound, self.por, self.sleepy
         cut_short = reduced = bounded = False
         expect = at.expect
-        for _ in range(self.max_schedules):
-            summary = run(choices[:], expect)
+        sleep: tuple | None = (at.sleep or ()) if sleepy else None
+        count = 0
+        while count < self.max_schedules:
+            summary = run(choices[:], expect, sleep=sleep) if sleepy else run(choices[:], expect)
+            if summary.kind == "blocked":
+                reduced = True
+            else:
+                count += 1
             cut_short = cut_short or summary.outcome == "StepLimitExceeded"
             yield summary
             points, positions, rows = summary.points, summary.positions, summary.rows
-            for k in range(len(stack), len(points)):
+            known = len(stack)
+            for k in range(known, len(points)):
                 point = points[k]
                 stack.append(Frame.reached(point, por, positions[k], rows))
                 offers.append((point.kind, point.options))
                 choices.append(point.chosen)
-            if por:
-                for point, task in self.backtrack_points(summary, bound is not None):
+            if sleepy:
+                _note_sleep(stack, summary, known)
+                for point, initials, task in self.source_sets(summary):
+                    if point is not None:
+                        _add_source(stack[point], initials, task)
+            elif por:
+                points_ = self.backtrack_points(summary, bound is not None, self.shared_only)
+                for point, task in points_:
                     if point is not None:
                         stack[point].add(task)
             # the next prefix: the deepest point with something left to try
             while len(stack) > floor:
                 frame = stack[-1]
                 remaining = frame.backtrack - frame.done
+                if sleepy and frame.sleep:
+                    remaining = remaining.difference(frame.sleep)
                 if bound is not None and frame.kind == "sched":
                     spent = sum(f.preempts(f.chosen) for f in stack[:-1])
                     over = {r for r in frame.options if spent + frame.preempts(r) > bound}
@@ -283,4 +313,48 @@ class DepthFirst:
                 self.verdict = Verdict(not cut_short, reduced, bounded)
                 return
             expect = at.expect = _new_expected(Expected, (offers, frame.rows, frame.position))
+            if sleepy:
+                sleep = at.sleep = _sleep_for(frame)
         self.verdict = Verdict(False, reduced, bounded)
+
+
+def _note_sleep(stack: list[Frame], summary: Any, known: int) -> None:
+    """Sleep-set bookkeeping after a run whose prefix reached ``known`` frames: the
+    sleep set at each new frame, and the step each frame's chosen task took."""
+    took = {step[1]: step for step in summary.footprints if step[1] is not None}
+    sleeps = summary.sleeps
+    for k in range(max(known - 1, 0), len(stack)):
+        frame = stack[k]
+        if k >= known:
+            frame.sleep = dict(sleeps[k - known]) if k - known < len(sleeps) else {}
+        if frame.kind == "sched" and k in took:
+            if frame.took is None:
+                frame.took = {}
+            frame.took[frame.chosen] = took[k]
+
+
+def _add_source(frame: Frame, initials: frozenset | None, task: int) -> None:
+    """A race reversed at ``frame``: one of its ``initials`` must be tried there, unless
+    one is already to be tried, was tried, or is asleep there (explored elsewhere)."""
+    if initials is None:  # an unknown next step: that very task
+        frame.add(task)
+        return
+    asleep = frame.sleep or ()
+    if not initials.isdisjoint(frame.backtrack) or not initials.isdisjoint(asleep):
+        return
+    ready = initials.intersection(frame.options)
+    if ready:
+        frame.backtrack.add(min(ready))
+    else:
+        frame.backtrack.update(frame.options)
+
+
+def _sleep_for(frame: Frame) -> tuple:
+    """The sleep set the next run starts its branch at ``frame`` with: what sleeps
+    there, and (at a scheduling choice) every sibling tried before, with its step."""
+    sleep = dict(frame.sleep or ())
+    if frame.kind == "sched" and frame.took:
+        for task in frame.done:
+            if task != frame.chosen and task in frame.took:
+                sleep[task] = frame.took[task]
+    return tuple(sorted(sleep.items()))

@@ -1,4 +1,5 @@
-"""Synchronization primitives: Lock, Semaphore, Event, Condition, Barrier.
+"""Synchronization primitives: Lock, RLock, Semaphore, Event, Condition, Barrier,
+CountdownEvent.
 
 All wake-ups are first come, first served.  Locks and semaphores hand over
 directly to the longest waiter on release (no barging), as in trio.  Acquiring
@@ -18,6 +19,7 @@ from typing import Any
 
 from ._errors import Cancelled, LockError
 from ._journal import A_SHIFT, ACQUIRE, BLOCK, CLEAR, NOTIFY, RELEASE, SET
+from ._kinds import ADD_COUNT, SIGNAL
 from ._names import check_name, label
 from ._ops import same_vm
 from ._task import UNINTERRUPTIBLE, Task, park
@@ -203,6 +205,12 @@ class Lock(_AcquireContext, _Primitive):
 
     def release(self) -> None:
         """Release the lock; the longest waiter (if any) gets it at once."""
+        task = self._releaser()
+        self._record(task, RELEASE)
+        self._hand_over()
+
+    def _releaser(self) -> Task:
+        """The task releasing the lock, which must hold it (else ``cp.LockError``)."""
         task = self._actor("release()")
         if self._owner is not task:
             holder = "nobody" if self._owner is None else f"task {self._owner.id}"
@@ -212,8 +220,7 @@ class Lock(_AcquireContext, _Primitive):
                 f"`async with lock:` so that acquire and release pair up; to signal between "
                 f"tasks use cp.Event or cp.Semaphore)"
             )
-        self._record(task, RELEASE)
-        self._hand_over()
+        return task
 
     def _hand_over(self) -> None:
         if self._waiters:
@@ -232,6 +239,58 @@ class Lock(_AcquireContext, _Primitive):
     def owner(self) -> Task | None:
         observed(self._vm, self.KIND, self.id)
         return self._owner
+
+
+class RLock(Lock):
+    """A re-entrant lock, like ``threading.RLock``: the task holding it may acquire it
+    again, and it is free once released as many times as it was acquired.  Every acquire
+    and release is journaled (``acquire`` / ``release`` of ``lock N``, whose ``create``
+    record says ``reentrant``); a ``cp.Deadlock`` says who holds it and how many times.
+    Releasing it from a task that does not hold it is a ``cp.LockError``.  It cannot be
+    the lock of a ``cp.Condition`` (whose ``wait`` releases the lock once).
+
+    >>> import counterpoint as cp
+    >>> async def main():
+    ...     account = cp.RLock(name="account")
+    ...     async def deposit():
+    ...         async with account:
+    ...             return await audit()  # takes the lock again: no deadlock
+    ...     async def audit():
+    ...         async with account:
+    ...             return account.locked()
+    ...     held = await deposit()
+    ...     return held, account.locked()
+    >>> cp.VM().run(main())
+    (True, False)
+    """
+
+    __slots__ = ("_depth",)
+
+    def __init__(self, *, name: str | None = None) -> None:
+        _Primitive.__init__(self, {"reentrant": True}, name)
+        self._owner: Task | None = None
+        self._depth = 0
+
+    def _try_take(self, task: Task) -> bool:
+        owner = self._owner
+        if owner is None or owner is task:
+            self._owner = task
+            self._depth += 1
+            return True
+        return False
+
+    def release(self) -> None:
+        """Release once; after as many releases as acquires the lock is free, and the
+        longest waiter (if any) gets it at once."""
+        task = self._releaser()
+        self._record(task, RELEASE)
+        self._depth -= 1
+        if not self._depth:
+            self._hand_over()
+
+    def _hand_over(self) -> None:
+        super()._hand_over()
+        self._depth = 0 if self._owner is None else 1
 
 
 class Semaphore(_AcquireContext, _Primitive):
@@ -421,8 +480,11 @@ class Condition(_Primitive):
     KIND = "condition"
 
     def __init__(self, lock: Lock | None = None, *, name: str | None = None) -> None:
-        if lock is not None and not isinstance(lock, Lock):
-            raise TypeError(f"cp.Condition(lock) needs a cp.Lock, got {type(lock).__name__}")
+        if lock is not None and (not isinstance(lock, Lock) or isinstance(lock, RLock)):
+            raise TypeError(
+                f"cp.Condition(lock) needs a cp.Lock (not re-entrant: wait() releases it "
+                f"once), got {type(lock).__name__}"
+            )
         check_name(name, "a condition")  # before the lock is made: bad input makes nothing
         self._lock = lock if lock is not None else Lock()
         super().__init__({"lock": self._lock.id}, name)
@@ -557,3 +619,102 @@ class Barrier(_Primitive):
             self._vm._wake(waiter, index, task.id)
         yield RESCHEDULE
         return self._parties - 1
+
+
+class CountdownEvent(_Primitive):
+    """``cp.CountdownEvent(count, *, name=None)``: set once it has been signalled
+    ``count`` times (as .NET's ``CountdownEvent``).  ``signal(n=1)`` counts down,
+    ``add_count(n=1)`` counts up while it is not set yet, ``await wait()`` returns once
+    the count is 0 (at once if it is); ``count`` and ``is_set()`` read it.  Signalling
+    past 0 or adding to a set countdown is a ``ValueError`` and changes nothing.
+    Journaled as ``signal`` / ``add_count`` records; a ``cp.Deadlock`` says
+    ``waits for countdown 'done' (2 left)``.
+
+    >>> import counterpoint as cp
+    >>> async def main():
+    ...     done = cp.CountdownEvent(2, name="done")
+    ...     async def worker(ticks):
+    ...         await cp.sleep(ticks)
+    ...         done.signal()
+    ...     async def boss():
+    ...         await done.wait()
+    ...         return cp.now()
+    ...     finished, *_ = await cp.par(boss(), worker(3), worker(5))
+    ...     return finished, done.count, done.is_set()
+    >>> cp.VM().run(main())
+    (5, 0, True)
+    """
+
+    __slots__ = ("_count",)
+    KIND = "countdown"
+
+    def __init__(self, count: int, *, name: str | None = None) -> None:
+        _check_value(count, "cp.CountdownEvent(count)")
+        super().__init__({"count": count}, name)
+        self._count = count
+
+    @property
+    def count(self) -> int:
+        """How many signals it still needs (0: it is set)."""
+        observed(self._vm, self.KIND, self.id)
+        return self._count
+
+    def is_set(self) -> bool:
+        observed(self._vm, self.KIND, self.id)
+        return self._count == 0
+
+    def _units(self, n: Any, what: str) -> Task:
+        if not isinstance(n, int) or isinstance(n, bool):
+            raise TypeError(f"{self._label}.{what}(n) needs an int, got {type(n).__name__}")
+        if n < 1:
+            raise ValueError(f"{self._label}.{what}(n) needs n >= 1, got {n}")
+        return self._actor(f"{what}()")
+
+    def signal(self, n: int = 1) -> bool:
+        """Count down by ``n``; return True if that set it (the count reached 0), which
+        wakes every waiter (FIFO).  ``ValueError`` if the count is less than ``n``."""
+        task = self._units(n, "signal")
+        if n > self._count:
+            observed(self._vm, self.KIND, self.id)
+            raise ValueError(
+                f"{self._label}.signal({n}) would take the count below 0: only "
+                f"{self._count} signal{'' if self._count == 1 else 's'} left. Signal once per "
+                f"piece of work counted (or add_count() before signalling more)"
+            )
+        self._count -= n
+        self._vm._record(task, SIGNAL, self.id, n)
+        if self._count:
+            return False
+        waiters, self._waiters = self._waiters, deque()
+        for waiter in waiters:
+            self._vm._wake(waiter, None, task.id)
+        return True
+
+    def add_count(self, n: int = 1) -> None:
+        """Count up by ``n`` (more work to wait for); ``ValueError`` once it is set."""
+        task = self._units(n, "add_count")
+        if not self._count:
+            observed(self._vm, self.KIND, self.id)
+            raise ValueError(
+                f"{self._label}.add_count({n}): the countdown is already set (its count "
+                f"reached 0) and its waiters may have gone on; count up before the last "
+                f"signal, or use a new cp.CountdownEvent"
+            )
+        self._count += n
+        self._vm._record(task, ADD_COUNT, self.id, n)
+
+    def wait(self):
+        """``await countdown.wait()``: return once the count is 0 (a checkpoint even then)."""
+        return new_op(require_task(f"{self.KIND}.wait()"), _checkpointed(self, "wait"))
+
+    def _wait(self, task: Task):
+        if not self._count:
+            observed(self._vm, self.KIND, self.id)
+            yield RESCHEDULE
+        else:
+            self._park(task, "wait")
+            yield PARK
+
+    def __repr__(self) -> str:
+        named = "" if self.name is None else f" {self.name!r}"
+        return f"<CountdownEvent {self.id}{named} count={self._count} waiters={len(self._waiters)}>"

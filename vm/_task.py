@@ -123,7 +123,10 @@ def wait_of(waiting: tuple) -> Wait:
         name = getattr(target, "name", None)
         holder = getattr(target, "_owner", None) if op == "acquire" else None
         if holder is not None:
-            return Wait(op, waiting[1], waiting[2], name, holder.id, holder.name)
+            times = getattr(target, "_depth", None)  # (a cp.RLock: how many times)
+            return Wait(op, waiting[1], waiting[2], name, holder.id, holder.name, count=times)
+        if waiting[1] == "countdown":
+            return Wait(op, "countdown", waiting[2], name, count=target._count)
         return Wait(op, waiting[1], waiting[2], name)
     if op == "join":
         return Wait(op, "task", waiting[2])

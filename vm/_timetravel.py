@@ -48,7 +48,7 @@ from ._journal import (
     TIMER,
     WAKE,
 )
-from ._kinds import _KIND_MASK, _TASK_MASK, A_SHIFT, HAS_VALUE, TASK_SHIFT
+from ._kinds import _KIND_MASK, _TASK_MASK, A_SHIFT, ADD_COUNT, HAS_VALUE, SIGNAL, TASK_SHIFT
 from ._names import AND_SUSPENDED, SUSPENDED, Wait, label, wait_words, worker_wait
 
 if TYPE_CHECKING:
@@ -137,6 +137,16 @@ class BarrierState(NamedTuple):
     waiters: list[int]
 
 
+class CountdownState(NamedTuple):
+    """A ``cp.CountdownEvent`` at some event: the signals it still needs (0: set) and
+    the tasks waiting for it."""
+
+    id: int
+    name: str | None
+    count: int | str
+    waiters: list[int]
+
+
 class ScopeState(NamedTuple):
     """A scope open at some event: the task whose ``async with`` opened it, the scope it
     was opened in (None: the task's top level), whether it is a ``cp.par``, its timeout
@@ -173,8 +183,8 @@ class JournalState:
     ``timers``, ``waits`` (task id -> :class:`Wait`, the wait of each blocked or
     sleeping task as data), ``parents`` (task id -> the task that spawned it, None for
     the host), ``scopes`` (the open scopes), and ``lock_states``,
-    ``semaphore_states``, ``event_states``, ``conditions``, ``barriers`` (each with
-    its name and waiters, in the order they will be served).
+    ``semaphore_states``, ``event_states``, ``conditions``, ``barriers``,
+    ``countdowns`` (each with its name and waiters, in the order they will be served).
 
     >>> import counterpoint as cp
     >>> async def main():
@@ -224,6 +234,7 @@ class JournalState:
         self.event_states: dict[int, EventState] = more.pop("event_states", {})
         self.conditions: dict[int, ConditionState] = more.pop("conditions", {})
         self.barriers: dict[int, BarrierState] = more.pop("barriers", {})
+        self.countdowns: dict[int, CountdownState] = more.pop("countdowns", {})
         if more:
             raise TypeError(f"JournalState() got unexpected fields {sorted(more)}")
 
@@ -274,6 +285,7 @@ class JournalState:
             "event_states": table(self.event_states),
             "conditions": table(self.conditions),
             "barriers": table(self.barriers),
+            "countdowns": table(self.countdowns),
         }
 
     def _repr_html_(self) -> str:
@@ -429,7 +441,8 @@ class _Channel:
         return twin
 
 
-_QUEUED = frozenset({"lock", "semaphore", "event", "condition", "barrier"})  # FIFO waiters
+# kinds of objects with FIFO waiters
+_QUEUED = frozenset({"lock", "semaphore", "event", "condition", "barrier", "countdown"})
 
 
 # a cancel or wake record with ``by`` 0 is made by the host (or the clock), not a step
@@ -471,6 +484,8 @@ class _Model:
         self.events: dict[int, bool] = {}
         self.conditions: dict[int, int] = {}  # id -> its lock's id
         self.barriers: dict[int, int] = {}  # id -> parties
+        self.depths: dict[int, int] = {}  # cp.RLock id -> how many times its holder holds it
+        self.countdowns: dict[int, int] = {}  # id -> signals still needed
         self.queues: dict[tuple[str, int], list[int]] = {}  # (kind, id) -> waiters
         self.names: dict[tuple[str, int], str] = {}  # (kind, id) -> name, if it has one
         # scope id -> [task, enclosing scope, par, due, exiting, children (par only)]
@@ -494,6 +509,8 @@ class _Model:
         twin.events = dict(self.events)
         twin.conditions = dict(self.conditions)
         twin.barriers = dict(self.barriers)
+        twin.depths = dict(self.depths)
+        twin.countdowns = dict(self.countdowns)
         twin.queues = {key: list(waiters) for key, waiters in self.queues.items()}
         twin.names = dict(self.names)
         twin.scopes = {
@@ -731,6 +748,8 @@ class _Model:
 
     def _on_acquire(self, tick: int, task: int, a: int, b: Any, ended: dict) -> None:
         if b == "lock":
+            if a in self.depths:  # a cp.RLock: counts its holder's acquires
+                self.depths[a] = self.depths[a] + 1 if self.locks.get(a) == task else 1
             self.locks[a] = task
         else:
             self.semaphores[a] = _add(self.semaphores.get(a, 0), -1)
@@ -740,6 +759,11 @@ class _Model:
 
     def _on_release(self, tick: int, task: int, a: int, b: Any, ended: dict) -> None:
         if b == "lock":
+            depth = self.depths.get(a)
+            if depth is not None:
+                self.depths[a] = depth = depth - 1
+                if depth > 0:
+                    return
             self.locks[a] = None
         else:
             self.semaphores[a] = _add(self.semaphores.get(a, 0), 1)
@@ -749,6 +773,12 @@ class _Model:
 
     def _on_clear(self, tick: int, task: int, a: int, b: Any, ended: dict) -> None:
         self.events[a] = False
+
+    def _on_signal(self, tick: int, task: int, a: int, b: Any, ended: dict) -> None:
+        self.countdowns[a] = _add(self.countdowns.get(a, 0), -b)
+
+    def _on_add_count(self, tick: int, task: int, a: int, b: Any, ended: dict) -> None:
+        self.countdowns[a] = _add(self.countdowns.get(a, 0), b)
 
     def _on_create(self, tick: int, task: int, a: int, b: Any, ended: dict) -> None:
         self._create(a, b)
@@ -788,6 +818,8 @@ class _Model:
             self.channels[ident] = _Channel(extra["capacity"])
         elif object_kind == "lock":
             self.locks[ident] = None
+            if extra.get("reentrant"):
+                self.depths[ident] = 0
         elif object_kind == "semaphore":
             self.semaphores[ident] = extra["value"]
         elif object_kind == "event":
@@ -796,6 +828,8 @@ class _Model:
             self.conditions[ident] = extra.get("lock")
         elif object_kind == "barrier":
             self.barriers[ident] = extra.get("parties")
+        elif object_kind == "countdown":
+            self.countdowns[ident] = extra["count"]
 
     def _scope(self, task: int, ident: int, b: Any, tick: int) -> None:
         event, details = b
@@ -861,6 +895,7 @@ class _Model:
             event_states=self._queued("event", EventState, self.events),
             conditions=self._queued("condition", ConditionState, self.conditions),
             barriers=self._queued("barrier", BarrierState, self.barriers),
+            countdowns=self._queued("countdown", CountdownState, self.countdowns),
         )
 
     def _queued(self, kind: str, row: Any, table: dict[int, Any]) -> dict[int, Any]:
@@ -908,7 +943,11 @@ class _Model:
             name = names.get((kind, ident))
             holder = self.locks.get(ident) if op == "acquire" and kind == "lock" else None
             if holder is not None:
-                return Wait(op, kind, ident, name, holder, self._holder_name(holder, ended))
+                times = self.depths.get(ident)  # (a cp.RLock: how many times)
+                holder_name = self._holder_name(holder, ended)
+                return Wait(op, kind, ident, name, holder, holder_name, count=times)
+            if kind == "countdown":
+                return Wait(op, kind, ident, name, count=self.countdowns.get(ident))
             return Wait(op, kind, ident, name)
         if op == "wait":  # a scope's wait_all
             return Wait(op, "scope", wait[2])
@@ -956,6 +995,8 @@ for _code, _handler in {
     SET: _Model._on_set,
     CLEAR: _Model._on_clear,
     NOTIFY: _Model._on_notify,
+    SIGNAL: _Model._on_signal,
+    ADD_COUNT: _Model._on_add_count,
     CREATE: _Model._on_create,
     SCOPE: _Model._on_scope,
     TIMEOUT: _Model._on_timeout,

@@ -1113,6 +1113,26 @@ class VM:
                 out.append((task.id, task.name, info.waiting_on))
         return out
 
+    def _finished(self) -> list[tuple[int, str, str]]:
+        """``(task id, name, "done" / "failed" / "cancelled")`` of every task that has
+        ended, by id, read off the journal in memory (empty with recording off)."""
+        from ._kinds import _KIND_MASK, _TASK_MASK, TASK_SHIFT
+
+        ends = {DONE: "done", FAIL: "failed", CANCELLED: "cancelled"}
+        spawned: dict[int, int] = {}  # task id -> index of its spawn record
+        ended: dict[int, str] = {}
+        for index, row in enumerate(self._journal._rows):
+            kind = row & _KIND_MASK
+            if kind == SPAWN:
+                spawned[row >> A_SHIFT] = index
+            elif kind in ends:
+                ended[(row >> TASK_SHIFT) & _TASK_MASK] = ends[kind]
+        journal = self._journal
+        return [
+            (task, journal[spawned[task]].data["name"] if task in spawned else "?", how)
+            for task, how in sorted(ended.items())
+        ]
+
     def _deadlock(self, root: Task, role: str = "the root of vm.run") -> Deadlock:
         blocked = self._blocked()
         lines = [f"  task {tid} {name!r} waits {waiting}" for tid, name, waiting in blocked]
@@ -1120,6 +1140,7 @@ class VM:
             f"deadlock at tick {self._now}: no task can make progress while task {root.id} "
             f"{root.name!r} ({role}) waits.\n" + "\n".join(lines),
             blocked,
+            self._finished(),
         )
 
     def _step_limit_message(

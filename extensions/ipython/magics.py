@@ -371,6 +371,17 @@ class CounterpointMagics(Magics):
     @argument("--preemption-bound", type=int, default=None, metavar="K", help="(default: no bound)")
     @argument("--max-steps", type=int, default=100_000, metavar="N", help="(default 100000)")
     @argument("--name", default="explored", help="bind the program to this name")
+    @argument(
+        "--shared-only",
+        action="store_true",
+        help="tasks share state only through VM objects and cp.shared() (reads commute)",
+    )
+    @argument(
+        "--invariant",
+        default=None,
+        metavar="NAME",
+        help="a function in the namespace, checked after every step",
+    )
     @_cell
     @cell_magic
     def explore(self, line: str, cell: str) -> Any:
@@ -384,6 +395,14 @@ class CounterpointMagics(Magics):
         args = parse_argstring(self.explore, line)
         if not args.name.isidentifier():
             raise UsageError(f"--name needs a Python name, got {args.name!r}")
+        invariant = None
+        if args.invariant is not None:
+            invariant = self.shell.user_ns.get(args.invariant)
+            if not callable(invariant):
+                raise UsageError(
+                    f"--invariant names a function defined in an earlier cell; "
+                    f"{args.invariant!r} is {'not defined' if invariant is None else 'not one'}"
+                )
         program = program_from_cell(cell, self.shell.user_ns, args.name)
         self.shell.user_ns[args.name] = program
         report = cp.explore(
@@ -393,6 +412,8 @@ class CounterpointMagics(Magics):
             seed=args.seed,
             preemption_bound=args.preemption_bound,
             max_steps=args.max_steps,
+            shared_only=args.shared_only,
+            invariant=invariant,
         )
         self.shell.user_ns[f"{args.name}_report"] = report
         return report.show()

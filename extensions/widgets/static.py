@@ -54,6 +54,8 @@ SYMBOLS: dict[str, Symbol] = {
     "set": Symbol("E+", YELLOW, "#000", "square", "event set"),
     "clear": Symbol("E-", YELLOW, "#000", "square", "event clear"),
     "notify": Symbol("N", YELLOW, "#000", "square", "notify"),
+    "signal": Symbol("C-", YELLOW, "#000", "square", "countdown signal"),
+    "add_count": Symbol("C+", YELLOW, "#000", "square", "countdown add"),
     "spawn": Symbol("+", GREY, "#000", "triangle", "spawn"),
     "create": Symbol("O", GREY, "#000", "triangle", "create"),
     "scope": Symbol("Sc", GREY, "#000", "triangle", "scope"),
