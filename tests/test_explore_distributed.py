@@ -332,9 +332,11 @@ def test_a_job_that_keeps_killing_its_workers_raises_worker_lost():
             n_workers=1, threads_per_worker=1, processes=True, dashboard_address=":0"
         )
     try:
-        with distributed.Client(cluster) as lost:
-            with pytest.raises(cp.WorkerLost, match="died again and again"):
-                cp.explore(kills, progress=False, client=lost)
+        with (
+            distributed.Client(cluster) as lost,
+            pytest.raises(cp.WorkerLost, match="died again and again"),
+        ):
+            cp.explore(kills, progress=False, client=lost)
     finally:
         cluster.close()
     assert cp.explore(philosophers, progress=False).exhaustive
@@ -351,3 +353,23 @@ def test_a_cluster_search_shows_the_progress_bar(client, capsys):
     assert report.schedules == 40
     captured = capsys.readouterr()
     assert "exploring (dfs)" in captured.err and "40/40" in captured.err
+
+
+# -- the benchmark -------------------------------------------------------------------------------
+
+
+def test_the_benchmark_rewrites_only_its_readme_curve(tmp_path):
+    from benchmarks import explore_distributed as bench
+
+    readme = tmp_path / "README.md"
+    readme.write_text(
+        "intro\n<!-- explore-distributed-table -->\nold\n<!-- /explore-distributed-table -->\nend\n"
+    )
+    row = {"seconds": 2.0, "schedules_per_second": 10_080.0, "speedup": 1.8}
+    results = {"schedules": 20_160, "cores": 2, "load_average": 0.4, "rows": {"processes=2": row}}
+    bench.update_readme(readme, bench.table(results), results, rounds=3)
+    text = readme.read_text()
+    assert "old" not in text and "| processes=2 | 2.00 s | 10,080 | **1.80x** |" in text
+    assert "load average 0.4" in text and text.endswith(
+        "<!-- /explore-distributed-table -->\nend\n"
+    )
