@@ -249,8 +249,9 @@ def _use_warning_filters(filters: list[tuple]) -> None:
 
 
 def _used(began: tuple[float, float]) -> tuple[float, float]:
-    """(wall seconds, CPU seconds) since ``began``: how busy a job kept its worker."""
-    return time.perf_counter() - began[0], time.process_time() - began[1]
+    """(wall seconds, CPU seconds of the job's thread) since ``began``: how busy a job kept
+    its worker."""
+    return time.perf_counter() - began[0], time.thread_time() - began[1]
 
 
 class _Pause(Exception):
@@ -320,7 +321,7 @@ class _Recording:
 def _job(data: bytes, job: bytes) -> tuple[list[bytes], bytes]:
     """Run one job (on a worker): its results in pickled chunks, and (the rest of the
     subtree or None, the seconds it took) pickled."""
-    began = (time.perf_counter(), time.process_time())
+    began = (time.perf_counter(), time.thread_time())
     program, options, filters = _program(data)
     with warnings.catch_warnings():
         _use_warning_filters(filters)
