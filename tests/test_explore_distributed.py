@@ -342,6 +342,29 @@ def test_a_job_that_keeps_killing_its_workers_raises_worker_lost():
     assert cp.explore(philosophers, progress=False).exhaustive
 
 
+def test_ctrl_c_while_waiting_for_workers_ends_the_search(client):
+    """The master waits for jobs outside any VM: Ctrl-C there raises at once (it is not
+    deferred to a VM step that never comes), and what is out is cancelled."""
+    import signal
+    import threading
+    import time
+
+    async def slow():
+        time.sleep(0.2)  # host time only: the program's behaviour does not depend on it
+        return cp.choose(range(100))
+
+    timer = threading.Timer(1.5, os.kill, (os.getpid(), signal.SIGINT))
+    timer.start()
+    started = time.perf_counter()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            cp.explore(slow, progress=False, client=client)
+    finally:
+        timer.cancel()
+    assert time.perf_counter() - started < 10  # (the whole search takes 20 s)
+    assert cp.explore(philosophers, progress=False, client=client).exhaustive
+
+
 def test_a_cluster_search_shows_the_progress_bar(client, capsys):
     async def slow():
         import time

@@ -45,6 +45,7 @@ from dataclasses import replace
 from typing import Any
 
 from ._errors import NondeterminismError, WorkerLost
+from ._interrupts import safe_to_interrupt
 from ._reduction import backtrack_points, source_sets
 from ._strategies import DEFAULT, Cursor, DepthFirst, Expected
 
@@ -521,3 +522,7 @@ class Master:
         self.running.clear()
         self.queue.clear()
         self.cache.clear()
+
+
+# Ctrl-C while the master waits for a job ends the search there (nothing is half-done)
+safe_to_interrupt(Master._wait)
