@@ -30,7 +30,7 @@ from pathlib import Path
 
 import counterpoint as cp
 
-from . import write_json
+from . import write_json, write_marked
 from .run import _ping_pong
 
 
@@ -219,12 +219,8 @@ def table(results: dict) -> str:
 
 
 def update_readme(readme: Path, markdown: str) -> None:
-    text = readme.read_text()
-    begin, end = "<!-- journal-table -->\n", "<!-- /journal-table -->"
-    before, rest = text.split(begin, 1)
-    after = rest.split(end, 1)[1]
     intro = f"Measured on this project's 2-core machine (Python {platform.python_version()}):\n\n"
-    readme.write_text(before + begin + intro + markdown + "\n" + end + after)
+    write_marked(readme, "journal-table", intro + markdown)
 
 
 def main(argv: list[str] | None = None) -> int:

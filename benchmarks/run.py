@@ -27,7 +27,7 @@ import time
 import tracemalloc
 from pathlib import Path
 
-from . import workloads
+from . import workloads, write_marked
 from .workloads import FULL, PEERS, QUICK, RUNTIMES, WORKLOADS, Sizes
 
 
@@ -140,10 +140,6 @@ def table(summary: dict, runtimes: list[str]) -> str:
 
 def update_readme(readme: Path, markdown: str, memory: dict | None, rounds: int) -> None:
     """Rewrite README.md's benchmark section between its two markers."""
-    text = readme.read_text()
-    begin, end = "<!-- benchmark-table -->\n", "<!-- /benchmark-table -->"
-    before, rest = text.split(begin, 1)
-    after = rest.split(end, 1)[1]
     lines = [
         f"Measured on this project's 2-core machine (Python {platform.python_version()}), "
         f"median of {rounds} rounds:",
@@ -156,7 +152,7 @@ def update_readme(readme: Path, markdown: str, memory: dict | None, rounds: int)
             f"Journal memory on `ping_pong`: {memory['bytes_per_record']:.1f} bytes per record "
             f"({memory['records']:,} records, values included).",
         ]
-    readme.write_text(before + begin + "\n".join(lines) + "\n" + end + after)
+    write_marked(readme, "benchmark-table", "\n".join(lines))
     print(f"updated the table in {readme}", file=sys.stderr)
 
 

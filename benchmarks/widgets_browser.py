@@ -37,7 +37,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from . import write_json
+from . import write_json, write_marked
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -334,15 +334,11 @@ def table(results: dict) -> str:
 
 
 def update_readme(readme: Path, markdown: str) -> None:
-    text = readme.read_text()
-    begin, end = "<!-- widgets-table -->\n", "<!-- /widgets-table -->"
-    before, rest = text.split(begin, 1)
-    after = rest.split(end, 1)[1]
     intro = (
         f"Measured on this project's 2-core machine (Python {platform.python_version()}, "
         "Debian's Chromium, headless):\n\n"
     )
-    readme.write_text(before + begin + intro + markdown + "\n" + end + after)
+    write_marked(readme, "widgets-table", intro + markdown)
 
 
 def main(argv: list[str] | None = None) -> int:

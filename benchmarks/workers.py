@@ -29,6 +29,8 @@ from pathlib import Path
 
 import counterpoint as cp
 
+from . import write_marked
+
 
 @cp.worker.task
 def burn(iterations: int) -> int:
@@ -160,15 +162,11 @@ def table(results: dict) -> str:
 
 def update_readme(readme: Path, markdown: str, results: dict, rounds: int) -> None:
     """Rewrite README.md's worker table between its two markers."""
-    text = readme.read_text()
-    begin, end = "<!-- workers-table -->\n", "<!-- /workers-table -->"
-    before, rest = text.split(begin, 1)
-    after = rest.split(end, 1)[1]
     intro = (
         f"Measured on this project's {results['processes']}-core machine "
         f"(Python {platform.python_version()}), median of {rounds} rounds:\n\n"
     )
-    readme.write_text(before + begin + intro + markdown + "\n" + end + after)
+    write_marked(readme, "workers-table", intro + markdown)
 
 
 def main(argv: list[str] | None = None) -> int:

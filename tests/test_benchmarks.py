@@ -116,3 +116,120 @@ def test_the_journal_benchmark_measures_and_tabulates(tmp_path):
     bench.update_readme(readme, bench.table(results))
     text = readme.read_text()
     assert "old" not in text and "**1.2 s**" in text and "philosophers / pct" in text
+
+
+def test_the_exploration_benchmark_finds_each_programs_known_bug_and_tabulates(tmp_path, capsys):
+    from benchmarks import explore as bench
+    from benchmarks.explore_programs import PROGRAMS
+
+    out = tmp_path / "explore.json"
+    assert bench.main(["--quick", "--no-frontrun", "--json", str(out)]) == 0
+    printed = capsys.readouterr().out
+    results = json.loads(out.read_text())
+    assert list(results["counterpoint"]) == list(PROGRAMS)
+    for name, row in results["counterpoint"].items():
+        case = PROGRAMS[name]
+        assert row["bug_found"] == (case.bug is not None), name
+        assert (row["first_bug"] is not None) == (case.bug is not None), name
+        assert f"| {name} | {case.bug or 'none (correct)'} | " in printed
+    # the small programs are proved; the 4-task lost update (2,520 schedules) hits the cap
+    assert results["counterpoint"]["lost update, 2 tasks"]["schedules"] == 6
+    assert results["counterpoint"]["lost update, 2 tasks"]["exhaustive"]
+    assert not results["counterpoint"]["lost update, 4 tasks"]["exhaustive"]
+    assert "200 (not exhaustive)" in printed
+    assert results["throughput"]["schedules_per_search"] == 90
+    assert "dfs on the lost update, 3 tasks (90 schedules per search)" in printed
+    assert "frontrun not run (--no-frontrun)" in printed
+    # with cp.shared and shared_only=True: the same bugs, and one execution per trace
+    shared = results["shared_only"]
+    assert list(shared) == list(PROGRAMS)
+    for name, row in shared.items():
+        assert row["bug_found"] == (PROGRAMS[name].bug is not None), name
+    proved = {name: row["schedules"] for name, row in shared.items() if row["exhaustive"]}
+    assert proved["lost update, 3 tasks"] == 36  # one per trace; 90 interleavings without
+    assert proved["independent tasks, 4 x 4"] == 1
+    assert "| shared_only: first bug | shared_only: schedules |" in printed
+
+
+def test_the_exploration_benchmark_says_when_frontrun_is_missing(tmp_path):
+    from benchmarks import explore as bench
+
+    row = {
+        "bug": None,
+        "bug_found": False,
+        "first_bug": None,
+        "schedules": 8,
+        "exhaustive": True,
+        "seconds": 0.01,
+        "schedules_per_second": 800.0,
+    }
+    results = {
+        "counterpoint": {"bank transfer, locked": row},
+        "throughput": {
+            "program": "lost update, 3 tasks",
+            "schedules_per_search": 90,
+            "schedules_per_second": 9000.0,
+            "schedules_per_cpu_second": 9500.0,
+            "bar": 10_000,
+            "meets_bar": False,
+        },
+        "frontrun": {"missing": "frontrun not installed"},
+    }
+    markdown = bench.table(results)
+    assert "| bank transfer, locked | none (correct) | none | 8 | 0.010 s, 800/s | " in markdown
+    assert "frontrun not installed" in markdown and "not met" in markdown
+    readme = tmp_path / "README.md"
+    readme.write_text("a\n<!-- explore-table -->\nold\n<!-- /explore-table -->\nb\n")
+    bench.update_readme(readme, markdown, rounds=3, max_schedules=5000)
+    text = readme.read_text()
+    assert "old" not in text and "medians of 3 rounds" in text and markdown in text
+    assert text.endswith("<!-- /explore-table -->\nb\n")
+
+
+def test_the_frontrun_side_prints_frontrun_not_installed_when_it_cannot_import(monkeypatch, capsys):
+    import sys
+
+    from benchmarks import explore_frontrun
+
+    monkeypatch.setitem(sys.modules, "frontrun", None)  # import frontrun raises ImportError
+    assert explore_frontrun.main(["--rounds", "1"]) == 0
+    assert json.loads(capsys.readouterr().out) == {"missing": "frontrun not installed"}
+
+
+def test_the_exploration_programs_module_examples_run():
+    import doctest
+
+    from benchmarks import explore_programs
+
+    assert doctest.testmod(explore_programs).failed == 0
+
+
+def test_the_exploration_table_sets_frontruns_asyncio_mode_beside_dfs():
+    from benchmarks import explore as bench
+
+    def row(schedules, exhaustive, first_bug):
+        return {
+            "bug": "AssertionError",
+            "bug_found": True,
+            "first_bug": first_bug,
+            "schedules": schedules,
+            "exhaustive": exhaustive,
+            "seconds": 0.5,
+            "schedules_per_second": schedules / 0.5,
+        }
+
+    results = {
+        "counterpoint": {"lost update, 3 tasks": row(90, True, 2)},
+        "frontrun": {"lost update, 3 tasks": row(90, True, 2)},
+        "frontrun_asyncio": {"lost update, 3 tasks": row(81, True, 2)},
+        "throughput": {
+            "program": "lost update, 3 tasks",
+            "schedules_per_search": 90,
+            "schedules_per_second": 9000.0,
+            "schedules_per_cpu_second": 9500.0,
+            "bar": 10_000,
+            "meets_bar": False,
+        },
+    }
+    markdown = bench.table(results)
+    assert "| lost update, 3 tasks | 90 | #2 | 81 | 0.500 s, 162/s |" in markdown

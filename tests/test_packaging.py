@@ -100,3 +100,6 @@ def test_a_built_wheel_contains_the_package_and_the_console_script(tmp_path):
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
     scripts = zipfile.ZipFile(wheel).read(entry_points).decode()
     assert "counterpoint = counterpoint.cli:main" in scripts
+    # the pytest plugin (@pytest.mark.counterpoint_explore) is found through its entry point
+    assert "[pytest11]\ncounterpoint = counterpoint.pytest_plugin" in scripts
+    assert "counterpoint/pytest_plugin.py" in names

@@ -378,3 +378,32 @@ def test_findings_come_simplest_first():
 def test_sleep_set_redundant_runs_are_not_counted_as_schedules():
     report = cp.explore(lost_update(3), shared_only=True, progress=False)
     assert sum(report.outcomes.values()) == report.schedules
+
+
+def test_two_threads_exploring_at_once_each_see_only_their_own_accesses():
+    import threading
+
+    results = {}
+
+    def search(name):
+        report = cp.explore(lost_update(3), shared_only=True, progress=False)
+        results[name] = (report.schedules, sorted(report.outcomes.items()), report.warnings)
+
+    threads = [threading.Thread(target=search, args=(name,)) for name in "ab"]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    alone = cp.explore(lost_update(3), shared_only=True, progress=False)
+    assert results["a"] == results["b"] == (36, sorted(alone.outcomes.items()), [])
+
+
+def test_a_wrapper_used_by_host_code_between_runs_reports_nothing():
+    box = cp.shared({"n": 0})
+    box["n"] += 1  # outside any VM: a plain dict access
+
+    async def main():
+        return box["n"]
+
+    summary = run_prefix(main, [], RunOptions(), sleep=())
+    assert summary.outcome == 1 and summary.warnings == ()

@@ -157,7 +157,31 @@ class _Shared:
         )
 
 
-class SharedDict(_Shared):
+class _Container(_Shared):
+    """A dict or a list: what reading all of it means is the subclass's ``_read_all``."""
+
+    __slots__ = ()
+
+    def _read_all(self, chooser: Any) -> None:  # pragma: no cover - each subclass has one
+        raise NotImplementedError
+
+    def _read_everything(self) -> None:
+        chooser = _chooser()
+        if chooser is not None:
+            self._read_all(chooser)
+
+    def __eq__(self, other: Any) -> bool:
+        self._read_everything()
+        return self._cp_target == _unwrap(other)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        self._read_everything()
+        return f"cp.shared({self._cp_target!r})"
+
+
+class SharedDict(_Container):
     """A dict whose reads and writes exploration sees, key by key."""
 
     __slots__ = ()
@@ -207,36 +231,16 @@ class SharedDict(_Shared):
             chooser.access((SHARED, label, _key(key)), False)
 
     def values(self) -> list:
-        chooser = _chooser()
-        if chooser is not None:
-            self._read_all(chooser)
+        self._read_everything()
         return [self._cp_child(k, v) for k, v in self._cp_target.items()]
 
     def items(self) -> list:
-        chooser = _chooser()
-        if chooser is not None:
-            self._read_all(chooser)
+        self._read_everything()
         return [(k, self._cp_child(k, v)) for k, v in self._cp_target.items()]
 
     def copy(self) -> dict:
-        chooser = _chooser()
-        if chooser is not None:
-            self._read_all(chooser)
+        self._read_everything()
         return dict(self._cp_target)
-
-    def __eq__(self, other: Any) -> bool:
-        chooser = _chooser()
-        if chooser is not None:
-            self._read_all(chooser)
-        return self._cp_target == _unwrap(other)
-
-    __hash__ = None  # type: ignore[assignment]
-
-    def __repr__(self) -> str:
-        chooser = _chooser()
-        if chooser is not None:
-            self._read_all(chooser)
-        return f"cp.shared({self._cp_target!r})"
 
     # -- writes
     def __setitem__(self, key: Any, value: Any) -> None:
@@ -302,7 +306,7 @@ class SharedDict(_Shared):
         target.clear()
 
 
-class SharedList(_Shared):
+class SharedList(_Container):
     """A list whose reads and writes exploration sees, index by index (an insertion or
     removal writes every index it shifts, and the length)."""
 
@@ -352,48 +356,24 @@ class SharedList(_Shared):
         return len(self._cp_target)
 
     def __iter__(self) -> Iterator:
-        chooser = _chooser()
-        if chooser is not None:
-            self._read_all(chooser)
+        self._read_everything()
         return iter([self._cp_child(i, v) for i, v in enumerate(self._cp_target)])
 
     def __contains__(self, value: Any) -> bool:
-        chooser = _chooser()
-        if chooser is not None:
-            self._read_all(chooser)
+        self._read_everything()
         return _unwrap(value) in self._cp_target
 
     def index(self, value: Any, *args: Any) -> int:
-        chooser = _chooser()
-        if chooser is not None:
-            self._read_all(chooser)
+        self._read_everything()
         return self._cp_target.index(_unwrap(value), *args)
 
     def count(self, value: Any) -> int:
-        chooser = _chooser()
-        if chooser is not None:
-            self._read_all(chooser)
+        self._read_everything()
         return self._cp_target.count(_unwrap(value))
 
     def copy(self) -> list:
-        chooser = _chooser()
-        if chooser is not None:
-            self._read_all(chooser)
+        self._read_everything()
         return list(self._cp_target)
-
-    def __eq__(self, other: Any) -> bool:
-        chooser = _chooser()
-        if chooser is not None:
-            self._read_all(chooser)
-        return self._cp_target == _unwrap(other)
-
-    __hash__ = None  # type: ignore[assignment]
-
-    def __repr__(self) -> str:
-        chooser = _chooser()
-        if chooser is not None:
-            self._read_all(chooser)
-        return f"cp.shared({self._cp_target!r})"
 
     # -- writes
     def __setitem__(self, index: Any, value: Any) -> None:
