@@ -43,6 +43,7 @@ from ._errors import (
     VMBusyError,
     WorkerFailed,
     WorkerIsolationError,
+    WorkerLost,
     WrongVMError,
 )
 from ._explore import ExploreReport, Finding, Pruned, choose, explore, require
@@ -142,6 +143,7 @@ __all__ = [
     "VMBusyError",
     "WorkerFailed",
     "WorkerIsolationError",
+    "WorkerLost",
     "WrongVMError",
     "channel",
     "check_determinism",

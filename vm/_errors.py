@@ -120,6 +120,11 @@ class WorkerFailed(CounterpointError):
     """``cp.worker.result(h)`` of a worker that failed; the message is its error."""
 
 
+class WorkerLost(CounterpointError, RuntimeError):
+    """A distributed ``cp.explore`` lost a Dask worker process again and again on the
+    same part of the search (Dask retries a job whose worker died)."""
+
+
 class JournalError(CounterpointError):
     """A journal file is missing, truncated, corrupted, of another version, or unwritable."""
 

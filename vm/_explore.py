@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
+from . import _distributed
 from ._errors import (
     Cancelled,
     Deadlock,
@@ -741,6 +742,8 @@ def explore(
     invariant: Callable[[], Any] | None = None,
     fairness: int | None = FAIRNESS,
     stop_on_first: bool = False,
+    client: Any = None,
+    processes: int | None = None,
 ) -> ExploreReport:
     """Run ``program`` under many schedules and report the outcomes, failures and deadlocks.
 
@@ -750,7 +753,9 @@ def explore(
     (``depth`` is its bug depth).  ``preemption_bound`` limits the preemptions of a
     schedule (switching away from a task that could go on); ``max_steps`` bounds
     each execution.  A progress bar shows on searches that take more than a second
-    (``progress=False`` hides it).
+    (``progress=False`` hides it).  ``client`` (a ``distributed.Client``) runs the
+    executions on a Dask cluster, ``processes=N`` on N local processes; the report is
+    the one this process alone would make (see docs/explore.md).
 
     ``shared_only=True`` promises that tasks share state only through VM objects and
     ``cp.shared`` wrappers: steps that touch neither commute, and so do reads, which
@@ -815,7 +820,11 @@ def explore(
         search = RandomSearch(strategy, seed, max_schedules, preemption_bound, depth)
     footprints = strategy == "dfs" and por
     options = RunOptions(seed, max_steps, footprints, invariant=invariant, fairness=fairness)
-    run = _Checked(program, options)
+    cluster = _distributed.resolve(client, processes)
+    if cluster is None:
+        run: Any = _Checked(program, options)
+    else:
+        run = _distributed.Master(cluster, program, options, search)
     tally = Tally()
     bar = _progress_bar(max_schedules, strategy, progress)
     started = time.perf_counter()
@@ -832,6 +841,8 @@ def explore(
     finally:
         if bar is not None:
             bar.close()
+        if cluster is not None:
+            run.close()
     name = getattr(program, "__name__", "program")
     seconds = time.perf_counter() - started
     report = tally.report(

@@ -143,14 +143,19 @@ class RandomSearch:
         steps = 1
         if self.strategy == "pct":  # a first run to learn how many steps a run takes
             steps = max(1, run([]).steps)
-        for number in range(self.max_schedules):
-            seed = f"counterpoint-explore/{self.seed}/{number}"
-            then = (
-                Random(seed, self.bound)
-                if self.strategy == "random"
-                else PCT(seed, self.depth, steps)
-            )
+        for then in self.thens(steps):
             yield run([], then=then)
+
+    def thens(self, steps: int, start: int = 0, stop: int | None = None) -> Iterator[Any]:
+        """The choosers of runs number ``start`` to ``stop`` (each has its own seed);
+        ``steps`` is PCT's idea of a run's length."""
+        stop = self.max_schedules if stop is None else stop
+        for number in range(start, stop):
+            seed = f"counterpoint-explore/{self.seed}/{number}"
+            if self.strategy == "random":
+                yield Random(seed, self.bound)
+            else:
+                yield PCT(seed, self.depth, steps)
 
 
 @dataclass(slots=True)
@@ -211,6 +216,23 @@ class Expected(NamedTuple):
 _new_expected = tuple.__new__  # (Expected(...) without a Python call: one per run)
 
 
+@dataclass(slots=True)
+class Cursor:
+    """Where a depth-first search stands when it is about to run ``choices``: its
+    ``stack`` of frames (with the ``offers`` and ``choices`` of each), what the run
+    must repeat (``expect``) and, with sleep sets, the ``sleep`` set it starts its
+    branch with.  A search started from a cursor explores only the subtree below its
+    first ``floor`` frames: it ends when it would go back up to them.  (The
+    distributed search, :mod:`._distributed`, ships cursors to workers.)"""
+
+    stack: list[Frame]
+    offers: list[tuple]
+    choices: list[int]
+    expect: Expected | None = None
+    floor: int = 0
+    sleep: tuple | None = None
+
+
 class DepthFirst:
     """Depth-first search over choice points.  The tree is covered unless
     ``max_schedules`` stops it or an execution is cut short by ``max_steps`` (its
@@ -231,15 +253,21 @@ class DepthFirst:
         self.shared_only = shared_only and por
         self.sleepy = self.shared_only and bound is None
         self.verdict = Verdict(False, False, False)
+        self.backtrack_points = backtrack_points  # (a distributed search ships these two)
+        self.source_sets = source_sets
+        self.at = Cursor([], [], [])
 
-    def runs(self, run: Run) -> Iterator[Any]:
-        stack: list[Frame] = []
-        offers: list[tuple] = []  # (kind, options) of each frame: what a re-run must offer
-        choices: list[int] = []  # the index each frame takes: the next execution's prefix
-        bound, por, sleepy = self.bound, self.por, self.sleepy
+    def runs(self, run: Run, at: Cursor | None = None) -> Iterator[Any]:
+        """Run the search (from cursor ``at``, which the search keeps up to date, or
+        from the root), yielding each summary."""
+        at = self.at = Cursor([], [], []) if at is None else at
+        stack = at.stack
+        offers = at.offers  # (kind, options) of each frame: what a re-run must offer
+        choices = at.choices  # the index each frame takes: the next execution's prefix
+        floor, bound, por, sleepy = at.floor, self.bound, self.por, self.sleepy
         cut_short = reduced = bounded = False
-        expect = None
-        sleep: tuple | None = () if sleepy else None
+        expect = at.expect
+        sleep: tuple | None = (at.sleep or ()) if sleepy else None
         count = 0
         while count < self.max_schedules:
             summary = run(choices[:], expect, sleep=sleep) if sleepy else run(choices[:], expect)
@@ -258,15 +286,16 @@ class DepthFirst:
                 choices.append(point.chosen)
             if sleepy:
                 _note_sleep(stack, summary, known)
-                for point, initials, task in source_sets(summary):
+                for point, initials, task in self.source_sets(summary):
                     if point is not None:
                         _add_source(stack[point], initials, task)
             elif por:
-                for point, task in backtrack_points(summary, bound is not None, self.shared_only):
+                points_ = self.backtrack_points(summary, bound is not None, self.shared_only)
+                for point, task in points_:
                     if point is not None:
                         stack[point].add(task)
             # the next prefix: the deepest point with something left to try
-            while stack:
+            while len(stack) > floor:
                 frame = stack[-1]
                 remaining = frame.backtrack - frame.done
                 if sleepy and frame.sleep:
@@ -289,9 +318,9 @@ class DepthFirst:
             else:
                 self.verdict = Verdict(not cut_short, reduced, bounded)
                 return
-            expect = _new_expected(Expected, (offers, frame.rows, frame.position))
+            expect = at.expect = _new_expected(Expected, (offers, frame.rows, frame.position))
             if sleepy:
-                sleep = _sleep_for(frame)
+                sleep = at.sleep = _sleep_for(frame)
         self.verdict = Verdict(False, reduced, bounded)
 
 
