@@ -343,6 +343,7 @@ def _execute(program: Callable, chooser: _Recorder, options: RunOptions) -> tupl
             chooser.left_behind = [task.id for task in vm._ready]
         chooser.tasks = vm._next_task
         vm._dispose()
+        vm._workers = vm.events = vm._chooser = None  # (cycles back to the VM: see _task_exit)
     return "ok", _outcome_key(value), value, vm
 
 
