@@ -11,39 +11,10 @@ import pytest
 from test_explore_run import program as every_footprint
 
 import counterpoint as cp
+from benchmarks.explore_throughput import PROGRAMS, pipeline
 from counterpoint._explore import run_prefix
 
-
-async def lost_update():
-    box = {"n": 0}
-
-    async def add():
-        seen = box["n"]
-        await cp.checkpoint()
-        box["n"] = seen + 1
-
-    await cp.par(add(), add(), add())
-    return box["n"]
-
-
-async def pipeline():
-    first, second = cp.channel(), cp.channel()
-
-    async def produce():
-        for i in range(3):
-            await first.send(i)
-        first.close()
-
-    async def double():
-        async for item in first:
-            await second.send(item * 2)
-        second.close()
-
-    async def consume():
-        return [item async for item in second]
-
-    _, _, out = await cp.par(produce(), double(), consume())
-    return out
+lost_update = PROGRAMS["lost3"]
 
 
 class _NoCollector:
