@@ -8,7 +8,9 @@ is the steadier number).
 * ``lost3``: the 3-task lost update (90 schedules);
 * ``lost4``: the 4-task lost update (2,520 schedules);
 * ``pipeline``: a 3-stage pipeline over unbuffered channels (producer -> doubler ->
-  consumer, 3 items): every step is a channel operation.
+  consumer, 3 items): every step is a channel operation;
+* ``lost3_checked``: the 3-task lost update raising when an update is lost (84 of its
+  90 schedules fail): a search that finds problems.
 """
 
 from __future__ import annotations
@@ -55,7 +57,20 @@ async def pipeline():
     return out
 
 
-PROGRAMS = {"lost3": lost_update(3), "lost4": lost_update(4), "pipeline": pipeline}
+def checked(program):
+    async def main():
+        if await program() != 3:
+            raise AssertionError("an update was lost")
+
+    return main
+
+
+PROGRAMS = {
+    "lost3": lost_update(3),
+    "lost4": lost_update(4),
+    "pipeline": pipeline,
+    "lost3_checked": checked(lost_update(3)),
+}
 
 
 def measure(program, budget: float) -> tuple[float, float, int]:

@@ -15,6 +15,20 @@ from benchmarks.explore_throughput import PROGRAMS, pipeline
 from counterpoint._explore import run_prefix
 
 lost_update = PROGRAMS["lost3"]
+lost_update_checked = PROGRAMS["lost3_checked"]  # (raises in 84 of its 90 schedules)
+
+
+async def stuck():
+    """Deadlocks under every schedule, with tasks left blocked on a channel and a lock
+    in a scope: what a deadlocked run leaves behind for ``_dispose``."""
+    ch = cp.channel()
+    lock = cp.Lock()
+
+    async def hold():
+        async with lock:
+            await ch.recv()
+
+    await cp.par(hold(), hold(), ch.recv())
 
 
 class _NoCollector:
@@ -32,7 +46,9 @@ class _NoCollector:
             gc.enable()
 
 
-@pytest.mark.parametrize("main", [lost_update, pipeline, every_footprint])
+@pytest.mark.parametrize(
+    "main", [lost_update, pipeline, every_footprint, lost_update_checked, stuck]
+)
 @pytest.mark.parametrize("prefix", [[], [1, 1], [2, 0, 1]])
 def test_an_explored_run_leaves_nothing_for_the_cycle_collector(main, prefix):
     run_prefix(main, prefix)  # (first-use caches: not the run's)
@@ -46,6 +62,15 @@ def test_a_search_leaves_nothing_for_the_cycle_collector():
     with _NoCollector() as left:
         report = cp.explore(pipeline, max_schedules=100_000, progress=False)
         assert report.exhaustive and report.outcomes == {"[0, 2, 4]": report.schedules}
+        del report
+        assert left() == 0
+
+
+@pytest.mark.parametrize("main", [lost_update_checked, stuck])
+def test_a_search_that_finds_problems_leaves_only_its_findings(main):
+    with _NoCollector() as left:
+        report = cp.explore(main, max_schedules=100_000, progress=False)
+        assert report.exhaustive and report.failures + report.deadlocks
         del report
         assert left() == 0
 

@@ -287,6 +287,7 @@ def run_prefix(
         message, blocked = "", ()
     else:
         message = str(detail)
+        detail.__traceback__ = None  # (its frames hold it: a cycle, see _task_exit)
         blocked = tuple(map(tuple, detail.blocked)) if kind == "deadlock" else ()
     fields = (
         tuple(recorder.points),

@@ -412,12 +412,17 @@ class VM:
         """Close the coroutines of the tasks left behind, for a VM about to be dropped
         (a replay that diverged, an exploration's run): Python would warn about each
         one never awaited.  Their ``finally`` blocks run outside the VM, so an ``await``
-        there fails; that error is of no interest here."""
+        there fails; that error is of no interest here.  The tasks then let go of each
+        other and of the VM (see _task_exit), so dropping it frees them at once."""
         for task in list(self._live.values()):
             try:
                 task._coro.close()
             except Exception:  # its finally blocks awaited: see above
                 pass
+            task._inner = task._waiting = task._waitq = task._exc = None
+            task._parent = task._subnodes = None  # (a scope and its tasks: a cycle too)
+        self._live.clear()
+        self._ready.clear()
 
     def _step_task(self, task_id: int) -> int:
         what = f"vm.step(task={task_id})"
