@@ -344,7 +344,8 @@ def _execute(program: Callable, chooser: _Recorder, options: RunOptions) -> tupl
             chooser.left_behind = [task.id for task in vm._ready]
         chooser.tasks = vm._next_task
         vm._dispose()
-        vm._workers = vm.events = vm._chooser = None  # (cycles back to the VM: see _task_exit)
+        # (what points back at the VM, or holds a task that does: see _task_exit)
+        vm._workers = vm.events = vm._chooser = vm._kept = None
     return "ok", _outcome_key(value), value, vm
 
 
