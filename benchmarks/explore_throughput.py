@@ -87,16 +87,16 @@ def measure(program, budget: float) -> tuple[float, float, int]:
         wall = time.perf_counter() - wall0
         if wall >= budget:
             break
-    cpu = time.process_time() - cpu0
+    cpu = max(time.process_time() - cpu0, 1e-9)
     return schedules / wall, schedules / cpu, per
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--budget", type=float, default=1.0, help="seconds per measurement")
     parser.add_argument("programs", nargs="*", default=list(PROGRAMS))
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     names = args.programs
     walls: dict[str, list[float]] = {name: [] for name in names}
     cpus: dict[str, list[float]] = {name: [] for name in names}

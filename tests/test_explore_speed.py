@@ -11,6 +11,7 @@ import pytest
 from test_explore_run import program as every_footprint
 
 import counterpoint as cp
+from benchmarks import explore_throughput
 from benchmarks.explore_throughput import PROGRAMS, pipeline
 from counterpoint._explore import run_prefix
 
@@ -137,3 +138,10 @@ def test_the_random_policy_and_its_choices_are_still_seeded():
     runs = [cp.VM(policy="random", seed=seed).run(main()) for seed in (1, 1, 2)]
     assert runs[0] == runs[1] != runs[2]
     assert cp.VM().run(main()) == (list(range(6)), 0)  # fifo: no randomness at all
+
+
+def test_the_throughput_benchmark_explores_each_program_exhaustively(capsys):
+    explore_throughput.main(["--rounds", "1", "--budget", "0", *PROGRAMS])
+    lines = capsys.readouterr().out.splitlines()
+    sizes = {line.split()[0]: int(line.split()[1]) for line in lines}
+    assert sizes == {"lost3": 90, "lost4": 2520, "pipeline": 1304, "lost3_checked": 90}
