@@ -220,7 +220,8 @@ class VM:
         self._now = 0
         self._fifo = policy == "fifo"
         self._ready: deque[Task] | list[Task] = deque() if self._fifo else []
-        # (only the random policy draws from it: seeding one costs more than the rest of a VM)
+        # (only the random policy draws from it: seeding one costs about as much as the rest
+        # of a VM, and exploring makes a VM per schedule)
         self._policy_rng = None if self._fifo else random.Random(seed)
         self._timers: dict[int, list] = {}
         self._deadlines: list[int] = []
