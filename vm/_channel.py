@@ -349,12 +349,16 @@ def _refuse(task: Task, ch: Channel, verb: str):
     (An object of another VM is a programming error, raised at once.)"""
     if task._vm is not ch._vm:
         same_vm(task, ch._vm, ch._label)
+    return (yield from fail_after_step(task, _refusal(task, ch, verb)))
+
+
+def _refusal(task: Task, ch: Channel, verb: str) -> BaseException:
+    """The error of a refused operation.  (Made here, not held in the operation's frame:
+    a frame in the traceback of the exception it holds is a reference cycle.)"""
     if task._cancelled:
-        error = task._vm._cancelled_error(task)
-    else:
-        observed(ch._vm, "channel", ch.id)
-        error = ch._closed_error(verb)
-    return (yield from fail_after_step(task, error))
+        return task._vm._cancelled_error(task)
+    observed(ch._vm, "channel", ch.id)
+    return ch._closed_error(verb)
 
 
 @operation(lambda ch, value: f"{ch._label}.send({plain(value)!r})")
@@ -418,8 +422,7 @@ def _recv(ch, iterating):
         return value
     if ch._closed:
         observed(vm, "channel", ch.id)
-        error = StopAsyncIteration() if iterating else ch._closed_error("receive on")
-        return (yield from fail_after_step(task, error))
+        return (yield from fail_after_step(task, _ended(ch, iterating)))
     queue = ch._recvq
     queue.append(task)
     task._state = BLOCKED
@@ -434,6 +437,12 @@ def _recv(ch, iterating):
             raise StopAsyncIteration from None
         raise
     return value
+
+
+def _ended(ch: Channel, iterating: bool) -> BaseException:
+    """A receive on a closed, drained channel: the end of an ``async for`` or
+    ``ChannelClosed``.  (Made here: see _refusal.)"""
+    return StopAsyncIteration() if iterating else ch._closed_error("receive on")
 
 
 def channel(capacity: int = 0, *, name: str | None = None) -> Channel:

@@ -547,6 +547,7 @@ def run_prefix(
             recorder.left_behind = ()
     else:
         message = str(detail)
+        detail.__traceback__ = None  # (its frames hold it: a cycle, see _task_exit)
         blocked = tuple(map(tuple, detail.blocked)) if kind == "deadlock" else ()
     finished = tuple(map(tuple, detail.finished)) if kind == "deadlock" else ()
     fields = (
@@ -641,6 +642,8 @@ def _execute(program: Callable, chooser: _Recorder, options: RunOptions) -> tupl
             chooser.left_behind = [task.id for task in vm._ready]
         chooser.tasks = vm._next_task
         vm._dispose()
+        # (what points back at the VM, or holds a task that does: see _task_exit)
+        vm._workers = vm.events = vm._chooser = vm._kept = None
     return "ok", _outcome_key(value), value, vm
 
 

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import signal
 import threading
+from _signal import getsignal as _getsignal
+from _signal import signal as _set_handler
 from types import FrameType, TracebackType
 
 _SAFE: set = set()  # code objects of VM functions where raising is safe (physical waits)
@@ -26,6 +28,7 @@ _SAFE: set = set()  # code objects of VM functions where raising is safe (physic
 # the scheduler driving a VM on the main thread raises it at its next safe point
 noted: list[int] = []
 _MAIN = threading.main_thread().ident
+_SIGINT = int(signal.SIGINT)
 
 
 def noted_here() -> list[int] | tuple:
@@ -69,13 +72,13 @@ class DeferredInterrupts:
     __slots__ = ("installed",)
 
     def __enter__(self) -> DeferredInterrupts:
+        # (the _signal functions: signal's own wrap handlers in enums, at a cost per run)
         self.installed = (
-            threading.current_thread() is threading.main_thread()
-            and signal.getsignal(signal.SIGINT) is signal.default_int_handler
+            threading.get_ident() == _MAIN and _getsignal(_SIGINT) is signal.default_int_handler
         )
         if self.installed:
             noted.clear()
-            signal.signal(signal.SIGINT, _on_sigint)
+            _set_handler(_SIGINT, _on_sigint)
         return self
 
     def __exit__(
@@ -86,7 +89,7 @@ class DeferredInterrupts:
     ) -> None:
         if not self.installed:
             return
-        signal.signal(signal.SIGINT, signal.default_int_handler)
+        _set_handler(_SIGINT, signal.default_int_handler)
         if noted:  # noted, and not yet raised by the scheduler
             noted.clear()
             if not isinstance(error, KeyboardInterrupt):

@@ -286,6 +286,7 @@ def fail_after_step(task: Task, error: BaseException):
     other tasks run, instead of spinning inside one step forever.
     """
     task._exc = error
+    del error  # (this frame is in the error's traceback: holding it would be a cycle)
     yield RESCHEDULE
     raise AssertionError("unreachable: the scheduler throws the error in")  # pragma: no cover
 

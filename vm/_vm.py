@@ -220,7 +220,9 @@ class VM:
         self._now = 0
         self._fifo = policy == "fifo"
         self._ready: deque[Task] | list[Task] = deque() if self._fifo else []
-        self._policy_rng = random.Random(seed)
+        # (only the random policy draws from it: seeding one costs about as much as the rest
+        # of a VM, and exploring makes a VM per schedule)
+        self._policy_rng = None if self._fifo else random.Random(seed)
         self._timers: dict[int, list] = {}
         self._deadlines: list[int] = []
         self._timer_sweep = _TIMER_SWEEP_MIN  # sweep emptied buckets past this many
@@ -411,12 +413,17 @@ class VM:
         """Close the coroutines of the tasks left behind, for a VM about to be dropped
         (a replay that diverged, an exploration's run): Python would warn about each
         one never awaited.  Their ``finally`` blocks run outside the VM, so an ``await``
-        there fails; that error is of no interest here."""
+        there fails; that error is of no interest here.  The tasks then let go of each
+        other and of the VM (see _task_exit), so dropping it frees them at once."""
         for task in list(self._live.values()):
             try:
                 task._coro.close()
             except Exception:  # its finally blocks awaited: see above
                 pass
+            task._inner = task._waiting = task._waitq = task._exc = None
+            task._parent = task._subnodes = None  # (a scope and its tasks: a cycle too)
+        self._live.clear()
+        self._ready.clear()
 
     def _step_task(self, task_id: int) -> int:
         what = f"vm.step(task={task_id})"
@@ -919,6 +926,11 @@ class VM:
 
     def _task_exit(self, task: Task) -> None:
         task._coro = None
+        # an ended task keeps no reference to itself (its innermost cancel node) or to
+        # what it last waited on (read only while it blocks): its run's objects are then
+        # freed as they are dropped, not left to the cycle collector (exploring makes a
+        # VM per schedule; that collector cost a tenth of each)
+        task._inner = task._waiting = task._waitq = None
         del self._live[task.id]
         if task._suspended:  # (it suspended itself, then ended in the same step)
             del self._suspended[task.id]
