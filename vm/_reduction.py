@@ -309,9 +309,10 @@ def races(steps: Sequence[tuple], barriers: frozenset[int], left_behind: Sequenc
             if last_wildcard_of:
                 conflicts += [i for t, i in last_wildcard_of.items() if t != task]
             racing = [i for i in conflicts if clock[owner[i]] < i and owner[i] != task]
-        for i in racing:
-            found.append((i, task))
-            clock = list(map(max, clock, step_clock[i]))
+        if racing:  # (one pass over the clocks for all of them)
+            for i in racing:
+                found.append((i, task))
+            clock = list(map(max, clock, *[step_clock[i] for i in racing]))
         clock[task] = j
         latest[task] = j
         step_clock.append(clock)
@@ -333,9 +334,18 @@ def races(steps: Sequence[tuple], barriers: frozenset[int], left_behind: Sequenc
 
 def _vm_objects(touched: frozenset) -> frozenset:
     """The VM objects among a step's touched things (not cp.shared locations)."""
-    if all(obj[0] != "shared" for obj in touched):
-        return touched
-    return frozenset(obj for obj in touched if obj[0] != "shared")
+    known = _OBJECTS.get(touched)
+    if known is None:
+        known = frozenset(obj for obj in touched if obj[0] != "shared")
+        if len(known) == len(touched):
+            known = touched
+        if len(_OBJECTS) > 4096:  # (the same few sets recur run after run)
+            _OBJECTS.clear()
+        _OBJECTS[touched] = known
+    return known
+
+
+_OBJECTS: dict[frozenset, frozenset] = {}
 
 
 def races_rw(
