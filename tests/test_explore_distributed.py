@@ -36,6 +36,14 @@ def client():
     cluster.close()
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _no_cluster_outlives_the_module():
+    """``processes=N`` keeps its cluster for the life of the process: close it when this
+    module is done, so that its threads do not run on beside the rest of the suite."""
+    yield
+    _distributed._close_clients()
+
+
 @pytest.fixture
 def tiny_slices(monkeypatch):
     """Each dfs job runs one execution, and every option still to try becomes a job."""
