@@ -16,15 +16,15 @@ is printed with the results: other work on the 2 cores shows there.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics
-import sys
 import time
 from pathlib import Path
 
 import counterpoint as cp
+
+from . import write_json, write_marked
 
 CHOICES = 3
 TASKS = 4
@@ -116,16 +116,12 @@ def table(results: dict) -> str:
 
 def update_readme(readme: Path, markdown: str, results: dict, rounds: int) -> None:
     """Rewrite README.md's distributed-exploration curve between its two markers."""
-    text = readme.read_text()
-    begin, end = "<!-- explore-distributed-table -->\n", "<!-- /explore-distributed-table -->"
-    before, rest = text.split(begin, 1)
-    after = rest.split(end, 1)[1]
     intro = (
         f"Measured on this project's {results['cores']}-core machine (Python "
         f"{platform.python_version()}, load average {results['load_average']:.1f} while "
         f"measuring), median of {rounds} rounds:\n\n"
     )
-    readme.write_text(before + begin + intro + markdown + "\n" + end + after)
+    write_marked(readme, "explore-distributed-table", intro + markdown)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -141,11 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"load average while measuring: {results['load_average']:.2f}")
     if args.update_readme:
         update_readme(Path("README.md"), markdown, results, args.rounds)
-    if args.json:
-        out = Path(args.json)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps({"rounds": args.rounds, **results}, indent=2))
-        print(f"wrote {out}", file=sys.stderr)
+    write_json({"rounds": args.rounds, **results}, args.json)
     return 0
 
 

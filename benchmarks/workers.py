@@ -18,18 +18,16 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics
-import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import counterpoint as cp
 
-from . import write_marked
+from . import write_json, write_marked
 
 
 @cp.worker.task
@@ -181,11 +179,7 @@ def main(argv: list[str] | None = None) -> int:
     print(markdown)
     if args.update_readme:
         update_readme(Path("README.md"), markdown, results, args.rounds)
-    if args.json:
-        out = Path(args.json)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps({"rounds": args.rounds, **results}, indent=2))
-        print(f"wrote {out}", file=sys.stderr)
+    write_json({"rounds": args.rounds, **results}, args.json)
     return 0
 
 
