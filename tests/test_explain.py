@@ -10,6 +10,7 @@ import sys
 import textwrap
 
 import pytest
+from scheduler_programs import two_locks  # (each task takes one lock, then the other)
 
 import counterpoint as cp
 from counterpoint._explain import explanation
@@ -20,24 +21,6 @@ def marked_lines(text: str) -> list[str]:
 
 
 # -- lock-order cycle ------------------------------------------------------------------------
-
-
-async def two_locks():
-    a, b = cp.Lock(name="a"), cp.Lock(name="b")
-
-    async def one():
-        async with a:
-            await cp.checkpoint()
-            async with b:
-                pass
-
-    async def two():
-        async with b:
-            await cp.checkpoint()
-            async with a:
-                pass
-
-    await cp.par(one(), two())
 
 
 def test_a_deadlock_of_locks_taken_in_opposite_orders_is_a_lock_order_cycle():
