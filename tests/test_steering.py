@@ -323,7 +323,7 @@ def test_suspended_tasks_show_as_suspended_and_in_a_deadlock(new_vm):
         child.suspend()
         await child
 
-    with pytest.raises(cp.Deadlock, match="'sleeper' waits to be resumed: it is suspended"):
+    with pytest.raises(cp.Deadlock, match="nothing can run: task 2 'sleeper' is suspended"):
         new_vm().run(main())
 
     vm = new_vm()

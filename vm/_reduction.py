@@ -26,7 +26,9 @@ from ._journal import (
     A_SHIFT,
     CANCEL,
     KIND_NAMES,
+    RESUME,
     STEP,
+    SUSPEND,
     TASK_SHIFT,
 )
 from ._kinds import _KIND_MASK, _TASK_MASK, HAS_VALUE, KINDS
@@ -112,7 +114,9 @@ def footprint(
             if how == _NAMED:
                 touched.add((_NAME[kind], a))
             elif how == _TASK:
-                if kind == CANCEL:
+                if kind == CANCEL or kind == SUSPEND or kind == RESUME:
+                    # (task.suspend() / resume() change what the task does next, as a
+                    # cancel does: its unknown next step races with this one)
                     if not a:
                         continue  # by the host, ending the run: no part of any step
                     if other != task:
