@@ -398,7 +398,7 @@ def test_suspending_from_the_host_while_the_vm_runs_is_refused_as_busy(new_vm):
     vm.watch(watcher)
     vm.step(1)
     assert refused and "task 1.suspend()" in refused[0]
-    assert not task.info().state == "suspended" and lifecycle(vm) == []
+    assert task.info().state != "suspended" and lifecycle(vm) == []
 
 
 # -- journal, replay, determinism ---------------------------------------------------------------

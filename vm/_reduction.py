@@ -34,6 +34,8 @@ from ._journal import (
 from ._kinds import _KIND_MASK, _TASK_MASK, HAS_VALUE, KINDS
 
 _NONE: frozenset = frozenset()
+# records by which a task changes what another does next: its next step is unknown
+_REDIRECTS = frozenset({CANCEL, SUSPEND, RESUME})
 
 
 class Step(NamedTuple):
@@ -114,7 +116,7 @@ def footprint(
             if how == _NAMED:
                 touched.add((_NAME[kind], a))
             elif how == _TASK:
-                if kind == CANCEL or kind == SUSPEND or kind == RESUME:
+                if kind in _REDIRECTS:
                     # (task.suspend() / resume() change what the task does next, as a
                     # cancel does: its unknown next step races with this one)
                     if not a:
