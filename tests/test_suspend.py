@@ -401,6 +401,31 @@ def test_suspending_from_the_host_while_the_vm_runs_is_refused_as_busy(new_vm):
     assert task.info().state != "suspended" and lifecycle(vm) == []
 
 
+_TARGET: dict = {}  # the task a worker function tries to suspend
+
+
+@cp.worker.task(name="test_suspend_from_a_worker")
+def suspend_from_a_worker(_payload):
+    try:
+        _TARGET["task"].suspend()
+    except cp.WorkerIsolationError as error:
+        return str(error)
+    return "suspended"
+
+
+def test_a_worker_function_cannot_suspend_a_task():
+    async def main():
+        _TARGET["task"] = cp.spawn(nap(5), name="target")
+        handle = cp.worker.start("test_suspend_from_a_worker", None, cost=1)
+        await cp.worker.wait(handle)
+        return cp.worker.result(handle), _TARGET["task"].info().state
+
+    refusal, state = cp.VM(workers="inline").run(main())
+    _TARGET.clear()
+    assert "task 2.suspend() was called from" in refusal and "isolated" in refusal
+    assert state == "sleeping"
+
+
 # -- journal, replay, determinism ---------------------------------------------------------------
 
 
