@@ -554,6 +554,29 @@ def test_state_at_shows_suspended_tasks_as_the_live_vm_does(new_vm):
     assert vm.tasks()[0].waiting_on.startswith("to receive on channel 'c', and is suspended")
 
 
+@pytest.mark.parametrize("policy", ["fifo", "random"])
+def test_state_at_agrees_with_the_live_vm_at_every_step_of_a_run_that_suspends(policy):
+    vm = cp.VM(policy=policy, seed=5)
+    root = vm.spawn(lifecycle_program(), name="main")
+    steps = 0
+    while vm.step(1):
+        steps += 1
+        view = vm.journal.state_at(len(vm.journal))
+        live = {info.id: (info.state, info.waiting_on) for info in vm.tasks()}
+        seen = {
+            task: (state.state, state.waiting_on)
+            for task, state in view.tasks.items()
+            if state.state not in ("done", "failed", "cancelled")
+        }
+        for task, (state, _) in list(seen.items()):  # the view says "running" for the task
+            if state == "running":  # of the last step; the live VM, between steps, does not
+                seen[task] = live[task]
+        assert seen == live, steps
+        assert sorted(view.ready) == sorted(info.id for info in vm.ready()), steps
+    assert root.done() and steps > 20
+    assert {"suspend", "resume", "cancel"} <= {r.kind for r in vm.journal}
+
+
 def test_the_tasks_magic_shows_the_suspended_state(new_vm):
     from counterpoint.ipython.magics import CounterpointMagics
 
