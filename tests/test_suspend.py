@@ -15,21 +15,6 @@ import pytest
 import counterpoint as cp
 
 
-@pytest.fixture
-def new_vm():
-    """``cp.VM`` for tests that leave tasks behind (closed after the test)."""
-    made: list[cp.VM] = []
-
-    def make(**options):
-        vm = cp.VM(**options)
-        made.append(vm)
-        return vm
-
-    yield make
-    for vm in made:
-        vm._dispose()
-
-
 def lifecycle(vm: cp.VM) -> list[tuple[str, int, dict]]:
     """The suspend, resume and cancel records of a run: (kind, task, data)."""
     kinds = ("suspend", "resume", "cancel")
@@ -44,6 +29,13 @@ async def receive(ch):
     return await ch.recv()
 
 
+async def sleeps_then_cleans_up(log: list):
+    try:
+        await cp.sleep(100)
+    finally:
+        log.append(("cleanup", cp.now()))
+
+
 async def ticker(log: list, name: str, n: int = 3):
     for i in range(n):
         log.append((cp.now(), name, i))
@@ -53,23 +45,7 @@ async def ticker(log: list, name: str, n: int = 3):
 # -- scheduling --------------------------------------------------------------------------------
 
 
-def test_a_task_can_suspend_and_resume_another_and_it_is_not_scheduled_meanwhile():
-    log: list = []
-
-    async def main():
-        a = cp.spawn(ticker(log, "a"), name="a")
-        cp.spawn(ticker(log, "b"), name="b")
-        await cp.sleep(1)
-        a.suspend()
-        await cp.sleep(3)
-        a.resume()
-        await a
-
-    vm = cp.VM()
-    vm.run(main())
-    assert [entry for entry in log if entry[1] == "a"] == [(0, "a", 0), (4, "a", 1), (5, "a", 2)]
-    assert [entry for entry in log if entry[1] == "b"] == [(0, "b", 0), (1, "b", 1), (2, "b", 2)]
-    assert lifecycle(vm) == [("suspend", 2, {"by": 1}), ("resume", 2, {"by": 1})]
+# (a task suspending and resuming another: test_steering.py)
 
 
 def test_the_host_suspends_and_resumes_between_steps_journaled_by_the_host(new_vm):
@@ -259,14 +235,8 @@ def test_closing_a_channel_throws_into_a_suspended_receiver_when_it_is_resumed()
 def test_cancelling_a_suspended_task_resumes_it_at_once_to_run_its_cleanup():
     log: list = []
 
-    async def worker():
-        try:
-            await cp.sleep(100)
-        finally:
-            log.append(("cleanup", cp.now()))
-
     async def main():
-        task = cp.spawn(worker(), name="w")
+        task = cp.spawn(sleeps_then_cleans_up(log), name="w")
         await cp.sleep(1)
         task.suspend()
         await cp.sleep(1)
@@ -288,14 +258,8 @@ def test_cancelling_a_suspended_task_resumes_it_at_once_to_run_its_cleanup():
 def test_a_deadlocked_run_cancels_its_suspended_tasks_and_they_run_their_cleanup(new_vm):
     log: list = []
 
-    async def worker():
-        try:
-            await cp.sleep(100)
-        finally:
-            log.append(("cleanup", cp.now()))
-
     async def main():
-        task = cp.spawn(worker(), name="w")
+        task = cp.spawn(sleeps_then_cleans_up(log), name="w")
         await cp.checkpoint()
         task.suspend()
         await task
@@ -620,6 +584,13 @@ def test_the_scheduler_widget_gives_a_suspended_task_its_own_look():
 # -- exploration --------------------------------------------------------------------------------
 
 
+async def pause_briefly(task):
+    """Suspend ``task``, let the others run one step, resume it."""
+    task.suspend()
+    await cp.checkpoint()
+    task.resume()
+
+
 def suspend_race():
     """Task 2 suspends task 3 (and resumes it) while both race on a shared counter."""
 
@@ -635,12 +606,7 @@ def suspend_race():
 
         b = cp.spawn(bump("b"), name="b")
 
-        async def controller():
-            b.suspend()
-            await cp.checkpoint()
-            b.resume()
-
-        c = cp.spawn(controller(), name="controller")
+        c = cp.spawn(pause_briefly(b), name="controller")
         a = cp.spawn(bump("a"), name="a")
         await a
         await b
@@ -664,12 +630,7 @@ def suspended_receiver_race():
         first = cp.spawn(receiver("first"), name="first")
         second = cp.spawn(receiver("second"), name="second")
 
-        async def pauser():
-            first.suspend()
-            await cp.checkpoint()
-            first.resume()
-
-        pause = cp.spawn(pauser(), name="pauser")
+        pause = cp.spawn(pause_briefly(first), name="pauser")
         await ch.send(1)
         await ch.send(2)
         await pause
