@@ -255,6 +255,23 @@ def test_cancelling_a_suspended_task_resumes_it_at_once_to_run_its_cleanup():
     ]
 
 
+def test_a_cancelled_task_cannot_be_suspended_while_it_unwinds():
+    log: list = []
+
+    async def main():
+        task = cp.spawn(sleeps_then_cleans_up(log), name="w")
+        await cp.checkpoint()
+        task.cancel()
+        assert task.suspend() is False  # cancellation wins, in either order
+        with pytest.raises(cp.Cancelled):
+            await task
+
+    vm = cp.VM()
+    vm.run(main())
+    assert log == [("cleanup", 0)]
+    assert [kind for kind, _, _ in lifecycle(vm)] == ["cancel"]
+
+
 def test_a_deadlocked_run_cancels_its_suspended_tasks_and_they_run_their_cleanup(new_vm):
     log: list = []
 

@@ -312,8 +312,8 @@ class Task:
         timer that fires meanwhile makes it ready on resume.  Its state reads
         ``"suspended"``; a ``Deadlock`` lists it as such.  Cancelling it resumes it at
         once, to run its cleanup.  Returns False (and records nothing) if the task has
-        finished or is suspended already.  See "Suspending and resuming tasks" in
-        docs/design.md.
+        finished, is suspended already or is cancelled (unwinding).  See "Suspending
+        and resuming tasks" in docs/design.md.
         """
         return self._vm._set_suspended(self, True, f"task {self.id}.suspend()")
 

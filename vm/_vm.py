@@ -741,7 +741,7 @@ class VM:
         kind = SUSPEND if suspend else RESUME
         if current is None:
             with self._as_host(what):  # (refused while the VM runs on another thread)
-                if task._state >= S_DONE or task._suspended == suspend:
+                if _unchanged(task, suspend):
                     return False
                 self._switch_suspended(task, suspend, 0, kind)
             return True
@@ -754,7 +754,7 @@ class VM:
                 f"call it on any VM that is not running)"
             )
         observed(self, "task", task.id)  # (the answer depends on the task's state)
-        if task._state >= S_DONE or task._suspended == suspend:
+        if _unchanged(task, suspend):
             return False
         self._switch_suspended(task, suspend, current.id, kind)
         return True
@@ -1202,6 +1202,15 @@ class VM:
 
 def _task_id(task: Task) -> int:
     return task.id
+
+
+def _unchanged(task: Task, suspend: bool) -> bool:
+    """Would ``task.suspend()`` (``suspend``) or ``resume()`` change nothing?  So for a
+    finished task, and a suspend of a cancelled one: cancellation wins, in either order
+    (a cancel resumes a suspended task; a cancelled task unwinds, unsuspendable)."""
+    if task._state >= S_DONE or task._suspended == suspend:
+        return True
+    return suspend and task._cancelled
 
 
 def _task_id_of(task: Any) -> int:
