@@ -26,6 +26,22 @@ def vm():
     machine.journal._check()
 
 
+@pytest.fixture
+def new_vm():
+    """``cp.VM`` for tests that leave tasks behind: their coroutines are closed after
+    the test (a dropped VM's unstarted tasks would warn "never awaited")."""
+    made: list[cp.VM] = []
+
+    def make(**options):
+        vm = cp.VM(**options)
+        made.append(vm)
+        return vm
+
+    yield make
+    for vm in made:
+        vm._dispose()
+
+
 def kinds(vm: cp.VM) -> list[str]:
     """The journal's record kinds, in order (handy in assertions)."""
     return [record.kind for record in vm.journal]

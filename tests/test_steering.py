@@ -29,22 +29,6 @@ async def fan_in(n: int = 4):
     return sorted([await ch.recv() for _ in range(n)])
 
 
-@pytest.fixture
-def new_vm():
-    """``cp.VM`` for tests that leave tasks behind: their coroutines are closed after
-    the test (a dropped VM's unstarted tasks would warn "never awaited")."""
-    made: list[cp.VM] = []
-
-    def make(**options):
-        vm = cp.VM(**options)
-        made.append(vm)
-        return vm
-
-    yield make
-    for vm in made:
-        vm._dispose()
-
-
 # -- vm.ready() and vm.step(task=...) --------------------------------------------------------
 
 
@@ -323,7 +307,7 @@ def test_suspended_tasks_show_as_suspended_and_in_a_deadlock(new_vm):
         child.suspend()
         await child
 
-    with pytest.raises(cp.Deadlock, match="'sleeper' waits to be resumed: it is suspended"):
+    with pytest.raises(cp.Deadlock, match="nothing can run: task 2 'sleeper' is suspended"):
         new_vm().run(main())
 
     vm = new_vm()

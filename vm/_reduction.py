@@ -26,12 +26,16 @@ from ._journal import (
     A_SHIFT,
     CANCEL,
     KIND_NAMES,
+    RESUME,
     STEP,
+    SUSPEND,
     TASK_SHIFT,
 )
 from ._kinds import _KIND_MASK, _TASK_MASK, HAS_VALUE, KINDS
 
 _NONE: frozenset = frozenset()
+# records by which a task changes what another does next: its next step is unknown
+_REDIRECTS = frozenset({CANCEL, SUSPEND, RESUME})
 
 
 class Step(NamedTuple):
@@ -112,7 +116,9 @@ def footprint(
             if how == _NAMED:
                 touched.add((_NAME[kind], a))
             elif how == _TASK:
-                if kind == CANCEL:
+                if kind in _REDIRECTS:
+                    # (task.suspend() / resume() change what the task does next, as a
+                    # cancel does: its unknown next step races with this one)
                     if not a:
                         continue  # by the host, ending the run: no part of any step
                     if other != task:

@@ -305,16 +305,23 @@ class Task:
     def suspend(self) -> bool:
         """Stop scheduling this task until :meth:`resume` (from the host or a task).
 
-        A suspended task keeps its place in what it waits for; when it could run, it
-        waits for ``resume()`` instead.  Its state reads ``"suspended"``; a ``Deadlock``
-        lists it as such.  Journaled as a ``suspend`` record.  Returns False (and
-        records nothing) if the task has finished or is suspended already.
+        A plain method, like :meth:`cancel`: it takes effect at once, journaled as a
+        ``suspend`` record at the current step (on itself: when the task next yields).
+        A suspended task keeps its place in what it waits for and completes that wait
+        in turn (it takes the value, the lock ...), but does not run until resumed; a
+        timer that fires meanwhile makes it ready on resume.  Its state reads
+        ``"suspended"``; a ``Deadlock`` lists it as such.  Cancelling it resumes it at
+        once, to run its cleanup.  Returns False (and records nothing) if the task has
+        finished, is suspended already or is cancelled (unwinding).  See "Suspending
+        and resuming tasks" in docs/design.md.
         """
         return self._vm._set_suspended(self, True, f"task {self.id}.suspend()")
 
     def resume(self) -> bool:
         """Schedule this task again after :meth:`suspend`; journaled as ``resume``.
-        Returns False (and records nothing) if it was not suspended."""
+
+        If it could run meanwhile, it joins the end of the ready queue now.  Returns
+        False (and records nothing) if it was not suspended or has finished."""
         return self._vm._set_suspended(self, False, f"task {self.id}.resume()")
 
     def info(self) -> TaskInfo:

@@ -58,6 +58,7 @@ from ._journal import (
     exception_data,
     plain,
 )
+from ._names import AND_SUSPENDED
 from ._sources import Sources
 from ._task import BLOCKED, FAILED, READY, UNINTERRUPTIBLE, Task, TaskInfo, TaskList
 from ._task import CANCELLED as S_CANCELLED
@@ -731,22 +732,31 @@ class VM:
         return task
 
     def _set_suspended(self, task: Task, suspend: bool, what: str) -> bool:
-        """``task.suspend()`` / ``task.resume()``: from the host or a task."""
+        """``task.suspend()`` / ``task.resume()``: from the host or a task of this VM
+        (see "Suspending and resuming tasks" in docs/design.md)."""
         from ._journal import RESUME, SUSPEND
-        from ._traps import task_or_host
+        from ._traps import observed, task_or_host
 
         current = task_or_host(what)
-        if current is not None and current._vm is not self:
+        kind = SUSPEND if suspend else RESUME
+        if current is None:
+            with self._as_host(what):  # (refused while the VM runs on another thread)
+                if _unchanged(task, suspend):
+                    return False
+                self._switch_suspended(task, suspend, 0, kind)
+            return True
+        if current._vm is not self:
             from ._errors import WrongVMError
 
-            raise WrongVMError(f"{what}: the task belongs to another VM")
-        if task._state >= S_DONE or task._suspended == suspend:
+            raise WrongVMError(
+                f"{what} was called from task {current.id} {current.name!r} of another VM; "
+                f"a task can suspend and resume only tasks of its own VM (the host can "
+                f"call it on any VM that is not running)"
+            )
+        observed(self, "task", task.id)  # (the answer depends on the task's state)
+        if _unchanged(task, suspend):
             return False
-        if current is None:
-            with self._as_host(what):
-                self._switch_suspended(task, suspend, 0, SUSPEND if suspend else RESUME)
-        else:
-            self._switch_suspended(task, suspend, current.id, SUSPEND if suspend else RESUME)
+        self._switch_suspended(task, suspend, current.id, kind)
         return True
 
     def _switch_suspended(self, task: Task, suspend: bool, by: int, kind: int) -> None:
@@ -1084,6 +1094,10 @@ class VM:
         if task._cancelled or task._state >= S_DONE:
             return
         task._cancelled = True
+        if task._suspended:  # a cancel resumes the task, to run its cleanup at once
+            from ._journal import RESUME
+
+            self._switch_suspended(task, False, by, RESUME)
         self._journal_cancel(task, by, reason)
         if task._state == BLOCKED and task._cleanup is not UNINTERRUPTIBLE:
             self._unpark(task)
@@ -1147,10 +1161,26 @@ class VM:
 
     def _deadlock(self, root: Task, role: str = "the root of vm.run") -> Deadlock:
         blocked = self._blocked()
-        lines = [f"  task {tid} {name!r} waits {waiting}" for tid, name, waiting in blocked]
+        lines = []
+        suspended = []
+        for tid, name, waiting in blocked:
+            if not self._live[tid]._suspended:
+                lines.append(f"  task {tid} {name!r} waits {waiting}")
+                continue
+            if waiting.endswith(AND_SUSPENDED):  # blocked too: say what it waits for
+                waits = waiting[: -len(AND_SUSPENDED)]
+                lines.append(f"  task {tid} {name!r} is suspended and waits {waits}")
+            else:  # it could run, but for the suspension
+                suspended.append(f"task {tid} {name!r} is suspended")
+                lines.append(f"  task {tid} {name!r} is suspended")
+        head = f"deadlock at tick {self._now}: "
+        if suspended:
+            head += f"nothing can run: {'; '.join(suspended)}, and "
+        if any(self._live[tid]._suspended for tid, _, _ in blocked):
+            lines.append("  (task.resume(), from the host or a task, schedules it again)")
         return Deadlock(
-            f"deadlock at tick {self._now}: no task can make progress while task {root.id} "
-            f"{root.name!r} ({role}) waits.\n" + "\n".join(lines),
+            f"{head}no task can make progress while task {root.id} {root.name!r} ({role}) "
+            f"waits.\n" + "\n".join(lines),
             blocked,
             self._finished(),
         )
@@ -1172,6 +1202,15 @@ class VM:
 
 def _task_id(task: Task) -> int:
     return task.id
+
+
+def _unchanged(task: Task, suspend: bool) -> bool:
+    """Would ``task.suspend()`` (``suspend``) or ``resume()`` change nothing?  So for a
+    finished task, and a suspend of a cancelled one: cancellation wins, in either order
+    (a cancel resumes a suspended task; a cancelled task unwinds, unsuspendable)."""
+    if task._state >= S_DONE or task._suspended == suspend:
+        return True
+    return suspend and task._cancelled
 
 
 def _task_id_of(task: Any) -> int:

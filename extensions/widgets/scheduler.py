@@ -34,6 +34,8 @@ from .timeline import Timeline
 DEADLOCK = "Deadlock"
 _VALUE_CHARS = 200  # a watched value's repr, at most
 _LINE_CHARS = 72  # a source line in the static picture, at most
+# a suspended task's column in the static picture: faded, as the browser dashes and fades it
+SUSPENDED_LOOK = ' opacity="0.55" font-style="italic"'
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 
 
@@ -432,7 +434,8 @@ class Scheduler(StaticPicture, ipywidgets.VBox):
         x, tallest = pad, 0
         for task, title, lines, width in columns:
             y = top
-            body.append(f'<g class="task" data-task="{task["id"]}">')
+            look = SUSPENDED_LOOK if task["state"] == "suspended" else ""
+            body.append(f'<g class="task" data-task="{task["id"]}"{look}>')
             body.append(f'<text x="{x}" y="{y + row - 3}" font-weight="bold">{_esc(title)}</text>')
             for i, line in enumerate(lines):
                 number = task["first"] + i

@@ -5,6 +5,8 @@
 const BROKEN = "#D55E00"; // Okabe-Ito vermillion: a failure or a deadlock (with words)
 const CURRENT = "rgba(230, 159, 0, 0.35)"; // Okabe-Ito orange, translucent: the current line
 
+const IDLE = { failed: "failed here:", suspended: "suspended: task.resume() schedules it again" };
+
 function lineTitle(task) {
   if (task.state === "failed") return "raised here";
   return task.started ? "paused here" : "not started: runs from here";
@@ -38,7 +40,8 @@ function taskColumn(task, send) {
   return h(
     "div",
     {
-      class: task.state === "failed" ? "cp-sched-task cp-sched-failed" : "cp-sched-task",
+      // (a suspended task: dashed and faded, until task.resume())
+      class: `cp-sched-task${{ failed: " cp-sched-failed", suspended: " cp-sched-suspended" }[task.state] || ""}`,
       style: task.state === "failed" ? `border-color: ${BROKEN}` : null,
       "data-task": task.id,
     },
@@ -55,7 +58,7 @@ function taskColumn(task, send) {
           },
           `\u25B6 run ${task.name} (${task.id}) one step`,
         )
-      : h("div", { class: "cp-sched-idle cp-muted" }, task.state === "failed" ? "failed here:" : "not ready"),
+      : h("div", { class: "cp-sched-idle cp-muted" }, IDLE[task.state] || "not ready"),
     code,
   );
 }
