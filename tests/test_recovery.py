@@ -196,3 +196,186 @@ def test_a_run_killed_at_any_of_sixty_moments_recovers_to_the_uninterrupted_jour
     uninterrupted, tmp_path
 ):
     check_kills(uninterrupted, tmp_path, moments(10, seed=1301))
+
+
+# ---------------------------------------------------------------------------
+# The rules, one by one (in this process; files killed in a child)
+
+import recovery_program  # noqa: E402  (tests/ is on the path, as for programs.py)
+
+
+@pytest.fixture(scope="module")
+def killed(tmp_path_factory) -> Path:
+    """A file left by a run SIGKILLed as it committed its 7th chunk: a worker is pending."""
+    path = tmp_path_factory.mktemp("killed") / "killed.db"
+    status = run_killed("run", path, ("statement", "COMMIT:7"), path.parent / "marks")
+    assert status == -signal.SIGKILL
+    return path
+
+
+def copy_of(path: Path, tmp_path: Path) -> Path:
+    out = tmp_path / path.name
+    for suffix in ("", "-wal"):
+        if Path(f"{path}{suffix}").exists():
+            shutil.copy(f"{path}{suffix}", f"{out}{suffix}")
+    return out
+
+
+def recover_and_run(path: Path, **options) -> tuple[cp.VM, object]:
+    vm = cp.VM.recover(path, **options)
+    for source, payload in recovery_program.EVENTS:
+        vm.events.enqueue(source, payload)
+    return vm, vm.run(recovery_program.main())
+
+
+def test_a_recovered_run_in_this_process_ends_as_the_uninterrupted_one(
+    killed, uninterrupted, tmp_path
+):
+    path = copy_of(killed, tmp_path)
+    vm, result = recover_and_run(path, workers="inline")  # (any backend: same outcomes)
+    assert vm.recovery.live and vm.recovery.records == len(cp.Journal.load(killed))
+    vm.close()
+    assert json.loads(json.dumps(result)) == uninterrupted["outcome"]["result"]
+    assert cp.Journal.load(path).digest() == uninterrupted["outcome"]["digest"]
+
+
+def test_options_default_to_the_files_and_one_given_differently_is_refused_naming_it(killed):
+    with pytest.raises(ValueError, match=r"seed=1 is not the seed .* seed=20261130"):
+        cp.VM.recover(killed, seed=1)
+    with pytest.raises(ValueError, match=r"policy='fifo' .* policy='random'"):
+        cp.VM.recover(killed, policy="fifo")
+    with pytest.raises(ValueError, match=r"max_workers=2 .* max_workers=None"):
+        cp.VM.recover(killed, max_workers=2)
+    with pytest.raises(TypeError, match=r"unexpected option.*journal"):
+        cp.VM.recover(killed, journal="elsewhere.db")
+    vm = cp.VM.recover(killed, seed=recovery_program.SEED, policy="random")  # the file's: fine
+    assert (vm.seed, vm.policy, vm.journal.meta) == (
+        recovery_program.SEED,
+        "random",
+        cp.Journal.load(killed).meta,
+    )
+    vm.close()  # (nothing re-executed: the file is left as it was)
+
+
+def changed_main():
+    async def main():  # (the same name: the spawn record is the same)
+        await cp.sleep(1)  # the change: a sleep first
+        return await recovery_program.main()
+
+    return main()
+
+
+def test_a_changed_program_raises_nondeterminism_at_its_first_divergence_and_leaves_the_file(
+    killed, tmp_path
+):
+    path = copy_of(killed, tmp_path)
+    before = file_bytes(path)
+    vm = cp.VM.recover(path, workers="inline")
+    with pytest.raises(cp.NondeterminismError, match="diverged from the journal file") as caught:
+        vm.run(changed_main())
+    assert caught.value.event_id == 3  # spawn and step are the same, then a sleep
+    assert caught.value.got.kind == "sleep" and "expected" in str(caught.value)
+    with pytest.raises(cp.NondeterminismError):  # it stays diverged: nothing is written
+        vm.run(recovery_program.main())
+    vm.close()
+    assert file_bytes(path) == before
+    vm, _ = recover_and_run(path, workers="inline")  # the right program still recovers it
+    vm.close()
+    assert cp.Journal.load(path).digest() != cp.Journal.load(killed).digest()
+
+
+def test_a_finished_file_is_rechecked_and_gives_its_result_without_running_workers(
+    uninterrupted, tmp_path, monkeypatch
+):
+    path = copy_of(uninterrupted["path"], tmp_path)
+    before = file_bytes(path)
+    monkeypatch.setenv("CP_WORKER_MARK", str(tmp_path / "ran-"))
+    vm, result = recover_and_run(path, workers="inline")
+    assert json.loads(json.dumps(result)) == uninterrupted["outcome"]["result"]
+    assert not list(tmp_path.glob("ran-*"))  # every outcome came from the file's receipts
+    assert vm.recovery.complete
+    with pytest.raises(cp.NondeterminismError, match="past the end of the file, which is complete"):
+        vm.run(recovery_program.main())  # (a finished file takes no more records)
+    vm.close()
+    assert file_bytes(path) == before
+
+
+def test_a_worker_pending_at_the_kill_runs_again_and_the_others_come_from_receipts(
+    killed, tmp_path, monkeypatch
+):
+    path = copy_of(killed, tmp_path)
+    prefix = cp.Journal.load(path)
+    received = {r.data["worker"] for r in prefix.filter(kind="receipt")}
+    assert pending_workers(prefix) == 1
+    monkeypatch.setenv("CP_WORKER_MARK", str(tmp_path / "ran-"))
+    vm, _ = recover_and_run(path, workers="inline")
+    vm.close()
+    ran = sorted(int(mark.name.removeprefix("ran-")) for mark in tmp_path.glob("ran-*"))
+    # payload i is worker i + 1: those with a receipt in the file did not run again
+    assert ran == [i for i in range(12) if i + 1 not in received]
+    assert len(ran) == 12 - len(received)
+
+
+def test_a_recovery_closed_before_the_end_of_the_file_leaves_it_as_it_was(killed, tmp_path):
+    path = copy_of(killed, tmp_path)
+    before = file_bytes(path)
+    vm = cp.VM.recover(path, workers="inline")
+    vm.spawn(recovery_program.main())
+    vm.step(50)
+    assert not vm.recovery.live and vm.recovery.checked == len(vm.journal)
+    vm.close()
+    assert file_bytes(path) == before
+
+
+async def three_events():
+    return [(await cp.events.next()).payload for _ in range(3)]
+
+
+@pytest.mark.parametrize("given_again", [True, False], ids=["all-given-again", "only-new"])
+def test_host_events_after_the_end_of_the_file_are_taken_live(given_again, tmp_path):
+    path, copy = tmp_path / "events.db", tmp_path / "copy" / "events.db"
+    vm = cp.VM(journal=path)  # the original host: two events, the run waits for a third
+    vm.events.enqueue("key", 1)
+    vm.events.enqueue("key", 2)
+    task = vm.spawn(three_events(), name="listener")
+    vm.step(100)
+    copy.parent.mkdir()
+    copy_of(path, copy.parent)  # (as a SIGKILL here would leave it)
+    vm.events.enqueue("key", 3)
+    vm.step(100)
+    assert task.result() == [1, 2, 3]
+    vm.close()
+
+    recovered = cp.VM.recover(copy)
+    if given_again:  # a host re-running its code gives the taken events again: dropped
+        recovered.events.enqueue("key", 1)
+        recovered.events.enqueue("key", 2)
+    recovered.events.enqueue("key", 3)
+    again = recovered.spawn(three_events(), name="listener")
+    recovered.step(100)
+    assert again.result() == [1, 2, 3]
+    recovered.close()
+    assert cp.Journal.load(copy).digest() == cp.Journal.load(path).digest()
+
+
+def test_a_file_that_is_missing_empty_or_not_a_stream_raises_journal_error(tmp_path):
+    with pytest.raises(cp.JournalError, match="no such journal file"):
+        cp.VM.recover(tmp_path / "missing.db")
+    (tmp_path / "empty.db").write_bytes(b"")
+    with pytest.raises(cp.JournalError, match="is empty"):
+        cp.VM.recover(tmp_path / "empty.db")
+    (tmp_path / "text.db").write_text("hello")
+    with pytest.raises(cp.JournalError, match="not a Counterpoint journal"):
+        cp.VM.recover(tmp_path / "text.db")
+    with pytest.raises(cp.JournalError, match="is a directory"):
+        cp.VM.recover(tmp_path)
+    vm = cp.VM()
+    vm.events.enqueue("key", 1)
+    vm.events.enqueue("key", 2)
+    vm.events.enqueue("key", 3)
+    vm.run(three_events())
+    vm.journal.export_jsonl(tmp_path / "run.jsonl")
+    with pytest.raises(cp.JournalError, match="JSON-lines export"):
+        cp.VM.recover(tmp_path / "run.jsonl")
+    with pytest.raises(TypeError, match="journal file path"):
+        cp.VM.recover(42)
