@@ -379,3 +379,91 @@ def test_a_file_that_is_missing_empty_or_not_a_stream_raises_journal_error(tmp_p
         cp.VM.recover(tmp_path / "run.jsonl")
     with pytest.raises(TypeError, match="journal file path"):
         cp.VM.recover(42)
+
+
+# ---------------------------------------------------------------------------
+# counterpoint run --recover FILE PROGRAM.py
+
+LONG_PROGRAM = """
+import counterpoint as cp
+
+async def main():
+    ch = cp.channel(2)
+    async def producer():
+        for i in range(60_000):
+            await ch.send(i)
+            if i % 5_000 == 0:
+                await cp.sleep(1)
+        ch.close()
+    cp.spawn(producer(), name="producer")
+    total = 0
+    async for value in ch:
+        total += value * cp.rng().randrange(1, 3)
+    return total
+"""
+
+
+def counterpoint(*args, cwd: Path) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "counterpoint", *map(str, args)],
+        cwd=cwd,
+        env=_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def test_counterpoint_run_recover_finishes_a_killed_run_as_the_uninterrupted_one(tmp_path):
+    (tmp_path / "long.py").write_text(LONG_PROGRAM)
+    whole = counterpoint(
+        "run", "long.py", "--policy", "random", "--journal", "whole.db", cwd=tmp_path
+    )
+    whole_out, _ = whole.communicate(timeout=TIMEOUT)
+    killed = counterpoint(
+        "run", "long.py", "--policy", "random", "--journal", "run.db", cwd=tmp_path
+    )
+    assert wait_for(lambda: records_in(tmp_path / "run.db") > 0, killed)
+    kill(killed)
+    assert killed.returncode == -signal.SIGKILL
+    prefix = len(cp.Journal.load(tmp_path / "run.db"))
+
+    done = counterpoint("run", "long.py", "--recover", "run.db", cwd=tmp_path)
+    out, err = done.communicate(timeout=TIMEOUT)
+    assert done.returncode == 0, err
+    final = cp.Journal.load(tmp_path / "run.db")
+    appended = len(final) - prefix
+    assert (
+        f"recovered:    run.db: {prefix:,} records re-executed and checked, then {appended:,} live"
+        in out
+    )
+    assert "(policy random, seed 0)" in out  # the file's
+    same = [line for line in out.splitlines() if line.startswith(("result:", "journal:"))]
+    assert same == [
+        line for line in whole_out.splitlines() if line.startswith(("result:", "journal:"))
+    ]
+    assert final.digest() == cp.Journal.load(tmp_path / "whole.db").digest()
+    assert final.meta == cp.Journal.load(tmp_path / "whole.db").meta  # (its program too)
+
+
+def test_counterpoint_run_recover_refuses_another_program_or_seed_and_leaves_the_file(tmp_path):
+    (tmp_path / "long.py").write_text(LONG_PROGRAM)
+    (tmp_path / "other.py").write_text(LONG_PROGRAM.replace("i % 5_000", "i % 4_000"))
+    killed = counterpoint("run", "long.py", "--journal", "run.db", cwd=tmp_path)
+    assert wait_for(lambda: records_in(tmp_path / "run.db") > 0, killed)
+    kill(killed)
+    before = file_bytes(tmp_path / "run.db")
+
+    other = counterpoint("run", "other.py", "--recover", "run.db", cwd=tmp_path)
+    _, err = other.communicate(timeout=TIMEOUT)
+    assert other.returncode == 1
+    assert "other.py does not re-execute run.db, which was left as it was" in err
+    assert "expected" in err and "at event" in err
+    seeded = counterpoint("run", "long.py", "--recover", "run.db", "--seed", "5", cwd=tmp_path)
+    _, err = seeded.communicate(timeout=TIMEOUT)
+    assert seeded.returncode == 2
+    assert "cannot recover run.db" in err and "seed=5 is not the seed" in err
+    missing = counterpoint("run", "long.py", "--recover", "missing.db", cwd=tmp_path)
+    _, err = missing.communicate(timeout=TIMEOUT)
+    assert missing.returncode == 2 and "no such journal file" in err
+    assert file_bytes(tmp_path / "run.db") == before
