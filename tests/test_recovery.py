@@ -467,3 +467,86 @@ def test_counterpoint_run_recover_refuses_another_program_or_seed_and_leaves_the
     _, err = missing.communicate(timeout=TIMEOUT)
     assert missing.returncode == 2 and "no such journal file" in err
     assert file_bytes(tmp_path / "run.db") == before
+
+
+# ---------------------------------------------------------------------------
+# %recover PATH: a killed kernel's session, back in a fresh kernel
+
+SESSION = [
+    "x = 41\nch = channel(4, name='jobs')\nlock = Lock()",
+    "async def nap():\n    await sleep(5)\n    return 'rested'\n"
+    "napper = spawn(nap(), name='napper')",
+    "@worker.task\ndef square(n):\n    return n * n\n"
+    "handle = worker.start('square', 7, cost=10)\nawait checkpoint()",
+    "await sleep(2)\nawait ch.send(x + 1)\nawait lock.acquire()\nprint('shown once')",
+]
+RUNNING = "import time\ny = x + 1\ntime.sleep(1.5)"  # (running when the kernel is killed)
+AFTER = [
+    "x, y, now(), await ch.recv(), lock.locked()",
+    "await napper",
+    "await worker.wait(handle), worker.result(handle), now()",
+    "vm.journal.digest()",
+]
+
+
+@pytest.fixture
+def this_kernel(tmp_path, monkeypatch):
+    """The ``counterpoint`` kernelspec of this checkout's Python (not an installed one)."""
+    spec = tmp_path / "jupyter" / "kernels" / "counterpoint"
+    spec.mkdir(parents=True)
+    argv = [sys.executable, "-m", "counterpoint.kernel", "-f", "{connection_file}"]
+    kernel = {"argv": argv, "display_name": "cp", "language": "python"}
+    (spec / "kernel.json").write_text(json.dumps({**kernel, "env": {"PYTHONHASHSEED": "0"}}))
+    monkeypatch.setenv("JUPYTER_PATH", str(tmp_path / "jupyter"))
+    from kernels import Kernel
+
+    started = []
+
+    def start_kernel():
+        started.append(Kernel())
+        return started[-1]
+
+    yield start_kernel
+    for kernel in started:
+        kernel.shutdown()
+
+
+def ok(kernel, code: str):
+    reply = kernel.execute(code, timeout=60)
+    assert reply.status == "ok", reply.traceback_text
+    return reply
+
+
+def test_recover_brings_a_killed_kernels_session_back_and_new_cells_append(this_kernel, tmp_path):
+    path = tmp_path / "session.db"
+    first = this_kernel()
+    ok(first, f"%vm reset --journal {path}")
+    for cell in SESSION:
+        ok(first, cell)
+    first.client.execute(RUNNING)
+    deadline = time.monotonic() + 60
+    while "time.sleep(1.5)" not in json.dumps([r.data for r in cp.Journal.load(path)][-3:]):
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    os.kill(first.manager.provisioner.process.pid, signal.SIGKILL)
+
+    second = this_kernel()
+    report = ok(second, f"%recover {path}").text
+    assert report.startswith(f"recovered 5 cells from {path}: ")
+    assert "cell 5 was running when the kernel stopped: it was re-run to its end" in report
+    assert report.rstrip().endswith(f"new cells append to {path}")
+    assert "shown once" not in report  # (the cells' outputs were shown when they first ran)
+    tasks = ok(second, "%tasks").text
+    assert "'napper'" in tasks and "until tick 5" in tasks
+    values = [ok(second, cell).result["text/plain"] for cell in AFTER]
+    assert values[:3] == ["(41, 42, 2, 42, True)", "'rested'", "(1, 49, 10)"]
+    second.shutdown()  # (the session completes the file)
+
+    uninterrupted = this_kernel()  # the same cells, never killed: the same journal
+    whole = tmp_path / "whole.db"
+    ok(uninterrupted, f"%vm reset --journal {whole}")
+    expected = [ok(uninterrupted, cell) for cell in [*SESSION, RUNNING, "%tasks"]]
+    assert "shown once" in expected[3].text
+    assert [ok(uninterrupted, cell).result["text/plain"] for cell in AFTER] == values
+    uninterrupted.shutdown()
+    assert cp.Journal.load(path).digest() == cp.Journal.load(whole).digest()

@@ -55,7 +55,7 @@ class Recovery:
     re-executed and found equal so far; ``live``: the VM has used up the file's
     records and runs live (``appended`` records written after them)."""
 
-    def __init__(self, path: Path, records: int, complete: bool, checker: _Checker) -> None:
+    def __init__(self, path: Path | None, records: int, complete: bool, checker: _Checker) -> None:
         self.path = path
         self.records = records
         self.complete = complete
@@ -212,7 +212,9 @@ class AppendingWriter(Writer):
     nothing is written (the file is not even opened for writing) before the run has gone
     past the file's records."""
 
-    def __init__(self, journal: Journal, path: Path, prefix: Journal, checker: _Checker) -> None:
+    def __init__(
+        self, journal: Journal, path: Path | None, prefix: Journal, checker: _Checker
+    ) -> None:
         self.path = path
         self.journal = journal
         self.written = len(prefix)
@@ -230,7 +232,8 @@ class AppendingWriter(Writer):
 
     def flush(self, force: bool = False) -> None:  # (a VM slice hook)
         self.checker()  # raises at a divergence: then nothing is written
-        if len(self.journal._rows) - self.written < (1 if force else self._chunk()):
+        pending = len(self.journal._rows) - self.written
+        if self.path is None or pending < (1 if force else self._chunk()):
             return
         if self.connection is None:
             if self.finished:
@@ -247,8 +250,10 @@ class AppendingWriter(Writer):
     def finish(self) -> None:
         checker = self.checker
         self.finished = True
-        if checker.error is not None or checker.checked < len(checker.expected):
-            return  # not re-executed to the end of the file (or diverged): leave it as it was
+        if self.path is None or checker.error is not None:
+            return  # (in memory only; or diverged: the file is left as it was)
+        if checker.checked < len(checker.expected):
+            return  # not re-executed to the end of the file: leave it as it was
         if checker.complete and len(self.journal) == len(checker.expected):
             return  # a finished file, reproduced: nothing to add
         if self.connection is None:
@@ -292,22 +297,30 @@ def recover(cls: Any, path: str | os.PathLike, **options: Any) -> Any:
                 f"cp.VM(journal=path) streams; this is a JSON-lines export (replay it with "
                 f"cp.replay(main, cp.Journal.load(path)) instead)"
             )
-    complete = _file_state(path)
+    return recovering_vm(cls, expected, path, _file_state(path), **options)
+
+
+def recovering_vm(
+    cls: Any, expected: Journal, path: Path | None, complete: bool = False, **options: Any
+) -> Any:
+    """A VM (of class ``cls``) that re-executes ``expected``'s run, checking every record,
+    then goes on live, appending to the file at ``path`` (None: in memory only, the file
+    left as it is -- ``%recover`` of a session it cannot re-execute to the end)."""
     run_options = {}
+    where = path if path is not None else "the journal"
     for key in RUN_OPTIONS:
         recorded = expected.meta.get(key, _DEFAULTS[key])
         if key in options and options[key] != recorded:
             raise ValueError(
                 f"cp.VM.recover(): {key}={options[key]!r} is not the {key} of the run in "
-                f"{path}, which was made with {key}={recorded!r}; a recovery re-makes that "
+                f"{where}, which was made with {key}={recorded!r}; a recovery re-makes that "
                 f"run's choices, so leave {key} out (the file's is used) or give the file's"
             )
         if recorded is not None:
             run_options[key] = recorded
-    events = []  # (the queue is made by the VM; the checker needs the VM's journal)
     sources = Sources(
         receipts=from_journal(expected).receipts,
-        events=lambda vm: events.append(RecoveryEvents(vm, expected)) or events[-1],
+        events=lambda vm: RecoveryEvents(vm, expected),
     )
     vm = cls(**run_options, workers=options.get("workers", "inline"), sources=sources)
     vm._workers.run_missing = True  # workers the file has no receipt for: run live
