@@ -293,11 +293,34 @@ def test_a_finished_file_is_rechecked_and_gives_its_result_without_running_worke
     vm, result = recover_and_run(path, workers="inline")
     assert json.loads(json.dumps(result)) == uninterrupted["outcome"]["result"]
     assert not list(tmp_path.glob("ran-*"))  # every outcome came from the file's receipts
-    assert vm.recovery.complete
-    with pytest.raises(cp.NondeterminismError, match="past the end of the file, which is complete"):
-        vm.run(recovery_program.main())  # (a finished file takes no more records)
+    assert vm.recovery.complete and vm.recovery.live and not vm.recovery.appended
     vm.close()
-    assert file_bytes(path) == before
+    assert file_bytes(path) == before  # reproduced: nothing to write
+
+
+async def more():
+    await cp.sleep(3)
+    return cp.now()
+
+
+def test_a_finished_file_goes_on_when_the_recovered_vm_does_more(tmp_path):
+    path, whole = tmp_path / "finished.db", tmp_path / "whole.db"
+    with cp.VM(journal=path, seed=4, policy="random") as vm:
+        assert vm.run(more()) == 3
+    with cp.VM(journal=whole, seed=4, policy="random") as vm:
+        assert [vm.run(more()), vm.run(more())] == [3, 6]
+    vm = cp.VM.recover(path)
+    assert vm.run(more()) == 3 and not vm.recovery.appended
+    assert vm.run(more()) == 6 and vm.recovery.appended > 0
+    assert meta_of(path)["complete"] == "0"  # (unfinished until closed again)
+    vm.close()
+    assert cp.Journal.load(path).digest() == cp.Journal.load(whole).digest()
+    assert meta_of(path) == meta_of(whole)
+
+
+def meta_of(path: Path) -> dict[str, str]:
+    with contextlib.closing(sqlite3.connect(path)) as connection:
+        return dict(connection.execute("SELECT key, value FROM meta"))
 
 
 def test_a_worker_pending_at_the_kill_runs_again_and_the_others_come_from_receipts(
@@ -511,6 +534,12 @@ def this_kernel(tmp_path, monkeypatch):
         kernel.shutdown()
 
 
+def stop(kernel) -> None:
+    """Shut the kernel down as a restart does (its session completes its journal file)."""
+    kernel.client.stop_channels()
+    kernel.manager.shutdown_kernel(now=False)
+
+
 def ok(kernel, code: str):
     reply = kernel.execute(code, timeout=60)
     assert reply.status == "ok", reply.traceback_text
@@ -540,7 +569,7 @@ def test_recover_brings_a_killed_kernels_session_back_and_new_cells_append(this_
     assert "'napper'" in tasks and "until tick 5" in tasks
     values = [ok(second, cell).result["text/plain"] for cell in AFTER]
     assert values[:3] == ["(41, 42, 2, 42, True)", "'rested'", "(1, 49, 10)"]
-    second.shutdown()  # (the session completes the file)
+    stop(second)  # (the session completes the file)
 
     uninterrupted = this_kernel()  # the same cells, never killed: the same journal
     whole = tmp_path / "whole.db"
@@ -548,5 +577,53 @@ def test_recover_brings_a_killed_kernels_session_back_and_new_cells_append(this_
     expected = [ok(uninterrupted, cell) for cell in [*SESSION, RUNNING, "%tasks"]]
     assert "shown once" in expected[3].text
     assert [ok(uninterrupted, cell).result["text/plain"] for cell in AFTER] == values
-    uninterrupted.shutdown()
+    stop(uninterrupted)
     assert cp.Journal.load(path).digest() == cp.Journal.load(whole).digest()
+    assert meta_of(path)["complete"] == meta_of(whole)["complete"] == "1"
+
+
+def test_recover_after_a_clean_restart_goes_on_appending_to_the_finished_file(
+    this_kernel, tmp_path
+):
+    path = tmp_path / "session.db"
+    first = this_kernel()
+    ok(first, f"%vm reset --journal {path}")
+    ok(first, SESSION[0])
+    ok(first, SESSION[1])
+    stop(first)  # a restart: the session completes its file
+    assert meta_of(path)["complete"] == "1"
+    finished = len(cp.Journal.load(path))
+
+    second = this_kernel()
+    assert ok(second, f"%recover {path}").text.rstrip().endswith(f"new cells append to {path}")
+    assert ok(second, "await napper, x").result["text/plain"] == "('rested', 41)"
+    stop(second)
+    assert len(cp.Journal.load(path)) > finished
+    assert meta_of(path)["complete"] == "1"
+
+
+def test_recover_restores_the_cells_before_an_interrupted_one_and_says_what_is_not(
+    this_kernel, tmp_path
+):
+    path = tmp_path / "session.db"
+    first = this_kernel()
+    ok(first, f"%vm reset --journal {path}")
+    ok(first, "x = 1")
+    msg_id = first.client.execute("import time\nwhile True:\n    time.sleep(0.01)")
+    time.sleep(1)
+    first.interrupt()
+    assert first.collect(msg_id).ename == "KeyboardInterrupt"
+    ok(first, "z = 3")
+    os.kill(first.manager.provisioner.process.pid, signal.SIGKILL)
+    before = file_bytes(path)
+
+    second = this_kernel()
+    report = ok(second, f"%recover {path}").text
+    assert report.startswith(f"recovered 1 cell from {path}")
+    assert (
+        "cell 2 was interrupted, and an interrupt cannot be re-executed (where it landed is "
+        "not journaled): cells 2..3 are not restored, and the session goes on in memory"
+    ) in report
+    assert ok(second, "x, 'z' in globals()").result["text/plain"] == "(1, False)"
+    second.shutdown()
+    assert file_bytes(path) == before

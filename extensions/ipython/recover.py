@@ -44,14 +44,14 @@ def recover_session(session: Any, path: Path, **options: Any) -> str:
             f"cp.VM.recover(path) or `counterpoint run --recover {path} PROGRAM.py`"
         )
     rerun, end, lost = len(cells), len(journal), ""
-    for i, (start, number, _, outcome) in enumerate(cells):
-        if outcome is not None and outcome[0] == "interrupted":
+    for i, (start, number, source, outcome) in enumerate(cells):
+        why = _not_rerun(outcome, source, i == len(cells) - 1)
+        if why:
             rerun, end = i, start
+            restored = f"cells {number}..{cells[-1][1]} are" if i < len(cells) - 1 else "it is"
             lost = (
-                f"cell {number} was interrupted, and an interrupt cannot be re-executed (where "
-                f"it landed is not journaled): cells {number}..{cells[-1][1]} are not restored, "
-                f"and the session goes on in memory ({path} is left as it was; "
-                f"`%journal --save NEW` keeps this journal)"
+                f"cell {number} {why}: {restored} not restored, and the session goes on in "
+                f"memory ({path} is left as it was; `%journal --save NEW` keeps this journal)"
             )
             break
     options = {**options}
@@ -93,6 +93,20 @@ def recover_session(session: Any, path: Path, **options: Any) -> str:
         )
     parts.append(lost or f"new cells append to {path}")
     return "; ".join(parts)
+
+
+def _not_rerun(outcome: Any, source: str, last: bool) -> str:
+    """Why a journaled cell cannot be re-run ("" if it can)."""
+    if outcome is not None and outcome[0] == "interrupted":
+        return (
+            "was interrupted, and an interrupt cannot be re-executed (where it landed is "
+            "not journaled)"
+        )
+    if source.lstrip().startswith(("%vm reset", "%recover")):
+        return "replaced the session VM (the file ends there)"
+    if outcome is None and not last:
+        return "has no outcome in the journal (its VM was replaced while it ran)"
+    return ""
 
 
 def _rerun(session: Any, sources: list[str]) -> None:
