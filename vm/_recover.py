@@ -74,7 +74,11 @@ class Recovery:
         return max(0, len(self._checker.got) - self.records) if self.live else 0
 
     def __repr__(self) -> str:
-        state = "live" if self.live else f"replaying ({self.checked:,} checked)"
+        state = (
+            f"re-executed, then {self.appended:,} live"
+            if self.live
+            else f"replaying ({self.checked:,} checked)"
+        )
         return (
             f"<Recovery of {self.path}: {self.records:,} records in the file"
             f"{' (complete)' if self.complete else ''}, {state}>"
