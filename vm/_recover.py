@@ -36,11 +36,10 @@ from typing import Any
 
 from ._errors import JournalError, NondeterminismError
 from ._journal import EVENT, Journal
-from ._plaindata import copy_plain, encode
+from ._plaindata import encode
 from ._replay import ReplayEvents, divergence, first_difference
 from ._sources import Sources, from_journal
 from ._store import _SQLITE_MAGIC, Writer, _connect
-from ._traps import current, refuse_worker
 from .events import EventQueue
 
 # the options that change what a run does: they must be the file's
@@ -172,11 +171,9 @@ class RecoveryEvents(ReplayEvents):
     def _replaying(self) -> bool:
         return len(self._vm._rows) < self._end
 
-    def enqueue(self, source: str, payload: Any = None) -> None:
-        refuse_worker(current(), "vm.events.enqueue()")
-        if not isinstance(source, str):
-            raise TypeError(f"an event source must be a str, got {type(source).__name__}")
-        payload = copy_plain(payload, "the event payload")
+    enqueue = EventQueue.enqueue  # (a replay's queue ignores the host; this one does not)
+
+    def _put(self, source: str, payload: Any) -> None:
         with self._lock:
             regiven = self._regiven.get(source)
             if regiven and self._replaying():
@@ -184,7 +181,7 @@ class RecoveryEvents(ReplayEvents):
                     regiven.popleft()  # the file shows it taken: delivered already
                     return
                 del self._regiven[source]  # the host gives other events: new from here
-        EventQueue.enqueue(self, source, payload)
+        EventQueue._put(self, source, payload)
 
     def pending(self) -> int:
         return super().pending() if self._replaying() else EventQueue.pending(self)
