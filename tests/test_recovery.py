@@ -627,3 +627,15 @@ def test_recover_restores_the_cells_before_an_interrupted_one_and_says_what_is_n
     assert ok(second, "x, 'z' in globals()").result["text/plain"] == "(1, False)"
     second.shutdown()
     assert file_bytes(path) == before
+
+
+def test_a_cell_marker_reaches_a_streamed_journal_file_at_once(tmp_path):
+    # (a kernel killed between cells leaves every cell it ran: %recover re-runs them)
+    from counterpoint import lowlevel
+
+    path = tmp_path / "session.db"
+    vm = cp.VM(journal=path)
+    lowlevel.mark(vm, lowlevel.CELL, 1, "x = 1")
+    lowlevel.mark(vm, lowlevel.CELL_DONE, 1, ("ok",))
+    assert [record.kind for record in cp.Journal.load(path)] == ["cell", "cell_done"]
+    vm.close()
