@@ -109,7 +109,8 @@ class _Checker:
     steps and before any record is written to the file."""
 
     def __init__(self, expected: Journal, got: Journal, complete: bool) -> None:
-        self.expected = expected
+        self.expected: Journal | None = expected  # (None once it is re-made: memory)
+        self.end = len(expected)
         self.got = got
         self.complete = complete
         self.checked = 0
@@ -119,7 +120,9 @@ class _Checker:
         if self.error is not None:
             raise self.error
         expected, got = self.expected, self.got
-        end, upto = len(expected), len(got)
+        if expected is None:
+            return  # re-made to its end: live
+        end, upto = self.end, len(got)
         if self.checked < end:
             stop = min(upto, end)
             if stop > self.checked:
@@ -128,6 +131,8 @@ class _Checker:
                     if index is not None and index < stop:
                         self._fail(divergence(expected, got, index, self._how()))
                 self.checked = stop
+        if self.checked == end:
+            self.expected = None
 
     def _how(self) -> str:
         return "the recovery diverged from the journal file"
@@ -246,9 +251,9 @@ class AppendingWriter(Writer):
         self.finished = True
         if self.path is None or checker.error is not None:
             return  # (in memory only; or diverged: the file is left as it was)
-        if checker.checked < len(checker.expected):
+        if checker.checked < checker.end:
             return  # not re-executed to the end of the file: leave it as it was
-        if checker.complete and len(self.journal) == len(checker.expected):
+        if checker.complete and len(self.journal) == checker.end:
             return  # a finished file, reproduced: nothing to add
         if self.connection is None:
             self._open()
