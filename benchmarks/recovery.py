@@ -8,8 +8,8 @@ The run is ``ping_pong`` of 111,112 round trips (1,000,012 records) streamed to 
 SQLite file (``VM(journal=path)``).  Each round, interleaved:
 
 * uninterrupted: ``VM(journal=path).run(main())`` and ``vm.close()``;
-* recovered: a file holding the first half of the run (a run driven ``vm.step`` by
-  ``vm.step`` to 500,000 records and left there, as a killed run leaves its file: the
+* recovered: a file holding the first half of the run (a copy of the file of a run
+  driven ``vm.step`` by ``vm.step`` to 500,000 records, as a killed run leaves it: the
   records of its last committed chunk) is recovered -- ``VM.recover(path)``,
   ``vm.run(main())`` (re-executing and checking the first half, then the second half
   live, appended) and ``vm.close()``.
@@ -35,59 +35,63 @@ from . import write_json, write_marked
 from .run import _ping_pong
 
 ROUND_TRIPS = 111_112  # 1,000,012 records
-HALF = 500_000
 
 
-def _half_file(path: Path) -> int:
-    """Write the first half of the run to ``path`` and leave it as a killed run would."""
-    vm = cp.VM(journal=path)
-    vm.spawn(_ping_pong(ROUND_TRIPS))
-    while len(vm.journal) < HALF:
-        vm.step(10_000)
-    records = len(vm.journal)
-    vm._stream.connection.close()  # (not vm.close(): the file stays unfinished)
-    vm._stream.connection = None
-    vm._dispose()
-    return records
+def half_file(path: Path, round_trips: int = ROUND_TRIPS) -> int:
+    """Write about the first half of the run to ``path``, as a run killed half way leaves
+    it (the records of its last committed chunk: a copy of the file, with its -wal, taken
+    while the run stands there); return how many records it holds."""
+    with tempfile.TemporaryDirectory() as folder:
+        running = Path(folder) / "running.db"
+        vm = cp.VM(journal=running)
+        vm.spawn(_ping_pong(round_trips))
+        while len(vm.journal) < 9 * round_trips // 2:  # (ping_pong: 9 records a round trip)
+            vm.step(10_000)
+        for suffix in ("", "-wal"):
+            if Path(f"{running}{suffix}").exists():
+                shutil.copy(f"{running}{suffix}", f"{path}{suffix}")
+        vm.close()
+    return len(cp.Journal.load(path))
 
 
-def uninterrupted(path: Path) -> tuple[float, str]:
+def uninterrupted(path: Path, round_trips: int = ROUND_TRIPS) -> tuple[float, str]:
     start = time.process_time()
     vm = cp.VM(journal=path)
-    vm.run(_ping_pong(ROUND_TRIPS))
+    vm.run(_ping_pong(round_trips))
     vm.close()
     return time.process_time() - start, vm.journal.digest()
 
 
-def recovered(path: Path) -> tuple[float, str, int]:
+def recovered(path: Path, round_trips: int = ROUND_TRIPS) -> tuple[float, str]:
     start = time.process_time()
     vm = cp.VM.recover(path)
-    vm.run(_ping_pong(ROUND_TRIPS))
+    vm.run(_ping_pong(round_trips))
     vm.close()
-    return time.process_time() - start, vm.journal.digest(), vm.recovery.records
+    return time.process_time() - start, vm.journal.digest()
 
 
-def measure(rounds: int) -> dict:
+def measure(rounds: int, round_trips: int = ROUND_TRIPS) -> dict:
     whole, recovering, ratios = [], [], []
     with tempfile.TemporaryDirectory() as folder:
         half = Path(folder) / "half.db"
-        half_records = _half_file(half)
+        half_records = half_file(half, round_trips)
         for number in range(rounds):
             whole_path = Path(folder) / f"whole{number}.db"
-            seconds, digest = uninterrupted(whole_path)
-            records_total = len(cp.Journal.load(whole_path))
+            seconds, digest = uninterrupted(whole_path, round_trips)
+            records = len(cp.Journal.load(whole_path))
             copy = Path(folder) / f"recovered{number}.db"
-            shutil.copy(half, copy)
-            if Path(f"{half}-wal").exists():
-                shutil.copy(f"{half}-wal", f"{copy}-wal")
-            recover_seconds, recovered_digest, records = recovered(copy)
-            assert recovered_digest == digest and records == half_records
+            for suffix in ("", "-wal"):
+                if Path(f"{half}{suffix}").exists():
+                    shutil.copy(f"{half}{suffix}", f"{copy}{suffix}")
+            recover_seconds, recovered_digest = recovered(copy, round_trips)
+            if recovered_digest != digest:
+                raise AssertionError("the recovered run's digest is not the uninterrupted run's")
             whole.append(seconds)
             recovering.append(recover_seconds)
             ratios.append(recover_seconds / seconds)
             print(f"round {number + 1}: {seconds:.2f} s vs {recover_seconds:.2f} s", flush=True)
     return {
-        "records": records_total,
+        "records": records,
         "file_records": half_records,
         "uninterrupted_cpu_s": statistics.median(whole),
         "recovered_cpu_s": statistics.median(recovering),

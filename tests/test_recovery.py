@@ -639,3 +639,11 @@ def test_a_cell_marker_reaches_a_streamed_journal_file_at_once(tmp_path):
     lowlevel.mark(vm, lowlevel.CELL_DONE, 1, ("ok",))
     assert [record.kind for record in cp.Journal.load(path)] == ["cell", "cell_done"]
     vm.close()
+
+
+def test_the_recovery_benchmark_recovers_its_half_file_to_the_uninterrupted_digest(capsys):
+    from benchmarks import recovery as bench
+
+    results = bench.measure(rounds=1, round_trips=3_000)  # (it checks the digests itself)
+    assert results["records"] == 27_016 and 0 < results["file_records"] < 27_016
+    assert "| ratio (bar: at most 1.5x) |" in bench.table(results)

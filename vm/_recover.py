@@ -34,6 +34,7 @@ from collections import deque
 from pathlib import Path
 from typing import Any
 
+from . import _store
 from ._errors import JournalError, NondeterminismError
 from ._journal import EVENT, Journal
 from ._plaindata import encode
@@ -229,7 +230,7 @@ class AppendingWriter(Writer):
     def flush(self, force: bool = False) -> None:  # (a VM slice hook)
         self.checker()  # raises at a divergence: then nothing is written
         pending = len(self.journal._rows) - self.written
-        if self.path is None or pending < (1 if force else self._chunk()):
+        if self.path is None or pending < (1 if force else _store.CHUNK):
             return
         if self.connection is None:
             if self.finished:
@@ -239,12 +240,6 @@ class AppendingWriter(Writer):
                 self._set_meta({"complete": "0"})
                 self.connection.execute("DELETE FROM meta WHERE key IN ('records', 'digest')")
         super().flush(force)
-
-    @staticmethod
-    def _chunk() -> int:
-        from ._store import CHUNK
-
-        return CHUNK
 
     def finish(self) -> None:
         checker = self.checker
