@@ -10,11 +10,18 @@ program, which ``explore_programs.generate(seed).describe()`` shows again.
 from __future__ import annotations
 
 import gc
+import random
+import warnings
 
 import pytest
 from explore_programs import build, check, check_shared, generate
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
+import counterpoint as cp
+from counterpoint._explore import run_prefix
+from counterpoint._reduction import Races, races
+from counterpoint._strategies import DepthFirst
 
 SEEDS = range(200)
 SLOW_SEEDS = range(200, 1000)
@@ -46,6 +53,22 @@ def test_shared_only_reaches_every_outcome_when_the_state_is_in_cp_shared(seed):
 @pytest.mark.parametrize("seed", SLOW_SEEDS)
 def test_shared_only_reaches_every_outcome_on_thousands_more_programs(seed):
     assert check_shared(generate(seed)) in ("ok", "skipped")
+
+
+@pytest.mark.parametrize("seed", range(60))
+def test_the_race_finder_a_search_keeps_from_run_to_run_finds_what_a_fresh_one_finds(seed):
+    program = generate(seed)
+    search = DepthFirst(max_schedules=400, bound=program.preemption_bound, por=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", cp.UnobservedTaskFailure)
+        runs = list(search.runs(lambda prefix, expect: run_prefix(program, prefix, expect=expect)))
+    shuffled = runs[:]
+    random.Random(seed).shuffle(shuffled)  # (whatever ran before: it only saves work)
+    for order in (runs, shuffled):
+        kept = Races()
+        for run in order:
+            arguments = (run.footprints, run.barriers, run.left_behind, run.tasks)
+            assert kept(*arguments) == races(*arguments), program.describe()
 
 
 def test_most_generated_programs_are_small_enough_to_explore_everything():

@@ -270,66 +270,165 @@ def races(steps: Sequence[tuple], barriers: frozenset[int], left_behind: Sequenc
     pruned), may have done anything next.  Its unknown next step is taken to depend on
     every step of every other task that is not causally before it.  ``tasks`` is how
     many task ids the execution used."""
-    found: list[tuple[int, int]] = []
-    if not steps:
-        return found
-    owner = [step[0] for step in steps]
-    nothing = [-1] * tasks  # a clock: indexed by task id
-    task_clock: dict[int, list[int]] = {}
-    step_clock: list[list[int]] = []
-    floor: list[int] | None = None  # what every step after the last time advance comes after
-    latest = nothing[:]  # each task's last step: the join of every clock so far
-    last_access: dict[tuple, int] = {}
-    last_step_of: dict[int, int] = {}
-    last_wildcard_of: dict[int, int] = {}
-    last_touched: dict[int, Any] = {}
-    uses_vm: set[int] = set()  # tasks that have touched a VM object
-    for j, step in enumerate(steps):
-        task, _, touched, woke, cancelled, read = step
-        if j in barriers:
-            floor = latest[:]
-        clock = task_clock.get(task, nothing)
-        clock = list(map(max, clock, floor)) if floor is not None else clock[:]
-        # Python state: a step that touches no VM object, or ends a task that never
-        # touched one, may share plain Python state with any task (cp.shared locations
-        # are not VM objects here: the step may touch unwrapped state too)
-        if read:
-            touched = touched.union(read)  # (reads do not commute in this mode)
-        objects = _vm_objects(touched) if touched else touched
-        wild = not objects or (
-            task not in uses_vm and len(objects) == 1 and ("task", task) in objects
-        )
-        if cancelled:  # a cancel takes a task off what it waits on: it touches that too
-            touched = touched.union(*(last_touched.get(p, ()) for p in cancelled))
-        if wild:
-            racing = [i for t, i in last_step_of.items() if t != task and clock[t] < i]
+    return Races()(steps, barriers, left_behind, tasks)
+
+
+class Races:
+    """:func:`races` of one execution after another.  A depth-first search re-runs a
+    prefix of the execution before: the steps a run shares with the one before it (its
+    first ``s`` footprints are the same) leave the same clocks and the same races, so
+    they are not gone over again; what they left (each step's clock, what it touched,
+    whom it woke) is kept and set back in one light pass.
+
+    The result is the one :func:`races` gives for the same arguments, whatever came
+    before (``tests/test_explore_soundness.py`` checks it on generated programs)."""
+
+    __slots__ = (
+        "barriers",
+        "clocks",
+        "found",
+        "races",
+        "steps",
+        "touched",
+        "width",
+        "wild",
+        "woken",
+    )
+
+    def __init__(self) -> None:
+        self.steps: Sequence[tuple] = ()
+        self.barriers: frozenset[int] = _NONE
+        self.width = 0  # the length of every clock (at least the tasks of any run so far)
+        self.clocks: list[list[int]] = []  # per step: its vector clock
+        self.touched: list[Any] = []  # per step: what it touched (with reads and cancels)
+        self.wild: list[bool] = []  # per step: whether it may touch any Python state
+        self.woken: list[Any] = []  # per step: (task, its new clock) for each task it woke
+        self.found: list[int] = []  # per step: how many races were found up to its end
+        self.races: list[tuple[int, int]] = []  # the races of the steps of the run before
+
+    def __call__(
+        self,
+        steps: Sequence[tuple],
+        barriers: frozenset[int],
+        left_behind: Sequence[int],
+        tasks: int,
+    ) -> list[tuple[int, int]]:
+        if not steps:
+            return []
+        old = self.steps
+        same = 0
+        if tasks <= self.width and barriers == self.barriers and old:
+            most = min(len(old), len(steps))
+            while same < most and old[same] == steps[same]:
+                same += 1
         else:
-            uses_vm.add(task)
-            conflicts = [last_access[obj] for obj in touched if obj in last_access]
-            if last_wildcard_of:
-                conflicts += [i for t, i in last_wildcard_of.items() if t != task]
-            racing = [i for i in conflicts if clock[owner[i]] < i and owner[i] != task]
-        if racing:  # (one pass over the clocks for all of them)
-            for i in racing:
-                found.append((i, task))
-            clock = list(map(max, clock, *[step_clock[i] for i in racing]))
-        clock[task] = j
-        latest[task] = j
-        step_clock.append(clock)
-        task_clock[task] = clock
-        for obj in touched:
-            last_access[obj] = j
-        if wild:
-            last_wildcard_of[task] = j
-        last_step_of[task] = j
-        last_touched[task] = touched
-        for p in cancelled:  # p's next step is not the one it would have taken
+            self.width = max(tasks, self.width)
+            self.barriers = barriers
+        self.steps = steps
+        width = self.width
+        clocks, touched_of, wild_of, woken_of, found_at = (
+            self.clocks,
+            self.touched,
+            self.wild,
+            self.woken,
+            self.found,
+        )
+        del clocks[same:], touched_of[same:], wild_of[same:], woken_of[same:], found_at[same:]
+        nothing = [-1] * width  # a clock: indexed by task id
+        task_clock: dict[int, list[int]] = {}
+        floor: list[int] | None = None  # what every step after the last time advance comes after
+        latest = nothing[:]  # each task's last step: the join of every clock so far
+        last_access: dict[tuple, int] = {}
+        last_step_of: dict[int, int] = {}
+        last_wildcard_of: dict[int, int] = {}
+        last_touched: dict[int, Any] = {}
+        uses_vm: set[int] = set()  # tasks that have touched a VM object
+        found: list[tuple[int, int]] = self.races[: found_at[same - 1]] if same else []
+        for j in range(same):  # the steps it shares with the run before: as they were
+            task = steps[j][0]
+            if barriers and j in barriers:
+                floor = latest[:]
+            latest[task] = last_step_of[task] = j
+            task_clock[task] = clocks[j]
+            touched = last_touched[task] = touched_of[j]
+            for obj in touched:
+                last_access[obj] = j
+            if wild_of[j]:
+                last_wildcard_of[task] = j
+            else:
+                uses_vm.add(task)
+            woken = woken_of[j]
+            if woken:
+                task_clock.update(woken)
+        known = _OBJECTS
+        owner = [step[0] for step in steps]
+        for j in range(same, len(steps)):
+            task, _, touched, woke, cancelled, read = steps[j]
+            if barriers and j in barriers:
+                floor = latest[:]
+            clock = task_clock.get(task, nothing)
+            if floor is not None:
+                clock = list(map(max, clock, floor))
+            # Python state: a step that touches no VM object, or ends a task that never
+            # touched one, may share plain Python state with any task (cp.shared locations
+            # are not VM objects here: the step may touch unwrapped state too)
+            if read:
+                touched = touched.union(read)  # (reads do not commute in this mode)
+            if touched:
+                objects = known.get(touched)
+                if objects is None:
+                    objects = _vm_objects(touched)
+                wild = not objects or (
+                    task not in uses_vm and len(objects) == 1 and ("task", task) in objects
+                )
+            else:
+                wild = True
+            if cancelled:  # a cancel takes a task off what it waits on: it touches that too
+                touched = touched.union(*(last_touched.get(p, ()) for p in cancelled))
+            racing: list[int] = []
+            if wild:
+                for t, i in last_step_of.items():
+                    if t != task and clock[t] < i:
+                        racing.append(i)
+                last_wildcard_of[task] = j
+            else:
+                uses_vm.add(task)
+                for obj in touched:
+                    i = last_access.get(obj, -1)
+                    if i >= 0 and owner[i] != task and clock[owner[i]] < i:
+                        racing.append(i)
+                for t, i in last_wildcard_of.items():
+                    if t != task and clock[t] < i:
+                        racing.append(i)
+            if racing:  # (one pass over the clocks for all of them)
+                for i in racing:
+                    found.append((i, task))
+                clock = list(map(max, clock, *[clocks[i] for i in racing]))
+            elif floor is None:
+                clock = clock[:]
+            clock[task] = j
+            latest[task] = last_step_of[task] = j
+            clocks.append(clock)
+            task_clock[task] = clock
+            for obj in touched:
+                last_access[obj] = j
+            last_touched[task] = touched
+            touched_of.append(touched)
+            wild_of.append(wild)
+            if cancelled:
+                for p in cancelled:  # p's next step is not the one it would have taken
+                    _unknown_next_step(p, task_clock.get(p, nothing), last_step_of, found)
+            if woke:  # (a new list: the old one is the clock of other's last step)
+                woken = [(p, list(map(max, task_clock.get(p, nothing), clock))) for p in woke]
+                task_clock.update(woken)
+                woken_of.append(woken)
+            else:
+                woken_of.append(None)
+            found_at.append(len(found))
+        self.races = found[:]
+        for p in left_behind:
             _unknown_next_step(p, task_clock.get(p, nothing), last_step_of, found)
-        for other in woke:  # (a new list: the old one is the clock of other's last step)
-            task_clock[other] = list(map(max, task_clock.get(other, nothing), clock))
-    for p in left_behind:
-        _unknown_next_step(p, task_clock.get(p, nothing), last_step_of, found)
-    return found
+        return found
 
 
 def _vm_objects(touched: frozenset) -> frozenset:
@@ -454,7 +553,7 @@ def _unknown_next_step(
 
 
 def backtrack_points(
-    run: Any, bounded: bool, shared_only: bool = False
+    run: Any, bounded: bool, shared_only: bool = False, finder: Any = races
 ) -> list[tuple[int | None, int]]:
     """(choice point, task): for each race of ``run`` (a
     :class:`~counterpoint._explore.RunSummary` with footprints), the choice point where
@@ -466,12 +565,13 @@ def backtrack_points(
     forbids while an equivalent schedule does not, so the task is also tried where the
     run of steps containing i began, a switch that costs no more.
 
-    ``shared_only``: the races of :func:`races_rw` (nothing is wild, reads commute)."""
+    ``shared_only``: the races of :func:`races_rw` (nothing is wild, reads commute).
+    ``finder``: :func:`races`, or a :class:`Races` that a search keeps from run to run."""
     steps = run.footprints
     if shared_only:
         found = [race[:2] for race in races_rw(steps, run.barriers, run.left_behind, run.tasks)[0]]
     else:
-        found = races(steps, run.barriers, run.left_behind, run.tasks)
+        found = finder(steps, run.barriers, run.left_behind, run.tasks)
     if not bounded:
         return [(steps[i][1], task) for i, task in found]
     points = []
@@ -484,6 +584,19 @@ def backtrack_points(
         if first != i:
             points.append((steps[first][1], task))
     return points
+
+
+class Backtracking:
+    """:func:`backtrack_points` for the runs of one search, one after another: the race
+    finder keeps what the steps a run shares with the one before left (:class:`Races`)."""
+
+    __slots__ = ("finder",)
+
+    def __init__(self) -> None:
+        self.finder = Races()
+
+    def __call__(self, run: Any, bounded: bool, shared_only: bool = False) -> list:
+        return backtrack_points(run, bounded, shared_only, self.finder)
 
 
 def describe_row(row: int) -> str:

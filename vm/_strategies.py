@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-from ._reduction import backtrack_points, source_sets
+from ._reduction import Backtracking, source_sets
 
 
 class Verdict(NamedTuple):
@@ -253,7 +253,7 @@ class DepthFirst:
         self.shared_only = shared_only and por
         self.sleepy = self.shared_only and bound is None
         self.verdict = Verdict(False, False, False)
-        self.backtrack_points = backtrack_points  # (a distributed search ships these two)
+        self.backtrack_points = Backtracking()  # (a distributed search ships these two)
         self.source_sets = source_sets
         self.at = Cursor([], [], [])
 
