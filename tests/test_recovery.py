@@ -381,6 +381,38 @@ def test_host_events_after_the_end_of_the_file_are_taken_live(given_again, tmp_p
     assert cp.Journal.load(copy).digest() == cp.Journal.load(path).digest()
 
 
+async def three_values(channel):
+    return [await channel.recv() for _ in range(3)]
+
+
+def test_a_host_that_runs_its_code_again_sends_into_channels_before_and_after_the_end(tmp_path):
+    path, copy = tmp_path / "host.db", tmp_path / "copy" / "host.db"
+
+    def host(vm, stop_after_first=None):
+        jobs = vm.channel(4, name="jobs")
+        task = vm.spawn(three_values(jobs), name="consumer")
+        jobs.try_send("a")
+        vm.step(100)
+        if stop_after_first is not None:
+            stop_after_first()
+        jobs.try_send("b")
+        jobs.try_send("c")
+        vm.step(100)
+        return task.result()
+
+    def killed_here():
+        copy.parent.mkdir()
+        copy_of(path, copy.parent)  # (as a SIGKILL here would leave it)
+
+    with cp.VM(journal=path) as vm:
+        assert host(vm, killed_here) == ["a", "b", "c"]
+    recovered = cp.VM.recover(copy)
+    assert host(recovered) == ["a", "b", "c"]  # "a": checked against the file; "b", "c": live
+    assert recovered.recovery.live and recovered.recovery.appended
+    recovered.close()
+    assert cp.Journal.load(copy).digest() == cp.Journal.load(path).digest()
+
+
 def test_a_file_that_is_missing_empty_or_not_a_stream_raises_journal_error(tmp_path):
     with pytest.raises(cp.JournalError, match="no such journal file"):
         cp.VM.recover(tmp_path / "missing.db")
