@@ -650,6 +650,12 @@ def test_recover_restores_the_cells_before_an_interrupted_one_and_says_what_is_n
     before = file_bytes(path)
 
     second = this_kernel()
+    missing = second.execute(f"%recover {tmp_path / 'missing.db'}")
+    assert missing.ename == "UsageError" and "no such journal file" in missing.evalue
+    with cp.VM(journal=tmp_path / "program.db") as vm:
+        vm.run(more())
+    program = second.execute(f"%recover {tmp_path / 'program.db'}")
+    assert program.ename == "UsageError" and "holds no notebook cells" in program.evalue
     report = ok(second, f"%recover {path}").text
     assert report.startswith(f"recovered 1 cell from {path}")
     assert (
