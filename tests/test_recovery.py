@@ -685,3 +685,26 @@ def test_the_recovery_benchmark_recovers_its_half_file_to_the_uninterrupted_dige
     results = bench.measure(rounds=1, round_trips=3_000)  # (it checks the digests itself)
     assert results["records"] == 27_016 and 0 < results["file_records"] < 27_016
     assert "| ratio (bar: at most 1.5x) |" in bench.table(results)
+
+
+def test_recover_of_a_session_whose_cells_do_not_remake_it_raises_and_keeps_the_kernels_vm(
+    this_kernel, tmp_path
+):
+    path, setting = tmp_path / "session.db", tmp_path / "ticks.txt"
+    setting.write_text("3")
+    first = this_kernel()
+    ok(first, f"%vm reset --journal {path}")
+    ok(first, f"import pathlib\nticks = int(pathlib.Path({str(setting)!r}).read_text())")
+    ok(first, "await sleep(ticks)")
+    os.kill(first.manager.provisioner.process.pid, signal.SIGKILL)
+    before = file_bytes(path)
+    setting.write_text("4")  # what the cell reads changed
+
+    second = this_kernel()
+    diverged = second.execute(f"%recover {path}")
+    assert diverged.ename == "NondeterminismError"
+    assert "diverged from the journal file" in diverged.evalue
+    assert '"kind":"sleep"' in diverged.evalue and '"ticks":4' in diverged.evalue
+    assert ok(second, "now(), len(vm.journal) < 10").result["text/plain"] == "(0, True)"
+    second.shutdown()
+    assert file_bytes(path) == before
