@@ -277,6 +277,22 @@ class VM:
             self._stream = Writer(self._journal, journal)
             self._slice_hooks.append(self._stream.flush)
 
+    @classmethod
+    def recover(cls, path: str | PathLike, **options: Any) -> VM:
+        """A VM that recovers the run whose journal file (``VM(journal=path)``) is at
+        ``path``, left by a run that stopped or was killed: ``vm.run(program)``
+        re-executes the program against the file's records (checking each one; worker
+        receipts and host events come from the file), then goes on live, appending to
+        the same file.  ``options``: ``seed``, ``policy``, ``max_workers``,
+        ``max_steps``, ``schedule`` default to the file's (given and different:
+        ``ValueError``), and ``workers`` (where workers the file lacks receipts for
+        run).  ``vm.recovery`` says how far it got.  See ``docs/recovery.md``."""
+        from ._recover import recover
+
+        return recover(cls, path, **options)
+
+    recovery: Any = None  # (a VM made by VM.recover: its _recover.Recovery)
+
     # -- public, host side ---------------------------------------------------------
 
     @property

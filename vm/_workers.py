@@ -131,6 +131,7 @@ class Workers:
         self._queued: deque[WorkerJob] = deque()
         # replay: handle -> (status, value, error) from a journal's receipts
         self.receipts: dict[int, tuple] | None = None
+        self.run_missing = False  # recovering: run the workers the receipts lack
 
     @property
     def backend(self) -> Any:
@@ -172,9 +173,10 @@ class Workers:
         job.due = vm._now + job.cost
         job.timer = vm._add_timer(job.due, job)
         self._record(task, START, job.handle, (job.name, job.payload_digest, job.cost, job.due))
-        if self.receipts is not None:  # replaying: the outcome comes from the journal
-            job.future = _recorded(self.receipts.get(job.handle), job)
-        else:
+        receipts = self.receipts
+        if receipts is not None and (job.handle in receipts or not self.run_missing):
+            job.future = _recorded(receipts.get(job.handle), job)  # replaying: from the journal
+        else:  # (live; or recovering a file that has no receipt for it: cp.VM.recover)
             job.future = self._submit(job)
         job.payload = None  # the backend has its own copy
 

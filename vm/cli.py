@@ -3,13 +3,16 @@
     counterpoint lab [DIR] [--no-browser] [--port N]   JupyterLab with the kernel
     counterpoint install [--user | --sys-prefix | --prefix P]   the kernelspec
     counterpoint run PROGRAM.py [--seed N] [--policy P] [--max-steps N]
-                                [--journal OUT] [--journal-tail N [--journal-steps]]
+                                [--journal OUT | --recover FILE]
+                                [--journal-tail N [--journal-steps]]
     counterpoint nbrun NOTEBOOK.ipynb [--output OUT] [--timeout S]
     counterpoint replay JOURNAL [PROGRAM.py] [--trust]
 
 ``run`` loads the file, calls its ``async def main()`` on a fresh VM and prints
 the result, the virtual time, the number of steps and the journal digest (exit
-status 0 when ``main`` returned, 1 when it raised).  ``replay`` re-runs what a
+status 0 when ``main`` returned, 1 when it raised); ``--journal OUT`` streams the
+journal to OUT as it runs, and ``--recover FILE`` recovers the run such a file was
+left by when it was killed (``cp.VM.recover``: docs/recovery.md).  ``replay`` re-runs what a
 journal file recorded -- a notebook session's cells, or the program that
 ``run --journal`` ran -- and checks that the journal comes out the same (exit
 status 0 if it does, 1 if not).  Since that runs code named by the file, it
@@ -34,7 +37,7 @@ from pathlib import Path
 
 from ._display import journal_caption, last_records, records_text
 from ._errors import JournalError, NondeterminismError
-from ._journal import _KIND_MASK, CELL, STEP, Journal
+from ._journal import _KIND_MASK, CELL, STEP, Journal, _jv
 from ._vm import POLICIES, VM, user_traceback
 
 
@@ -92,32 +95,77 @@ def run_program(
     journal_tail: int,
     journal: Path | None = None,
     journal_steps: bool = False,
+    recover: Path | None = None,
 ) -> int:
     main = _load_main(path)
-    vm = VM(seed=seed, policy=policy, max_steps=max_steps)
-    vm.journal.meta["program"] = program_name(path)
+    if recover is not None:
+        vm = _recovering_vm(recover, path, seed=seed, policy=policy, max_steps=max_steps)
+        if vm is None:
+            return 2
+        seed, policy = vm.seed, vm.policy
+    else:
+        seed = 0 if seed is None else seed
+        policy = policy or "fifo"
+        vm = VM(seed=seed, policy=policy, max_steps=max_steps, journal=journal)
+        vm.journal.meta["program"] = program_name(path)
+        if journal is not None:  # (streamed from the start: a killed run can be recovered)
+            vm._stream._set_meta({"program": _jv(vm.journal.meta["program"])})
     status = 0
     try:
         result = vm.run(main())
         outcome = f"result:       {result!r}"
+    except NondeterminismError as error:
+        if recover is None:
+            raise
+        vm.close()  # (the file is left as it was)
+        print(
+            f"counterpoint run --recover: {path} does not re-execute {recover}, which was left "
+            f"as it was: {error}",
+            file=sys.stderr,
+        )
+        return 1
     except Exception as error:  # the program's failure is part of the report
         status = 1
         outcome = "error:        " + _error_text(error).replace("\n", "\n              ")
     steps = sum(1 for row in vm.journal._rows if row & _KIND_MASK == STEP)
     print(f"program:      {path}  (policy {policy}, seed {seed})")
+    if recover is not None:
+        print(f"recovered:    {_recovered_text(vm)}")
     print(outcome)
     print(f"virtual time: {vm.now} tick{'' if vm.now == 1 else 's'}")
     print(f"steps:        {steps}")
     print(f"journal:      {len(vm.journal)} records, digest {vm.journal.digest()}")
-    if journal is not None:
-        vm.journal.save(journal)
-        print(f"saved to:     {journal}  (counterpoint replay {journal} {path})")
+    vm.close()
+    saved = journal if journal is not None else recover
+    if saved is not None:
+        print(f"saved to:     {saved}  (counterpoint replay {saved} {path})")
     if journal_tail > 0:
         records, hidden = last_records(vm.journal, journal_tail, steps=journal_steps)
         caption = journal_caption(len(vm.journal), None, len(records), hidden, "--journal-steps")
         print(records_text(records, caption))
-    vm.close()
     return status
+
+
+def _recovering_vm(file: Path, path: Path, **options) -> VM | None:
+    """``VM.recover(file)`` with the options given on the command line (None: not
+    given), or None after saying on stderr why it cannot be recovered."""
+    given = {key: value for key, value in options.items() if value is not None}
+    try:
+        return VM.recover(file, **given)
+    except (JournalError, ValueError) as error:
+        print(f"counterpoint run --recover: cannot recover {file}: {error}", file=sys.stderr)
+        return None
+
+
+def _recovered_text(vm: VM) -> str:
+    recovery = vm.recovery
+    done = "the file was complete" if recovery.complete else f"then {recovery.appended:,} live"
+    return (
+        f"{recovery.path}: {recovery.records:,} records re-executed and checked, {done}"
+        if recovery.live
+        else f"{recovery.path}: stopped after {recovery.checked:,} of its {recovery.records:,} "
+        f"records (the program ended before the file did); the file is left as it was"
+    )
 
 
 REFUSED = 3  # the exit status of a replay that would run code the user did not vouch for
@@ -240,10 +288,20 @@ def _parser() -> argparse.ArgumentParser:
 
     run = commands.add_parser("run", help="run a program's `async def main()` on the VM")
     run.add_argument("program", type=Path, help="a Python file defining `async def main()`")
-    run.add_argument("--seed", type=int, default=0, help="VM seed (default 0)")
-    run.add_argument("--policy", choices=POLICIES, default="fifo", help="scheduling policy")
+    run.add_argument("--seed", type=int, default=None, help="VM seed (default 0)")
+    run.add_argument("--policy", choices=POLICIES, default=None, help="scheduling policy")
     run.add_argument("--max-steps", type=int, default=None, help="step limit for the run")
-    run.add_argument("--journal", type=Path, metavar="OUT", help="save the journal (SQLite)")
+    saving = run.add_mutually_exclusive_group()
+    saving.add_argument(
+        "--journal", type=Path, metavar="OUT", help="stream the journal to OUT (SQLite)"
+    )
+    saving.add_argument(
+        "--recover",
+        type=Path,
+        metavar="FILE",
+        help="recover the run a killed `run --journal FILE` left: re-execute the program "
+        "against FILE, then go on, appending to it",
+    )
     run.add_argument(
         "--journal-tail",
         type=int,
@@ -291,6 +349,7 @@ def main(argv: list[str] | None = None) -> int:
             journal_tail=args.journal_tail,
             journal=args.journal,
             journal_steps=args.journal_steps,
+            recover=args.recover,
         )
     if args.command == "replay":
         return replay_file(args.journal, args.program, trust=args.trust)

@@ -85,7 +85,9 @@ class EventQueue:
         refuse_worker(current(), "vm.events.enqueue()")
         if not isinstance(source, str):
             raise TypeError(f"an event source must be a str, got {type(source).__name__}")
-        payload = copy_plain(payload, "the event payload")
+        self._put(source, copy_plain(payload, "the event payload"))
+
+    def _put(self, source: str, payload: Any) -> None:
         with self._lock:
             queue = self._sources.get(source)
             if queue is None:

@@ -23,7 +23,8 @@ public API (``import counterpoint as cp``), never ``counterpoint._*``.  It holds
 * **Sources of nondeterminism**: :class:`Sources` (choices, worker outcomes, host
   events) given to ``cp.VM(sources=...)``; :func:`from_journal` takes them from a
   journal (replay, recovery).
-* **Replays** of a journal prefix: :func:`replaying_vm`, :func:`prefix`,
+* **Replays** of a journal prefix: :func:`replaying_vm`, :func:`prefix`, and a recovery
+  that goes on live after it (:func:`recovering_vm`, see docs/recovery.md),
   :func:`first_difference`, :func:`divergence`.
 * **Rich output** helpers shared by the CLI and the kernel (``display``), and
   :func:`messages`: every value sent over a channel paired with its receive (what a
@@ -89,6 +90,7 @@ from ._kinds import (
 )
 from ._msc import Message, MessagePairs, messages
 from ._names import Wait, label
+from ._recover import recovering_vm
 from ._replay import divergence, first_difference, replaying_vm
 from ._roots import RootRun, Words, run_root
 from ._sources import Sources, from_journal
@@ -168,6 +170,7 @@ __all__ = [
     "prefix",
     "raw_records",
     "record",
+    "recovering_vm",
     "replaying_vm",
     "reschedule",
     "row",
@@ -301,6 +304,8 @@ def mark(vm: VM, kind: int, number: int, value: Any) -> None:
         KINDS[kind].check(number, value, vm._now)
         vm._rows.append(row(kind, 0, number))
         vm._vals.append(value)
+        if vm._stream is not None:  # a journal file gets every marker at once: a kernel
+            vm._stream.flush(True)  # killed between cells leaves all its cells (recovery)
 
 
 # -- the scheduler calls ------------------------------------------------------------------------

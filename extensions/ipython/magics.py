@@ -1,5 +1,6 @@
 """The magics of a Counterpoint session: ``%vm``, ``%tasks``, ``%journal``,
-``%timeline``, ``%timetravel``, ``%replay`` and ``%%explore`` (see ``docs/kernel.md``).
+``%timeline``, ``%timetravel``, ``%replay``, ``%recover`` and ``%%explore`` (see
+``docs/kernel.md``).
 
 Their docstrings are what ``%name?`` prints, so they are plain text: no reST marks.
 """
@@ -360,6 +361,45 @@ class CounterpointMagics(Magics):
         if done.returncode != 0:
             raise cp.NondeterminismError((done.stdout + done.stderr).strip())
         return Text(covered.report(len(expected), expected.digest()))
+
+    # -- %recover ----------------------------------------------------------------------
+
+    @_plain_help
+    @magic_arguments()
+    @argument("path", help="the session journal file (%%vm reset --journal PATH wrote it)")
+    @argument(
+        "--workers",
+        default=_UNSET,
+        metavar="W",
+        help="where workers the file has no outcome for run: inline, thread, process, dask",
+    )
+    @line_magic
+    def recover(self, line: str) -> Text:
+        """%recover PATH [--workers W]
+
+        Bring a session back from its journal file (written by %vm reset --journal
+        PATH) in a fresh kernel: re-run the file's cells, in order, checking every
+        record (worker outcomes and host events come from the file), so that every
+        variable, task, channel and lock is back; then new cells append to PATH.
+        An interrupted cell cannot be re-run: the cells before it are restored and
+        the session goes on in memory, the file left as it was.
+        """
+        args = parse_argstring(self.recover, line)
+        if self.session.replaying:
+            return Text("(%recover is skipped while replaying)")
+        if this_task() is not None:
+            raise UsageError(
+                "`%recover` cannot run inside a cell that awaits (that cell is a task on the "
+                "VM being replaced): put it in a cell of its own"
+            )
+        from .recover import recover_session
+
+        options = {} if args.workers is _UNSET else {"workers": args.workers}
+        try:
+            report = recover_session(self.session, Path(args.path).expanduser(), **options)
+        except (cp.JournalError, ValueError, TypeError) as error:
+            raise UsageError(f"%recover: {error}") from None
+        return Text(report)
 
     # -- %%explore -----------------------------------------------------------------------
 

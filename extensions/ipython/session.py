@@ -173,6 +173,15 @@ class Session:
         vm_session.vm = fresh
         return fresh
 
+    def swap_vm(self, vm: cp.VM, journal_path: Any, options: dict[str, Any]) -> tuple:
+        """Bind ``vm`` (made elsewhere: ``%recover``), made with ``options``, to the
+        session; the old one is not closed.  Returns the arguments that swap back."""
+        previous = (self.vm, self.journal_path, self.options)
+        self.vm, self.journal_path, self.options = vm, journal_path, options
+        self.shell.push({"vm": vm})
+        vm_session.vm = vm
+        return previous
+
     def run_cell_coroutine(self, coro: Any) -> Any:
         """IPython's loop runner: run a cell (``run_cell_async``) as a task on the VM."""
         result: list = []
