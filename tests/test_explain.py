@@ -528,3 +528,28 @@ def test_an_explanation_shows_as_its_text_in_a_repl_and_a_notebook():
     assert repr(text) == str(text)
     assert text._repr_html_().startswith("<pre>Deadlock  (schedule ")
     assert "holds lock &#x27;a&#x27;" in text._repr_html_()
+
+
+def test_steps_in_two_files_spelt_alike_are_labelled_with_their_file(tmp_path):
+    # nbval runs every cell as "Cell In[1]": two cells are two files with one name
+    namespace: dict = {"cp": cp}
+    for folder, source in (
+        (
+            "a",
+            "async def add(box):\n    seen = box['n']\n    await cp.checkpoint()\n"
+            "    box['n'] = seen + 1\n",
+        ),
+        (
+            "b",
+            "async def main():\n    box = {'n': 0}\n    await cp.par(add(box), add(box))\n"
+            "    assert box['n'] == 2, 'lost'\n",
+        ),
+    ):
+        path = tmp_path / folder / "cell.py"
+        path.parent.mkdir()
+        path.write_text(source)
+        exec(compile(source, str(path), "exec"), namespace)
+    finding = cp.explore(namespace["main"]).failures[0]
+    text = finding.explain()
+    assert "cell.py:2" in text and "cell.py:3" in text
+    assert " line 2 " not in text

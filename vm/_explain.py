@@ -39,7 +39,7 @@ class Access(NamedTuple):
     """One thing a step did, at one source line: ``obj`` is the VM object (``("lock",
     2)``) or shared location (``("shared", label, key)``) it touched, None for an
     action that touches none (a spawn, a wake-up, a choice); ``write`` whether it
-    changed it; ``words`` the action in words; ``line`` (file, line number, text)."""
+    changed it; ``words`` the action in words; ``line`` (file, line number, text, path)."""
 
     obj: Any
     write: bool
@@ -78,11 +78,12 @@ class Explanation(NamedTuple):
 
 
 def _where(filename: str, line: int, module_globals: Any = None) -> tuple:
-    """(the file as ``where`` spells it, the line number, the line's code)."""
+    """(the file as ``where`` spells it, the line number, the line's code, the file's
+    path).  (Two files may be spelt alike: nbval runs every cell as ``Cell In[1]``.)"""
     from ._where import source_name
 
     text = linecache.getline(filename, line, module_globals)
-    return source_name(filename), line, _code(text)
+    return source_name(filename), line, _code(text), filename
 
 
 @functools.lru_cache(maxsize=4096)
@@ -542,7 +543,7 @@ def _steps(vm: Any, recorder: Any, notes: _Notes, names: _Names) -> list[StepNot
     return out
 
 
-_NOWHERE = ("", 0, "")
+_NOWHERE = ("", 0, "", "")
 
 
 def _repeats(found: list, k: int) -> bool:
@@ -563,7 +564,7 @@ def _lines(marks: list[tuple], found: list[tuple], resumed: tuple | None) -> tup
     )
     lines: list[tuple[tuple, list[int]]] = []
     for _, where, k in timeline:
-        if not lines or lines[-1][0][:2] != where[:2]:
+        if not lines or lines[-1][0][1::2] != where[1::2]:  # (line, path)
             lines.append((where, []))
         if k is not None:
             lines[-1][1].append(k)
@@ -916,8 +917,8 @@ def _render(
         lines.extend(message.splitlines())
     elif failure:
         lines.append(failure)
-    files = {s.paused[0] for s in steps if s.paused} | {
-        a.line[0] for s in steps for a in s.accesses if a.line[0]
+    files = {s.paused[3] for s in steps if s.paused} | {
+        a.line[3] for s in steps for a in s.accesses if a.line[0]
     }
     many_files = len(files) > 1
     task_width = max((len(names.task(s.task)) for s in steps), default=0)
@@ -932,7 +933,7 @@ def _render(
         events = _events(step)
         at = _marked_line(step, events, marked[j]) if j in marked else None
         for k, (where, actions) in enumerate(events):
-            filename, number, text = where
+            filename, number, text, _ = where
             place = ""
             if number:
                 place = f"{filename}:{number}" if many_files else f"line {number}"
