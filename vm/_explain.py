@@ -446,7 +446,7 @@ def _words(kind: str, data: dict, subject: int, task: int, names: _Names) -> str
     if kind == "close":
         return f"{who}closes {obj(('channel', data['channel']))}"
     if kind == "sleep":
-        return f"{who}sleeps {data['ticks']} ticks"
+        return f"{who}sleeps {count(data['ticks'], 'tick')}"
     if kind == "cancel":
         return None if not data["by"] else f"cancels {names.task(subject)}"
     if kind == "done":

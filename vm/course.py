@@ -67,7 +67,8 @@ class Verdict:
         colour = "#1a7f37" if self.solved else "#b42318"
         background = "#e9f7ee" if self.solved else "#fdecea"
         head, _, rest = self.text.partition("\n")
-        body = f"<pre style='margin:6px 0 0 0'>{html.escape(rest)}</pre>" if rest else ""
+        pre = "margin:6px 0 0 0;white-space:pre;overflow-x:auto"
+        body = f"<pre style='{pre}'>{html.escape(rest)}</pre>" if rest else ""
         return (
             f"<div class='counterpoint-verdict' style='border-left:4px solid {colour};"
             f"background:{background};padding:6px 10px;font-family:sans-serif'>"
@@ -125,8 +126,8 @@ def check(
         first = min(findings, key=lambda f: (f.preemptions, len(f.schedule)))
         wrong = sum(f.count for f in findings)
         head = (
-            f"Not yet: {wrong} of {count(report.schedules, 'schedule')} go wrong; the "
-            f"simplest {_went(first)}"
+            f"Not yet: {wrong} of {count(report.schedules, 'schedule')} "
+            f"{'goes' if wrong == 1 else 'go'} wrong; the simplest {_went(first)}"
         )
         return Verdict(False, "\n".join([head, *_story(first, target)]), report)
     if not report.exhaustive:
@@ -142,8 +143,7 @@ def check(
     holds = "" if invariant is None else ", the invariant held after every step"
     return Verdict(
         True,
-        f"Solved: all {count(report.schedules, 'schedule')} end well{said}{holds} "
-        f"(every schedule that matters was tried).",
+        f"Solved: {_all(report.schedules)}{said}{holds} (every schedule that matters was tried).",
         report,
     )
 
@@ -232,9 +232,20 @@ def _went(finding: Any) -> str:
         return "deadlocks."
     message = (finding.message or "").strip().splitlines()
     if finding.outcome == "WrongResult" and message:
-        return f"{message[0]}."
+        return _stop(message[0])
     said = f": {message[0]}" if message else ""
-    return f"fails with {finding.outcome}{said}."
+    return f"fails with {finding.outcome}{_stop(said)}"
+
+
+def _stop(text: str) -> str:
+    """``text`` ending a sentence (no second full stop after one it has)."""
+    return text if text.endswith((".", "!", "?")) else text + "."
+
+
+def _all(schedules: int) -> str:
+    return (
+        "the only schedule ends well" if schedules == 1 else f"all {schedules} schedules end well"
+    )
 
 
 def _story(finding: Any, program: Any) -> list[str]:
