@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import re
 import subprocess
 import sys
 import textwrap
@@ -553,3 +554,25 @@ def test_steps_in_two_files_spelt_alike_are_labelled_with_their_file(tmp_path):
     text = finding.explain()
     assert "cell.py:2" in text and "cell.py:3" in text
     assert " line 2 " not in text
+
+
+async def _long_step():
+    box = {"n": 0}
+
+    async def add():
+        a = 1
+        b = a + 1
+        c = b + 1
+        d = c + 1
+        e = d + 1
+        seen = box["n"] + e - 5
+        await cp.checkpoint()
+        box["n"] = seen + 1
+
+    await cp.par(add(), add())
+    assert box["n"] == 2, "lost"
+
+
+def test_a_step_of_many_lines_is_shown_with_the_middle_ones_elided():
+    text = cp.explore(_long_step).failures[0].explain()
+    assert re.search(r"\.\.\. \d+ lines? \.\.\.", text), text

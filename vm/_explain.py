@@ -978,7 +978,7 @@ def _events(step: StepNote) -> list[tuple[tuple, list[str]]]:
                 left += 1
                 continue
         if left:
-            events.append((("", 0, f"... {count(left, 'line')} ..."), []))
+            events.append((("", 0, f"... {count(left, 'line')} ...", ""), []))
             left = 0
         events.append((where, [step.accesses[k].words for k in ks]))
     return events or [(_NOWHERE, [])]
