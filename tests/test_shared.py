@@ -347,6 +347,38 @@ def test_an_invariant_over_plain_state_makes_every_step_visible():
     assert all(("invariant",) in step.touched for step in steps)
 
 
+flag = cp.shared({}, name="flag")
+
+
+async def writer_and_a_greedy_reader():
+    flag.update(a=0)
+    lock = cp.Lock(name="lock")
+
+    async def writer():
+        async with lock:
+            flag["a"] = 1
+
+    async def reader():
+        await lock.acquire()  # and never releases it
+
+    await cp.par(writer(), reader())
+
+
+@pytest.mark.parametrize(("por", "shared_only"), [(True, False), (True, True), (False, False)])
+def test_a_run_the_invariant_stops_leaves_the_next_task_behind_so_its_other_order_is_tried(
+    por, shared_only
+):
+    # the invariant breaks as the last ready task is about to run: that task's step,
+    # never taken, still races with the writer's, so the deadlock is found too
+    report = cp.explore(
+        writer_and_a_greedy_reader,
+        invariant=lambda: flag["a"] == 0,
+        por=por,
+        shared_only=shared_only,
+    )
+    assert set(report.outcomes) == {"AssertionError", "Deadlock"}
+
+
 def test_invariant_must_be_callable():
     with pytest.raises(TypeError, match="zero-argument callable"):
         cp.explore(transfer, invariant=True)

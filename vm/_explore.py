@@ -208,6 +208,7 @@ class _Recorder(Chooser):
         self._read_step = -1  # the step whose cp.shared reads are in _step_reads
         self._step_reads: set = set()
         self.invariant: Any = None  # fn() to check after every step
+        self.about_to_run: Any = None  # the only ready task, while the invariant is checked
         self.visible: set | None = None  # what the invariant read (None: not checked yet)
         self._checking = False
         self.fairness: int | None = None  # (set by run_prefix)
@@ -301,7 +302,9 @@ class _Recorder(Chooser):
 
     def ran(self, vm: Any, task: Any, candidates: list | None) -> None:
         if candidates is None and self.invariant is not None:
-            self.check_invariant()
+            self.about_to_run = task  # (taken off the ready queue: if the invariant
+            self.check_invariant()  # fails now, it is still a task left behind)
+            self.about_to_run = None
         if self.fairness is not None:
             if not self.counted:
                 self._count_effect(vm)
@@ -329,7 +332,15 @@ class _Recorder(Chooser):
 
     def abandoning(self, vm: Any) -> None:
         # the run ended early: note which tasks could still run before they are cancelled
-        self.left_behind = [task.id for task in vm._ready]
+        self.left_behind = self.still_ready(vm)
+
+    def still_ready(self, vm: Any) -> list[int]:
+        """The tasks that could still run: the ready queue, and the task taken off it
+        to run next if the invariant failed just before its step began."""
+        ready = [task.id for task in vm._ready]
+        if self.about_to_run is not None:
+            ready.insert(0, self.about_to_run.id)
+        return ready
 
     def observe(self, obj: tuple) -> None:
         if self._checking:  # the invariant reads it: steps that write it are visible
@@ -639,7 +650,7 @@ def _execute(program: Callable, chooser: _Recorder, options: RunOptions) -> tupl
         return "failure", "Cancelled", error, vm
     finally:
         if chooser.left_behind is None:  # the root ended: the tasks it left ready
-            chooser.left_behind = [task.id for task in vm._ready]
+            chooser.left_behind = chooser.still_ready(vm)
         chooser.tasks = vm._next_task
         vm._dispose()
         # (what points back at the VM, or holds a task that does: see _task_exit)
