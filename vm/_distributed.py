@@ -62,7 +62,7 @@ from ._strategies import (
 
 _SLICE = 0.25  # CPU seconds a dfs job runs before it hands back the rest of its subtree
 _FIRST_SLICE = 0.05  # (the first job: the sooner its subtree is split, the sooner all work)
-_HEIGHT = 4  # options are split off frames at least this far above the job's deepest frame
+_HEIGHT = 6  # the master takes over frames at least this far above a paused job's deepest
 _PER_WORKER = 2  # jobs out at once per worker
 _CHUNK = 256  # results a worker pickles together
 
