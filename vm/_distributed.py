@@ -1,30 +1,39 @@
 """Distributed search: ``cp.explore(..., client=CLIENT)`` and ``processes=N``.
 
-The report must be the one a single process makes, so the search itself is not
-distributed: the master (the process that called ``explore``) runs the ordinary
-strategy (:class:`~._strategies.DepthFirst` or :class:`~._strategies.RandomSearch`)
-with a ``run`` that looks each execution up in a cache filled by Dask workers
-(:class:`Master`).  Every execution is a pure function of the arguments the strategy
-calls ``run`` with, so a result computed anywhere is the result the master would have
-computed; the master's bookkeeping (the dfs stack, the tally, ``max_schedules``) is
-the one-process code, and the report follows.
+The report must be the one a single process makes.
 
-What workers compute ahead (:func:`_job`):
+``random`` / ``pct`` (:class:`Master`): the master (the process that called
+``explore``) runs the ordinary :class:`~._strategies.RandomSearch` with a ``run`` that
+looks each execution up in a cache that Dask workers fill with chunks of run numbers
+(each run has its own seed): an execution is a pure function of what ``run`` is called
+with, so a result computed anywhere is the one the master would have computed.
 
-* ``random`` / ``pct``: chunks of run numbers (each run has its own seed);
-* ``dfs``: a *subtree*: a :class:`~._strategies.Cursor` (a stack of frames and the
-  next prefix) whose first ``floor`` frames are frozen; the worker runs the same
-  ``DepthFirst`` code from it, so it explores the subtree in the order the master will
-  ask for its runs.  A job runs for about ``_SLICE`` seconds, then stops before its
-  next run and returns its cursor (the rest of the subtree); the master splits the
-  options still to try off that cursor into more subtree jobs (each option goes to
-  exactly one job) and sends the rest on.  Jobs wait in the order the master will need
-  them (the order of their prefixes), and at most two per worker are out at once.
+``dfs`` (:class:`Subtrees`): the master works per *subtree*, not per run.  The
+sequential search explores the subtree under (frame f, option o) completely before it
+looks at f's other options again, and what happens inside it is a pure function of its
+entry: its path (the options taken above it) and, with sleep sets, the sleep set it
+starts with.  So a worker (:func:`_subtree`) runs the ordinary ``DepthFirst`` from a
+:class:`~._strategies.Cursor` whose frames above the subtree are frozen, and hands back
+what the master needs to go on exactly as the sequential search would: its runs folded
+into a tally (:func:`_merge` adds it to the master's as if each run had been added in
+turn), the operations its runs made on the frozen frames in order (backtrack additions;
+with sleep sets the ``_add_source`` calls, which read the frame, and the step the entry
+frame's task took), the verdict's flags, and whether the subtree ended or the job's time
+(``_SLICE`` CPU seconds) was up, then with its cursor.
 
-A worker returns, per execution, the key (the ``run`` arguments but ``expect``, which
-only checks), what the master reads of the summary, and for dfs the precomputed
-``backtrack_points``.  A ``cp.NondeterminismError`` a worker meets is returned under
-its key and raised by the master when (and only if) its search gets there.
+The master keeps only the frames above the subtrees (:class:`_Node`, a tree: frames
+found in subtrees sent ahead hang under their path) and makes the sequential choices at
+them (least option left, bound, sleep set); it folds each subtree's results, and
+replays its operations, when the sequential search would have made its runs -- the
+report follows.  Around that it keeps the workers busy: options left at its frames are
+sent ahead as subtrees of their own (shallowest first: the largest; with sleep sets with
+the sleep set the search will give them if nothing is added before; a subtree reached
+with another sleep set is sent again), and a job whose time is up hands back its
+cursor: the master takes over its frames ``_HEIGHT`` or more above the deepest (their
+options become subtrees to send ahead) and sends the rest on as one job.  A cap
+(``max_schedules``) that falls inside a job is met by running that job again to the cap;
+with ``stop_on_first`` a job stops at its first finding.  A ``cp.NondeterminismError``
+a worker meets is raised by the master when (and only if) its search gets there.
 """
 
 from __future__ import annotations
@@ -61,7 +70,8 @@ from ._strategies import (
 )
 
 _SLICE = 0.25  # CPU seconds a dfs job runs before it hands back the rest of its subtree
-_FIRST_SLICE = 0.05  # (the first job: the sooner its subtree is split, the sooner all work)
+_FIRST_SLICE = 0.05  # (the first job, and jobs sent while a worker would otherwise wait: the
+# sooner their subtrees are split, the sooner every worker has work)
 _HEIGHT = 6  # the master takes over frames at least this far above a paused job's deepest
 _PER_WORKER = 2  # jobs out at once per worker
 _CHUNK = 256  # results a worker pickles together
@@ -111,20 +121,28 @@ def _local_client(processes: int) -> Any:
     if client is not None and client.status == "running":
         return client
     try:
+        import dask
         from distributed import Client, LocalCluster
     except ImportError:  # pragma: no cover
         raise TypeError(
             "cp.explore(processes=...) needs Dask: pip install 'counterpoint[dask]'"
         ) from None
-    cluster = LocalCluster(
-        n_workers=processes,
-        threads_per_worker=1,
-        processes=True,
-        dashboard_address=":0",  # (any free port: never a clash)
-        silence_logs=40,  # (logging.ERROR)
-    )
-    client = _CLIENTS[processes] = Client(cluster)
+    with dask.config.set(_QUIET):
+        cluster = LocalCluster(
+            n_workers=processes,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=":0",  # (any free port: never a clash)
+            silence_logs=40,  # (logging.ERROR)
+        )
+        client = _CLIENTS[processes] = Client(cluster)
     return client
+
+
+# What the processes of a processes=N cluster do besides the jobs takes a core from them:
+# Dask's event-loop watchdog wakes every process 50 times a second, and each worker's
+# statistical profiler samples the job's thread (taking the GIL) 100 times a second.
+_QUIET = {"distributed.admin.tick.interval": "1s", "distributed.worker.profile.enabled": False}
 
 
 @atexit.register
@@ -607,6 +625,11 @@ class _Job:
 
 _UNKNOWN = object()  # a sleep set that cannot be known yet
 
+# What the last dfs search on workers in this process did (benchmarks/explore_distributed.py
+# reports it): runs folded, jobs, the jobs' CPU seconds, the master's (this thread's: not
+# Dask's), the part of it spent folding results and choosing, subtrees sent again
+last_search: dict[str, float] = {}
+
 
 class Subtrees(_Jobs):
     """dfs on workers, folded per subtree.
@@ -623,7 +646,7 @@ class Subtrees(_Jobs):
 
     def __init__(self, client: Any, program: Callable, options: Any, search: Any) -> None:
         super().__init__(client, program, options, search)
-        self.slice = _FIRST_SLICE
+        self.starving = True  # a worker waits: no job queued, nothing left to send ahead
         self.stack: list[_Node] = []  # the sequential search's frames above its subtree
         self.nodes: dict[_Node, None] = {}  # every frame the master owns, not yet popped
         self.reduced = self.bounded = self.cut_short = False
@@ -634,6 +657,21 @@ class Subtrees(_Jobs):
         """Run the search, folding every run into ``tally`` (and ``bar``); ``stop``: end
         at the first finding (``stop_on_first``).  Sets the search's verdict as the
         sequential search would."""
+        began = time.thread_time()
+        try:
+            self._explore(tally, bar, stop)
+        finally:
+            last_search.clear()
+            last_search.update(
+                runs=tally.schedules + tally.redundant,
+                jobs=len(self.used),
+                job_cpu=sum(cpu for _, cpu in self.used),
+                master_cpu=time.thread_time() - began,  # (this thread: not Dask's own)
+                folding_cpu=self.folding,
+                sent_again=self.discarded,
+            )
+
+    def _explore(self, tally: Tally, bar: Any, stop: bool) -> None:
         self.tally, self.bar, self.stop = tally, bar, stop
         root = sub = _Sub(None, None, (), None)
         self._send(root, Cursor([], [], []), True)
@@ -746,15 +784,16 @@ class Subtrees(_Jobs):
         self._send(sub, Cursor(frames, offers, choices, expect, len(frames), sleep), False)
         return sub
 
-    def _send(self, sub: _Sub, cursor: Cursor, checked: bool, seconds: Any = DEFAULT) -> _Job:
+    def _send(self, sub: _Sub, cursor: Cursor, checked: bool) -> _Job:
         search = self.search
+        seconds = _FIRST_SLICE if checked or self.starving else _SLICE
         spec = (
             cursor,
             search.bound,
             search.por,
             search.shared_only,
             search.max_schedules,
-            self.slice if seconds is DEFAULT else seconds,
+            seconds,
             self.stop,
         )
         job = sub.job = _Job(sub, pickle.dumps(("dfs", checked, spec), _PROTOCOL), checked)
@@ -776,11 +815,13 @@ class Subtrees(_Jobs):
             if not self.queue:
                 self._ahead(_PER_WORKER * self.workers - len(self.running))
                 if not self.queue:
+                    self.starving = True
                     return
             job = heapq.heappop(self.queue)[2]
             if job.future is None and job.sub.job is job:
                 job.future = self._submit(job.data)
                 self.running[job.future] = job
+        self.starving = False
 
     def _ahead(self, wanted: int) -> None:
         """Send ahead up to ``wanted`` subtrees the search will enter later: options left
@@ -850,7 +891,6 @@ class Subtrees(_Jobs):
             sub.took = took
         sub.pieces.append((part, ops, flags, state, took, error, job))
         if state == "paused":
-            self.slice = _SLICE
             self._adopt(sub, rest)
         else:
             sub.over = True
