@@ -385,6 +385,27 @@ def test_a_subtrees_operations_replayed_in_order_leave_the_frames_above_as_the_f
     assert replayed and compared > 10  # (the subtrees did add options above them)
 
 
+def test_the_master_replays_a_subtrees_source_set_additions_in_the_order_they_were_made():
+    """``_add_source`` reads the frame it adds to: a race whose initials are {2, 3} adds
+    2 (none of them was to be tried), and then one whose initials are {3} adds 3 (it
+    still is not); the other way round, {3} adds 3 and {2, 3} then adds nothing.  The
+    master keeps the order the job made them in."""
+    from counterpoint._report import Tally
+    from counterpoint._strategies import Frame
+
+    master = object.__new__(_distributed.Subtrees)  # (its folding alone: no cluster)
+    master.search = DepthFirst(100, None, True, shared_only=True)
+    master.tally, master.bar, master.stop = Tally(), None, False
+    master.reduced = master.bounded = master.cut_short = False
+    frame = Frame("sched", (1, 2, 3), 1, 1, {1}, {1}, 0, ())
+    master.stack = [_distributed._Node(frame, None, 0, 0)]
+    part = (1, 0, 0, {"done": 1}, {}, None, ())  # (one run, returning "done")
+    ops = [(0, frozenset({2, 3}), 3), (0, frozenset({3}), 3)]
+    assert master._fold((part, ops, (False, False), "paused", None, None, None)) is False
+    assert frame.backtrack == {1, 2, 3}
+    assert master.tally.schedules == 1 and master.tally.outcomes == {"done": 1}
+
+
 # -- the search from a cursor (what a worker runs) ------------------------------------------------
 
 
