@@ -11,6 +11,12 @@ curve gives medians over rounds (the speed-up is the median of the per-round rat
 so a shared machine whose speed drifts cannot skew it.  The clusters are started
 before timing (``processes=N`` keeps one per process).  The machine's load average
 is printed with the results: other work on the 2 cores shows there.
+
+Where the CPU goes, also printed (medians over rounds; steadier than wall seconds on a
+shared machine): one process's CPU seconds; with ``processes=2``, the jobs' (on the
+workers), the master process's (its search thread and Dask's client and scheduler,
+which share its process), and of that the search thread's alone per run (folding the
+jobs' results, choosing at the frames above them, sending jobs).
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ import time
 from pathlib import Path
 
 import counterpoint as cp
+from counterpoint import _distributed
 
 from . import write_json, write_marked
 
@@ -59,11 +66,12 @@ def same(report: cp.ExploreReport) -> tuple:
     )
 
 
-def timed(processes: int | None, max_schedules: int) -> tuple[float, cp.ExploreReport]:
+def timed(processes: int | None, max_schedules: int) -> tuple[float, float, cp.ExploreReport]:
+    """Wall seconds, this process's CPU seconds, and the report."""
     options = {} if processes is None else {"processes": processes}
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     report = cp.explore(lost_update, max_schedules=max_schedules, progress=False, **options)
-    return time.perf_counter() - start, report
+    return time.perf_counter() - start, time.process_time() - cpu, report
 
 
 def measure(rounds: int, max_schedules: int) -> dict:
@@ -71,14 +79,21 @@ def measure(rounds: int, max_schedules: int) -> dict:
     for processes in (1, 2):  # start the clusters (and their workers' imports) untimed
         timed(processes, 10)
     seconds: dict = {setup: [] for setup in setups}
+    cpu: dict = {name: [] for name in ("one process", "jobs", "master process", "master thread")}
     schedules = None
     loads = []
     for number in range(rounds):
         reports = {}
         for k in range(len(setups)):
             setup = setups[(number + k) % len(setups)]
-            elapsed, reports[setup] = timed(setup, max_schedules)
+            elapsed, used, reports[setup] = timed(setup, max_schedules)
             seconds[setup].append(elapsed)
+            if setup is None:
+                cpu["one process"].append(used)
+            elif setup == 2:
+                cpu["jobs"].append(_distributed.last_search["job_cpu"])
+                cpu["master process"].append(used)
+                cpu["master thread"].append(_distributed.last_search["master_cpu"])
         one = same(reports[None])
         assert all(same(report) == one for report in reports.values()), "reports differ"
         schedules = reports[None].schedules
@@ -97,7 +112,22 @@ def measure(rounds: int, max_schedules: int) -> dict:
         "cores": os.cpu_count(),
         "load_average": statistics.median(loads),
         "rows": rows,
+        "cpu_seconds": {name: statistics.median(values) for name, values in cpu.items()},
     }
+
+
+def cpu_line(results: dict) -> str:
+    """Where the CPU went (``processes=2``), in words."""
+    cpu = results.get("cpu_seconds")
+    if not cpu:
+        return ""
+    per_run = cpu["master thread"] / results["schedules"] * 1e6
+    return (
+        f"CPU seconds: one process {cpu['one process']:.2f}; with processes=2 the jobs "
+        f"{cpu['jobs']:.2f} and the master process {cpu['master process']:.2f} (Dask's client "
+        f"and scheduler share it; its search thread alone {cpu['master thread']:.3f}, "
+        f"{per_run:.1f} µs per run)."
+    )
 
 
 def table(results: dict) -> str:
@@ -121,7 +151,9 @@ def update_readme(readme: Path, markdown: str, results: dict, rounds: int) -> No
         f"{platform.python_version()}, load average {results['load_average']:.1f} while "
         f"measuring), median of {rounds} rounds:\n\n"
     )
-    write_marked(readme, "explore-distributed-table", intro + markdown)
+    cpu = cpu_line(results)
+    text = intro + markdown + (f"\n\n{cpu}" if cpu else "")
+    write_marked(readme, "explore-distributed-table", text)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -134,6 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     results = measure(args.rounds, args.max_schedules)
     markdown = table(results)
     print(markdown)
+    print(cpu_line(results))
     print(f"load average while measuring: {results['load_average']:.2f}")
     if args.update_readme:
         update_readme(Path("README.md"), markdown, results, args.rounds)

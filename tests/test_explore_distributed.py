@@ -239,6 +239,173 @@ def test_processes_n_makes_one_local_cluster_and_reuses_it():
     assert [worker["nthreads"] for worker in workers] == [1]
 
 
+# -- folded per subtree -------------------------------------------------------------------------
+
+
+def late_failure(tasks: int, shared: bool = False):
+    """A lost update that fails only under the last of three choices: the first
+    finding comes two thirds of the way through the search, deep in a subtree."""
+
+    async def main():
+        which = cp.choose(range(3))
+        box = {"n": 0}
+        if shared:
+            box = cp.shared(box, name="box")
+
+        async def add():
+            seen = box["n"]
+            await cp.checkpoint()
+            box["n"] = seen + 1
+
+        await cp.par(*[add() for _ in range(tasks)])
+        assert which < 2 or box["n"] == tasks, "an update was lost"
+        return which, box["n"]
+
+    return main
+
+
+@pytest.fixture
+def count_calls(monkeypatch):
+    """``count_calls(cls, name)``: a list that grows by one item per call of that method."""
+
+    def spy(cls, name):
+        calls = []
+        original = getattr(cls, name)
+
+        def counted(self, *args, **kwargs):
+            calls.append(args)
+            return original(self, *args, **kwargs)
+
+        monkeypatch.setattr(cls, name, counted)
+        return calls
+
+    return spy
+
+
+@pytest.mark.parametrize("first", [1000, 2517])
+def test_a_cap_inside_a_subtree_job_stops_at_the_same_run(client, count_calls, first):
+    """Default slices: a job explores hundreds of runs and hands back their tally; when
+    the cap falls inside one, that job is run again to the cap, and the report (its
+    verdict too: the 2,519th run is the last but one) is one process's.  (Three caps in a
+    row: at most two can fall where a job ends.)"""
+    again = count_calls(_distributed.Subtrees, "_again")
+    for cap in range(first, first + 3):
+        report = assert_same_report(lost_update(4), client=client, max_schedules=cap)
+        assert report.schedules == cap and not report.exhaustive
+    assert again
+
+
+def test_a_cap_inside_a_subtree_job_with_sleep_sets_stops_at_the_same_run(client, count_calls):
+    """1,728 schedules with sleep sets, failures from the 1,154th on."""
+    again = count_calls(_distributed.Subtrees, "_again")
+    for cap in (1500, 1501, 1502):
+        report = assert_same_report(
+            late_failure(4, shared=True), client=client, shared_only=True, max_schedules=cap
+        )
+        assert report.schedules == cap and report.failures
+    assert again
+
+
+@pytest.mark.parametrize("shared", [False, True], ids=["plain", "shared_only"])
+@pytest.mark.parametrize("slices", ["tiny", "default"])
+def test_stop_on_first_inside_a_subtree_stops_at_the_same_run(client, request, shared, slices):
+    """The first failure is deep in a subtree a job explores: the job stops there, and
+    the master stops folding there (the runs after it are never counted)."""
+    if slices == "tiny":
+        request.getfixturevalue("tiny_slices")
+    one = cp.explore(late_failure(3, shared), progress=False, shared_only=shared)
+    report = assert_same_report(
+        late_failure(3, shared), client=client, shared_only=shared, stop_on_first=True
+    )
+    assert report.stopped_at_first and report.failures
+    assert 1 < report.schedules == report.first_finding < one.schedules
+
+
+def test_a_subtree_sent_ahead_with_a_sleep_set_the_search_does_not_reach_is_run_again(
+    client, tiny_slices, monkeypatch, count_calls
+):
+    """With sleep sets a subtree's runs depend on the sleep set it starts with: the
+    master guesses it for subtrees it sends ahead (every sibling tried before it takes
+    its step asleep), and when an option added later makes the search reach the
+    subtree with another sleep set, the guess is dropped and the subtree explored
+    again.  (Many jobs out at once: the master sends ahead all it can.)"""
+    monkeypatch.setattr(_distributed, "_PER_WORKER", 20)
+    dropped = count_calls(_distributed.Subtrees, "_drop")
+    report = assert_same_report(shared_counter(4), client=client, shared_only=True)
+    assert report.exhaustive and dropped
+
+
+def test_a_subtrees_operations_replayed_in_order_leave_the_frames_above_as_the_full_search_does():
+    """What a worker hands back with sleep sets: the ``_add_source`` calls its runs made
+    on the frozen frames, in order, and the step its entry frame's task took.  Replayed
+    on the frames as they were when the subtree began, they leave them (backtrack sets,
+    steps taken) as the full search leaves them when it comes back up out of the
+    subtree -- the master keeps its frames so, from subtrees explored anywhere."""
+    import pickle
+    import time
+
+    from counterpoint._strategies import _add_source
+
+    program = shared_counter(4)
+    checked = _Checked(program, RunOptions())
+    search = DepthFirst(10_000, None, True, shared_only=True)
+    cursors = []
+
+    def run(prefix, expect=None, sleep=None):
+        cursors.append(copy.deepcopy(search.at))
+        return checked(prefix, expect, sleep=sleep)
+
+    full = [summary.schedule for summary in search.runs(run)]
+    replayed = compared = 0
+    for k in range(1, len(full), 7):
+        cursor = copy.deepcopy(cursors[k])
+        floor = len(cursor.stack) - 2
+        if floor < 1:
+            continue
+        cursor.floor = floor
+        frames = copy.deepcopy(cursor.stack[:floor])  # the master's, at the subtree's start
+        spec = (cursor, None, True, True, 10_000, None, False)
+        part, ops, _, state, _, took, error, _ = pickle.loads(
+            _distributed._subtree(_Checked(program, RunOptions()), spec, (0, time.thread_time()))
+        )
+        assert state == "ended" and error is None
+        if took is not None:
+            frames[-1].took = {**(frames[-1].took or {}), frames[-1].chosen: took}
+        for point, initials, task in ops:
+            _add_source(frames[point], initials, task)
+        replayed += len(ops)
+        if k + part[0] + part[2] == len(cursors):
+            continue  # (the search ended with the subtree)
+        after = cursors[k + part[0] + part[2]].stack  # before its next run, outside
+        kept = len(after)  # (the frames below the one that took its next option are popped)
+        assert [f.chosen for f in after[:-1]] == [f.chosen for f in frames[: kept - 1]]
+        for mine, theirs in zip(frames[:kept], after, strict=True):
+            assert (mine.backtrack, mine.took) == (theirs.backtrack, theirs.took)
+            compared += 1
+    assert replayed and compared > 10  # (the subtrees did add options above them)
+
+
+def test_the_master_replays_a_subtrees_source_set_additions_in_the_order_they_were_made():
+    """``_add_source`` reads the frame it adds to: a race whose initials are {2, 3} adds
+    2 (none of them was to be tried), and then one whose initials are {3} adds 3 (it
+    still is not); the other way round, {3} adds 3 and {2, 3} then adds nothing.  The
+    master keeps the order the job made them in."""
+    from counterpoint._report import Tally
+    from counterpoint._strategies import Frame
+
+    master = object.__new__(_distributed.Subtrees)  # (its folding alone: no cluster)
+    master.search = DepthFirst(100, None, True, shared_only=True)
+    master.tally, master.bar, master.stop = Tally(), None, False
+    master.reduced = master.bounded = master.cut_short = False
+    frame = Frame("sched", (1, 2, 3), 1, 1, {1}, {1}, 0, ())
+    master.stack = [_distributed._Node(frame, None, 0, 0)]
+    part = (1, 0, 0, {"done": 1}, {}, None, ())  # (one run, returning "done")
+    ops = [(0, frozenset({2, 3}), 3), (0, frozenset({3}), 3)]
+    assert master._fold((part, ops, (False, False), "paused", None, None, None)) is False
+    assert frame.backtrack == {1, 2, 3}
+    assert master.tally.schedules == 1 and master.tally.outcomes == {"done": 1}
+
+
 # -- the search from a cursor (what a worker runs) ------------------------------------------------
 
 

@@ -838,7 +838,7 @@ def explore(
     if cluster is None:
         run: Any = _Checked(program, options)
     else:
-        run = _distributed.Master(cluster, program, options, search)
+        run = _distributed.master(cluster, program, options, search)
     tally = Tally()
     bar = _progress_bar(max_schedules, strategy, progress)
     started = time.perf_counter()
@@ -846,12 +846,15 @@ def explore(
         # Ctrl-C is deferred to a safe point once for the whole search, not per execution
         # (each vm.run keeps a SIGINT handler that is already there)
         with DeferredInterrupts():
-            for summary in search.runs(run):
-                tally.add(summary)
-                if bar is not None:
-                    bar.update(1)
-                if stop_on_first and tally.first_finding is not None:
-                    break  # (the search's verdict stays "not covered")
+            if isinstance(run, _distributed.Subtrees):  # (dfs on workers: folded per subtree)
+                run.explore(tally, bar, stop_on_first)
+            else:
+                for summary in search.runs(run):
+                    tally.add(summary)
+                    if bar is not None:
+                        bar.update(1)
+                    if stop_on_first and tally.first_finding is not None:
+                        break  # (the search's verdict stays "not covered")
     finally:
         if bar is not None:
             bar.close()

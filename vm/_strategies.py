@@ -259,7 +259,9 @@ class DepthFirst:
 
     def runs(self, run: Run, at: Cursor | None = None) -> Iterator[Any]:
         """Run the search (from cursor ``at``, which the search keeps up to date, or
-        from the root), yielding each summary."""
+        from the root), yielding each summary.  A ``run`` that returns None pauses
+        the search before that run (``at`` stands there; ``verdict`` holds what the
+        search has found so far)."""
         at = self.at = Cursor([], [], []) if at is None else at
         stack = at.stack
         offers = at.offers  # (kind, options) of each frame: what a re-run must offer
@@ -271,6 +273,9 @@ class DepthFirst:
         count = 0
         while count < self.max_schedules:
             summary = run(choices[:], expect, sleep=sleep) if sleepy else run(choices[:], expect)
+            if summary is None:  # (a distributed job's time is up: it stops before this run)
+                self.verdict = Verdict(False, reduced, bounded)
+                return
             if summary.kind == "blocked":
                 reduced = True
             else:
