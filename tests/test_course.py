@@ -193,3 +193,19 @@ def test_the_verdict_is_the_same_text_in_another_process():
             timeout=120,
         ).stdout
         assert out.rstrip("\n") == here
+
+
+def test_a_bug_in_every_schedule_is_not_told_as_a_race():
+    async def always_short():
+        account = {"balance": 0}
+
+        async def deposit(amount):
+            account["balance"] += amount - 1  # wrong in every order
+
+        await cp.par(deposit(100), deposit(100))
+        return account["balance"]
+
+    lines = check(always_short, returns=200).text.splitlines()
+    assert lines[0] == "Not yet: 2 of 2 schedules go wrong; the simplest returned 198, not 200."
+    assert lines[1].startswith("Every schedule goes wrong, so the bug is not in the order")
+    assert not any(line.startswith(("Lost update", "Check-then-act", "Other:")) for line in lines)

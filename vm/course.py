@@ -129,7 +129,8 @@ def check(
             f"Not yet: {wrong} of {count(report.schedules, 'schedule')} "
             f"{'goes' if wrong == 1 else 'go'} wrong; the simplest {_went(first)}"
         )
-        return Verdict(False, "\n".join([head, *_story(first, target)]), report)
+        story = _story(first, target, everywhere=wrong == report.schedules)
+        return Verdict(False, "\n".join([head, *story]), report)
     if not report.exhaustive:
         return Verdict(
             False,
@@ -248,12 +249,19 @@ def _all(schedules: int) -> str:
     )
 
 
-def _story(finding: Any, program: Any) -> list[str]:
+def _story(finding: Any, program: Any, everywhere: bool = False) -> list[str]:
     """The explanation of the simplest wrong schedule (without its headline) and the
-    line that replays it."""
+    line that replays it.  When ``everywhere`` (every schedule goes wrong) the order of
+    the steps is not the bug, so the explanation's race pattern is left out."""
     try:
         lines = finding.explain(program).splitlines()[1:]
     except Exception as error:  # the verdict must still say what went wrong
         lines = [f"(finding.explain() failed: {type(error).__name__}: {error})"]
+    else:
+        if everywhere and lines:
+            lines[0] = (
+                "Every schedule goes wrong, so the bug is not in the order of the steps: "
+                "the simplest run below shows where it goes wrong."
+            )
     replay = f"replay it: {finding.replay}"
     return [line for line in lines if not line.startswith("replay it")] + [replay]
