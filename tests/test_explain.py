@@ -576,3 +576,28 @@ async def _long_step():
 def test_a_step_of_many_lines_is_shown_with_the_middle_ones_elided():
     text = cp.explore(_long_step).failures[0].explain()
     assert re.search(r"\.\.\. \d+ lines? \.\.\.", text), text
+
+
+async def _notify_wakes_the_wrong_waiter():
+    shelf, cond = [], cp.Condition(name="shelf")
+
+    async def baker(loaf):
+        async with cond:
+            while len(shelf) == 1:
+                await cond.wait()
+            shelf.append(loaf)
+            cond.notify()
+
+    async def customer():
+        async with cond:
+            while not shelf:
+                await cond.wait()
+            shelf.pop()
+            cond.notify()
+
+    await cp.par(customer(), customer(), baker("rye"), baker("spelt"))
+
+
+def test_a_notify_that_woke_someone_is_not_called_a_lost_wake_up():
+    finding = cp.explore(_notify_wakes_the_wrong_waiter).deadlocks[0]
+    assert explanation(finding, _notify_wakes_the_wrong_waiter).pattern != "lost wake-up"

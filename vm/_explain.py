@@ -710,7 +710,7 @@ def _deadlock_pattern(vm: Any, steps: list[StepNote], names: _Names) -> tuple | 
                 j
                 for j in range(waited)
                 if steps[j].task != task
-                and any(a.obj == obj and a.write and _signals(a) for a in steps[j].accesses)
+                and any(a.obj == obj and a.write and _signals(a, obj) for a in steps[j].accesses)
             ),
             default=None,
         )
@@ -763,8 +763,12 @@ def _clears(step: StepNote, obj: tuple) -> bool:
     return any(a.obj == obj and a.words.startswith("clears") for a in step.accesses)
 
 
-def _signals(access: Access) -> bool:
-    return access.words.startswith(("sets", "notifies"))
+def _signals(access: Access, obj: tuple) -> bool:
+    """A set of an event, or a notify of a condition that woke nobody (one that woke a
+    task was not lost, whoever it woke)."""
+    if obj[0] == "condition":
+        return access.words.startswith("notifies") and access.words.endswith("(waking nobody)")
+    return access.words.startswith("sets")
 
 
 def _last_race(
