@@ -7,7 +7,7 @@ import counterpoint as cp
 
 # exercise: raffle
 def draw():
-    return cp.rng().randint(1, 9)     # the task's own generator, seeded by the VM
+    return cp.rng().randint(1, 9)  # the task's own generator, seeded by the VM
 
 
 # ---- the program the check runs (you need not change it) ----
@@ -16,15 +16,17 @@ async def raffle():
         wait = draw()
         await cp.sleep(wait)
         return f"{name} calls at tick {cp.now()}"
+
     return await cp.par(volunteer("Ada"), volunteer("Bo"), volunteer("Cy"))
 
 
 # exercise: tickets
 async def bakery():
-    dispenser = itertools.count(1)    # a fresh dispenser for every run
+    dispenser = itertools.count(1)  # a fresh dispenser for every run
 
     async def customer(name):
         ticket = next(dispenser)
         await cp.sleep(ticket)
         return f"{name} #{ticket}"
+
     return await cp.par(customer("Ada"), customer("Bo"))

@@ -38,4 +38,5 @@ async def collect(ovens):
 # ---- the program the check runs (you need not change it) ----
 async def orders():
     menu = [("bread", 2), ("cake", -1), ("pie", 1)]
-    return await collect([cp.worker.start("bake", [name, minutes], cost=abs(minutes)) for name, minutes in menu])
+    ovens = [cp.worker.start("bake", [name, minutes], cost=abs(minutes)) for name, minutes in menu]
+    return await collect(ovens)

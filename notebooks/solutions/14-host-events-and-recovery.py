@@ -37,10 +37,11 @@ async def printing():
 
 
 # exercise: once
-letters = []                  # the post box: outside the VM
+letters = []  # the post box: outside the VM
+
 
 def post(letter):
-    if letter not in letters: # posting the same letter again changes nothing
+    if letter not in letters:  # posting the same letter again changes nothing
         letters.append(letter)
 
 
@@ -49,5 +50,6 @@ async def payday():
     async def pay(number, name):
         await cp.sleep(1)
         post(f"payment {number}: {name} was paid")
+
     for number, name in enumerate(["Ada", "Bo", "Cy", "Di"], start=1):
         await pay(number, name)
