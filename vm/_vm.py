@@ -13,6 +13,7 @@ Invariants (see ``docs/design.md``):
 from __future__ import annotations
 
 import copy
+import functools
 import hashlib
 import os
 import random
@@ -96,6 +97,7 @@ _NO_SOURCES = Sources()
 _FOREIGN_LOOP_MESSAGES = ("no running event loop", "must be called from async context")
 
 
+@functools.lru_cache(maxsize=1024)  # (a failing run asks for the same few files)
 def is_internal(filename: str) -> bool:
     """True for the VM's own source files (``counterpoint/*.py``)."""
     return os.path.dirname(filename) in _PACKAGE_DIRS
