@@ -56,7 +56,7 @@ from typing import Any
 
 from ._errors import NondeterminismError, WorkerLost
 from ._interrupts import safe_to_interrupt
-from ._reduction import backtrack_points, source_sets
+from ._reduction import source_sets
 from ._report import Tally
 from ._strategies import (
     DEFAULT,
@@ -364,9 +364,10 @@ def _subtree(run: Any, spec: tuple, began: tuple) -> bytes:
 
         search.source_sets = sources
     else:
+        backtracking = search.backtrack_points  # (its race finder goes from run to run)
 
         def points(summary: Any, bounded: bool, shared: bool) -> list:
-            found = backtrack_points(summary, bounded, shared)
+            found = backtracking(summary, bounded, shared)
             for point, task in found:
                 if point is not None and point < floor and task not in stack[point].backtrack:
                     frame = stack[point]

@@ -1180,21 +1180,23 @@ class VM:
     def _deadlock(self, root: Task, role: str = "the root of vm.run") -> Deadlock:
         blocked = self._blocked()
         lines = []
-        suspended = []
+        suspended = []  # the tasks that could run, but for the suspension
+        held = False  # some task is suspended (waiting or not)
         for tid, name, waiting in blocked:
             if not self._live[tid]._suspended:
                 lines.append(f"  task {tid} {name!r} waits {waiting}")
                 continue
+            held = True
             if waiting.endswith(AND_SUSPENDED):  # blocked too: say what it waits for
                 waits = waiting[: -len(AND_SUSPENDED)]
                 lines.append(f"  task {tid} {name!r} is suspended and waits {waits}")
-            else:  # it could run, but for the suspension
+            else:
                 suspended.append(f"task {tid} {name!r} is suspended")
                 lines.append(f"  task {tid} {name!r} is suspended")
         head = f"deadlock at tick {self._now}: "
         if suspended:
             head += f"nothing can run: {'; '.join(suspended)}, and "
-        if any(self._live[tid]._suspended for tid, _, _ in blocked):
+        if held:
             lines.append("  (task.resume(), from the host or a task, schedules it again)")
         return Deadlock(
             f"{head}no task can make progress while task {root.id} {root.name!r} ({role}) "
