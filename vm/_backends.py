@@ -26,6 +26,7 @@ import pickle
 import subprocess
 import sys
 import threading
+import warnings
 import weakref
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -504,6 +505,16 @@ def backend_for(workers: Any) -> Backend:
     if isinstance(workers, Backend):
         return workers
     if workers == "inline":
+        return InlineBackend()
+    if workers in ("thread", "process") and sys.platform == "emscripten":
+        warnings.warn(
+            f"workers={workers!r} cannot run in the browser (Pyodide has neither threads "
+            f"nor processes); this VM runs its workers inline, one at a time, with the "
+            f"same results",
+            RuntimeWarning,
+            # (Pyodide is Python >= 3.12) the warning names the user's line
+            skip_file_prefixes=(os.path.dirname(__file__),),
+        )
         return InlineBackend()
     if workers in ("thread", "process"):
         shared = _SHARED.get(workers)

@@ -149,6 +149,9 @@ class _Notes:
         def call(frame: Any, event: str, arg: Any) -> Any:
             if event == "call" and _user(frame.f_code.co_filename, internal):
                 frame.f_trace_opcodes = _OPCODES
+                # (3.12+: unless f_trace is set here too, the first frame of each code
+                # object gets no opcode events -- CPython 3.14 in Pyodide, seen)
+                frame.f_trace = local
                 return local
             return None
 
@@ -157,18 +160,44 @@ class _Notes:
 
 # -- plain Python state: subscripts and attributes, read off the bytecode ------------------------
 
-_OPCODES = sys.version_info[:2] == (3, 11)  # (the bytecode patterns below are 3.11's)
-_LOADS = frozenset({"LOAD_FAST", "LOAD_DEREF", "LOAD_CLOSURE", "LOAD_GLOBAL", "LOAD_NAME"})
+# The bytecode patterns below are CPython 3.11's and 3.12+'s (3.14's in Pyodide): where
+# they differ, both are read (``BINARY_SUBSCR`` / ``BINARY_OP []``, ``LOAD_METHOD`` /
+# ``LOAD_ATTR`` with its method bit, the 3.13+ two-local loads split in two).
+_OPCODES = sys.version_info >= (3, 11)
+_LOADS = frozenset(
+    {
+        "LOAD_FAST", "LOAD_FAST_BORROW", "LOAD_FAST_CHECK", "LOAD_DEREF", "LOAD_CLOSURE",
+        "LOAD_GLOBAL", "LOAD_NAME",
+    }
+)  # fmt: skip
+_CONSTANTS = frozenset({"LOAD_CONST", "LOAD_SMALL_INT"})
+_TWO_LOADS = frozenset({"LOAD_FAST_LOAD_FAST", "LOAD_FAST_BORROW_LOAD_FAST_BORROW"})
 _MUTATORS = frozenset(
     {"append", "extend", "insert", "pop", "remove", "clear", "update", "setdefault", "popitem"}
 )
 _MISSING = object()
+_METHOD_BIT = sys.version_info >= (3, 12)  # LOAD_ATTR's low bit: a method load
 
 
 @functools.lru_cache(maxsize=512)
 def _instructions(code: Any) -> tuple[list, dict[int, int]]:
-    found = list(dis.get_instructions(code))
+    found = []
+    for ins in dis.get_instructions(code):
+        if ins.opname in _TWO_LOADS:  # (3.13+) two locals at once: read as two loads
+            found += [ins._replace(opname="LOAD_FAST", argval=name) for name in ins.argval]
+        else:
+            found.append(ins)
     return found, {ins.offset: k for k, ins in enumerate(found)}
+
+
+def _opname(ins: Any) -> str:
+    """The instruction's name, 3.11's spelling where 3.12+ spell the same thing otherwise."""
+    name = ins.opname
+    if name == "BINARY_OP" and ins.argrepr == "[]":
+        return "BINARY_SUBSCR"
+    if name == "LOAD_ATTR" and _METHOD_BIT and ins.arg is not None and ins.arg & 1:
+        return "LOAD_METHOD"
+    return name
 
 
 class _PlainState:
@@ -194,7 +223,7 @@ class _PlainState:
         k = index.get(frame.f_lasti)
         if k is None:
             return
-        name = found[k].opname
+        name = _opname(found[k])
         if name == "BINARY_SUBSCR":
             augmented = k >= 4 and found[k - 1].opname == found[k - 2].opname == "COPY"
             first = k - 4 if augmented else k - 2
@@ -230,7 +259,7 @@ class _PlainState:
         if k < 0:
             return None
         ins = found[k]
-        if ins.opname == "LOAD_CONST":
+        if ins.opname in _CONSTANTS:
             return ins.argval, None
         if ins.opname not in _LOADS:
             return None
@@ -293,15 +322,30 @@ def _user_class(cls: type) -> bool:
     return _user(filename, is_internal)
 
 
-_LIBRARY = tuple({sysconfig.get_paths()[key] + os.sep for key in ("stdlib", "platstdlib")})
-_INSTALLED = tuple({sysconfig.get_paths()[key] + os.sep for key in ("purelib", "platlib")})
+def _folder(path: str) -> str:
+    """``path`` as frames spell it, ending in a separator (Pyodide's prefix is ``/``, so
+    sysconfig says ``//lib/python3.14``; its frames say ``/lib/python3.14``)."""
+    if os.sep == "/" and path.startswith("//"):
+        path = "/" + path.lstrip("/")
+    return path.rstrip(os.sep) + os.sep
+
+
+_LIBRARY = tuple(
+    sorted(
+        {_folder(sysconfig.get_paths()[key]) for key in ("stdlib", "platstdlib")}
+        # where the standard library really is: in Pyodide, a zip file (/lib/python314.zip)
+        | {_folder(os.path.dirname(os.__file__))}
+    )
+)
+_INSTALLED = tuple(sorted({_folder(sysconfig.get_paths()[key]) for key in ("purelib", "platlib")}))
 
 
 def _user(filename: str, internal: Any) -> bool:
     """Whether a frame of ``filename`` is the program's: not Counterpoint's (the VM, the
     IPython extension, the kernel, the widgets), not the
-    standard library's, not code Python generates (``<string>``, ``<frozen ...>``)."""
-    if filename.startswith(("<string>", "<frozen")) or filename.startswith(_LIBRARY):
+    standard library's or an installed package's, not code Python generates
+    (``<string>``, ``<frozen ...>``)."""
+    if filename.startswith(("<string>", "<frozen", *_LIBRARY, *_INSTALLED)):
         return False
     return not internal(filename) and not ours(filename)
 

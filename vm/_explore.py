@@ -18,6 +18,7 @@ deterministic given its choices (``cp.NondeterminismError`` otherwise).
 from __future__ import annotations
 
 import linecache
+import sys
 import time
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
@@ -885,6 +886,8 @@ def _progress_bar(total: int, strategy: str, progress: bool | None) -> Any:
         from tqdm.auto import tqdm
     except ImportError:  # pragma: no cover - tqdm is a dependency
         return None
+    if sys.platform == "emscripten":  # (no threads in the browser: no monitor thread)
+        tqdm.monitor_interval = 0
     return tqdm(total=total, desc=f"exploring ({strategy})", unit="schedule", delay=1.0)
 
 

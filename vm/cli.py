@@ -7,6 +7,7 @@
                                 [--journal-tail N [--journal-steps]]
     counterpoint nbrun NOTEBOOK.ipynb [--output OUT] [--timeout S]
     counterpoint replay JOURNAL [PROGRAM.py] [--trust]
+    counterpoint lite build [--output DIR] [--notebooks DIR] [--cache DIR]
 
 ``run`` loads the file, calls its ``async def main()`` on a fresh VM and prints
 the result, the virtual time, the number of steps and the journal digest (exit
@@ -335,7 +336,45 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="run the code the journal names (its cells, or its recorded program)",
     )
+    lite = commands.add_parser(
+        "lite",
+        help="the course as a static JupyterLite site (Python in the browser)",
+        description="Build the course as a static JupyterLite site: JupyterLab and the "
+        "Pyodide kernel with Counterpoint preinstalled, made from the package registries "
+        "only; any static host serves it (docs/jupyterlite.md).",
+    )
+    lite_commands = lite.add_subparsers(dest="lite_command", required=True)
+    lite_build = lite_commands.add_parser("build", help="build the site")
+    lite_build.add_argument(
+        "--output", type=Path, default=Path("_site"), help="the site's folder (default: _site)"
+    )
+    lite_build.add_argument(
+        "--notebooks", type=Path, default=None, help="the notebooks (default: the course's)"
+    )
+    lite_build.add_argument(
+        "--cache",
+        type=Path,
+        default=None,
+        help="downloads are kept here (default: ~/.cache/counterpoint/lite)",
+    )
     return parser
+
+
+def lite_build(output: Path, notebooks: Path | None, cache: Path | None) -> int:
+    from . import lite
+
+    try:
+        built = lite.build(output, notebooks=notebooks, cache=cache)
+    except lite.LiteBuildError as error:
+        print(f"counterpoint lite build: {error}", file=sys.stderr)
+        return 1
+    print(
+        f"built {built['output']}: {built['bytes'] / 1e6:.1f} MB, {built['notebooks']} "
+        f"notebooks, Pyodide {built['pyodide']} (Python {built['python']}), "
+        f"{len(built['packages'])} packages, in {built['seconds']} s"
+    )
+    print(f"serve it with any static host, e.g.  python -m http.server -d {built['output']}")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -353,6 +392,8 @@ def main(argv: list[str] | None = None) -> int:
         )
     if args.command == "replay":
         return replay_file(args.journal, args.program, trust=args.trust)
+    if args.command == "lite":
+        return lite_build(args.output, args.notebooks, args.cache)
     from .kernel import commands
 
     if args.command == "install":

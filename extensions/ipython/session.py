@@ -33,6 +33,9 @@ PRELOADED = tuple(cp.__all__)
 #: of memory (every step is a journal record).  ``%vm reset --max-steps N|none``.
 SESSION_MAX_STEPS = 5_000_000
 
+#: in the browser (JupyterLite's Pyodide kernel), which awaits ``run_cell_async`` itself
+IN_BROWSER = sys.platform == "emscripten"
+
 
 def outcome_of(error: BaseException | None) -> tuple:
     """The value of a ``cell_done`` record: ("ok",), or (outcome, type, message)."""
@@ -96,6 +99,8 @@ class Session:
         self.replaying = False  # True while `counterpoint replay` drives the shell
         self._showtraceback = shell.showtraceback
         self._installed = False
+        self._in_run_cell = 0  # (nested) shell.run_cell calls under way
+        self._typed: str | None = None  # in the browser: the cell as typed (not transformed)
         self.install()
 
     # -- installing and removing ---------------------------------------------------------
@@ -109,6 +114,15 @@ class Session:
         shell.autoawait = True
         self._run_cell = shell.run_cell
         shell.run_cell = self._run_journaled_cell
+        if IN_BROWSER:
+            self._run_cell_async = shell.run_cell_async
+            shell.run_cell_async = self._run_cell_async_in_browser
+            self._lite_showtraceback = shell._showtraceback
+            shell._showtraceback = self._show_traceback_in_browser
+            kernel = getattr(shell, "kernel", None)
+            if kernel is not None and hasattr(kernel, "run"):
+                self._kernel_run = kernel.run
+                kernel.run = self._kernel_run_in_browser
         shell.showtraceback = self._show_user_traceback
         from .magics import CounterpointMagics
 
@@ -134,6 +148,11 @@ class Session:
                 del shell.run_cell  # the class's method again
             else:
                 shell.run_cell = self._run_cell  # someone else's wrapper
+        if IN_BROWSER and shell.run_cell_async == self._run_cell_async_in_browser:
+            shell.run_cell_async = self._run_cell_async
+            shell._showtraceback = self._lite_showtraceback
+            if getattr(self, "_kernel_run", None) is not None:
+                shell.kernel.run = self._kernel_run
         shell.showtraceback = self._showtraceback
         shell.loop_runner = "asyncio"
         if vm_session.vm is self.vm:
@@ -203,20 +222,73 @@ class Session:
         silent = kwargs.get("silent", args[1] if len(args) > 1 else False)
         run = self._run_cell
         if silent:
-            return run(raw_cell, *args, **kwargs)
+            self._in_run_cell += 1
+            try:
+                return run(raw_cell, *args, **kwargs)
+            finally:
+                self._in_run_cell -= 1
         vm = self.vm
         self.cells += 1
         number = self.cells
-        lowlevel.mark(vm, CELL, number, raw_cell)
+        typed, self._typed = self._typed, None
+        lowlevel.mark(vm, CELL, number, raw_cell if typed is None else typed)
         self.running_cell = number
+        self._in_run_cell += 1
         try:
             result = run(raw_cell, *args, **kwargs)
         finally:
             self.running_cell = None
+            self._in_run_cell -= 1
         if self.vm is vm:  # (not after a `%vm reset` in this very cell)
             outcome = outcome_of(result.error_before_exec or result.error_in_exec)
             lowlevel.mark(vm, CELL_DONE, number, outcome)
         return result
+
+    async def _run_cell_async_in_browser(
+        self,
+        raw_cell: str,
+        store_history: bool = False,
+        silent: bool = False,
+        shell_futures: bool = True,
+        **kwargs: Any,
+    ) -> Any:
+        """``shell.run_cell_async`` in JupyterLite.  Its Pyodide kernel awaits this
+        itself, on the browser's event loop, where a real kernel calls ``run_cell``:
+        that would bypass the session's loop runner (``await`` would not reach the VM)
+        and the journal.  So the cell goes through ``shell.run_cell``, as on a real
+        kernel; IPython's own ``run_cell`` then calls this again for the coroutine it
+        hands to the loop runner, and that call is passed through."""
+        if self._in_run_cell:
+            return await self._run_cell_async(
+                raw_cell, store_history, silent, shell_futures, **kwargs
+            )
+        cell_id = kwargs.get("cell_id")
+        return self.shell.run_cell(
+            raw_cell,
+            store_history=store_history,
+            silent=silent,
+            shell_futures=shell_futures,
+            cell_id=cell_id,
+        )
+
+    async def _kernel_run_in_browser(self, code: str) -> Any:
+        """The Pyodide kernel's ``run``: it transforms a cell before IPython does (a
+        newline added at the end, ``%pip`` made ``piplite``), so the source to journal,
+        the one a real kernel would journal, is noted here."""
+        self._typed = code
+        try:
+            return await self._kernel_run(code)
+        finally:
+            self._typed = None
+
+    def _show_traceback_in_browser(self, kind: Any, error: Any, lines: Any) -> Any:
+        """The Pyodide kernel names an error ``str(kind)`` ("<class 'counterpoint.Deadlock'>");
+        a real kernel, and so the stored notebooks, name it ``kind.__name__``."""
+        shown = self._lite_showtraceback(kind, error, lines)
+        last = getattr(self.shell, "_last_traceback", None)
+        if isinstance(last, dict) and isinstance(kind, type):
+            last["ename"] = kind.__name__
+        return shown
 
     # -- warnings -----------------------------------------------------------------------------
 

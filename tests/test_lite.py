@@ -1,0 +1,261 @@
+"""The course with no install: ``counterpoint lite build`` makes a static JupyterLite site
+from the package registries, and every course notebook runs in it, in Chromium, on the
+Pyodide kernel, with the outputs stored in the notebook (the ones nbval checks on the
+real kernel), while the browser can reach nothing but the site (docs/jupyterlite.md).
+"""
+
+from __future__ import annotations
+
+import configparser
+import functools
+import hashlib
+import http.server
+import json
+import re
+import threading
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from counterpoint import lite
+from tests.browser import ARTIFACTS, CHROMIUM, need_browser
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parent.parent
+COURSE = sorted((ROOT / "notebooks").glob("*.ipynb"))
+#: Chromium resolves no name but the site's address: nothing can be fetched from outside
+OFFLINE_ARGS = [
+    "--no-sandbox",
+    "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1",
+    "--disable-background-networking",
+    "--disable-component-update",
+]
+
+
+# -- the site -----------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: Any) -> dict:
+    cache = tmp_path_factory.mktemp("lite-cache")
+    output = tmp_path_factory.mktemp("lite") / "site"
+    return lite.build(output, cache=cache, log=lambda *args, **kwargs: None)
+
+
+def test_the_site_carries_pyodide_and_a_lock_file_whose_every_wheel_is_in_it(site):
+    root = Path(site["output"])
+    pyodide = root / "static" / "pyodide"
+    lock = json.loads((pyodide / "pyodide-lock.json").read_text())
+    assert lock["info"]["python"] == site["python"]
+    assert {"counterpoint", "ipython", "micropip", "anywidget", "pyodide-kernel"} <= set(
+        lock["packages"]
+    )
+    for name, entry in lock["packages"].items():
+        wheel = pyodide / entry["file_name"]  # (a bare file name: no CDN, no other host)
+        assert wheel.is_file(), name
+        assert hashlib.sha256(wheel.read_bytes()).hexdigest() == entry["sha256"], name
+        assert set(entry["depends"]) <= set(lock["packages"]), name
+    # Counterpoint's kernel-only dependencies stay out of the browser
+    assert "jupyter-client" not in lock["packages"] and "nbclient" not in lock["packages"]
+
+
+def test_the_site_preloads_counterpoint_and_never_falls_back_to_pypi(site):
+    config = json.loads((Path(site["output"]) / "jupyter-lite.json").read_text())
+    kernel = config["jupyter-config-data"]["litePluginSettings"][
+        "@jupyterlite/pyodide-kernel-extension:kernel"
+    ]
+    assert kernel["pyodideUrl"] == "./static/pyodide/pyodide.mjs"
+    assert kernel["disablePyPIFallback"] is True
+    assert {"counterpoint", "counterpoint-jupyterlite"} <= set(
+        kernel["loadPyodideOptions"]["packages"]
+    )
+
+
+def test_the_course_is_in_the_site_on_the_pyodide_kernel(site):
+    files = Path(site["output"]) / "files"
+    assert sorted(p.name for p in files.glob("*.ipynb")) == [p.name for p in COURSE]
+    for path in files.glob("*.ipynb"):
+        assert json.loads(path.read_text())["metadata"]["kernelspec"]["name"] == "python"
+
+
+def test_the_startup_wheel_loads_the_extension_from_ipythons_config(tmp_path):
+    wheel = lite.startup_wheel("1.2.3", tmp_path)
+    with zipfile.ZipFile(wheel) as archive:
+        config = archive.read(
+            "counterpoint_jupyterlite-1.2.3.data/data/etc/ipython/ipython_config.py"
+        ).decode()
+        record = archive.read("counterpoint_jupyterlite-1.2.3.dist-info/RECORD").decode()
+    assert 'c.InteractiveShellApp.extensions = ["counterpoint"]' in config
+    assert "ipython_config.py,sha256=" in record
+
+
+def test_the_kernel_only_dependencies_are_left_out_in_pyodide_only():
+    environment = lite.marker_environment({"python": "3.14.2"})
+    wheel = lite.Wheel(
+        Path("x.whl"),
+        "counterpoint",
+        "0",
+        ["ipython>=8.18", "ipykernel>=6.29; sys_platform != 'emscripten'", "pytest; extra == 't'"],
+        [],
+    )
+    assert [name for name, _ in wheel.dependencies(environment)] == ["ipython"]
+
+
+def test_a_requirement_the_site_cannot_meet_stops_the_build_naming_it(tmp_path):
+    def fake(name: str, version: str, requires: list[str]) -> Path:
+        path = tmp_path / f"{name}-{version}-py3-none-any.whl"
+        with zipfile.ZipFile(path, "w") as archive:
+            meta = "".join(f"Requires-Dist: {r}\n" for r in requires)
+            archive.writestr(
+                f"{name}-{version}.dist-info/METADATA",
+                f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n{meta}",
+            )
+        return path
+
+    environment = lite.marker_environment({"python": "3.14.2"})
+    given = {"a": fake("a", "1.0", ["b>=2"]), "b": fake("b", "1.5", [])}
+    with pytest.raises(lite.LiteBuildError, match=r"a 1.0 needs b>=2, but the site has b 1.5"):
+        lite.resolve(["a"], given, {}, environment, download=None)
+    with pytest.raises(lite.LiteBuildError, match=r"a 1.0 needs c, which neither"):
+        lite.resolve(["a"], {"a": fake("a", "1.0", ["c"])}, {}, environment, download=None)
+
+
+# -- the course, run in the browser -------------------------------------------------------------
+
+
+class _Quiet(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def served(site: dict) -> Any:
+    handler = functools.partial(_Quiet, directory=site["output"])
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture(scope="module")
+def offline_chromium() -> Any:
+    need_browser()
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as driver:
+        browser = driver.chromium.launch(executable_path=CHROMIUM, args=OFFLINE_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+RUN_EVERY_CODE_CELL = """async () => {
+    const app = window.jupyterapp, notebook = app.shell.currentWidget.content;
+    for (let i = 0; i < notebook.widgets.length; i++) {
+        if (notebook.widgets[i].model.type !== 'code') continue;
+        notebook.activeCellIndex = i;
+        await app.commands.execute('notebook:run-cell');
+    }
+    return notebook.model.toJSON().cells;
+}"""
+KERNEL_READY = """() => {
+    const panel = window.jupyterapp && window.jupyterapp.shell.currentWidget;
+    const kernel = panel && panel.sessionContext && panel.sessionContext.session
+        && panel.sessionContext.session.kernel;
+    return kernel && kernel.status === 'idle' && kernel.name;
+}"""
+
+
+def run_in_the_browser(browser: Any, base: str, name: str) -> tuple[list, str, list[str]]:
+    """Open ``name`` in the site's JupyterLab, run its code cells one by one (as nbval
+    does: a cell that raises does not stop the rest), and return the notebook's cells,
+    the kernel's name, and every request that tried to leave the site."""
+    outside: list[str] = []
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+
+    def route(request_route: Any) -> None:
+        url = request_route.request.url
+        if not url.startswith(base + "/"):
+            outside.append(url)
+            request_route.abort()
+        elif url.split("?")[0] == f"{base}/jupyter-lite.json":
+            # the test's only change: the app as window.jupyterapp, to run its commands
+            response = request_route.fetch()
+            config = response.json()
+            config["jupyter-config-data"]["exposeAppInBrowser"] = True
+            request_route.fulfill(response=response, json=config)
+        else:
+            request_route.continue_()
+
+    context.route("**/*", route)
+    page = context.new_page()
+    try:
+        page.goto(f"{base}/lab/index.html?path={name}")
+        page.wait_for_function(KERNEL_READY, timeout=240_000)
+        kernel = page.evaluate(KERNEL_READY)
+        cells = page.evaluate(RUN_EVERY_CODE_CELL)
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / f"lite-{Path(name).stem}.png"))
+    finally:
+        context.close()
+    return cells, kernel, outside
+
+
+def _sanitizers() -> list[tuple[re.Pattern, str]]:
+    parser = configparser.ConfigParser()
+    parser.read(ROOT / "notebooks" / "nbval-sanitize.cfg")
+    return [(re.compile(parser[s]["regex"]), parser[s]["replace"]) for s in parser.sections()]
+
+
+def comparable(outputs: list[dict]) -> list[tuple[str, str]]:
+    """A cell's outputs as nbval compares them: streams (coalesced), the plain-text
+    form of results and displays, and errors by name and message; sanitized alike."""
+    found: list[tuple[str, str]] = []
+    for output in outputs:
+        kind = output["output_type"]
+        if kind == "stream":
+            text = "".join(output["text"])
+            if found and found[-1][0] == output["name"]:
+                found[-1] = (output["name"], found[-1][1] + text)
+                continue
+            found.append((output["name"], text))
+        elif kind in ("execute_result", "display_data"):
+            found.append((kind, "".join(output["data"].get("text/plain", ""))))
+        elif kind == "error":
+            found.append(("error", f"{output['ename']}: {output['evalue']}"))
+    sanitizers = _sanitizers()
+    for regex, replace in sanitizers:
+        found = [(kind, regex.sub(replace, text)) for kind, text in found]
+    return found
+
+
+@pytest.mark.parametrize("notebook", COURSE, ids=lambda path: path.stem)
+def test_the_course_notebook_runs_in_the_browser_with_its_stored_outputs(
+    notebook, offline_chromium, served
+):
+    cells, kernel, outside = run_in_the_browser(offline_chromium, served, notebook.name)
+    assert kernel == "python"  # the Pyodide kernel: no server runs a kernel
+    assert outside == []
+    stored = json.loads(notebook.read_text())["cells"]
+    assert len(cells) == len(stored)
+    different = []
+    for number, (ran, kept) in enumerate(zip(cells, stored, strict=True)):
+        if kept["cell_type"] != "code":
+            continue
+        if ran.get("execution_count") is None:
+            different.append(f"cell {number} did not run")
+        elif comparable(ran["outputs"]) != comparable(kept["outputs"]):
+            different.append(
+                f"cell {number}: {''.join(kept['source'])[:200]}\n"
+                f"  stored:  {comparable(kept['outputs'])}\n"
+                f"  browser: {comparable(ran['outputs'])}"
+            )
+    assert not different, "\n\n".join(different)
