@@ -12,6 +12,8 @@ import hashlib
 import http.server
 import json
 import re
+import subprocess
+import sys
 import threading
 import zipfile
 from pathlib import Path
@@ -21,6 +23,7 @@ import pytest
 
 from counterpoint import lite
 from tests.browser import ARTIFACTS, CHROMIUM, need_browser
+from tests.lite_kernel_program import CELLS
 
 pytestmark = pytest.mark.slow
 
@@ -123,6 +126,33 @@ def test_a_requirement_the_site_cannot_meet_stops_the_build_naming_it(tmp_path):
         lite.resolve(["a"], {"a": fake("a", "1.0", ["c"])}, {}, environment, download=None)
 
 
+# -- the session under the Pyodide kernel (simulated on the host) ------------------------------
+
+
+def _kernel_program(mode: str) -> dict:
+    program = Path(__file__).with_name("lite_kernel_program.py")
+    done = subprocess.run(
+        [sys.executable, str(program), mode], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_cells_the_pyodide_kernel_awaits_itself_run_on_the_session_vm_as_on_a_real_kernel():
+    browser, host = _kernel_program("browser"), _kernel_program("host")
+    assert browser["results"][:2] == ["3", "3"]  # await reached the VM; time carried on
+    assert browser["results"] == host["results"]
+    # journaled as typed (the kernel's added newline is not the user's), so the journal
+    # is the one a real kernel writes, digest and all
+    assert browser["sources"] == host["sources"] == [*CELLS]
+    assert browser["digest"] == host["digest"]
+    deadlock = browser["errors"][4]
+    assert deadlock["ename"] == "Deadlock"  # as a real kernel names it, not "<class ...>"
+    assert deadlock["evalue"] == host["errors"][4]["evalue"]
+    assert "'napper'  sleeping  until tick 13" in browser["results"][3]  # %tasks, a task
+    assert browser["results"][5] == "14"  # that outlived its cell; the VM usable after
+
+
 # -- the course, run in the browser -------------------------------------------------------------
 
 
@@ -215,9 +245,17 @@ def _sanitizers() -> list[tuple[re.Pattern, str]]:
     return [(re.compile(parser[s]["regex"]), parser[s]["replace"]) for s in parser.sections()]
 
 
+#: the one thing the browser adds: its note that thread and process workers run inline
+BROWSER_NOTE = re.compile(
+    r"RuntimeWarning: workers='(thread|process)' cannot run in the browser [^\n]*\n"
+    r"  Cell In\[\d+\], line \d+: [^\n]*\n"
+)
+
+
 def comparable(outputs: list[dict]) -> list[tuple[str, str]]:
     """A cell's outputs as nbval compares them: streams (coalesced), the plain-text
-    form of results and displays, and errors by name and message; sanitized alike."""
+    form of results and displays, and errors by name and message; sanitized alike.
+    The browser's note about workers is left out (docs/jupyterlite.md)."""
     found: list[tuple[str, str]] = []
     for output in outputs:
         kind = output["output_type"]
@@ -231,8 +269,9 @@ def comparable(outputs: list[dict]) -> list[tuple[str, str]]:
             found.append((kind, "".join(output["data"].get("text/plain", ""))))
         elif kind == "error":
             found.append(("error", f"{output['ename']}: {output['evalue']}"))
-    sanitizers = _sanitizers()
-    for regex, replace in sanitizers:
+    found = [(kind, BROWSER_NOTE.sub("", text)) for kind, text in found]
+    found = [(kind, text) for kind, text in found if kind != "stderr" or text]
+    for regex, replace in _sanitizers():
         found = [(kind, regex.sub(replace, text)) for kind, text in found]
     return found
 

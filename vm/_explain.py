@@ -133,6 +133,8 @@ class _Notes:
         notes = self
 
         plain = _PlainState(notes)
+        started: dict[int, Any] = {}  # frames begun (kept, so that their ids are not reused)
+        resumed: dict[int, int] = {}  # a frame resumed -> its line then (3.12+ only)
 
         def local(frame: Any, event: str, arg: Any) -> Any:
             if notes.checking():  # (the invariant's own lines are no step's)
@@ -140,10 +142,13 @@ class _Notes:
             if event == "opcode":
                 if notes.marks:
                     plain.opcode(frame)
-            elif event == "line" and notes.marks:
-                code = frame.f_code
-                where = _where(code.co_filename, frame.f_lineno, frame.f_globals)
-                notes.marks[-1].append((notes.when(), where))
+            elif event == "line":
+                if resumed and resumed.pop(id(frame), None) == frame.f_lineno:
+                    return local  # (3.12+ repeat the line a coroutine resumes on; 3.11 not)
+                if notes.marks:
+                    code = frame.f_code
+                    where = _where(code.co_filename, frame.f_lineno, frame.f_globals)
+                    notes.marks[-1].append((notes.when(), where))
             return local
 
         def call(frame: Any, event: str, arg: Any) -> Any:
@@ -152,10 +157,19 @@ class _Notes:
                 # (3.12+: unless f_trace is set here too, the first frame of each code
                 # object gets no opcode events -- CPython 3.14 in Pyodide, seen)
                 frame.f_trace = local
+                if _RESUME_LINES:
+                    if id(frame) in started:
+                        resumed[id(frame)] = frame.f_lineno
+                    else:
+                        started[id(frame)] = frame
                 return local
             return None
 
         return call
+
+
+#: whether a resumed coroutine's first line event repeats the line it resumed on (3.12+)
+_RESUME_LINES = sys.version_info >= (3, 12)
 
 
 # -- plain Python state: subscripts and attributes, read off the bytecode ------------------------

@@ -432,6 +432,7 @@ def build(
         raise LiteBuildError(
             f"jupyter lite build failed:\n{done.stdout[-4000:]}\n{done.stderr[-4000:]}"
         )
+    (output / ".nojekyll").touch()  # (GitHub Pages: serve the folders as they are)
     size = sum(p.stat().st_size for p in output.rglob("*") if p.is_file())
     summary = {
         "output": str(output),

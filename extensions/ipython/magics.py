@@ -337,6 +337,13 @@ class CounterpointMagics(Magics):
         """
         if line.strip():
             raise UsageError("%replay takes no arguments")
+        if sys.platform == "emscripten":  # (JupyterLite: docs/jupyterlite.md)
+            raise UsageError(
+                "%replay re-runs the session in a fresh process, and the browser has no "
+                "processes: save the journal (vm.journal.save('session.db')), download it, "
+                "and run `counterpoint replay session.db --trust` where Counterpoint is "
+                "installed"
+            )
         if self.session.replaying:
             return Text("(%replay is skipped while replaying)")
         from .replay import plan

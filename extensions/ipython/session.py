@@ -293,12 +293,11 @@ class Session:
     # -- warnings -----------------------------------------------------------------------------
 
     def _show_warning(self, message, category, filename, lineno, file=None, line=None):
-        """``UnobservedTaskFailure`` at a cell's line reads "Cell In[5], line 2" (as
-        tracebacks do), not the cell's temporary file name, which changes from run
-        to run, so notebooks that show one still compare equal under nbval."""
-        label = None
-        if issubclass(category, cp.UnobservedTaskFailure):
-            label = self.shell.compile.format_code_name(filename)
+        """A warning at a cell's line (``UnobservedTaskFailure``, the browser's note on
+        workers, the user's own) reads "Cell In[5], line 2" (as tracebacks do), not the
+        cell's temporary file name, which changes from run to run, so notebooks that
+        show one still compare equal under nbval."""
+        label = self.shell.compile.format_code_name(filename)
         if label is None:
             return self._showwarning(message, category, filename, lineno, file, line)
         source = line if line is not None else linecache.getline(filename, lineno)
