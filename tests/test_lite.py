@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 
+import counterpoint as cp
 from counterpoint import lite
 from tests.browser import ARTIFACTS, CHROMIUM, need_browser
 from tests.lite_kernel_program import CELLS
@@ -124,6 +125,88 @@ def test_a_requirement_the_site_cannot_meet_stops_the_build_naming_it(tmp_path):
         lite.resolve(["a"], given, {}, environment, download=None)
     with pytest.raises(lite.LiteBuildError, match=r"a 1.0 needs c, which neither"):
         lite.resolve(["a"], {"a": fake("a", "1.0", ["c"])}, {}, environment, download=None)
+
+
+def test_the_build_never_replaces_a_folder_that_is_not_a_site(tmp_path):
+    home = tmp_path / "home"
+    (home / "thesis").mkdir(parents=True)
+    (home / "thesis" / "chapter1.tex").write_text("irreplaceable")
+    with pytest.raises(lite.LiteBuildError, match="not empty and holds no site"):
+        lite.build(home, cache=tmp_path / "cache")
+    assert (home / "thesis" / "chapter1.tex").read_text() == "irreplaceable"
+    with pytest.raises(lite.LiteBuildError, match="is a file, not a folder"):
+        lite.build(home / "thesis" / "chapter1.tex", cache=tmp_path / "cache")
+    assert not (tmp_path / "cache").exists()  # (refused before anything was fetched)
+
+
+def test_a_notebooks_folder_without_notebooks_is_refused(tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(lite.LiteBuildError, match=r"no notebooks \(\*\.ipynb\) in"):
+        lite.build(tmp_path / "site", notebooks=tmp_path / "empty", cache=tmp_path / "c")
+
+
+def test_lite_build_on_the_command_line_says_what_is_wrong_and_exits_1(tmp_path, capsys):
+    from counterpoint.cli import main
+
+    (tmp_path / "notes.txt").write_text("mine")
+    assert main(["lite", "build", "--output", str(tmp_path)]) == 1
+    assert "counterpoint lite build: " in capsys.readouterr().err
+    assert (tmp_path / "notes.txt").read_text() == "mine"
+
+
+# -- what runs otherwise in the browser (sys.platform == "emscripten", simulated) ----------------
+
+
+@cp.worker.task
+def _double(x):
+    return 2 * x
+
+
+async def _with_a_worker():
+    handle = cp.worker.start("_double", 21, cost=2)
+    await cp.worker.wait(handle)
+    return cp.worker.result(handle)
+
+
+async def _lost_update():
+    box = {"n": 0}
+
+    async def add():
+        seen = box["n"]
+        await cp.checkpoint()
+        box["n"] = seen + 1
+
+    await cp.par(add(), add())
+    return box["n"]
+
+
+def test_in_the_browser_thread_process_and_dask_workers_run_inline_saying_so(monkeypatch):
+    with cp.VM(workers="inline") as vm:
+        expected = (vm.run(_with_a_worker()), vm.journal.digest())
+    monkeypatch.setattr(sys, "platform", "emscripten")
+    for workers in ("thread", "process", "dask"):
+        note = f"workers='{workers}' cannot run in the browser"
+        with pytest.warns(RuntimeWarning, match=note), cp.VM(workers=workers) as vm:
+            assert (vm.run(_with_a_worker()), vm.journal.digest()) == expected
+
+
+def test_in_the_browser_explore_processes_explores_here_with_the_same_report(monkeypatch):
+    here = cp.explore(_lost_update, progress=False)
+    monkeypatch.setattr(sys, "platform", "emscripten")
+    with pytest.warns(RuntimeWarning, match="processes=2 cannot run in the browser"):
+        there = cp.explore(_lost_update, processes=2, progress=False)
+    assert there.summary() == here.summary()
+    assert there.outcomes == here.outcomes
+
+
+def test_in_the_browser_replay_says_why_it_cannot(monkeypatch):
+    from IPython.core.error import UsageError
+
+    from counterpoint.ipython.magics import CounterpointMagics
+
+    monkeypatch.setattr(sys, "platform", "emscripten")
+    with pytest.raises(UsageError, match="the browser has no processes"):
+        CounterpointMagics.replay(object.__new__(CounterpointMagics), "")
 
 
 # -- the session under the Pyodide kernel (simulated on the host) ------------------------------

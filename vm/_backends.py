@@ -500,20 +500,27 @@ def _settle(done: Any, future: Future) -> None:
 _SHARED: dict[str, Backend] = {}
 
 
+def in_the_browser(message: str) -> None:
+    """A ``RuntimeWarning`` that something runs otherwise in the browser (JupyterLite,
+    docs/jupyterlite.md), at the user's line, not Counterpoint's."""
+    if sys.version_info >= (3, 12):  # (Pyodide's Python is)
+        skip = (os.path.dirname(__file__),)
+        warnings.warn(message, RuntimeWarning, skip_file_prefixes=skip)
+    else:
+        warnings.warn(message, RuntimeWarning, stacklevel=2)
+
+
 def backend_for(workers: Any) -> Backend:
     """The backend for ``VM(workers=...)``: a name, a Backend, a Client or an address."""
     if isinstance(workers, Backend):
         return workers
     if workers == "inline":
         return InlineBackend()
-    if workers in ("thread", "process") and sys.platform == "emscripten":
-        warnings.warn(
+    if workers in ("thread", "process", "dask") and sys.platform == "emscripten":
+        in_the_browser(
             f"workers={workers!r} cannot run in the browser (Pyodide has neither threads "
-            f"nor processes); this VM runs its workers inline, one at a time, with the "
-            f"same results",
-            RuntimeWarning,
-            # (Pyodide is Python >= 3.12) the warning names the user's line
-            skip_file_prefixes=(os.path.dirname(__file__),),
+            f"nor processes, nor Dask); this VM runs its workers inline, one at a time, "
+            f"with the same results"
         )
         return InlineBackend()
     if workers in ("thread", "process"):

@@ -47,6 +47,7 @@ import heapq
 import io
 import itertools
 import pickle
+import sys
 import time
 import types
 import warnings
@@ -96,6 +97,14 @@ def resolve(client: Any, processes: Any) -> Any:
                 f"processes= is how many local worker processes to explore on, a positive "
                 f"int, not {processes!r}"
             )
+        if sys.platform == "emscripten":  # (JupyterLite: docs/jupyterlite.md)
+            from ._backends import in_the_browser
+
+            in_the_browser(
+                f"processes={processes} cannot run in the browser (Pyodide has no "
+                f"processes); exploring in this process, which gives the same report"
+            )
+            return None
         return _local_client(processes)
     try:
         from distributed import Client

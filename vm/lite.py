@@ -37,6 +37,7 @@ import shutil
 import subprocess
 import sys
 import tarfile
+import tempfile
 import time
 import urllib.request
 import zipfile
@@ -79,8 +80,14 @@ def pyodide_version() -> str:
 
 
 def _get(url: str) -> bytes:
-    with urllib.request.urlopen(url, timeout=120) as response:
-        return response.read()
+    try:
+        with urllib.request.urlopen(url, timeout=120) as response:
+            return response.read()
+    except OSError as error:  # (URLError, timeouts, resets)
+        raise LiteBuildError(
+            f"could not download {url}: {error}. The build needs the npm registry and "
+            f"PyPI (once: downloads are kept in the cache folder)"
+        ) from error
 
 
 def fetch_pyodide(version: str, cache: Path) -> Path:
@@ -98,13 +105,17 @@ def fetch_pyodide(version: str, cache: Path) -> Path:
             f"the npm tarball of pyodide {version} does not match the registry's "
             f"integrity {integrity}; delete {cache} and build again"
         )
-    partial = cache / f".pyodide-{version}.partial"
-    shutil.rmtree(partial, ignore_errors=True)
-    with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
-        tar.extractall(partial, filter="data")
-    shutil.rmtree(folder, ignore_errors=True)
-    (partial / "package").rename(folder)
-    shutil.rmtree(partial)
+    partial = Path(tempfile.mkdtemp(prefix=f".pyodide-{version}-", dir=cache))
+    try:
+        with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
+            tar.extractall(partial, filter="data")
+        try:
+            (partial / "package").rename(folder)
+        except OSError:  # (another build sharing the cache got there first)
+            if not (folder / "pyodide.mjs").is_file():
+                raise
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)
     return folder
 
 
@@ -369,11 +380,23 @@ def build(
     started = time.monotonic()
     version = pyodide_version()
     output = Path(output).resolve()
+    _check_output(output)
+    notebooks = Path(notebooks) if notebooks is not None else _course_folder()
+    if not sorted(notebooks.glob("*.ipynb")):
+        raise LiteBuildError(f"no notebooks (*.ipynb) in {notebooks}: pass --notebooks DIR")
     cache = Path(cache or Path.home() / ".cache" / "counterpoint" / "lite").resolve()
     cache.mkdir(parents=True, exist_ok=True)
-    notebooks = Path(notebooks) if notebooks is not None else _course_folder()
-    work = cache / "lite-dir"
-    shutil.rmtree(work, ignore_errors=True)
+    scratch = Path(tempfile.mkdtemp(prefix="build-", dir=cache))  # (builds may share a cache)
+    try:
+        return _build(output, notebooks, cache, scratch, version, started, log)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _build(
+    output: Path, notebooks: Path, cache: Path, scratch: Path, version: str, started, log
+) -> dict:
+    work = scratch / "lite-dir"
     pyodide_out = work / "static" / "pyodide"
 
     log(f"pyodide {version} from the npm registry", flush=True)
@@ -392,8 +415,8 @@ def build(
     import counterpoint
 
     given = {**_kernel_wheels()}
-    given["counterpoint"] = counterpoint_wheel(cache / "counterpoint")
-    given["counterpoint-jupyterlite"] = startup_wheel(counterpoint.__version__, cache / "startup")
+    given["counterpoint"] = counterpoint_wheel(scratch / "counterpoint")
+    given["counterpoint-jupyterlite"] = startup_wheel(counterpoint.__version__, scratch / "startup")
     pinned = installed_versions()
     pinned.update({_canonical(n): p["version"] for n, p in lock["packages"].items()})
     wheels = resolve(
@@ -443,8 +466,26 @@ def build(
         "bytes": size,
         "seconds": round(time.monotonic() - started, 1),
     }
-    (output / "counterpoint-lite.json").write_text(json.dumps(summary, indent=1) + "\n")
+    (output / SUMMARY).write_text(json.dumps(summary, indent=1) + "\n")
     return summary
+
+
+SUMMARY = "counterpoint-lite.json"  # what a build writes last: the folder is a site
+
+
+def _check_output(output: Path) -> None:
+    """The build replaces ``output``: only a folder that is empty, missing, or a site
+    this command built (it has ``counterpoint-lite.json``), never anything else."""
+    if not output.exists():
+        return
+    if not output.is_dir():
+        raise LiteBuildError(f"{output} is a file, not a folder for the site")
+    if any(output.iterdir()) and not (output / SUMMARY).is_file():
+        raise LiteBuildError(
+            f"{output} is not empty and holds no site built by counterpoint lite build "
+            f"(no {SUMMARY}): the build replaces its output folder, so give a new or "
+            f"empty folder"
+        )
 
 
 def _lite_config() -> dict:
