@@ -145,6 +145,16 @@ def test_a_notebooks_folder_without_notebooks_is_refused(tmp_path):
         lite.build(tmp_path / "site", notebooks=tmp_path / "empty", cache=tmp_path / "c")
 
 
+def test_a_file_that_is_not_a_notebook_is_named(tmp_path):
+    (tmp_path / "course").mkdir()
+    (tmp_path / "course" / "broken.ipynb").write_text('{"cells": [')
+    with pytest.raises(lite.LiteBuildError, match=r"broken.ipynb is not a notebook"):
+        lite.notebook_for_lite(tmp_path / "course" / "broken.ipynb", tmp_path / "out.ipynb")
+    (tmp_path / "course" / "list.ipynb").write_text("[1, 2]")
+    with pytest.raises(lite.LiteBuildError, match=r"list.ipynb is not a notebook"):
+        lite.notebook_for_lite(tmp_path / "course" / "list.ipynb", tmp_path / "out.ipynb")
+
+
 def test_lite_build_on_the_command_line_says_what_is_wrong_and_exits_1(tmp_path, capsys):
     from counterpoint.cli import main
 

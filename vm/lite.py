@@ -363,8 +363,11 @@ def _kernel_wheels() -> dict[str, Path]:
 
 def notebook_for_lite(source: Path, target: Path) -> None:
     """A course notebook as the site serves it: outputs kept, the kernel the Pyodide one."""
-    notebook = json.loads(source.read_text(encoding="utf-8"))
-    notebook.setdefault("metadata", {})["kernelspec"] = dict(PYODIDE_KERNELSPEC)
+    try:
+        notebook = json.loads(source.read_text(encoding="utf-8"))
+        notebook.setdefault("metadata", {})["kernelspec"] = dict(PYODIDE_KERNELSPEC)
+    except (ValueError, AttributeError) as error:  # (bad JSON or UTF-8; not an object)
+        raise LiteBuildError(f"{source} is not a notebook: {error}") from error
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(json.dumps(notebook, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
 
