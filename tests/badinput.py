@@ -11,7 +11,10 @@ module renders, so the documentation cannot drift.  After adding a case::
 from __future__ import annotations
 
 import asyncio
+import atexit
+import shutil
 import sys
+import tempfile
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -478,6 +481,59 @@ def _changed_program():
     vm = cp.VM()
     vm.run(original())
     return cp.replay(changed, vm.journal)
+
+
+# -- recovery (docs/recovery.md) ----------------------------------------------------------------
+
+
+async def _two_ticks():
+    await cp.sleep(2)
+    return "done"
+
+
+def _folder() -> Path:
+    """A temporary folder, removed when the process exits."""
+    folder = Path(tempfile.mkdtemp(prefix="counterpoint-badinput-"))
+    atexit.register(shutil.rmtree, folder, True)
+    return folder
+
+
+def _journal_file(name: str = "run.db", **options: Any) -> Path:
+    """A finished run's journal file, in a folder of its own."""
+    path = _folder() / name
+    with cp.VM(journal=path, **options) as vm:
+        vm.run(_two_ticks())
+    return path
+
+
+case("recovery", "`cp.VM.recover('missing.db')`", cp.JournalError, "no such journal file")(
+    lambda: cp.VM.recover(ROOT / "missing.db")
+)
+case("recovery", "`cp.VM.recover(42)`", TypeError, "needs a journal file path")(
+    lambda: cp.VM.recover(42)
+)
+
+
+@case("recovery", "recovering a file that is not a journal", cp.JournalError, "not a Counterpoint")
+def _recover_garbage():
+    path = _folder() / "notes.db"
+    path.write_bytes(b"my notes, not a journal\n" * 40)
+    return cp.VM.recover(path)
+
+
+@case("recovery", "recovering with another `seed=` than the run's", ValueError, "leave seed out")
+def _recover_other_seed():
+    return cp.VM.recover(_journal_file(seed=1), seed=2)
+
+
+@case("recovery", "recovering a program that changed", cp.NondeterminismError, "diverged")
+def _recover_changed_program():
+    async def changed():
+        await cp.sleep(3)
+        return "done"
+
+    # (the recovered VM is bound to its file, left untouched: no other program runs on it)
+    return cp.VM.recover(_journal_file()).run(changed())
 
 
 # -- steering ------------------------------------------------------------------------------------
