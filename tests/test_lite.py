@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from scheduler_programs import lost_update  # (two tasks, one counter, an update lost)
 
 import counterpoint as cp
 from counterpoint import lite
@@ -178,18 +179,6 @@ async def _with_a_worker():
     return cp.worker.result(handle)
 
 
-async def _lost_update():
-    box = {"n": 0}
-
-    async def add():
-        seen = box["n"]
-        await cp.checkpoint()
-        box["n"] = seen + 1
-
-    await cp.par(add(), add())
-    return box["n"]
-
-
 def test_in_the_browser_thread_process_and_dask_workers_run_inline_saying_so(monkeypatch):
     with cp.VM(workers="inline") as vm:
         expected = (vm.run(_with_a_worker()), vm.journal.digest())
@@ -201,10 +190,10 @@ def test_in_the_browser_thread_process_and_dask_workers_run_inline_saying_so(mon
 
 
 def test_in_the_browser_explore_processes_explores_here_with_the_same_report(monkeypatch):
-    here = cp.explore(_lost_update, progress=False)
+    here = cp.explore(lost_update, progress=False)
     monkeypatch.setattr(sys, "platform", "emscripten")
     with pytest.warns(RuntimeWarning, match="processes=2 cannot run in the browser"):
-        there = cp.explore(_lost_update, processes=2, progress=False)
+        there = cp.explore(lost_update, processes=2, progress=False)
     assert there.summary() == here.summary()
     assert there.outcomes == here.outcomes
 

@@ -153,7 +153,7 @@ class _Notes:
 
         def call(frame: Any, event: str, arg: Any) -> Any:
             if event == "call" and _user(frame.f_code.co_filename, internal):
-                frame.f_trace_opcodes = _OPCODES
+                frame.f_trace_opcodes = True
                 # (3.12+: unless f_trace is set here too, the first frame of each code
                 # object gets no opcode events -- CPython 3.14 in Pyodide, seen)
                 frame.f_trace = local
@@ -177,7 +177,6 @@ _RESUME_LINES = sys.version_info >= (3, 12)
 # The bytecode patterns below are CPython 3.11's and 3.12+'s (3.14's in Pyodide): where
 # they differ, both are read (``BINARY_SUBSCR`` / ``BINARY_OP []``, ``LOAD_METHOD`` /
 # ``LOAD_ATTR`` with its method bit, the 3.13+ two-local loads split in two).
-_OPCODES = sys.version_info >= (3, 11)
 _LOADS = frozenset(
     {
         "LOAD_FAST", "LOAD_FAST_BORROW", "LOAD_FAST_CHECK", "LOAD_DEREF", "LOAD_CLOSURE",

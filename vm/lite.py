@@ -32,7 +32,6 @@ import email.parser
 import hashlib
 import io
 import json
-import re
 import shutil
 import subprocess
 import sys
@@ -41,8 +40,13 @@ import tempfile
 import time
 import urllib.request
 import zipfile
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
+
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name, parse_wheel_filename
+from packaging.version import Version
 
 __all__ = ["LiteBuildError", "build", "pyodide_version"]
 
@@ -122,32 +126,33 @@ def fetch_pyodide(version: str, cache: Path) -> Path:
 def pip_download(requirement: str, into: Path, python: str) -> Path:
     """The pure-Python wheel of ``requirement`` (``name==version``) from the index."""
     into.mkdir(parents=True, exist_ok=True)
-    name = requirement.split("==")[0]
-    for wheel in _wheels_named(into, name):
-        if f"-{requirement.split('==')[1]}-" in wheel.name and wheel.name.endswith("-none-any.whl"):
-            return wheel
+    name, version = requirement.split("==")
+    found = _pure_wheel(into, name, version)
+    if found is not None:
+        return found
     command = [
         sys.executable, "-m", "pip", "download", "--quiet", "--no-deps",
         "--only-binary=:all:", "--python-version", python, "--platform", "any",
         "--implementation", "py", "--abi", "none", "--dest", str(into), requirement,
     ]  # fmt: skip
     done = subprocess.run(command, capture_output=True, text=True)
-    wheels = [w for w in _wheels_named(into, name) if w.name.endswith("-none-any.whl")]
-    if done.returncode != 0 or not wheels:
+    found = _pure_wheel(into, name, version)
+    if done.returncode != 0 or found is None:
         raise LiteBuildError(
             f"could not download a pure-Python wheel of {requirement} for Python {python} "
             f"from the package index:\n{done.stderr.strip()}"
         )
-    return wheels[0]
+    return found
 
 
-def _canonical(name: str) -> str:
-    return re.sub(r"[-_.]+", "-", name).lower()
-
-
-def _wheels_named(folder: Path, name: str) -> list[Path]:
-    want = _canonical(name)
-    return sorted(w for w in folder.glob("*.whl") if _canonical(w.name.split("-")[0]) == want)
+def _pure_wheel(folder: Path, name: str, version: str) -> Path | None:
+    """A ``*-none-any`` wheel of ``name`` at ``version`` in ``folder``, if there is one."""
+    for wheel in sorted(folder.glob("*.whl")):
+        named, at, _, tags = parse_wheel_filename(wheel.name)
+        pure = any(tag.platform == "any" and tag.abi == "none" for tag in tags)
+        if pure and named == canonicalize_name(name) and at == Version(version):
+            return wheel
+    return None
 
 
 # -- wheels and their metadata ----------------------------------------------------------------
@@ -160,6 +165,7 @@ class Wheel:
     version: str
     requires: list[str]  # Requires-Dist lines
     imports: list[str]
+    depends: list[str] = field(default_factory=list)  # what it needs in Pyodide (resolve())
 
     @classmethod
     def read(cls, path: Path) -> Wheel:
@@ -181,7 +187,7 @@ class Wheel:
                 )
         return cls(
             path,
-            _canonical(meta["Name"]),
+            canonicalize_name(meta["Name"]),
             meta["Version"],
             meta.get_all("Requires-Dist") or [],
             [i for i in imports if i.isidentifier()],
@@ -189,8 +195,6 @@ class Wheel:
 
     def dependencies(self, environment: dict[str, str]) -> list[tuple[str, object]]:
         """(canonical name, specifier set) of each requirement that applies in Pyodide."""
-        from packaging.requirements import Requirement
-
         found = []
         for line in self.requires:
             requirement = Requirement(line)
@@ -198,10 +202,10 @@ class Wheel:
                 {**environment, "extra": ""}
             ):
                 continue
-            found.append((_canonical(requirement.name), requirement.specifier))
+            found.append((canonicalize_name(requirement.name), requirement.specifier))
         return found
 
-    def lock_entry(self, depends: list[str]) -> dict:
+    def lock_entry(self) -> dict:
         return {
             "name": self.name,
             "version": self.version,
@@ -210,7 +214,7 @@ class Wheel:
             "sha256": hashlib.sha256(self.path.read_bytes()).hexdigest(),
             "package_type": "package",
             "imports": self.imports,
-            "depends": sorted(depends),
+            "depends": sorted(self.depends),
             "unvendored_tests": False,
         }
 
@@ -273,8 +277,6 @@ def counterpoint_wheel(into: Path) -> Path:
     import counterpoint
 
     into.mkdir(parents=True, exist_ok=True)
-    for old in _wheels_named(into, "counterpoint"):
-        old.unlink()
     source = Path(counterpoint.__file__).resolve().parent.parent
     if (source / "pyproject.toml").is_file() and (source / "vm" / "lite.py").is_file():
         command = [
@@ -284,7 +286,8 @@ def counterpoint_wheel(into: Path) -> Path:
         done = subprocess.run(command, capture_output=True, text=True)
         if done.returncode != 0:
             raise LiteBuildError(f"could not build Counterpoint's wheel:\n{done.stderr.strip()}")
-        return _wheels_named(into, "counterpoint")[0]
+        (built,) = into.glob("counterpoint-*.whl")  # (``into`` is the build's own folder)
+        return built
     return pip_download(f"counterpoint=={counterpoint.__version__}", into, "3")
 
 
@@ -302,10 +305,10 @@ def resolve(
 
     A name is taken from ``given`` (wheels at hand), else downloaded at the version
     ``pinned`` names (Pyodide's lock, then the build's own environment); each version
-    must meet every specifier that asks for it."""
+    must meet every specifier that asks for it.  Each wheel's ``depends`` is set."""
     wheels: dict[str, Wheel] = {}
     asked: dict[str, list[tuple[str, object]]] = {}
-    todo = [(_canonical(r), "the site", None) for r in roots]
+    todo = [(canonicalize_name(r), "the site", None) for r in roots]
     while todo:
         name, by, specifier = todo.pop(0)
         asked.setdefault(name, []).append((by, specifier))
@@ -319,9 +322,10 @@ def resolve(
                     f"{by} needs {name}, which neither Pyodide's lock file nor this "
                     f"environment has a version of; pip install it here and build again"
                 )
-            wheels[name] = Wheel.read(path)
-            for dep, spec in wheels[name].dependencies(environment):
-                todo.append((dep, f"{name} {wheels[name].version}", spec))
+            wheel = wheels[name] = Wheel.read(path)
+            needs = wheel.dependencies(environment)
+            wheel.depends = [dep for dep, _ in needs]
+            todo += [(dep, f"{name} {wheel.version}", spec) for dep, spec in needs]
     for name, wheel in wheels.items():
         for by, specifier in asked[name]:
             if specifier is not None and not specifier.contains(wheel.version, prereleases=True):
@@ -335,7 +339,7 @@ def installed_versions() -> dict[str, str]:
     import importlib.metadata
 
     return {
-        _canonical(d.metadata["Name"]): d.version
+        canonicalize_name(d.metadata["Name"]): d.version
         for d in importlib.metadata.distributions()
         if d.metadata["Name"]
     }
@@ -354,7 +358,7 @@ def _kernel_wheels() -> dict[str, Path]:
         if folder.is_dir():
             found: dict[str, Path] = {}
             for wheel in sorted(folder.glob("*.whl"), reverse=True):  # newest stand-in first
-                found.setdefault(_canonical(wheel.name.split("-")[0]), wheel)
+                found.setdefault(parse_wheel_filename(wheel.name)[0], wheel)
             return found
     raise LiteBuildError(
         "the Pyodide kernel's lab extension is not installed: pip install 'counterpoint[lite]'"
@@ -377,7 +381,7 @@ def build(
     *,
     notebooks: Path | None = None,
     cache: Path | None = None,
-    log=print,
+    log: Callable[..., None] = print,
 ) -> dict:
     """Build the site into ``output`` (replaced); returns what was built (sizes, seconds)."""
     started = time.monotonic()
@@ -385,7 +389,7 @@ def build(
     output = Path(output).resolve()
     _check_output(output)
     notebooks = Path(notebooks) if notebooks is not None else _course_folder()
-    if not sorted(notebooks.glob("*.ipynb")):
+    if not any(notebooks.glob("*.ipynb")):
         raise LiteBuildError(f"no notebooks (*.ipynb) in {notebooks}: pass --notebooks DIR")
     cache = Path(cache or Path.home() / ".cache" / "counterpoint" / "lite").resolve()
     cache.mkdir(parents=True, exist_ok=True)
@@ -397,7 +401,13 @@ def build(
 
 
 def _build(
-    output: Path, notebooks: Path, cache: Path, scratch: Path, version: str, started, log
+    output: Path,
+    notebooks: Path,
+    cache: Path,
+    scratch: Path,
+    version: str,
+    started: float,
+    log: Callable[..., None],
 ) -> dict:
     work = scratch / "lite-dir"
     pyodide_out = work / "static" / "pyodide"
@@ -421,7 +431,7 @@ def _build(
     given["counterpoint"] = counterpoint_wheel(scratch / "counterpoint")
     given["counterpoint-jupyterlite"] = startup_wheel(counterpoint.__version__, scratch / "startup")
     pinned = installed_versions()
-    pinned.update({_canonical(n): p["version"] for n, p in lock["packages"].items()})
+    pinned.update({canonicalize_name(n): p["version"] for n, p in lock["packages"].items()})
     wheels = resolve(
         [*KERNEL_PACKAGES, *SITE_PACKAGES],
         given,
@@ -433,17 +443,15 @@ def _build(
     packages = {}
     for name, wheel in sorted(wheels.items()):
         shutil.copy2(wheel.path, pyodide_out / wheel.path.name)
-        depends = [dep for dep, _ in wheel.dependencies(environment)]
-        packages[name] = wheel.lock_entry(depends)
+        packages[name] = wheel.lock_entry()
     lock["packages"] = packages
     (pyodide_out / "pyodide-lock.json").write_text(json.dumps(lock, indent=1, sort_keys=True))
 
     contents = work / "files"
     for source in sorted(notebooks.glob("*.ipynb")):
         notebook_for_lite(source, contents / source.name)
-    for extra in ("README.md",):
-        if (notebooks / extra).is_file():
-            shutil.copy2(notebooks / extra, contents / extra)
+    if (notebooks / "README.md").is_file():  # (the course map)
+        shutil.copy2(notebooks / "README.md", contents / "README.md")
     (work / "jupyter-lite.json").write_text(json.dumps(_lite_config(), indent=1))
 
     log("jupyter lite build", flush=True)

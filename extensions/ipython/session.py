@@ -101,6 +101,7 @@ class Session:
         self._installed = False
         self._in_run_cell = 0  # (nested) shell.run_cell calls under way
         self._typed: str | None = None  # in the browser: the cell as typed (not transformed)
+        self._kernel_run: Any = None  # in the browser: the Pyodide kernel's own ``run``
         self.install()
 
     # -- installing and removing ---------------------------------------------------------
@@ -151,7 +152,7 @@ class Session:
         if IN_BROWSER and shell.run_cell_async == self._run_cell_async_in_browser:
             shell.run_cell_async = self._run_cell_async
             shell._showtraceback = self._lite_showtraceback
-            if getattr(self, "_kernel_run", None) is not None:
+            if self._kernel_run is not None:
                 shell.kernel.run = self._kernel_run
         shell.showtraceback = self._showtraceback
         shell.loop_runner = "asyncio"
@@ -219,26 +220,27 @@ class Session:
         """``shell.run_cell``, with the cell journaled: a ``cell`` record (its source)
         before anything the cell does, a ``cell_done`` record (its outcome) after.
         Silent executions (a front end's own requests) are not journaled."""
+        self._in_run_cell += 1
+        try:
+            return self._journaled(raw_cell, *args, **kwargs)
+        finally:
+            self._in_run_cell -= 1
+
+    def _journaled(self, raw_cell: str, *args: Any, **kwargs: Any) -> Any:
         silent = kwargs.get("silent", args[1] if len(args) > 1 else False)
         run = self._run_cell
         if silent:
-            self._in_run_cell += 1
-            try:
-                return run(raw_cell, *args, **kwargs)
-            finally:
-                self._in_run_cell -= 1
+            return run(raw_cell, *args, **kwargs)
         vm = self.vm
         self.cells += 1
         number = self.cells
         typed, self._typed = self._typed, None
         lowlevel.mark(vm, CELL, number, raw_cell if typed is None else typed)
         self.running_cell = number
-        self._in_run_cell += 1
         try:
             result = run(raw_cell, *args, **kwargs)
         finally:
             self.running_cell = None
-            self._in_run_cell -= 1
         if self.vm is vm:  # (not after a `%vm reset` in this very cell)
             outcome = outcome_of(result.error_before_exec or result.error_in_exec)
             lowlevel.mark(vm, CELL_DONE, number, outcome)
